@@ -1,0 +1,133 @@
+"""Batched sampling from a Hugging Face causal LM with a KV cache, returning per-token log-probs.
+
+Prompts are left-padded, so every row's next token sits at the last column and one incremental forward
+per new token serves the whole batch; ``position_ids`` skip the padding so that a row's positions are
+the same as without padding.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Samples:
+    """Sampled responses: ``tokens`` [B, T] (``pad_id`` after EOS), ``logprobs`` [B, T], ``mask`` [B, T]."""
+
+    tokens: torch.Tensor
+    logprobs: torch.Tensor
+    mask: torch.Tensor
+    ended: torch.Tensor  # [B] bool: the response emitted EOS
+
+
+def left_pad(sequences: list[list[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists into ``(input_ids, attention_mask)``."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def cache_kwargs(model, cache) -> dict:
+    """``{name: cache}`` for the model's KV-cache argument (``cache`` in transformers 5, else ``past_key_values``)."""
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache}
+
+
+def output_cache(output):
+    """The KV cache an HF model output carries, whatever its transformers version calls it."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count only real tokens (0 for padding)."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@torch.no_grad()
+def sample(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    eos_id: int,
+    pad_id: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    greedy: bool = False,
+) -> Samples:
+    """Sample up to ``max_new_tokens`` per row from ``softmax(logits / temperature)`` with a KV cache."""
+    batch = input_ids.shape[0]
+    device = input_ids.device
+    tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros((batch, max_new_tokens), device=device)
+    mask = torch.zeros((batch, max_new_tokens), dtype=torch.bool, device=device)
+    alive = torch.ones(batch, dtype=torch.bool, device=device)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions(attention_mask), use_cache=True)
+    for t in range(max_new_tokens):
+        logp = F.log_softmax(out.logits[:, -1, :].float() / temperature, dim=-1)
+        if greedy:
+            action = logp.argmax(-1)
+        else:
+            action = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+        action = torch.where(alive, action, torch.full_like(action, pad_id))
+        tokens[:, t] = action
+        logprobs[:, t] = torch.where(alive, logp.gather(-1, action[:, None]).squeeze(-1), 0.0)
+        mask[:, t] = alive
+        alive = alive & (action != eos_id)
+        if not alive.any() or t == max_new_tokens - 1:
+            break
+        attention_mask = torch.cat([attention_mask, alive[:, None].long()], dim=1)
+        out = model(
+            input_ids=action[:, None],
+            attention_mask=attention_mask,
+            position_ids=positions(attention_mask)[:, -1:],
+            use_cache=True,
+            **cache_kwargs(model, output_cache(out)),
+        )
+    ended = ((tokens == eos_id) & mask).any(-1)
+    return Samples(tokens=tokens, logprobs=logprobs, mask=mask, ended=ended)
+
+
+def decode_responses(tokenizer, samples: Samples) -> list[str]:
+    """Response texts, special tokens removed."""
+    return [
+        tokenizer.decode(row[m].tolist(), skip_special_tokens=True).strip()
+        for row, m in zip(samples.tokens.cpu(), samples.mask.cpu())
+    ]
+
+
+def generate_texts(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 256,
+    greedy: bool = False,
+) -> list[str]:
+    """Sample one response per prompt; seeded, batched, on the model's device."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    responses: list[str] = []
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in chunk]
+        ids, mask = left_pad(encoded, tokenizer.pad_token_id, device)
+        samples = sample(model, ids, mask, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                         temperature, generator, greedy)
+        responses += decode_responses(tokenizer, samples)
+    model.train(was_training)
+    return responses

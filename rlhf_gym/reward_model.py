@@ -1,0 +1,99 @@
+"""The reward model ``r_phi(x, y)``: a Hugging Face sequence classifier with one output, and its loss.
+
+Bradley–Terry (1952): ``P(y_w > y_l | x) = sigmoid(r(x, y_w) - r(x, y_l))``, fitted by minimising
+``L = -E[log sigmoid(r(x, y_w) - r(x, y_l) - m)]`` (``m`` an optional margin, Touvron et al. 2023). Its
+gradient with respect to ``r(x, y_w)`` is ``-(1 - sigmoid(delta))``: large when the model disagrees with
+the label, vanishing once it agrees.
+
+The reward model scores *text*: ``prompt + " " + response`` is tokenised with its own tokenizer, so it
+may differ from the policy's; the score is read at the last real token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None) -> torch.Tensor:
+    """``-mean(log sigmoid(r_chosen - r_rejected - margin))``."""
+    delta = r_chosen - r_rejected
+    if margin is not None:
+        delta = delta - margin
+    return -F.logsigmoid(delta).mean()
+
+
+def join_text(prompt: str, response: str) -> str:
+    """The text a reward model scores."""
+    return f"{prompt} {response}".strip()
+
+
+class RewardModel:
+    """A scalar reward model: ``AutoModelForSequenceClassification(num_labels=1)`` plus its tokenizer.
+
+    :param model: the sequence classifier (``config.num_labels == 1``).
+    :param tokenizer: its tokenizer; one without a pad token gets its EOS token as pad.
+    :param max_length: texts are truncated on the left to this many tokens (the end of a response is kept).
+    """
+
+    def __init__(self, model, tokenizer, max_length: int = 128):
+        if model.config.num_labels != 1:
+            raise ValueError(f"a reward model needs num_labels=1, this one has {model.config.num_labels}")
+        if tokenizer.pad_token is None:
+            if tokenizer.eos_token is None:
+                raise ValueError(
+                    f"the reward model's tokenizer ({type(tokenizer).__name__}) has neither a pad nor an EOS token; "
+                    "set tokenizer.pad_token before building the RewardModel"
+                )
+            tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+        tokenizer.padding_side = "right"
+        tokenizer.truncation_side = "left"
+        self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu", max_length: int = 128) -> "RewardModel":
+        """Load model and tokenizer from a directory or a hub id (``save_pretrained`` format)."""
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=1)
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        except OSError as error:
+            raise FileNotFoundError(f"cannot load a reward model from {str(name_or_path)!r}: {error}") from None
+        return cls(model.to(device).eval(), tokenizer, max_length=max_length)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, torch.Tensor]:
+        texts = [join_text(p, r) for p, r in zip(prompts, responses)]
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
+                               add_special_tokens=False)
+        return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+
+    def forward(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        """Differentiable scores, shape [batch]."""
+        return self.model(**self.encode(prompts, responses)).logits.squeeze(-1).float()
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """``r_phi(x, y)`` for each pair, as a float32 array; batched, on the model's device."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        was_training = self.model.training
+        self.model.eval()
+        scores = [self.forward(prompts[i:i + batch_size], responses[i:i + batch_size]).cpu()
+                  for i in range(0, len(prompts), batch_size)]
+        self.model.train(was_training)
+        return torch.cat(scores).numpy().astype(np.float32) if scores else np.zeros(0, np.float32)
+
+    __call__ = score

@@ -1,0 +1,22 @@
+"""Tasks: prompt sets with their reference policy and reward model. ``load_task("reviews")`` is the default."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .base import Task
+from .reviews.task import make_reviews_task
+
+TASKS: dict[str, Callable[..., Task]] = {"reviews": make_reviews_task}
+
+
+def load_task(name: str | Task = "reviews", **kwargs) -> Task:
+    """Return the task called ``name`` (a :class:`Task` passes through)."""
+    if isinstance(name, Task):
+        return name
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
+    return TASKS[name](**kwargs)
+
+
+__all__ = ["Task", "TASKS", "load_task"]

@@ -1,0 +1,68 @@
+"""What a task is: prompts with a fixed split, a reference (SFT) policy, a reward model, maybe a gold reward."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ..reward_model import RewardModel
+
+
+@dataclass
+class Task:
+    """A prompt distribution and its models, loaded from an artifacts directory.
+
+    :param name: task id.
+    :param artifacts_dir: holds ``policy/`` (causal LM + tokenizer) and ``reward_model/`` in HF format, and
+        ``metadata.json``.
+    :param train_prompts: prompts for training.
+    :param eval_prompts: held-out prompts for evaluation.
+    :param gold_reward: the true reward ``G(prompt, response)`` when the task has one (never shown to agents).
+    :param is_well_formed: ``f(prompt, response) -> bool`` when the task has a grammar.
+    :param max_new_tokens: default response budget.
+    """
+
+    name: str
+    artifacts_dir: Path
+    train_prompts: list[str]
+    eval_prompts: list[str]
+    gold_reward: Callable[[str, str], float] | None = None
+    is_well_formed: Callable[[str, str], bool] | None = None
+    max_new_tokens: int = 24
+    reward_model_dir: Path | None = field(default=None)
+
+    @property
+    def policy_dir(self) -> Path:
+        return self.artifacts_dir / "policy"
+
+    @property
+    def reward_dir(self) -> Path:
+        return self.reward_model_dir or self.artifacts_dir / "reward_model"
+
+    @cached_property
+    def metadata(self) -> dict:
+        path = self.artifacts_dir / "metadata.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def load_tokenizer(self):
+        return AutoTokenizer.from_pretrained(self.policy_dir)
+
+    def load_policy(self, device: str = "cpu"):
+        """The SFT policy (the reference of stage 3), in eval mode."""
+        self._check_built(self.policy_dir)
+        return AutoModelForCausalLM.from_pretrained(self.policy_dir).to(device).eval()
+
+    def load_reward_model(self, device: str = "cpu") -> RewardModel:
+        self._check_built(self.reward_dir)
+        return RewardModel.from_pretrained(self.reward_dir, device=device)
+
+    def _check_built(self, directory: Path) -> None:
+        if not (directory / "config.json").exists():
+            raise FileNotFoundError(
+                f"task {self.name!r}: {directory} has no model; rebuild it with `python scripts/build_default_task.py`"
+            )
