@@ -50,9 +50,9 @@ class BuildConfig:
     """Hidden size of the reward model."""
     reward_layers: int = 2
     """Transformer blocks of the reward model."""
-    n_comparisons: int = 4000
+    n_comparisons: int = 10000
     """Labelled SFT pairs the reward model is trained on."""
-    reward_epochs: int = 3
+    reward_epochs: int = 4
     """Reward-model passes."""
     annotator_temperature: float = 0.5
     """Bradley–Terry temperature of the simulated annotator."""

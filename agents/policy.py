@@ -1,0 +1,193 @@
+"""A Hugging Face causal LM as a Stable-Baselines3 actor-critic policy over tokens.
+
+Actor: ``pi(a | s) = softmax(logits(s) / temperature)``, the LM's next-token distribution.
+Critic: a linear value head on the LM's last hidden state (shared trunk, the default), or on a separate
+copy of the trunk (``share_trunk=False``), optionally initialised from a reward model
+(``value_init="reward_model"``, Ouyang et al. 2022). The zero-initialised head starts at ``V = 0``.
+
+Two ways in: SB3's per-observation interface (``forward``, ``evaluate_actions``, ``predict``; one full
+forward per observation — what plain ``PPO`` uses), and the sequence interface of :class:`agents.TokenPPO`
+(``start``/``advance`` sample with a KV cache; ``evaluate_sequences`` runs one forward per sequence).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.distributions import CategoricalDistribution
+from stable_baselines3.common.policies import BasePolicy
+from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from rlhf_gym.generation import cache_kwargs, output_cache, positions
+
+
+def default_policy_path() -> str:
+    """The embedded reviews task's SFT policy."""
+    from rlhf_gym.tasks.reviews.task import ARTIFACTS_DIR
+
+    return str(ARTIFACTS_DIR / "policy")
+
+
+def _disable_dropout(module: nn.Module) -> None:
+    """Dropout off for good, so the rollout and the update see the same function (first ratio = 1)."""
+    for sub in module.modules():
+        if isinstance(sub, nn.Dropout):
+            sub.p = 0.0
+
+
+class TransformerPolicy(BasePolicy):
+    """Actor-critic policy whose actor is a causal LM.
+
+    :param observation_space: ``Dict(input_ids, attention_mask)`` of the RLHF env (right-padded contexts).
+    :param action_space: ``Discrete(vocab)``.
+    :param lr_schedule: learning-rate schedule (SB3).
+    :param model_name_or_path: HF causal LM id or directory (default: the embedded task's SFT policy).
+    :param temperature: sampling temperature of the action distribution.
+    :param share_trunk: value head on the actor's trunk (True) or on a separate copy (False).
+    :param value_init: ``"zero"`` or ``"reward_model"`` (needs ``share_trunk=False`` and ``reward_model_path``).
+    :param reward_model_path: reward model whose trunk and score head initialise the critic.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule,
+        model_name_or_path: str | None = None,
+        temperature: float = 1.0,
+        share_trunk: bool = True,
+        value_init: str = "zero",
+        reward_model_path: str | None = None,
+        optimizer_class: type[torch.optim.Optimizer] = torch.optim.AdamW,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        use_sde: bool = False,
+    ):
+        super().__init__(observation_space, action_space, optimizer_class=optimizer_class,
+                         optimizer_kwargs=optimizer_kwargs or {"eps": 1e-5})
+        if value_init not in ("zero", "reward_model"):
+            raise ValueError(f"value_init must be 'zero' or 'reward_model', got {value_init!r}")
+        self.model_name_or_path = str(model_name_or_path or default_policy_path())
+        self.temperature, self.share_trunk, self.value_init = float(temperature), share_trunk, value_init
+        self.reward_model_path = reward_model_path
+        try:
+            self.lm = AutoModelForCausalLM.from_pretrained(self.model_name_or_path)
+        except OSError as error:
+            raise FileNotFoundError(f"cannot load the policy model {self.model_name_or_path!r}: {error}") from None
+        vocab = self.lm.get_output_embeddings().weight.shape[0]
+        if action_space.n != vocab:
+            raise ValueError(f"the env's action space Discrete({action_space.n}) does not match the policy "
+                             f"{self.model_name_or_path!r} (vocabulary {vocab})")
+        self.critic_trunk: nn.Module | None = None
+        hidden = self.lm.config.hidden_size
+        if value_init == "reward_model":
+            if share_trunk or reward_model_path is None:
+                raise ValueError("value_init='reward_model' needs share_trunk=False and reward_model_path")
+            reward = AutoModelForSequenceClassification.from_pretrained(reward_model_path, num_labels=1)
+            self.critic_trunk = reward.base_model
+            head = getattr(reward, "score", None) or getattr(reward, "classifier", None)
+            if not isinstance(head, nn.Linear) or head.out_features != 1:
+                raise ValueError(f"cannot take a linear score head from {type(reward).__name__}")
+            self.value_head = nn.Linear(head.in_features, 1)
+            with torch.no_grad():
+                self.value_head.weight.copy_(head.weight)
+                self.value_head.bias.copy_(head.bias if head.bias is not None else torch.zeros(1))
+        else:
+            if not share_trunk:
+                self.critic_trunk = AutoModel.from_pretrained(self.model_name_or_path)
+            self.value_head = nn.Linear(hidden, 1)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+        _disable_dropout(self)
+        self.action_dist = CategoricalDistribution(vocab)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(model_name_or_path=self.model_name_or_path, temperature=self.temperature, share_trunk=self.share_trunk,
+                    value_init=self.value_init, reward_model_path=self.reward_model_path)
+        return data
+
+    # ------------------------------------------------------------------------------------ core forward
+    def _run(self, input_ids, attention_mask, position_ids, cache=None, critic_cache=None):
+        """Logits, values and KV caches for the given tokens (all positions)."""
+        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=cache is not False,
+                      output_hidden_states=self.critic_trunk is None, **({} if cache in (None, False) else cache_kwargs(self.lm, cache)))
+        if self.critic_trunk is None:
+            hidden, new_critic_cache = out.hidden_states[-1], None
+        else:
+            critic = self.critic_trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                       use_cache=cache is not False,
+                                       **({} if critic_cache is None else cache_kwargs(self.critic_trunk, critic_cache)))
+            hidden, new_critic_cache = critic.last_hidden_state, (output_cache(critic) if cache is not False else None)
+        values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
+        return out.logits.float() / self.temperature, values, (output_cache(out) if cache is not False else None), new_critic_cache
+
+    # ------------------------------------------------------------------ sequence interface (TokenPPO)
+    def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """First sampling step on left-padded prompts: next-token logits [B, V], values [B], caches."""
+        logits, values, cache, critic_cache = self._run(input_ids, attention_mask, positions(attention_mask), cache=None)
+        return logits[:, -1], values[:, -1], (cache, critic_cache)
+
+    def advance(self, tokens: torch.Tensor, attention_mask: torch.Tensor, caches):
+        """One incremental step with the KV caches; ``attention_mask`` covers everything seen so far."""
+        cache, critic_cache = caches
+        logits, values, cache, critic_cache = self._run(tokens[:, None], attention_mask, positions(attention_mask)[:, -1:],
+                                                        cache=cache, critic_cache=critic_cache)
+        return logits[:, -1], values[:, -1], (cache, critic_cache)
+
+    def evaluate_sequences(self, queries, query_mask, responses, response_mask):
+        """One forward per sequence ``[query; response]``: log-probs, entropies and values of every response token.
+
+        ``queries`` are left-padded [B, P]; returns three [B, T] tensors (values of the state before each token).
+        """
+        prompt_len = queries.shape[1]
+        input_ids = torch.cat([queries, responses], dim=1)
+        attention = torch.cat([query_mask, response_mask.long()], dim=1)
+        logits, values, _, _ = self._run(input_ids, attention, positions(attention), cache=False)
+        logits = logits[:, prompt_len - 1:-1]
+        logp_all = F.log_softmax(logits, dim=-1)
+        logprobs = logp_all.gather(-1, responses[:, :, None]).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return logprobs, entropy, values[:, prompt_len - 1:-1]
+
+    # ------------------------------------------------------------ SB3 observation interface (slow path)
+    def _last_position(self, obs: dict[str, torch.Tensor]):
+        input_ids, mask = obs["input_ids"].long(), obs["attention_mask"].long()
+        if input_ids.dim() == 1:
+            input_ids, mask = input_ids[None], mask[None]
+        logits, values, _, _ = self._run(input_ids, mask, positions(mask), cache=False)
+        last = (mask.sum(-1) - 1).clamp(min=0)
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        return logits[rows, last], values[rows, last]
+
+    def get_distribution(self, obs) -> CategoricalDistribution:
+        logits, _ = self._last_position(obs)
+        return self.action_dist.proba_distribution(action_logits=logits)
+
+    def forward(self, obs, deterministic: bool = False):
+        logits, values = self._last_position(obs)
+        distribution = self.action_dist.proba_distribution(action_logits=logits)
+        actions = distribution.get_actions(deterministic=deterministic)
+        return actions, values[:, None], distribution.log_prob(actions)
+
+    def evaluate_actions(self, obs, actions: torch.Tensor):
+        logits, values = self._last_position(obs)
+        distribution = self.action_dist.proba_distribution(action_logits=logits)
+        return values[:, None], distribution.log_prob(actions.reshape(-1)), distribution.entropy()
+
+    def predict_values(self, obs) -> torch.Tensor:
+        return self._last_position(obs)[1][:, None]
+
+    def _predict(self, observation, deterministic: bool = False) -> torch.Tensor:
+        return self.get_distribution(observation).get_actions(deterministic=deterministic)
+
+    # ------------------------------------------------------------------------------------ export
+    def export_pretrained(self, directory: str | Path, tokenizer=None) -> None:
+        """Write the actor as a plain HF model directory (with its tokenizer) that ``pipeline`` loads."""
+        self.lm.save_pretrained(directory)
+        (tokenizer or AutoTokenizer.from_pretrained(self.model_name_or_path)).save_pretrained(directory)

@@ -1,0 +1,274 @@
+"""Token-level PPO for RLHF on Stable-Baselines3's machinery.
+
+PPO (Schulman et al. 2017, https://arxiv.org/abs/1707.06347) applied per token as in Ziegler et al. (2019)
+and Ouyang et al. (2022); the implementation details follow Huang et al. (2022), "The N Implementation
+Details of RLHF with PPO". SB3's ``PPO`` class supplies the learn loop, callbacks, logger, progress bar,
+schedules, ``save``/``load`` and seeding; this subclass replaces the two hot parts:
+
+* ``collect_rollouts`` samples a whole batch of responses in lock step with a KV cache, taking log-probs
+  and values from the sampling pass, and reports the log-probs to the env so its KL is exact;
+* ``train`` runs one forward pass per sequence (all its tokens at once) per minibatch, with the clipped
+  policy loss, clipped value loss, entropy bonus, gradient clipping and early stop on approximate KL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.utils import FloatSchedule, explained_variance
+
+from envs.sb3_vec_env import RLHFVecEnv
+from rlhf_gym.generation import left_pad
+
+from .buffer import SequenceRolloutBuffer, masked_mean
+from .policy import TransformerPolicy
+
+RLHF_INFO_KEYS = ("proxy_reward", "gold_reward", "kl", "response_length", "well_formed")
+
+
+class TokenPPO(PPO):
+    """PPO over tokens on the batched RLHF env.
+
+    :param policy: ``"TransformerPolicy"`` (or the class).
+    :param env: an :class:`envs.RLHFVecEnv` (``n_envs`` rows = responses per rollout), or an env id, built
+        as ``RLHFVecEnv(num_envs=n_envs, **env_kwargs)``.
+    :param learning_rate: AdamW learning rate (or schedule).
+    :param batch_size: minibatch size, in *sequences*.
+    :param n_epochs: PPO epochs per rollout.
+    :param gamma: discount per token (1: the episode return is the response's reward).
+    :param gae_lambda: GAE lambda.
+    :param clip_range: policy ratio clip.
+    :param clip_range_vf: value clip around the rollout's values (None: off).
+    :param normalize_advantage: whiten advantages over each rollout's tokens.
+    :param normalize_rewards: scale rewards by the running std of episode returns.
+    :param ent_coef: entropy bonus weight.
+    :param vf_coef: value loss weight.
+    :param max_grad_norm: gradient-norm clip.
+    :param target_kl: stop the epochs of an update when the approximate KL passes ``1.5 * target_kl``.
+    :param amp: mixed precision on CUDA: ``"bf16"``, ``"fp16"`` or None (float32). Ignored on CPU.
+    :param n_envs: rows when ``env`` is an id.
+    :param env_kwargs: keyword arguments of the env when ``env`` is an id.
+    """
+
+    policy_aliases = {"TransformerPolicy": TransformerPolicy}
+
+    def __init__(
+        self,
+        policy: str | type[TransformerPolicy],
+        env: RLHFVecEnv | str,
+        learning_rate: float = 3e-4,
+        batch_size: int = 16,
+        n_epochs: int = 4,
+        gamma: float = 1.0,
+        gae_lambda: float = 0.95,
+        clip_range: float = 0.2,
+        clip_range_vf: float | None = 0.2,
+        normalize_advantage: bool = True,
+        normalize_rewards: bool = False,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 1.0,
+        target_kl: float | None = None,
+        amp: str | None = None,
+        n_envs: int = 64,
+        env_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: torch.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        if isinstance(env, str):
+            env = RLHFVecEnv(num_envs=n_envs, **(env_kwargs or {}))
+        if env is not None and not isinstance(env, RLHFVecEnv):
+            raise TypeError(f"TokenPPO needs an envs.RLHFVecEnv (the batched env), got {type(env).__name__}; "
+                            "plain stable_baselines3.PPO runs on single RLHF-v0 envs")
+        if amp not in (None, "bf16", "fp16"):
+            raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+        self.amp, self.normalize_rewards = amp, normalize_rewards
+        self.return_rms = RunningMeanStd(shape=())
+        self.kl_controller_state: dict | None = None
+        n_steps = env.vector_env.setup.max_new_tokens if env is not None else 1
+        super().__init__(
+            policy, env, learning_rate=learning_rate, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
+            gamma=gamma, gae_lambda=gae_lambda, clip_range=clip_range, clip_range_vf=clip_range_vf,
+            normalize_advantage=normalize_advantage, ent_coef=ent_coef, vf_coef=vf_coef, max_grad_norm=max_grad_norm,
+            target_kl=target_kl, stats_window_size=stats_window_size, tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs, verbose=verbose, seed=seed, device=device, _init_setup_model=False,
+        )
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------------------------------ setup
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
+        self.policy = self.policy.to(self.device)
+        self.rollout_buffer = SequenceRolloutBuffer(self.n_envs, self.n_steps, self.device, self.gamma, self.gae_lambda)
+        self.clip_range = FloatSchedule(self.clip_range)
+        if self.clip_range_vf is not None:
+            self.clip_range_vf = FloatSchedule(self.clip_range_vf)
+        self._shuffle = torch.Generator().manual_seed(self.seed if self.seed is not None else 0)
+        if self.env is not None and self.kl_controller_state is not None:
+            self.env.vector_env.kl_controller.load_state_dict(self.kl_controller_state)
+
+    def _excluded_save_params(self) -> list[str]:
+        return super()._excluded_save_params() + ["_shuffle"]
+
+    def set_env(self, env, force_reset: bool = True) -> None:
+        super().set_env(env, force_reset)
+        if self.kl_controller_state is not None:
+            env.vector_env.kl_controller.load_state_dict(self.kl_controller_state)
+
+    def save(self, path, exclude=None, include=None) -> None:
+        """SB3 ``save``, with the env's KL-controller state (beta) stored beside the weights and optimizer."""
+        if self.env is not None:
+            self.kl_controller_state = self.env.vector_env.kl_controller.state_dict()
+        super().save(path, exclude=exclude, include=include)
+
+    def export_pretrained(self, directory: str | Path) -> None:
+        """Write the policy as a plain HF model directory with tokenizer (loadable by ``pipeline``)."""
+        tokenizer = self.env.vector_env.setup.tokenizer if self.env is not None else None
+        self.policy.export_pretrained(directory, tokenizer)
+
+    def _autocast(self):
+        if self.amp is None or self.device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
+
+    # -------------------------------------------------------------------------------------- rollouts
+    def collect_rollouts(self, env: RLHFVecEnv, callback: BaseCallback, rollout_buffer: SequenceRolloutBuffer, n_rollout_steps: int) -> bool:
+        """Sample one response per row with a KV cache, stepping the env token by token, then compute GAE."""
+        vector_env = env.vector_env
+        setup = vector_env.setup
+        self.policy.set_training_mode(False)
+        rollout_buffer.reset()
+        callback.on_rollout_start()
+        vector_env.reset()
+        queries, query_mask = left_pad([setup.prompt_ids[i] for i in vector_env.state.prompt_index], setup.pad_token_id, self.device)
+        rollout_buffer.queries, rollout_buffer.query_mask = queries, query_mask
+        alive = torch.ones(self.n_envs, dtype=torch.bool, device=self.device)
+        attention = query_mask
+        final_infos: list[dict] = []
+        with torch.no_grad(), self._autocast():
+            logits, values, caches = self.policy.start(queries, query_mask)
+            for t in range(n_rollout_steps):
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                actions = torch.multinomial(logp.exp(), 1).squeeze(-1)
+                actions = torch.where(alive, actions, torch.full_like(actions, setup.pad_token_id))
+                chosen = logp.gather(-1, actions[:, None]).squeeze(-1)
+                rollout_buffer.responses[:, t] = actions
+                rollout_buffer.response_mask[:, t] = alive
+                rollout_buffer.logprobs[:, t] = torch.where(alive, chosen, 0.0)
+                rollout_buffer.values[:, t] = torch.where(alive, values, 0.0)
+                vector_env.report_logprobs(torch.where(alive, chosen, torch.nan))
+                _, rewards, terminated, truncated, info = vector_env.step(actions.cpu().numpy())
+                rollout_buffer.rewards[:, t] = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
+                self.num_timesteps += self.n_envs
+                final_infos += self._episode_infos(info)
+                callback.update_locals(locals())
+                if not callback.on_step():
+                    return False
+                alive = alive & ~torch.as_tensor(terminated | truncated, device=self.device)
+                if not alive.any():
+                    break
+                attention = torch.cat([attention, alive[:, None].long()], dim=1)
+                logits, values, caches = self.policy.advance(actions, attention, caches)
+        self._record_rollout(final_infos, vector_env.beta)
+        if self.normalize_rewards:
+            returns = rollout_buffer.rewards.sum(1).cpu().numpy()
+            self.return_rms.update(returns)
+            rollout_buffer.rewards /= float(np.sqrt(self.return_rms.var + 1e-8))
+        rollout_buffer.compute_returns_and_advantage()
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def _episode_infos(self, info: dict) -> list[dict]:
+        rows = np.flatnonzero(info.get("_proxy_reward", np.zeros(0, dtype=bool)))
+        episodes = []
+        for row in rows:
+            episode = {key: info[key][row] for key in info if not key.startswith("_") and info["_" + key][row]}
+            episodes.append(episode)
+            self.ep_info_buffer.append({"r": float(episode["terminal_reward"]), "l": int(episode["response_length"])})
+        return episodes
+
+    def _record_rollout(self, infos: list[dict], beta: float) -> None:
+        for key in RLHF_INFO_KEYS:
+            values = [float(i[key]) for i in infos if key in i]
+            if values:
+                self.logger.record(f"rlhf/{key}", float(np.mean(values)))
+        if infos:
+            self.logger.record("rlhf/eos_share", float(np.mean([i["eos"] for i in infos])))
+        self.logger.record("rlhf/beta", beta)
+        self.last_rollout_infos = infos
+
+    # ---------------------------------------------------------------------------------------- update
+    def train(self) -> None:
+        """PPO epochs over minibatches of whole sequences (one forward pass per sequence per minibatch)."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        clip_range = self.clip_range(self._current_progress_remaining)
+        clip_range_vf = self.clip_range_vf(self._current_progress_remaining) if self.clip_range_vf is not None else None
+        pg_losses, value_losses, entropy_losses, clip_fractions, approx_kls = [], [], [], [], []
+        continue_training = True
+        buffer = self.rollout_buffer
+        for epoch in range(self.n_epochs):
+            for batch in buffer.get(self.batch_size, self._shuffle, self.normalize_advantage):
+                mask = batch.response_mask.float()
+                with self._autocast():
+                    logprobs, entropy, values = self.policy.evaluate_sequences(batch.queries, batch.query_mask, batch.responses, batch.response_mask)
+                log_ratio = logprobs - batch.old_logprobs
+                ratio = torch.exp(log_ratio)
+                pg_loss = masked_mean(torch.max(-batch.advantages * ratio,
+                                                -batch.advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)), mask)
+                if clip_range_vf is None:
+                    values_pred = values
+                else:
+                    values_pred = batch.old_values + torch.clamp(values - batch.old_values, -clip_range_vf, clip_range_vf)
+                value_loss = 0.5 * masked_mean(torch.max((values - batch.returns) ** 2, (values_pred - batch.returns) ** 2), mask)
+                entropy_loss = -masked_mean(entropy, mask)
+                loss = pg_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+                with torch.no_grad():
+                    approx_kl = masked_mean(torch.exp(log_ratio) - 1 - log_ratio, mask).item()
+                    clip_fractions.append(masked_mean(((ratio - 1).abs() > clip_range).float(), mask).item())
+                pg_losses.append(pg_loss.item())
+                value_losses.append(value_loss.item())
+                entropy_losses.append(entropy_loss.item())
+                approx_kls.append(approx_kl)
+                if self.target_kl is not None and approx_kl > 1.5 * self.target_kl:
+                    continue_training = False
+                    if self.verbose >= 1:
+                        print(f"Early stopping at epoch {epoch} due to reaching max kl: {approx_kl:.3f}")
+                    break
+                self.policy.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.policy.optimizer.step()
+            self._n_updates += 1
+            if not continue_training:
+                break
+        mask = buffer.response_mask
+        explained = explained_variance(buffer.values[mask].flatten().cpu().numpy(), buffer.returns[mask].flatten().cpu().numpy())
+        self.logger.record("train/entropy_loss", np.mean(entropy_losses))
+        self.logger.record("train/policy_gradient_loss", np.mean(pg_losses))
+        self.logger.record("train/value_loss", np.mean(value_losses))
+        self.logger.record("train/approx_kl", np.mean(approx_kls))
+        self.logger.record("train/clip_fraction", np.mean(clip_fractions))
+        self.logger.record("train/loss", loss.item())
+        self.logger.record("train/explained_variance", explained)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/clip_range", clip_range)
+        if clip_range_vf is not None:
+            self.logger.record("train/clip_range_vf", clip_range_vf)

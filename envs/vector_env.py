@@ -1,0 +1,139 @@
+"""The batched ``RLHF-v0``: ``num_envs`` responses stepped together, scored in one pass per step.
+
+``gym.make_vec("RLHF-v0", num_envs=N)`` builds it through the ``vector_entry_point``. Episode state stays on
+the device; at every step the responses that ended are scored with one reference forward pass and one
+reward-model call. Rewards and infos equal those of :class:`envs.rlhf_env.RLHFEnv` for the same tokens.
+
+Autoreset modes (Gymnasium 1.x): ``"next_step"`` (default: a finished row restarts on the next ``step``,
+whose action for that row is ignored) or ``"disabled"`` (finished rows wait, ignoring actions, until
+``reset(options={"reset_mask": mask})``; what a lock-step agent such as :class:`agents.TokenPPO` uses).
+
+Final-episode infos follow Gymnasium's vector convention: ``info[key]`` is an array over rows and
+``info["_" + key]`` the mask of the rows where it is set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from .episodes import EpisodeBatch
+from .setup import resolve_setup
+
+_MODES = {"next_step": AutoresetMode.NEXT_STEP, "disabled": AutoresetMode.DISABLED}
+
+
+class RLHFVectorEnv(VectorEnv):
+    """Batched RLHF environment; takes the keyword arguments of :class:`envs.rlhf_env.RLHFEnv` plus these.
+
+    :param num_envs: rows stepped together.
+    :param autoreset_mode: ``"next_step"`` or ``"disabled"`` (see the module docstring).
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 8, task: Any = "reviews", autoreset_mode: str | AutoresetMode = "next_step",
+                 render_mode: str | None = None, seed: int | None = None, **kwargs: Any):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        mode = autoreset_mode if isinstance(autoreset_mode, AutoresetMode) else _MODES.get(autoreset_mode)
+        if mode not in _MODES.values():
+            raise ValueError(f"autoreset_mode must be one of {list(_MODES)}, got {autoreset_mode!r}")
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
+        self.setup = resolve_setup(task=task, **kwargs)
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        self._first_seed = seed
+        self.state = EpisodeBatch(self.setup, num_envs)
+        self.single_action_space = spaces.Discrete(self.setup.vocab_size)
+        self.single_observation_space = self.setup.observation_space()
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self._autoreset = np.zeros(num_envs, dtype=bool)
+        self._started = False
+
+    @property
+    def kl_controller(self):
+        return self.setup.kl_controller
+
+    @property
+    def beta(self) -> float:
+        return self.setup.kl_controller.beta
+
+    def report_logprobs(self, logprobs) -> None:
+        """Report ``log pi(a_t | s_t)`` for every row's next action (NaN for none): the log-prob channel."""
+        self.state.report(logprobs)
+
+    def _pick_prompts(self, n: int) -> np.ndarray:
+        return self.np_random.integers(len(self.setup.prompts), size=n)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        """Start episodes in all rows, or in ``options["reset_mask"]``; ``options["prompt_indices"]`` picks prompts."""
+        if seed is None and self._first_seed is not None:
+            seed, self._first_seed = self._first_seed, None
+        if isinstance(seed, (list, tuple)):
+            seed = seed[0]
+        super().reset(seed=seed)
+        options = options or {}
+        mask = np.asarray(options.get("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
+        rows = np.flatnonzero(mask)
+        indices = options.get("prompt_indices")
+        indices = self._pick_prompts(len(rows)) if indices is None else np.asarray(indices, dtype=np.int64)[: len(rows)]
+        if len(indices) != len(rows) or (indices < 0).any() or (indices >= len(self.setup.prompts)).any():
+            raise ValueError(f"prompt_indices must give {len(rows)} indices in [0, {len(self.setup.prompts)})")
+        self.state.start(rows, indices)
+        self._autoreset[rows] = False
+        self._started = True
+        info = {"prompt_index": self.state.prompt_index.copy(), "_prompt_index": mask.copy()}
+        return self.state.observation(), info
+
+    def step(self, actions):
+        if not self._started:
+            raise RuntimeError("step() called before reset()")
+        actions = np.asarray(actions).reshape(-1)
+        if actions.shape[0] != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} actions, got {actions.shape[0]}")
+        bad = np.flatnonzero((actions < 0) | (actions >= self.setup.vocab_size))
+        if bad.size:
+            raise ValueError(f"action {actions[bad[0]]} of row {bad[0]} is outside Discrete({self.setup.vocab_size})")
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        restarting = np.flatnonzero(self._autoreset)
+        if restarting.size:
+            self.state.start(restarting, self._pick_prompts(restarting.size))
+            self._autoreset[restarting] = False
+        active = np.flatnonzero(~self.state.done)
+        active = active[~np.isin(active, restarting)]
+        infos: dict[str, Any] = {}
+        if active.size:
+            term, trunc = self.state.append(active, actions[active])
+            rewards[active], row_infos = self.state.rewards(active, term | trunc)
+            terminated[active], truncated[active] = term, trunc
+            for row, info in zip(active.tolist(), row_infos):
+                for key, value in info.items():
+                    self._add_info(infos, key, value, row)
+        if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
+            self._autoreset |= terminated | truncated
+        if self.render_mode == "human":
+            self.render()
+        return self.state.observation(), rewards, terminated, truncated, infos
+
+    def _add_info(self, infos: dict, key: str, value: Any, row: int) -> None:
+        if key not in infos:
+            dtype = object if isinstance(value, str) else type(value)
+            infos[key] = np.zeros(self.num_envs, dtype=dtype)
+            infos["_" + key] = np.zeros(self.num_envs, dtype=bool)
+        infos[key][row] = value
+        infos["_" + key][row] = True
+
+    def render(self) -> str | None:
+        text = "\n".join(f"[{i}] {self.state.render(i)}" for i in range(self.num_envs))
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text

@@ -1,0 +1,192 @@
+"""RLHF-v0, the single environment: API, reward by hand, KL, seeding, registration, bad input."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import rlhf_gym  # noqa: F401  (registers the ids)
+from envs import RLHFEnv
+
+
+def constant_reward(value):
+    return lambda prompts, responses: [value] * len(prompts)
+
+
+@pytest.fixture(scope="module")
+def env(task, ref_model, tokenizer):
+    return RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(1.5), beta=0.1)
+
+
+def hf_ref_logprobs(ref_model, tokenizer, prompt, response_ids, temperature=1.0):
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    full = torch.tensor([ids + response_ids])
+    with torch.no_grad():
+        logp = torch.log_softmax(ref_model(full).logits[0].float() / temperature, -1)
+    return np.array([logp[len(ids) - 1 + t, tok].item() for t, tok in enumerate(response_ids)])
+
+
+def run_episode(env, tokens, logprobs=None, prompt_index=0):
+    env.reset(seed=0, options={"prompt_index": prompt_index})
+    rewards = []
+    for t, token in enumerate(tokens):
+        if logprobs is not None:
+            env.unwrapped.report_logprobs(logprobs[t])
+        _, reward, terminated, truncated, info = env.step(token)
+        rewards.append(reward)
+        if terminated or truncated:
+            return rewards, info, terminated, truncated
+    raise AssertionError("episode did not end")
+
+
+def review_tokens(tokenizer, text="great ."):
+    return tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+def test_both_env_checkers_pass(env):
+    gym_check_env(env, skip_render_check=True)
+    sb3_check_env(env, warn=True)
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+@pytest.mark.parametrize("placement", ["terminal", "per_token"])
+def test_reward_equals_hand_computation(task, ref_model, tokenizer, estimator, placement):
+    env = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(1.5), beta=0.1,
+                  kl_estimator=estimator, kl_penalty=placement)
+    tokens = review_tokens(tokenizer, "not very good .")
+    reported = np.array([-0.5, -1.0, -0.25, -2.0, -0.1])
+    rewards, info, terminated, _ = run_episode(env, tokens, reported)
+    ref = hf_ref_logprobs(ref_model, tokenizer, env.setup.prompts[0], tokens)
+    log_ratio = reported - ref
+    per_token = log_ratio if estimator == "k1" else np.expm1(-log_ratio) + log_ratio
+    assert terminated and info["eos"] and info["kl_source"] == "reported"
+    assert info["kl"] == pytest.approx(per_token.sum(), abs=1e-4)
+    assert info["ref_logprob"] == pytest.approx(ref.sum(), abs=1e-4)
+    assert sum(rewards) == pytest.approx(1.5 - 0.1 * per_token.sum(), abs=1e-4)
+    if placement == "terminal":
+        assert rewards[:-1] == [0.0] * (len(tokens) - 1)
+    else:
+        assert rewards[:-1] == pytest.approx(list(-0.1 * per_token[:-1]), abs=1e-4)
+    assert info["response_text"] == "not very good ." and info["response_length"] == len(tokens)
+    assert info["proxy_reward"] == 1.5 and info["beta"] == 0.1
+    assert info["gold_reward"] == pytest.approx(-1.0) and info["well_formed"]
+
+
+def test_kl_is_zero_when_the_agent_is_the_reference(env, ref_model, tokenizer):
+    tokens = review_tokens(tokenizer, "great , and i loved the chef .")
+    ref = hf_ref_logprobs(ref_model, tokenizer, env.setup.prompts[3], tokens)
+    _, info, _, _ = run_episode(env, tokens, ref, prompt_index=3)
+    assert abs(info["kl"]) < 1e-4
+
+
+def test_fallback_without_reports_is_named(env, ref_model, tokenizer):
+    tokens = review_tokens(tokenizer)
+    rewards, info, _, _ = run_episode(env, tokens)
+    ref = hf_ref_logprobs(ref_model, tokenizer, env.setup.prompts[0], tokens)
+    assert info["kl_source"] == "fallback:deterministic_policy"
+    assert info["kl"] == pytest.approx(-ref.sum(), abs=1e-4)  # log pi := 0
+
+
+def test_truncation_and_no_eos_penalty(task, ref_model, tokenizer):
+    env = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(0.0), beta=0.0,
+                  max_new_tokens=3, no_eos_penalty=2.0)
+    great = tokenizer.convert_tokens_to_ids("great")
+    rewards, info, terminated, truncated = run_episode(env, [great] * 3)
+    assert truncated and not terminated and not info["eos"]
+    assert rewards[-1] == pytest.approx(-2.0) and info["penalty"] == 2.0
+
+
+def test_seeding_gives_identical_episodes(task, ref_model, tokenizer):
+    def episode(seed):
+        env = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(0.0))
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        trace = [obs["input_ids"].tolist()]
+        done = False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            trace.append((obs["input_ids"].tolist(), reward))
+            done = terminated or truncated
+        return trace
+
+    assert episode(3) == episode(3)
+    assert episode(3) != episode(4)
+
+
+def test_registration_and_make_kwargs(task):
+    assert "RLHF-v0" in gym.registry
+    env = gym.make("RLHF-v0", task=task, beta=0.3, max_new_tokens=5, render_mode="ansi")
+    obs, info = env.reset(seed=1)
+    assert env.unwrapped.beta == 0.3 and env.unwrapped.setup.max_new_tokens == 5
+    assert env.observation_space.contains(obs)
+    assert env.render() == f"{info['prompt']} \u2502 "
+    env.step(env.unwrapped.setup.tokenizer.convert_tokens_to_ids("great"))
+    assert env.render().endswith("\u2502 great")
+
+
+def test_adaptive_kl_controller_state_round_trip(task, ref_model, tokenizer):
+    env = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(0.0), beta=0.1,
+                  target_kl=1.0, kl_horizon=10)
+    _, info, _, _ = run_episode(env, review_tokens(tokenizer))  # fallback KL is large: beta must grow
+    assert info["beta"] == 0.1 and env.unwrapped.beta == pytest.approx(0.1 * (1 + 0.2 / 10))
+    state = env.kl_controller.state_dict()
+    other = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(0.0), beta=0.1, target_kl=1.0)
+    other.kl_controller.load_state_dict(state)
+    assert other.beta == env.beta
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def test_prompt_too_long(task, ref_model, tokenizer):
+    prompts = ["the food was", "the food was great . the room was clean . i loved the pool ."]
+    with pytest.raises(ValueError, match=r"prompt 1 has 15 tokens, more than max_prompt_tokens=5"):
+        RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, prompts=prompts, max_prompt_tokens=5)
+    with pytest.warns(UserWarning, match="left-truncated"):
+        env = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, prompts=prompts, max_prompt_tokens=5,
+                      truncate_prompts=True, reward_model=constant_reward(0.0))
+    assert env.setup.prompt_ids[1] == tokenizer(prompts[1], add_special_tokens=False)["input_ids"][-5:]
+    with pytest.raises(ValueError, match="exceeds the reference model's context"):
+        RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, max_new_tokens=500)
+
+
+def test_vocabulary_mismatch_names_both(task, ref_model):
+    from transformers import AutoTokenizer
+    big = AutoTokenizer.from_pretrained(task.policy_dir)
+    big.add_tokens([f"extra{i}" for i in range(400)])
+    with pytest.raises(ValueError, match=r"tokenizer .*662 tokens.* does not fit the reference model \(GPT2LMHeadModel, vocabulary 262\)"):
+        RLHFEnv(task=task, ref_model=ref_model, tokenizer=big)
+
+
+def test_bad_action_and_step_after_end(task, ref_model, tokenizer):
+    env = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(0.0))
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.step(10_000)
+    run_episode(env, review_tokens(tokenizer))
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(0)
+
+
+@pytest.mark.parametrize("scores, message", [
+    (lambda p, r: [float("nan")] * len(p), r"returned nan for response 0 \(prompt "),
+    (lambda p, r: [float("inf")] * len(p), "returned inf"),
+    (lambda p, r: [1.0, 2.0], "returned 2 scores for 1 responses"),
+])
+def test_bad_reward_function(task, ref_model, tokenizer, scores, message):
+    env = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=scores)
+    with pytest.raises(ValueError, match=message):
+        run_episode(env, review_tokens(tokenizer))
+
+
+def test_bad_arguments(task):
+    with pytest.raises(ValueError, match="kl_estimator"):
+        RLHFEnv(task=task, kl_estimator="k2")
+    with pytest.raises(ValueError, match="kl_penalty"):
+        RLHFEnv(task=task, kl_penalty="dense")
+    with pytest.raises(FileNotFoundError, match="cannot load the reference model"):
+        RLHFEnv(task=task, ref_model="/nonexistent/model")
+    with pytest.raises(KeyError, match="unknown task"):
+        RLHFEnv(task="chess")

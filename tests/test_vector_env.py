@@ -1,0 +1,116 @@
+"""The batched env: make_vec, equivalence with the single env, autoreset, the SB3 bridge."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.vec_env import VecCheckNan
+
+import rlhf_gym  # noqa: F401
+from envs import RLHFEnv, RLHFVecEnv, RLHFVectorEnv
+
+
+def proxy(prompts, responses):
+    return [len(r.split()) * 0.1 for r in responses]
+
+
+def kwargs(task, ref_model, tokenizer, **extra):
+    return dict(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=proxy, beta=0.2, **extra)
+
+
+def test_make_vec_uses_the_vector_entry_point(task):
+    envs = gym.make_vec("RLHF-v0", num_envs=3, task=task)
+    assert isinstance(envs, RLHFVectorEnv) and envs.num_envs == 3
+    obs, _ = envs.reset(seed=0)
+    assert envs.observation_space.contains(obs)
+    obs2, _ = envs.reset(seed=0)
+    assert all(np.array_equal(obs[k], obs2[k]) for k in obs)
+    assert obs["input_ids"] is not obs2["input_ids"]
+
+
+@pytest.mark.parametrize("placement", ["terminal", "per_token"])
+def test_single_and_batched_envs_agree(task, ref_model, tokenizer, placement):
+    """Same prompts, tokens and reported log-probs: identical rewards and infos."""
+    rng = np.random.default_rng(0)
+    n, horizon = 4, 6
+    vocab = len(tokenizer)
+    eos = tokenizer.eos_token_id
+    tokens = rng.integers(3, vocab, size=(n, horizon))
+    tokens[0, 2] = eos
+    tokens[2, 4] = eos  # rows 1 and 3 are truncated at the budget
+    logprobs = -rng.random((n, horizon))
+    batched = RLHFVectorEnv(num_envs=n, autoreset_mode="disabled", max_new_tokens=horizon,
+                            **kwargs(task, ref_model, tokenizer, kl_penalty=placement))
+    batched.reset(seed=0, options={"prompt_indices": [5, 6, 7, 8]})
+    batched_rewards = np.zeros((n, horizon))
+    batched_infos = {}
+    for t in range(horizon):
+        batched.report_logprobs(logprobs[:, t])
+        _, rewards, _, _, info = batched.step(tokens[:, t])
+        batched_rewards[:, t] = rewards
+        for row in np.flatnonzero(info.get("_kl", [])):
+            batched_infos[row] = {k: info[k][row] for k in info if not k.startswith("_")}
+    for row, prompt_index in enumerate([5, 6, 7, 8]):
+        single = RLHFEnv(max_new_tokens=horizon, **kwargs(task, ref_model, tokenizer, kl_penalty=placement))
+        single.reset(options={"prompt_index": prompt_index})
+        rewards = []
+        for t in range(horizon):
+            single.report_logprobs(logprobs[row, t])
+            _, reward, terminated, truncated, info = single.step(tokens[row, t])
+            rewards.append(reward)
+            if terminated or truncated:
+                break
+        np.testing.assert_allclose(rewards, batched_rewards[row, : len(rewards)], atol=1e-5)
+        assert not batched_rewards[row, len(rewards):].any()
+        for key, value in info.items():
+            if isinstance(value, float):
+                assert batched_infos[row][key] == pytest.approx(value, abs=1e-5), key
+            else:
+                assert batched_infos[row][key] == value, key
+
+
+def test_next_step_autoreset_restarts_finished_rows(task, ref_model, tokenizer):
+    envs = RLHFVectorEnv(num_envs=2, **kwargs(task, ref_model, tokenizer))
+    envs.reset(seed=0)
+    eos, great = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("great")
+    _, _, terminated, _, info = envs.step([eos, great])
+    assert terminated.tolist() == [True, False] and info["_kl"].tolist() == [True, False]
+    obs, rewards, terminated, _, info = envs.step([great, great])  # row 0 restarts: its action is ignored
+    assert rewards[0] == 0.0 and not terminated[0] and "_kl" not in info
+    assert obs["attention_mask"][0].sum() == len(envs.setup.prompt_ids[envs.state.prompt_index[0]])
+
+
+def test_disabled_autoreset_waits_for_reset_mask(task, ref_model, tokenizer):
+    envs = RLHFVectorEnv(num_envs=2, autoreset_mode="disabled", **kwargs(task, ref_model, tokenizer))
+    envs.reset(seed=0)
+    eos, great = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("great")
+    envs.step([eos, great])
+    obs, rewards, terminated, truncated, _ = envs.step([great, great])
+    assert rewards[0] == 0.0 and not terminated[0] and obs["attention_mask"][0].sum() == envs.state.prompt_lens[0] + 1
+    envs.reset(options={"reset_mask": np.array([True, False])})
+    assert envs.state.response_lens.tolist() == [0, 2]
+
+
+def test_bad_batched_input(task, ref_model, tokenizer):
+    envs = RLHFVectorEnv(num_envs=2, **kwargs(task, ref_model, tokenizer))
+    with pytest.raises(RuntimeError, match="before reset"):
+        envs.step([0, 0])
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match="expected 2 actions"):
+        envs.step([0, 0, 0])
+    with pytest.raises(ValueError, match="action 9999 of row 1 is outside"):
+        envs.step([0, 9999])
+    with pytest.raises(ValueError, match="autoreset_mode"):
+        RLHFVectorEnv(num_envs=2, autoreset_mode="same_step", task=task)
+
+
+def test_sb3_bridge_resets_rows_and_reports_episodes(task, ref_model, tokenizer):
+    venv = VecCheckNan(RLHFVecEnv(num_envs=3, **kwargs(task, ref_model, tokenizer)), raise_exception=True)
+    venv.seed(0)
+    obs = venv.reset()
+    assert obs["input_ids"].shape == (3, venv.observation_space["input_ids"].shape[0])
+    eos, great = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("great")
+    obs, rewards, dones, infos = venv.step(np.array([great, eos, great]))
+    assert dones.tolist() == [False, True, False]
+    assert "terminal_observation" in infos[1] and infos[1]["episode"]["l"] == 1
+    assert infos[1]["episode"]["r"] == pytest.approx(rewards[1]) and "kl" in infos[1]
+    assert obs["attention_mask"][1].sum() == venv.unwrapped.vector_env.state.prompt_lens[1]  # already restarted
