@@ -34,6 +34,14 @@ class RLHFVecEnv(VecEnv):
         self._seed: int | None = None
         self._returns = np.zeros(self.num_envs)
 
+    @property
+    def kl_controller(self):
+        return self.vector_env.kl_controller
+
+    @property
+    def beta(self) -> float:
+        return self.vector_env.beta
+
     def reset(self):
         obs, _ = self.vector_env.reset(seed=self._seed)
         self._seed = None

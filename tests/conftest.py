@@ -2,10 +2,12 @@
 
 import pytest
 import torch
+from transformers.utils import logging as hf_logging
 
 from rlhf_gym.tasks import load_task
 
 torch.set_num_threads(2)
+hf_logging.disable_progress_bar()
 
 
 @pytest.fixture(scope="session")

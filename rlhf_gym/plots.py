@@ -1,0 +1,30 @@
+"""Figures (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_learning_curve(rows: list[dict], path: str | Path, title: str = "RLHF training") -> None:
+    """Proxy and gold reward (left axis) and KL (right axis) against environment steps."""
+    steps = [r["timesteps"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, [r["proxy_reward"] for r in rows], label="proxy reward r_phi", color="tab:blue")
+    if all("gold_reward" in r for r in rows):
+        ax.plot(steps, [r["gold_reward"] for r in rows], label="gold reward", color="tab:green")
+    ax.set_xlabel("environment steps (tokens)")
+    ax.set_ylabel("reward")
+    kl_ax = ax.twinx()
+    kl_ax.plot(steps, [r["kl"] for r in rows], label="KL(pi || pi_ref)", color="tab:red", linestyle="--")
+    kl_ax.set_ylabel("KL (nats per response)")
+    lines = ax.get_lines() + kl_ax.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], loc="lower right")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

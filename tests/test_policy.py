@@ -1,0 +1,94 @@
+"""TransformerPolicy: log-probs against plain HF, KV-cached sampling against one full forward."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from agents import TokenPPO, TransformerPolicy
+from envs import RLHFEnv, RLHFVecEnv
+
+
+@pytest.fixture(scope="module")
+def agent(task):
+    env = RLHFVecEnv(num_envs=6, task=task, max_new_tokens=10, beta=0.1)
+    return TokenPPO("TransformerPolicy", env, n_epochs=1, batch_size=3, seed=0, device="cpu")
+
+
+def test_sequence_logprobs_equal_plain_hf_forward(agent, task, tokenizer):
+    hf = AutoModelForCausalLM.from_pretrained(task.policy_dir).eval()
+    prompts = ["the food was", "i"]
+    responses = ["great , and i loved the chef .", "did not like the view ."]
+    from rlhf_gym.generation import left_pad
+    queries, qmask = left_pad([tokenizer(p)["input_ids"] for p in prompts], tokenizer.pad_token_id)
+    resp = [tokenizer(r)["input_ids"] + [tokenizer.eos_token_id] for r in responses]
+    width = max(map(len, resp))
+    tokens = torch.full((2, width), tokenizer.pad_token_id)
+    rmask = torch.zeros((2, width), dtype=torch.bool)
+    for i, r in enumerate(resp):
+        tokens[i, : len(r)], rmask[i, : len(r)] = torch.tensor(r), True
+    with torch.no_grad():
+        logprobs, entropy, values = agent.policy.evaluate_sequences(queries, qmask, tokens, rmask)
+        for i, (p, r) in enumerate(zip(prompts, resp)):
+            ids = tokenizer(p)["input_ids"]
+            logp = torch.log_softmax(hf(torch.tensor([ids + r])).logits[0], -1)
+            expected = torch.stack([logp[len(ids) - 1 + t, tok] for t, tok in enumerate(r)])
+            torch.testing.assert_close(logprobs[i, : len(r)], expected, atol=1e-5, rtol=0)
+    assert (entropy[rmask] > 0).all()
+    assert torch.count_nonzero(values) == 0  # zero-initialised value head
+
+
+def test_kv_cached_rollout_matches_full_forward_and_first_ratio_is_one(agent):
+    agent.learn(1, progress_bar=False)  # one rollout and one update
+    buffer = agent.rollout_buffer
+    agent.collect_rollouts(agent.env, _NoCallback(agent), buffer, agent.n_steps)
+    with torch.no_grad():
+        logprobs, _, values = agent.policy.evaluate_sequences(buffer.queries, buffer.query_mask, buffer.responses, buffer.response_mask)
+    mask = buffer.response_mask
+    assert mask.any() and (values[mask] != 0).any()
+    torch.testing.assert_close(logprobs[mask], buffer.logprobs[mask], atol=1e-5, rtol=0)
+    torch.testing.assert_close(values[mask], buffer.values[mask], atol=1e-5, rtol=0)
+    ratio = torch.exp(logprobs[mask] - buffer.logprobs[mask])
+    assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-5)
+    assert not any(m.training and getattr(m, "p", 0) > 0 for m in agent.policy.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_predict_on_env_observations(agent, task):
+    env = RLHFEnv(task=task, max_new_tokens=10)
+    obs, _ = env.reset(seed=0)
+    action, _ = agent.predict(obs, deterministic=True)
+    logits, _ = agent.policy._last_position({k: torch.as_tensor(v)[None] for k, v in obs.items()})
+    assert int(action) == int(logits.argmax())
+    assert env.action_space.contains(int(action))
+
+
+def test_separate_critic_and_reward_model_initialisation(task):
+    env = RLHFVecEnv(num_envs=2, task=task, max_new_tokens=4)
+    space_args = (env.observation_space, env.action_space, lambda _: 1e-4)
+    separate = TransformerPolicy(*space_args, share_trunk=False)
+    assert separate.critic_trunk is not None
+    from_rm = TransformerPolicy(*space_args, share_trunk=False, value_init="reward_model", reward_model_path=str(task.reward_dir))
+    assert torch.count_nonzero(from_rm.value_head.weight) > 0
+    with pytest.raises(ValueError, match="needs share_trunk=False"):
+        TransformerPolicy(*space_args, value_init="reward_model", reward_model_path=str(task.reward_dir))
+    with pytest.raises(FileNotFoundError, match="cannot load the policy model"):
+        TransformerPolicy(*space_args, model_name_or_path="/nonexistent/policy")
+
+
+class _NoCallback:
+    """The minimal callback interface collect_rollouts calls."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def on_rollout_start(self):
+        pass
+
+    def on_rollout_end(self):
+        pass
+
+    def update_locals(self, _):
+        pass
+
+    def on_step(self):
+        return True
