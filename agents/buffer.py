@@ -54,14 +54,17 @@ class SequenceBatch:
     old_values: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
+    action_masks: torch.Tensor | None = None
 
 
 class SequenceRolloutBuffer:
     """Holds one rollout of ``n_sequences`` responses of at most ``max_new_tokens`` tokens, on ``device``."""
 
-    def __init__(self, n_sequences: int, max_new_tokens: int, device: torch.device, gamma: float = 1.0, gae_lambda: float = 0.95):
+    def __init__(self, n_sequences: int, max_new_tokens: int, device: torch.device, gamma: float = 1.0, gae_lambda: float = 0.95,
+                 vocab_size: int | None = None):
+        """``vocab_size`` set: also hold the action masks [B, T, V] of a masked (NLPO) rollout."""
         self.n_sequences, self.max_new_tokens, self.device = n_sequences, max_new_tokens, device
-        self.gamma, self.gae_lambda = gamma, gae_lambda
+        self.gamma, self.gae_lambda, self.vocab_size = gamma, gae_lambda, vocab_size
         self.reset()
 
     def reset(self) -> None:
@@ -72,6 +75,7 @@ class SequenceRolloutBuffer:
         self.logprobs = torch.zeros(shape, device=self.device)
         self.values = torch.zeros(shape, device=self.device)
         self.rewards = torch.zeros(shape, device=self.device)
+        self.action_masks = None if self.vocab_size is None else torch.ones(shape + (self.vocab_size,), dtype=torch.bool, device=self.device)
         self.advantages = self.returns = None
 
     def compute_returns_and_advantage(self) -> None:
@@ -86,4 +90,5 @@ class SequenceRolloutBuffer:
             used = int(self.response_mask[idx].sum(0).nonzero().max()) + 1 if self.response_mask[idx].any() else 1
             yield SequenceBatch(self.queries[idx], self.query_mask[idx], self.responses[idx, :used],
                                 self.response_mask[idx, :used], self.logprobs[idx, :used], self.values[idx, :used],
-                                advantages[idx, :used], self.returns[idx, :used])
+                                advantages[idx, :used], self.returns[idx, :used],
+                                None if self.action_masks is None else self.action_masks[idx, :used])

@@ -20,10 +20,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.distributions import CategoricalDistribution
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.policies import BasePolicy
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from rlhf_gym.generation import cache_kwargs, output_cache, positions
+from rlhf_gym.masking import apply_mask
 
 
 def default_policy_path() -> str:
@@ -67,8 +69,10 @@ class TransformerPolicy(BasePolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         use_sde: bool = False,
     ):
-        super().__init__(observation_space, action_space, optimizer_class=optimizer_class,
-                         optimizer_kwargs=optimizer_kwargs or {"eps": 1e-5})
+        # BasePolicy directly: MaskableTransformerPolicy puts sb3-contrib's maskable policy after us in the MRO,
+        # and its __init__ (which builds MLPs) must not run.
+        BasePolicy.__init__(self, observation_space, action_space, optimizer_class=optimizer_class,
+                            optimizer_kwargs=optimizer_kwargs or {"eps": 1e-5})
         if value_init not in ("zero", "reward_model"):
             raise ValueError(f"value_init must be 'zero' or 'reward_model', got {value_init!r}")
         self.model_name_or_path = str(model_name_or_path or default_policy_path())
@@ -140,16 +144,17 @@ class TransformerPolicy(BasePolicy):
                                                         cache=cache, critic_cache=critic_cache)
         return logits[:, -1], values[:, -1], (cache, critic_cache)
 
-    def evaluate_sequences(self, queries, query_mask, responses, response_mask):
+    def evaluate_sequences(self, queries, query_mask, responses, response_mask, action_masks=None):
         """One forward per sequence ``[query; response]``: log-probs, entropies and values of every response token.
 
         ``queries`` are left-padded [B, P]; returns three [B, T] tensors (values of the state before each token).
+        ``action_masks`` [B, T, V] restricts each step's distribution (NLPO).
         """
         prompt_len = queries.shape[1]
         input_ids = torch.cat([queries, responses], dim=1)
         attention = torch.cat([query_mask, response_mask.long()], dim=1)
         logits, values, _, _ = self._run(input_ids, attention, positions(attention), cache=False)
-        logits = logits[:, prompt_len - 1:-1]
+        logits = apply_mask(logits[:, prompt_len - 1:-1], action_masks)
         logp_all = F.log_softmax(logits, dim=-1)
         logprobs = logp_all.gather(-1, responses[:, :, None]).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
@@ -165,29 +170,43 @@ class TransformerPolicy(BasePolicy):
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         return logits[rows, last], values[rows, last]
 
-    def get_distribution(self, obs) -> CategoricalDistribution:
-        logits, _ = self._last_position(obs)
+    def _distribution(self, logits: torch.Tensor, action_masks=None) -> CategoricalDistribution:
+        if action_masks is not None:
+            masks = torch.as_tensor(action_masks, device=logits.device).reshape(logits.shape).bool()
+            logits = apply_mask(logits, masks)
         return self.action_dist.proba_distribution(action_logits=logits)
 
-    def forward(self, obs, deterministic: bool = False):
+    def get_distribution(self, obs, action_masks=None) -> CategoricalDistribution:
+        logits, _ = self._last_position(obs)
+        return self._distribution(logits, action_masks)
+
+    def forward(self, obs, deterministic: bool = False, action_masks=None):
         logits, values = self._last_position(obs)
-        distribution = self.action_dist.proba_distribution(action_logits=logits)
+        distribution = self._distribution(logits, action_masks)
         actions = distribution.get_actions(deterministic=deterministic)
         return actions, values[:, None], distribution.log_prob(actions)
 
-    def evaluate_actions(self, obs, actions: torch.Tensor):
+    def evaluate_actions(self, obs, actions: torch.Tensor, action_masks=None):
         logits, values = self._last_position(obs)
-        distribution = self.action_dist.proba_distribution(action_logits=logits)
+        distribution = self._distribution(logits, action_masks)
         return values[:, None], distribution.log_prob(actions.reshape(-1)), distribution.entropy()
 
     def predict_values(self, obs) -> torch.Tensor:
         return self._last_position(obs)[1][:, None]
 
-    def _predict(self, observation, deterministic: bool = False) -> torch.Tensor:
-        return self.get_distribution(observation).get_actions(deterministic=deterministic)
+    def _predict(self, observation, deterministic: bool = False, action_masks=None) -> torch.Tensor:
+        return self.get_distribution(observation, action_masks).get_actions(deterministic=deterministic)
 
     # ------------------------------------------------------------------------------------ export
     def export_pretrained(self, directory: str | Path, tokenizer=None) -> None:
         """Write the actor as a plain HF model directory (with its tokenizer) that ``pipeline`` loads."""
         self.lm.save_pretrained(directory)
         (tokenizer or AutoTokenizer.from_pretrained(self.model_name_or_path)).save_pretrained(directory)
+
+
+class MaskableTransformerPolicy(TransformerPolicy, MaskableActorCriticPolicy):
+    """:class:`TransformerPolicy` for ``sb3_contrib.MaskablePPO``: the same model, with masked distributions.
+
+    MaskablePPO checks ``isinstance(policy, MaskableActorCriticPolicy)`` and passes ``action_masks`` to
+    ``forward``, ``evaluate_actions`` and ``predict``; every method it calls is TransformerPolicy's.
+    """

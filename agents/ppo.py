@@ -27,6 +27,7 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance
 
 from envs.sb3_vec_env import RLHFVecEnv
 from rlhf_gym.generation import left_pad
+from rlhf_gym.masking import apply_mask
 
 from .buffer import SequenceRolloutBuffer, masked_mean
 from .policy import TransformerPolicy
@@ -54,6 +55,11 @@ class TokenPPO(PPO):
     :param max_grad_norm: gradient-norm clip.
     :param target_kl: stop the epochs of an update when the approximate KL passes ``1.5 * target_kl``.
     :param amp: mixed precision on CUDA: ``"bf16"``, ``"fp16"`` or None (float32). Ignored on CPU.
+    :param use_action_masks: NLPO (Ramamurthy et al. 2022): sample from, and compute the ratio and entropy of,
+        the policy restricted to the env's top-p masks (``action_masks()``; the env needs ``mask_top_p``).
+        The log-probs reported to the env for its KL term are the *unmasked* ones: the KL leash measures the
+        policy itself against the reference, not the masked sampler.
+    :param mask_refresh_every: NLPO: copy the policy into the env's masking model every this many rollouts.
     :param n_envs: rows when ``env`` is an id.
     :param env_kwargs: keyword arguments of the env when ``env`` is an id.
     """
@@ -78,6 +84,8 @@ class TokenPPO(PPO):
         max_grad_norm: float = 1.0,
         target_kl: float | None = None,
         amp: str | None = None,
+        use_action_masks: bool = False,
+        mask_refresh_every: int = 5,
         n_envs: int = 64,
         env_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
@@ -95,7 +103,11 @@ class TokenPPO(PPO):
                             "plain stable_baselines3.PPO runs on single RLHF-v0 envs")
         if amp not in (None, "bf16", "fp16"):
             raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+        if use_action_masks and env is not None and env.vector_env.setup.mask is None:
+            raise ValueError("use_action_masks=True needs an env built with mask_top_p=... (and/or mask_top_k=...)")
         self.amp, self.normalize_rewards = amp, normalize_rewards
+        self.use_action_masks, self.mask_refresh_every = use_action_masks, mask_refresh_every
+        self.n_rollouts = 0
         self.return_rms = RunningMeanStd(shape=())
         self.kl_controller_state: dict | None = None
         n_steps = env.vector_env.setup.max_new_tokens if env is not None else 1
@@ -115,7 +127,8 @@ class TokenPPO(PPO):
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
         self.policy = self.policy.to(self.device)
-        self.rollout_buffer = SequenceRolloutBuffer(self.n_envs, self.n_steps, self.device, self.gamma, self.gae_lambda)
+        self.rollout_buffer = SequenceRolloutBuffer(self.n_envs, self.n_steps, self.device, self.gamma, self.gae_lambda,
+                                                    vocab_size=self.action_space.n if self.use_action_masks else None)
         self.clip_range = FloatSchedule(self.clip_range)
         if self.clip_range_vf is not None:
             self.clip_range_vf = FloatSchedule(self.clip_range_vf)
@@ -155,6 +168,9 @@ class TokenPPO(PPO):
         self.policy.set_training_mode(False)
         rollout_buffer.reset()
         callback.on_rollout_start()
+        if self.use_action_masks and setup.mask.refreshable and self.n_rollouts % self.mask_refresh_every == 0:
+            vector_env.refresh_mask_model(self.policy.lm)
+        self.n_rollouts += 1
         vector_env.reset()
         queries, query_mask = left_pad([setup.prompt_ids[i] for i in vector_env.state.prompt_index], setup.pad_token_id, self.device)
         rollout_buffer.queries, rollout_buffer.query_mask = queries, query_mask
@@ -164,15 +180,20 @@ class TokenPPO(PPO):
         with torch.no_grad(), self._autocast():
             logits, values, caches = self.policy.start(queries, query_mask)
             for t in range(n_rollout_steps):
-                logp = torch.log_softmax(logits.float(), dim=-1)
+                logp = unmasked_logp = torch.log_softmax(logits.float(), dim=-1)
+                if self.use_action_masks:
+                    masks = vector_env.state.action_masks()
+                    rollout_buffer.action_masks[:, t] = masks
+                    logp = torch.log_softmax(apply_mask(logits.float(), masks), dim=-1)
                 actions = torch.multinomial(logp.exp(), 1).squeeze(-1)
                 actions = torch.where(alive, actions, torch.full_like(actions, setup.pad_token_id))
                 chosen = logp.gather(-1, actions[:, None]).squeeze(-1)
+                reported = unmasked_logp.gather(-1, actions[:, None]).squeeze(-1)
                 rollout_buffer.responses[:, t] = actions
                 rollout_buffer.response_mask[:, t] = alive
                 rollout_buffer.logprobs[:, t] = torch.where(alive, chosen, 0.0)
                 rollout_buffer.values[:, t] = torch.where(alive, values, 0.0)
-                vector_env.report_logprobs(torch.where(alive, chosen, torch.nan))
+                vector_env.report_logprobs(torch.where(alive, reported, torch.nan))
                 _, rewards, terminated, truncated, info = vector_env.step(actions.cpu().numpy())
                 rollout_buffer.rewards[:, t] = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
                 self.num_timesteps += self.n_envs
@@ -228,7 +249,8 @@ class TokenPPO(PPO):
             for batch in buffer.get(self.batch_size, self._shuffle, self.normalize_advantage):
                 mask = batch.response_mask.float()
                 with self._autocast():
-                    logprobs, entropy, values = self.policy.evaluate_sequences(batch.queries, batch.query_mask, batch.responses, batch.response_mask)
+                    logprobs, entropy, values = self.policy.evaluate_sequences(batch.queries, batch.query_mask, batch.responses,
+                                                                               batch.response_mask, batch.action_masks)
                 log_ratio = logprobs - batch.old_logprobs
                 ratio = torch.exp(log_ratio)
                 pg_loss = masked_mean(torch.max(-batch.advantages * ratio,

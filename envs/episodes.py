@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlhf_gym.generation import positions
 from rlhf_gym.kl import kl_per_token
+from rlhf_gym.masking import top_p_mask
 from rlhf_gym.scoring import reference_logprobs, score_episodes
 
 from .setup import EnvSetup
@@ -84,6 +86,25 @@ class EpisodeBatch:
         ref_last = ref.gather(1, (steps - 1)[:, None]).squeeze(1)
         policy_last = self.policy_logprobs[rows_t].gather(1, (steps - 1)[:, None]).squeeze(1)
         return kl_per_token(torch.nan_to_num(policy_last, nan=0.0), ref_last, self.setup.kl_estimator).cpu().numpy()
+
+    @torch.no_grad()
+    def action_masks(self) -> torch.Tensor:
+        """NLPO masks [N, V] of every row's next token, from one forward of the masking model over the contexts."""
+        mask = self.setup.mask
+        if mask is None:
+            raise RuntimeError("this env has no action masks: create it with mask_top_p=... (and/or mask_top_k=...)")
+        lengths = self.prompt_lens + self.response_lens
+        attention = (torch.arange(self.setup.context_length, device=self.setup.device)[None, :] < lengths[:, None]).long()
+        logits = mask.model(input_ids=self.contexts, attention_mask=attention, position_ids=positions(attention)).logits
+        last = logits[torch.arange(self.num_rows, device=logits.device), (lengths - 1).clamp(min=0)]
+        return top_p_mask(last / self.setup.temperature, mask.top_p, mask.top_k, mask.min_tokens, mask.always_allowed)
+
+    def refresh_mask_model(self, model) -> None:
+        """Copy ``model``'s weights into the masking model (NLPO's periodic refresh)."""
+        mask = self.setup.mask
+        if mask is None or not mask.refreshable:
+            raise RuntimeError("the masking model is not a refreshable copy (mask_model='policy_copy')")
+        mask.model.load_state_dict(model.state_dict())
 
     def texts(self, row: int) -> tuple[str, str]:
         tok = self.setup.tokenizer

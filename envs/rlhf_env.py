@@ -45,6 +45,12 @@ class RLHFEnv(gym.Env):
     :param no_eos_penalty: subtracted from the reward of a response that never emits the stop token.
     :param temperature: temperature of the reference log-probs (match the agent's sampling temperature).
     :param device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    :param mask_top_p: turn on NLPO action masks (``action_masks()``, for ``sb3_contrib.MaskablePPO``): the
+        tokens in the top-p mass of the masking model.
+    :param mask_top_k: also keep at most this many tokens.
+    :param mask_min_tokens: keep at least this many tokens.
+    :param mask_model: ``"policy_copy"`` (a copy of the reference that the agent refreshes with its policy's
+        weights every few iterations, NLPO's default) or ``"reference"`` (the frozen reference).
     :param seed: seed of the first ``reset`` when that call gives none.
     :param render_mode: ``"ansi"`` (``render()`` returns text) or ``"human"`` (prints it).
     """
@@ -74,6 +80,14 @@ class RLHFEnv(gym.Env):
     def report_logprobs(self, logprob: float) -> None:
         """Report ``log pi(a_t | s_t)`` of the action passed to the next ``step`` (the log-prob channel)."""
         self.state.report([logprob])
+
+    def action_masks(self) -> np.ndarray:
+        """NLPO mask of the allowed next tokens, bool [vocab] (needs ``mask_top_p`` or ``mask_top_k``)."""
+        return self.state.action_masks()[0].cpu().numpy()
+
+    def refresh_mask_model(self, model) -> None:
+        """Load ``model``'s weights into the masking model (see :class:`envs.setup.MaskSettings`)."""
+        self.state.refresh_mask_model(model)
 
     def _observation(self) -> dict[str, np.ndarray]:
         return {k: v[0] for k, v in self.state.observation().items()}

@@ -16,6 +16,10 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 from .vector_env import RLHFVectorEnv
 
 
+BATCHED_METHODS = ("action_masks",)
+"""Methods of the batched env whose result has one row per env (``action_masks`` for MaskablePPO)."""
+
+
 class RLHFVecEnv(VecEnv):
     """SB3 ``VecEnv`` over one batched RLHF environment (created with ``autoreset_mode="disabled"``).
 
@@ -87,6 +91,8 @@ class RLHFVecEnv(VecEnv):
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
         result = getattr(self.vector_env, method_name)(*method_args, **method_kwargs)
+        if method_name in BATCHED_METHODS:  # one row of the batched result per env
+            return [result[i] for i in self._get_indices(indices)]
         return [result] * len(self._get_indices(indices))
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:

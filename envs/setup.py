@@ -6,8 +6,9 @@ same world for the same arguments.
 
 from __future__ import annotations
 
+import copy
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ class EnvSetup:
     temperature: float
     device: torch.device
     vocab_size: int
+    mask: "MaskSettings | None" = None
 
     @property
     def context_length(self) -> int:
@@ -60,6 +62,22 @@ class EnvSetup:
 
     def gold_reward(self, prompt: str, response: str) -> float | None:
         return None if self.task is None or self.task.gold_reward is None else float(self.task.gold_reward(prompt, response))
+
+
+@dataclass
+class MaskSettings:
+    """NLPO action masks: top-p (and top-k) of a masking model (see :mod:`rlhf_gym.masking`).
+
+    ``refreshable`` is True when the masking model is a copy (of the reference, at first) that an agent
+    refreshes with its policy's weights; False when it is the frozen reference itself.
+    """
+
+    model: Any
+    top_p: float
+    top_k: int | None
+    min_tokens: int
+    refreshable: bool
+    always_allowed: list[int] = field(default_factory=list)
 
 
 def _load_reference(ref_model: Any, tokenizer: Any, task: Task | None, device: torch.device):
@@ -96,6 +114,10 @@ def resolve_setup(
     no_eos_penalty: float = 0.0,
     temperature: float = 1.0,
     device: str | torch.device = "cpu",
+    mask_top_p: float | None = None,
+    mask_top_k: int | None = None,
+    mask_min_tokens: int = 1,
+    mask_model: str = "policy_copy",
 ) -> EnvSetup:
     """Check and load the environment's arguments (see :class:`envs.rlhf_env.RLHFEnv`)."""
     if kl_penalty not in KL_PLACEMENTS:
@@ -155,10 +177,17 @@ def resolve_setup(
     if stop_id is None:
         raise ValueError("the tokenizer has no EOS token; pass stop_token=...")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
+    mask = None
+    if mask_top_p is not None or mask_top_k is not None:
+        if mask_model not in ("policy_copy", "reference"):
+            raise ValueError(f"mask_model must be 'policy_copy' or 'reference', got {mask_model!r}")
+        refreshable = mask_model == "policy_copy"
+        mask = MaskSettings(model=copy.deepcopy(model) if refreshable else model, top_p=mask_top_p or 1.0,
+                            top_k=mask_top_k, min_tokens=mask_min_tokens, refreshable=refreshable, always_allowed=[stop_id])
     return EnvSetup(
         task=task, ref_model=model, tokenizer=tokenizer, reward_fn=reward_fn, prompts=prompt_list, prompt_ids=prompt_ids,
         max_prompt_tokens=max_prompt_tokens, max_new_tokens=max_new_tokens,
         kl_controller=make_kl_controller(beta, target_kl, kl_horizon), kl_penalty=kl_penalty, kl_estimator=kl_estimator,
         stop_token_id=stop_id, pad_token_id=pad_id, no_eos_penalty=float(no_eos_penalty), temperature=float(temperature),
-        device=device, vocab_size=vocab_size,
+        device=device, vocab_size=vocab_size, mask=mask,
     )

@@ -68,6 +68,13 @@ class RLHFVectorEnv(VectorEnv):
         """Report ``log pi(a_t | s_t)`` for every row's next action (NaN for none): the log-prob channel."""
         self.state.report(logprobs)
 
+    def action_masks(self) -> np.ndarray:
+        """NLPO masks of every row's next token, bool [num_envs, vocab]."""
+        return self.state.action_masks().cpu().numpy()
+
+    def refresh_mask_model(self, model) -> None:
+        self.state.refresh_mask_model(model)
+
     def _pick_prompts(self, n: int) -> np.ndarray:
         return self.np_random.integers(len(self.setup.prompts), size=n)
 

@@ -35,7 +35,8 @@ def parse_dataclass(cls: type[T], description: str, argv: list[str] | None = Non
         option = f"--{f.name.replace('_', '-')}"
         help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
         if kind is bool:
-            parser.add_argument(option, type=_parse_bool, default=f.default, metavar="BOOL", help=help_text)
+            parser.add_argument(option, type=_parse_bool, nargs="?", const=True, default=f.default, metavar="BOOL",
+                                help=help_text)
         elif f.default is None:
             parser.add_argument(option, type=_optional(f.type), default=None, help=help_text)
         else:

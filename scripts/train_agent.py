@@ -44,7 +44,7 @@ class Args:
     reward_model: str | None = arg(None, "reward model: HF id or directory (default: the task's reward model)")
     prompts: str | None = arg(None, "training prompts: .jsonl (field 'prompt') or .txt file (default: the task's train split)")
     n_eval_prompts: int = arg(256, "held-out prompts for the before/after table")
-    beta: float = arg(0.05, "KL coefficient beta (initial value when --target-kl is set)")
+    beta: float = arg(0.1, "KL coefficient beta (initial value when --target-kl is set)")
     target_kl: float | None = arg(None, "turn on the adaptive KL controller (Ziegler et al. 2019) with this target KL per response")
     kl_estimator: str = arg("k1", "per-token KL estimator: k1 or k3")
     kl_penalty: str = arg("terminal", "where the KL penalty is paid: terminal or per_token")
