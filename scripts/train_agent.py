@@ -7,6 +7,7 @@ learning curve (learning_curve.png, curve.jsonl) and a before/after table (summa
 
     python scripts/train_agent.py
     python scripts/train_agent.py --beta 0.01 --total-timesteps 200000 --seed 1
+    python scripts/train_agent.py --algo nlpo --mask-top-p 0.9       # NLPO (Ramamurthy et al. 2022)
     python scripts/train_agent.py --resume runs/<run>/checkpoints/agent_30720_steps.zip
 """
 
@@ -37,6 +38,7 @@ from rlhf_gym.utils import atomic_write_json, resolve_device
 @dataclass
 class Args:
     exp_name: str = arg("train_agent", "name of this experiment (part of the run directory's name)")
+    algo: str = arg("ppo", "ppo, or nlpo (PPO with top-p action masks from a periodically refreshed copy of the policy)")
     seed: int = arg(0, "seed of everything: prompts, sampling, initialisation, minibatch order")
     task: str = arg("reviews", "task id (the embedded default: reviews)")
     model: str | None = arg(None, "policy to start from: HF causal LM id or directory (default: the task's SFT policy)")
@@ -58,6 +60,8 @@ class Args:
     ent_coef: float = arg(0.0, "entropy bonus")
     vf_coef: float = arg(0.5, "value loss weight")
     gae_lambda: float = arg(0.95, "GAE lambda")
+    mask_top_p: float = arg(0.9, "nlpo: keep the tokens in this top-p mass of the masking policy")
+    mask_refresh_every: int = arg(5, "nlpo: copy the policy into the masking policy every this many rollouts")
     device: str = arg("auto", "cpu, cuda or auto (CUDA when present)")
     amp: str = arg("bf16", "mixed precision on CUDA: bf16, fp16 or none (ignored on CPU)")
     output_dir: str = arg("runs", "where run directories are created")
@@ -73,6 +77,10 @@ class Args:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         if self.beta < 0:
             raise ValueError(f"--beta must be >= 0, got {self.beta}")
+        if self.algo not in ("ppo", "nlpo"):
+            raise ValueError(f"--algo must be ppo or nlpo, got {self.algo!r}")
+        if not 0 < self.mask_top_p <= 1 or self.mask_refresh_every <= 0:
+            raise ValueError("--mask-top-p must be in (0, 1] and --mask-refresh-every > 0")
         if self.kl_estimator not in ("k1", "k3"):
             raise ValueError(f"--kl-estimator must be k1 or k3, got {self.kl_estimator!r}")
         if self.kl_penalty not in ("terminal", "per_token"):
@@ -124,7 +132,8 @@ def main(args: Args) -> Path:
     task = load_task(args.task)
     env = RLHFVecEnv(num_envs=args.n_envs, task=task, ref_model=args.ref_model, reward_model=args.reward_model,
                      prompts=args.prompts, max_new_tokens=args.max_new_tokens, beta=args.beta, target_kl=args.target_kl,
-                     kl_estimator=args.kl_estimator, kl_penalty=args.kl_penalty, temperature=args.temperature, device=device)
+                     kl_estimator=args.kl_estimator, kl_penalty=args.kl_penalty, temperature=args.temperature, device=device,
+                     mask_top_p=args.mask_top_p if args.algo == "nlpo" else None)
     amp = None if args.amp == "none" else args.amp
     if args.resume:
         model = TokenPPO.load(args.resume, env=env, device=device)
@@ -133,6 +142,7 @@ def main(args: Args) -> Path:
         model = TokenPPO("TransformerPolicy", env, learning_rate=args.learning_rate, batch_size=args.batch_size,
                          n_epochs=args.n_epochs, gae_lambda=args.gae_lambda, ent_coef=args.ent_coef, vf_coef=args.vf_coef,
                          amp=amp, seed=args.seed, device=device, tensorboard_log=str(run_dir),
+                         use_action_masks=args.algo == "nlpo", mask_refresh_every=args.mask_refresh_every,
                          policy_kwargs={"model_name_or_path": args.model, "temperature": args.temperature})
     eval_prompts = task.eval_prompts[: args.n_eval_prompts]
     before = evaluate(env.vector_env.setup.ref_model, env, task, eval_prompts, args)

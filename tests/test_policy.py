@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import NoCallback
 from transformers import AutoModelForCausalLM
 
 from agents import TokenPPO, TransformerPolicy
@@ -41,7 +42,7 @@ def test_sequence_logprobs_equal_plain_hf_forward(agent, task, tokenizer):
 def test_kv_cached_rollout_matches_full_forward_and_first_ratio_is_one(agent):
     agent.learn(1, progress_bar=False)  # one rollout and one update
     buffer = agent.rollout_buffer
-    agent.collect_rollouts(agent.env, _NoCallback(agent), buffer, agent.n_steps)
+    agent.collect_rollouts(agent.env, NoCallback(), buffer, agent.n_steps)
     with torch.no_grad():
         logprobs, _, values = agent.policy.evaluate_sequences(buffer.queries, buffer.query_mask, buffer.responses, buffer.response_mask)
     mask = buffer.response_mask
@@ -74,21 +75,3 @@ def test_separate_critic_and_reward_model_initialisation(task):
     with pytest.raises(FileNotFoundError, match="cannot load the policy model"):
         TransformerPolicy(*space_args, model_name_or_path="/nonexistent/policy")
 
-
-class _NoCallback:
-    """The minimal callback interface collect_rollouts calls."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def on_rollout_start(self):
-        pass
-
-    def on_rollout_end(self):
-        pass
-
-    def update_locals(self, _):
-        pass
-
-    def on_step(self):
-        return True

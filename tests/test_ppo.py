@@ -111,9 +111,10 @@ def test_env_must_be_batched(task):
 
 def test_proxy_reward_rises_with_a_fixed_seed(task):
     env = RLHFVecEnv(num_envs=32, task=task, max_new_tokens=16, beta=0.1)
-    agent = TokenPPO("TransformerPolicy", env, n_epochs=4, batch_size=8, seed=0, device="cpu", learning_rate=3e-4)
+    agent = TokenPPO("TransformerPolicy", env, n_epochs=4, batch_size=8, seed=0, device="cpu", learning_rate=1e-3)
     proxies = []
-    for _ in range(8):
+    for _ in range(10):
         agent.learn(32 * 16, progress_bar=False, reset_num_timesteps=False)
         proxies.append(np.mean([i["proxy_reward"] for i in agent.last_rollout_infos]))
-    assert np.mean(proxies[-2:]) > proxies[0] + 0.5, proxies
+    # measured with this seed: -0.08 at the first rollout, 1.14 and 1.16 at the last two
+    assert np.mean(proxies[-2:]) > proxies[0] + 0.6, proxies
