@@ -18,8 +18,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from rich.console import Console
 from rich.table import Table
 from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
@@ -170,6 +168,4 @@ def main(args: Args) -> Path:
 
 if __name__ == "__main__":
     hf_logging.disable_progress_bar()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    np.set_printoptions(precision=3)
     main(parse_dataclass(Args, __doc__))
