@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+from collections.abc import Callable
 from dataclasses import field
 from typing import Any, TypeVar
 
@@ -57,3 +59,17 @@ def _optional(annotation: Any):
     if "int" in text:
         return int
     return str
+
+
+def run(main: Callable[[T], Any], cls: type[T], description: str, argv: list[str] | None = None) -> None:
+    """Parse the arguments and run ``main``; bad input (a missing or malformed file, a bad value found while
+    running) ends with ``error: <message>`` and exit code 1 instead of a traceback."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    args = parse_dataclass(cls, description, argv)
+    try:
+        main(args)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
-from rlhf_gym.cli import arg, parse_dataclass
+from rlhf_gym.cli import arg, run
 from rlhf_gym.collect import collect_preferences
 from rlhf_gym.labelers import SimulatedAnnotator, TerminalLabeler
 from rlhf_gym.prompts import load_prompts
@@ -70,5 +69,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    hf_logging.disable_progress_bar()
-    main(parse_dataclass(Args, __doc__))
+    run(main, Args, __doc__)

@@ -21,12 +21,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
-from transformers.utils import logging as hf_logging
 
 from agents import TokenPPO
 from agents.callbacks import LearningCurveCallback, read_curve
 from envs import RLHFVecEnv
-from rlhf_gym.cli import arg, parse_dataclass
+from rlhf_gym.cli import arg, run
 from rlhf_gym.evaluation import Evaluation, evaluate_policy
 from rlhf_gym.plots import plot_learning_curve
 from rlhf_gym.tasks import load_task
@@ -167,5 +166,4 @@ def main(args: Args) -> Path:
 
 
 if __name__ == "__main__":
-    hf_logging.disable_progress_bar()
-    main(parse_dataclass(Args, __doc__))
+    run(main, Args, __doc__)

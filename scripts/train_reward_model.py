@@ -14,9 +14,8 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2ForSequenceClassification
-from transformers.utils import logging as hf_logging
 
-from rlhf_gym.cli import arg, parse_dataclass
+from rlhf_gym.cli import arg, run
 from rlhf_gym.preferences import PreferenceDataError, load_preferences
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.reward_training import RewardTrainingConfig, save_reward_model, train_reward_model
@@ -71,7 +70,7 @@ def main(args: Args) -> None:
     try:
         records = load_records(args)
     except PreferenceDataError as error:
-        raise SystemExit(f"error: {error}\n(pass --skip-bad-lines true to skip malformed lines)") from None
+        raise ValueError(f"{error} (pass --skip-bad-lines to skip malformed lines)") from None
     reward_model = build_model(args, resolve_device(args.device))
     config = RewardTrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                   eval_fraction=args.eval_fraction, center_rewards_coef=args.center_rewards_coef, seed=args.seed)
@@ -81,5 +80,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    hf_logging.disable_progress_bar()
-    main(parse_dataclass(Args, __doc__))
+    run(main, Args, __doc__)
