@@ -24,7 +24,8 @@ def main() -> None:
         parser.error(f"no summary.json in: {', '.join(missing)}")
     summaries = [json.loads((r / "summary.json").read_text()) for r in args.runs]
     print(f"{len(summaries)} runs\n")
-    print("| metric | before (SFT) | after (PPO) |\n|---|---|---|")
+    algos = sorted({json.loads((r / "args.json").read_text()).get("algo", "ppo") for r in args.runs if (r / "args.json").is_file()})
+    print(f"| metric | before (SFT) | after ({', '.join(algos) or 'trained'}) |\n|---|---|---|")
     for key in METRICS:
         if key not in summaries[0]["before"]:
             continue
