@@ -161,3 +161,23 @@ class EpisodeBatch:
     def render(self, row: int) -> str:
         prompt, response = self.texts(row)
         return f"{prompt} \u2502 {response}"
+
+
+class EpisodeBatchOwner:
+    """What the single and the batched env share on top of their :class:`EpisodeBatch` (``self.state``)."""
+
+    setup: EnvSetup
+    state: EpisodeBatch
+
+    @property
+    def kl_controller(self):
+        """The beta controller; ``state_dict()`` / ``load_state_dict()`` save and restore it."""
+        return self.setup.kl_controller
+
+    @property
+    def beta(self) -> float:
+        return self.setup.kl_controller.beta
+
+    def refresh_mask_model(self, model) -> None:
+        """Load ``model``'s weights into the NLPO masking model (see :class:`envs.setup.MaskSettings`)."""
+        self.state.refresh_mask_model(model)

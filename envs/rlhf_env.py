@@ -20,11 +20,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .episodes import EpisodeBatch
+from .episodes import EpisodeBatch, EpisodeBatchOwner
 from .setup import resolve_setup
 
 
-class RLHFEnv(gym.Env):
+class RLHFEnv(EpisodeBatchOwner, gym.Env):
     """Token-level RLHF environment.
 
     :param task: task id or :class:`rlhf_gym.Task` (default ``"reviews"``, the embedded task); ``None`` to
@@ -68,15 +68,6 @@ class RLHFEnv(gym.Env):
         self.observation_space = self.setup.observation_space()
         self._needs_reset = True
 
-    @property
-    def kl_controller(self):
-        """The beta controller; ``state_dict()`` / ``load_state_dict()`` save and restore it."""
-        return self.setup.kl_controller
-
-    @property
-    def beta(self) -> float:
-        return self.setup.kl_controller.beta
-
     def report_logprobs(self, logprob: float) -> None:
         """Report ``log pi(a_t | s_t)`` of the action passed to the next ``step`` (the log-prob channel)."""
         self.state.report([logprob])
@@ -84,10 +75,6 @@ class RLHFEnv(gym.Env):
     def action_masks(self) -> np.ndarray:
         """NLPO mask of the allowed next tokens, bool [vocab] (needs ``mask_top_p`` or ``mask_top_k``)."""
         return self.state.action_masks()[0].cpu().numpy()
-
-    def refresh_mask_model(self, model) -> None:
-        """Load ``model``'s weights into the masking model (see :class:`envs.setup.MaskSettings`)."""
-        self.state.refresh_mask_model(model)
 
     def _observation(self) -> dict[str, np.ndarray]:
         return {k: v[0] for k, v in self.state.observation().items()}

@@ -21,13 +21,13 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from .episodes import EpisodeBatch
+from .episodes import EpisodeBatch, EpisodeBatchOwner
 from .setup import resolve_setup
 
 _MODES = {"next_step": AutoresetMode.NEXT_STEP, "disabled": AutoresetMode.DISABLED}
 
 
-class RLHFVectorEnv(VectorEnv):
+class RLHFVectorEnv(EpisodeBatchOwner, VectorEnv):
     """Batched RLHF environment; takes the keyword arguments of :class:`envs.rlhf_env.RLHFEnv` plus these.
 
     :param num_envs: rows stepped together.
@@ -56,14 +56,6 @@ class RLHFVectorEnv(VectorEnv):
         self._autoreset = np.zeros(num_envs, dtype=bool)
         self._started = False
 
-    @property
-    def kl_controller(self):
-        return self.setup.kl_controller
-
-    @property
-    def beta(self) -> float:
-        return self.setup.kl_controller.beta
-
     def report_logprobs(self, logprobs) -> None:
         """Report ``log pi(a_t | s_t)`` for every row's next action (NaN for none): the log-prob channel."""
         self.state.report(logprobs)
@@ -71,9 +63,6 @@ class RLHFVectorEnv(VectorEnv):
     def action_masks(self) -> np.ndarray:
         """NLPO masks of every row's next token, bool [num_envs, vocab]."""
         return self.state.action_masks().cpu().numpy()
-
-    def refresh_mask_model(self, model) -> None:
-        self.state.refresh_mask_model(model)
 
     def _pick_prompts(self, n: int) -> np.ndarray:
         return self.np_random.integers(len(self.setup.prompts), size=n)
