@@ -28,6 +28,7 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from envs.sb3_vec_env import RLHFVecEnv
 from rlhf_gym.generation import left_pad
 from rlhf_gym.masking import apply_mask
+from rlhf_gym.registration import ENV_IDS
 
 from .buffer import SequenceRolloutBuffer, masked_mean
 from .policy import TransformerPolicy
@@ -97,7 +98,9 @@ class TokenPPO(PPO):
         _init_setup_model: bool = True,
     ):
         if isinstance(env, str):
-            env = RLHFVecEnv(num_envs=n_envs, **(env_kwargs or {}))
+            if env not in ENV_IDS:
+                raise KeyError(f"unknown env id {env!r}; registered: {sorted(ENV_IDS)}")
+            env = RLHFVecEnv(num_envs=n_envs, **{**ENV_IDS[env], **(env_kwargs or {})})
         if env is not None and not isinstance(env, RLHFVecEnv):
             raise TypeError(f"TokenPPO needs an envs.RLHFVecEnv (the batched env), got {type(env).__name__}; "
                             "plain stable_baselines3.PPO runs on single RLHF-v0 envs")
