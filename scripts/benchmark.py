@@ -99,8 +99,8 @@ class Args:
     sweep_config: str = arg("small", "workload whose model the sweep uses")
     sweep_response_lengths: str = arg("12,24,48,96", "response lengths of the sweep (at the workload's rollout batch)")
     sweep_rollout_batches: str = arg("16,64,256", "rollout batches of the sweep (at the workload's response length)")
-    quick: bool = arg(False, "tiny workload, 2 iterations, tiny sweep: a smoke test (overrides --configs, "
-                             "the iteration counts and the sweep sizes)")
+    quick: bool = arg(False, "tiny workload, 2 iterations, tiny sweep, 1 thread unless --threads: a smoke test "
+                             "(overrides --configs, the iteration counts and the sweep sizes)")
     device: str = arg("auto", "auto, cpu or cuda")
     amp: str = arg("none", "mixed precision on CUDA: bf16 or none (float32); ignored on CPU")
     peak_tflops: float | None = arg(None, "peak TFLOP/s of the card for the update's MFU (default: by device name "
@@ -114,6 +114,7 @@ class Args:
             self.configs, self.sweep_config = "quick", "quick"
             self.iterations, self.warmup, self.sb3_iterations = 1, 1, 1
             self.sweep_response_lengths, self.sweep_rollout_batches = "4,8", "4,8"
+            self.threads = self.threads or 1  # tiny models gain nothing from threads, and lose a lot on a busy machine
         unknown = [c for c in split(self.configs) + [self.sweep_config] if c not in WORKLOADS]
         if unknown:
             raise ValueError(f"--configs/--sweep-config: unknown workload {unknown[0]!r} (known: {', '.join(WORKLOADS)})")
@@ -242,7 +243,8 @@ class PhaseClock:
             for phase, (first, last) in self._marks.items():
                 times[phase] = times.get(phase, 0.0) + last - first
             record = {"seconds": now - self._started, **{p: times.get(p, 0.0) for p in PHASES}, **self._counts}
-            record["other"] = record["seconds"] - sum(record[p] for p in PHASES)
+            # Clamped: a timed call that began just before the lap makes the rest a few microseconds negative.
+            record["other"] = max(0.0, record["seconds"] - sum(record[p] for p in PHASES))
             self.iterations.append(record)
         self._started = now
         self._reset()
@@ -526,7 +528,8 @@ def check_targets(results: list[dict]) -> list[dict]:
     checks = []
     for config, baseline, required in TARGETS:
         if (config, "ours") in by_key and (config, baseline) in by_key:
-            speedup = by_key[config, "ours"]["response_tokens_per_second"] / by_key[config, baseline]["response_tokens_per_second"]
+            ours, other = by_key[config, "ours"], by_key[config, baseline]
+            speedup = ours["response_tokens_per_second"] / other["response_tokens_per_second"]
             checks.append({"config": config, "baseline": baseline, "required": required, "measured": speedup,
                            "met": speedup >= required})
     return checks
@@ -557,21 +560,23 @@ def markdown(report: dict[str, Any]) -> str:
              f"Command: `{report['command']}`", "",
              "Medians over the timed iterations. Phases: sampling = generating the responses, scoring = reference "
              "log-probs and reward (and TRL's value model), update = the PPO epochs; other = the rest of the iteration. "
+             "update GFLOP/s = 6 x trained parameters x tokens through the update / update time. "
              "load = the 1-minute load average when the system started.", ""]
     for config in dict.fromkeys(r["config"] for r in report["results"]):
         rows = [r for r in report["results"] if r["config"] == config]
         ours = next((r for r in rows if r["system"] == "ours"), None)
         lines += [f"### {config}: {WORKLOADS[config].describe()}", "",
                   "| system | s / iteration | response tokens / s | sampling s | scoring s | update s | other s "
-                  "| optimizer steps | peak RSS MB |" + (" CUDA peak MB | update MFU |" if cuda else "")
+                  "| optimizer steps | update GFLOP/s | peak RSS MB |" + (" CUDA peak MB | update MFU |" if cuda else "")
                   + " ours is x faster | load |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if cuda else "") + "---:|---:|"]
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if cuda else "") + "---:|---:|"]
         for r in rows:
             phases = r["phases"]
             speedup = ours["response_tokens_per_second"] / r["response_tokens_per_second"] if ours else float("nan")
             row = (f"| {r['system']} | {r['seconds_per_iteration']:.3f} | {r['response_tokens_per_second']:,.0f} "
                    f"| {phases['sampling']:.3f} | {phases['scoring']:.3f} | {phases['update']:.3f} | {phases['other']:.3f} "
-                   f"| {r['optimizer_steps_per_iteration']} | {r['peak_rss_mb']:,.0f} |")
+                   f"| {r['optimizer_steps_per_iteration']} | {1000 * r['update_tflops_per_second']:,.1f} "
+                   f"| {r['peak_rss_mb']:,.0f} |")
             if cuda:
                 mfu = f"{100 * r['update_mfu']:.1f}%" if r["update_mfu"] is not None else "n/a"
                 row += f" {r['cuda_max_memory_allocated_mb']:,.0f} | {mfu} |"
@@ -611,29 +616,31 @@ def main(args: Args) -> dict[str, Any]:
         systems.remove("trl")
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; device {device}")
     results, sweep = [], []
+    base = WORKLOADS[args.sweep_config]
     with tempfile.TemporaryDirectory(prefix="rlhf-gym-benchmark-") as tmp:
+        files = {}
         for config in configs:
-            files = build_models(WORKLOADS[config], Path(tmp) / config, args.seed)
+            files[config] = build_models(WORKLOADS[config], Path(tmp) / config, args.seed)
             for system in systems:
                 print(f"[{config}] {system} ...", flush=True)
-                results.append(in_fresh_process(measure, system, WORKLOADS[config], files, args, str(device)))
+                results.append(in_fresh_process(measure, system, WORKLOADS[config], files[config], args, str(device)))
                 print(f"[{config}] {system}: {results[-1]['seconds_per_iteration']:.3f} s/iteration", flush=True)
         if args.sweep:
-            base = WORKLOADS[args.sweep_config]
-            files = build_models(base, Path(tmp) / f"sweep-{base.name}", args.seed)
+            if base.name not in files:
+                files[base.name] = build_models(base, Path(tmp) / base.name, args.seed)
             print(f"[sweep] ours on {base.name} ...", flush=True)
-            sweep = in_fresh_process(measure_sweep, base, files, args, str(device))
-    base = WORKLOADS[args.sweep_config]
+            sweep = in_fresh_process(measure_sweep, base, files[base.name], args, str(device))
+    by_length = [r for r in sweep if r["rollout_batch"] == base.rollout_batch]
+    by_batch = [r for r in sweep if r["response_length"] == base.response_length]
     report = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": shlex.join(["python", "scripts/benchmark.py", *sys.argv[1:]]),
-        "machine": machine_info(device), "precision": "bf16 autocast" if args.amp == "bf16" and device.type == "cuda" else "float32",
+        "machine": machine_info(device),
+        "precision": "bf16 autocast" if args.amp == "bf16" and device.type == "cuda" else "float32",
         "args": dataclasses.asdict(args), "workloads": {c: dataclasses.asdict(WORKLOADS[c]) for c in configs},
         "results": results, "targets": check_targets(results), "sweep": sweep, "sweep_config": args.sweep_config,
-        "growth_exponents": {
-            "response_length": growth_exponent([r for r in sweep if r["rollout_batch"] == base.rollout_batch], "response_length"),
-            "rollout_batch": growth_exponent([r for r in sweep if r["response_length"] == base.response_length], "rollout_batch"),
-        },
+        "growth_exponents": {"response_length": growth_exponent(by_length, "response_length"),
+                             "rollout_batch": growth_exponent(by_batch, "rollout_batch")},
     }
     table = markdown(report)
     out_dir = Path(args.out_dir)
