@@ -23,7 +23,7 @@ optimizer steps per iteration on every side (TRL: ``per_device_train_batch_size=
 ``gradient_accumulation_steps=1``, ``num_mini_batches=4``; SB3: ``batch_size = 64 * 24 / 4`` (state, action) samples).
 
     python scripts/benchmark.py                                   # small + medium, all systems, scaling sweep
-    python scripts/benchmark.py --quick true --systems ours       # smoke test, under a minute
+    python scripts/benchmark.py --quick --systems ours            # smoke test, under a minute
     python scripts/benchmark.py --configs gpt2 --device cuda --amp bf16 --sweep false
 
 Writes ``benchmark.json`` and ``benchmark.md`` to ``--out-dir`` and prints the tables.

@@ -13,7 +13,7 @@ QUICK_RESPONSE = 8
 
 
 def run_quick(out_dir: Path, *options: str) -> tuple[dict, str]:
-    command = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "true", "--out-dir", str(out_dir), *options]
+    command = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--out-dir", str(out_dir), *options]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((out_dir / "benchmark.json").read_text()), (out_dir / "benchmark.md").read_text()
