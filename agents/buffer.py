@@ -1,8 +1,9 @@
 """A rollout buffer of whole responses, and per-token GAE over them.
 
-One row per response: the left-padded query [B, P], the response tokens [B, T] with a mask that is 0
-after EOS, and per token the sampling log-prob, the value and the reward. Generalised advantage
-estimation (Schulman et al. 2016) runs backwards over each response::
+One row per response (SB3's ``n_envs`` axis: the env's rows), one column per response token (SB3's
+``buffer_size`` axis: the response budget ``n_steps``). The rollout fills it one token step at a time with
+:meth:`SequenceRolloutBuffer.add`. Generalised advantage estimation (Schulman et al. 2016) runs backwards
+over each response::
 
     delta_t = r_t + gamma * V_{t+1} - V_t,     A_t = delta_t + gamma * lambda * A_{t+1}
 
@@ -13,9 +14,11 @@ where the final reward is paid).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
+from gymnasium import spaces
+from stable_baselines3.common.buffers import BaseBuffer
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -29,23 +32,30 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
     return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
-def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
+                gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token advantages and returns [B, T]; positions where ``mask`` is 0 get 0."""
     mask = mask.float()
     advantages = torch.zeros_like(rewards)
-    next_value = torch.zeros_like(rewards[:, 0])
+    next_value = torch.zeros_like(rewards[:, 0])  # V_{t+1}: 0 past the last token of every response
     next_advantage = torch.zeros_like(rewards[:, 0])
     for t in reversed(range(rewards.shape[1])):
         delta = rewards[:, t] + gamma * next_value - values[:, t]
         advantage = (delta + gamma * gae_lambda * next_advantage) * mask[:, t]
         advantages[:, t] = advantage
+        # a dead position (mask 0) passes V = 0 and A = 0 back to the live token before it: the episode ended there
         next_value = values[:, t] * mask[:, t]
         next_advantage = advantage
     return advantages, (advantages + values) * mask
 
 
-@dataclass
-class SequenceBatch:
+class SequenceSamples(NamedTuple):
+    """A minibatch of whole responses, the token axis cut to the longest live response in it.
+
+    Shapes: ``queries``/``query_mask`` [B, P] (left-padded prompts); every other field [B, T];
+    ``action_masks`` [B, T, V] for a masked (NLPO) rollout, else None.
+    """
+
     queries: torch.Tensor
     query_mask: torch.Tensor
     responses: torch.Tensor
@@ -54,41 +64,88 @@ class SequenceBatch:
     old_values: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
-    action_masks: torch.Tensor | None = None
+    action_masks: torch.Tensor | None
 
 
-class SequenceRolloutBuffer:
-    """Holds one rollout of ``n_sequences`` responses of at most ``max_new_tokens`` tokens, on ``device``."""
+class SequenceRolloutBuffer(BaseBuffer):
+    """One rollout of ``n_envs`` responses of at most ``buffer_size`` tokens, kept as tensors on ``device``.
 
-    def __init__(self, n_sequences: int, max_new_tokens: int, device: torch.device, gamma: float = 1.0, gae_lambda: float = 0.95,
-                 vocab_size: int | None = None):
-        """``vocab_size`` set: also hold the action masks [B, T, V] of a masked (NLPO) rollout."""
-        self.n_sequences, self.max_new_tokens, self.device = n_sequences, max_new_tokens, device
-        self.gamma, self.gae_lambda, self.vocab_size = gamma, gae_lambda, vocab_size
+    Built by SB3's ``OnPolicyAlgorithm._setup_model`` (``rollout_buffer_class``), with the same arguments as
+    SB3's ``RolloutBuffer``.
+
+    :param buffer_size: the response budget (``n_steps``: token steps per rollout).
+    :param observation_space: the env's observation space (unused: the buffer keeps tokens, not observations).
+    :param action_space: ``Discrete(vocab)``.
+    :param gamma: discount per token.
+    :param gae_lambda: GAE lambda.
+    :param n_envs: responses per rollout.
+    :param with_action_masks: also hold the action masks [B, T, V] of a masked (NLPO) rollout.
+    """
+
+    def __init__(self, buffer_size: int, observation_space: spaces.Space, action_space: spaces.Discrete,
+                 device: torch.device | str = "auto", gamma: float = 1.0, gae_lambda: float = 0.95, n_envs: int = 1,
+                 with_action_masks: bool = False):
+        super().__init__(buffer_size, observation_space, action_space, device, n_envs)
+        self.gamma, self.gae_lambda, self.with_action_masks = gamma, gae_lambda, with_action_masks
         self.reset()
 
     def reset(self) -> None:
-        shape = (self.n_sequences, self.max_new_tokens)
+        super().reset()
+        shape = (self.n_envs, self.buffer_size)
         self.queries = self.query_mask = None
         self.responses = torch.zeros(shape, dtype=torch.long, device=self.device)
         self.response_mask = torch.zeros(shape, dtype=torch.bool, device=self.device)
         self.logprobs = torch.zeros(shape, device=self.device)
         self.values = torch.zeros(shape, device=self.device)
         self.rewards = torch.zeros(shape, device=self.device)
-        self.action_masks = None if self.vocab_size is None else torch.ones(shape + (self.vocab_size,), dtype=torch.bool, device=self.device)
+        self.action_masks = (torch.ones(shape + (self.action_space.n,), dtype=torch.bool, device=self.device)
+                             if self.with_action_masks else None)
         self.advantages = self.returns = None
 
-    def compute_returns_and_advantage(self) -> None:
-        self.advantages, self.returns = compute_gae(self.rewards, self.values, self.response_mask, self.gamma, self.gae_lambda)
+    def start(self, queries: torch.Tensor, query_mask: torch.Tensor) -> None:
+        """Begin a rollout on these left-padded prompts [B, P]."""
+        self.reset()
+        self.queries, self.query_mask = queries, query_mask
 
-    def get(self, batch_size: int, generator: torch.Generator | None = None, normalize_advantage: bool = True) -> Iterator[SequenceBatch]:
-        """Minibatches of ``batch_size`` whole sequences in random order (advantages whitened per rollout)."""
+    def add(self, tokens: torch.Tensor, alive: torch.Tensor, logprobs: torch.Tensor, values: torch.Tensor,
+            rewards: torch.Tensor, action_masks: torch.Tensor | None = None) -> None:
+        """Store token step ``self.pos`` of every response: the sampled tokens, which rows were still writing
+        (``alive``), the sampling log-probs, the values of the state before the token, and the env's rewards.
+        Entries of finished rows are stored as 0 (their mask is False)."""
+        t = self.pos
+        self.responses[:, t] = tokens
+        self.response_mask[:, t] = alive
+        self.logprobs[:, t] = torch.where(alive, logprobs, 0.0)
+        self.values[:, t] = torch.where(alive, values, 0.0)
+        self.rewards[:, t] = rewards
+        if action_masks is not None:
+            self.action_masks[:, t] = action_masks
+        self.pos += 1
+        self.full = self.pos == self.buffer_size
+
+    def compute_returns_and_advantage(self, last_values: torch.Tensor | None = None, dones=None) -> None:
+        """GAE over the responses. ``last_values``/``dones`` (SB3's signature) are unused: every response ends
+        inside the buffer, so the value after it is 0."""
+        self.advantages, self.returns = compute_gae(self.rewards, self.values, self.response_mask, self.gamma,
+                                                    self.gae_lambda)
+
+    def get(self, batch_size: int, generator: torch.Generator | None = None,
+            normalize_advantage: bool = True) -> Iterator[SequenceSamples]:
+        """Minibatches of ``batch_size`` whole responses in random order (advantages whitened over the rollout)."""
         advantages = masked_whiten(self.advantages, self.response_mask.float()) if normalize_advantage else self.advantages
-        order = torch.randperm(self.n_sequences, generator=generator).to(self.device)
-        for start in range(0, self.n_sequences, batch_size):
-            idx = order[start:start + batch_size]
-            used = int(self.response_mask[idx].sum(0).nonzero().max()) + 1 if self.response_mask[idx].any() else 1
-            yield SequenceBatch(self.queries[idx], self.query_mask[idx], self.responses[idx, :used],
-                                self.response_mask[idx, :used], self.logprobs[idx, :used], self.values[idx, :used],
-                                advantages[idx, :used], self.returns[idx, :used],
-                                None if self.action_masks is None else self.action_masks[idx, :used])
+        order = torch.randperm(self.n_envs, generator=generator).to(self.device)
+        for start in range(0, self.n_envs, batch_size):
+            yield self._samples(order[start:start + batch_size], advantages)
+
+    def _get_samples(self, batch_inds, env=None) -> SequenceSamples:
+        """SB3's sampling hook: the responses ``batch_inds`` (advantages not whitened)."""
+        return self._samples(torch.as_tensor(batch_inds, device=self.device), self.advantages)
+
+    def _samples(self, idx: torch.Tensor, advantages: torch.Tensor) -> SequenceSamples:
+        # columns that any response of this minibatch still writes: the update runs on [:, :used] only
+        live_columns = self.response_mask[idx].any(0)
+        used = int(live_columns.nonzero().max()) + 1 if live_columns.any() else 1
+        return SequenceSamples(self.queries[idx], self.query_mask[idx], self.responses[idx, :used],
+                               self.response_mask[idx, :used], self.logprobs[idx, :used], self.values[idx, :used],
+                               advantages[idx, :used], self.returns[idx, :used],
+                               None if self.action_masks is None else self.action_masks[idx, :used])

@@ -1,9 +1,11 @@
-"""SB3 callbacks for RLHF runs."""
+"""SB3 callbacks for RLHF runs: the learning curve on disk, and held-out evaluation during training."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
@@ -30,7 +32,7 @@ class LearningCurveCallback(BaseCallback):
         infos = getattr(self.model, "last_rollout_infos", [])
         if not infos:
             return
-        row = {"timesteps": int(self.model.num_timesteps), "beta": float(self.model.env.vector_env.beta)}
+        row = {"timesteps": int(self.model.num_timesteps), "beta": float(self.model.env.get_attr("beta")[0])}
         for key in CURVE_KEYS:
             values = [float(i[key]) for i in infos if key in i]
             if values:
@@ -43,3 +45,43 @@ def read_curve(path: str | Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class HeldOutEvaluation(BaseCallback):
+    """Scores the policy on held-out prompts before training and after every ``every`` PPO iterations, keeping
+    the summaries and a few samples in :attr:`points`; stops training after ``max_iterations``.
+
+    :param evaluate: ``evaluate(lm) -> rlhf_gym.evaluation.Evaluation`` (see :func:`agents.experiment.held_out_evaluator`).
+    :param every: PPO iterations between evaluations.
+    :param n_samples: sample texts kept per evaluation.
+    :param max_iterations: stop after this many PPO iterations.
+    """
+
+    def __init__(self, evaluate: Callable[[Any], Any], every: int, n_samples: int, max_iterations: int):
+        super().__init__()
+        self.evaluate, self.every, self.n_samples, self.max_iterations = evaluate, every, n_samples, max_iterations
+        self.points: list[dict] = []
+        self.iterations = 0
+
+    def record(self) -> None:
+        ev = self.evaluate(self.model.policy.lm)
+        samples = [[p, r] for p, r in zip(ev.prompts[: self.n_samples], ev.responses[: self.n_samples])]
+        self.points.append({"iteration": self.iterations, "timesteps": int(self.model.num_timesteps), **ev.summary(),
+                            "samples": samples})
+
+    def _on_training_start(self) -> None:
+        self.record()
+
+    def _on_rollout_start(self) -> None:  # the policy has been updated `iterations` times
+        if self.iterations > 0 and self.iterations % self.every == 0:
+            self.record()
+
+    def _on_rollout_end(self) -> None:
+        self.iterations += 1
+
+    def _on_training_end(self) -> None:
+        if self.points[-1]["iteration"] != self.iterations:
+            self.record()
+
+    def _on_step(self) -> bool:
+        return self.iterations < self.max_iterations

@@ -12,6 +12,8 @@ forward per observation — what plain ``PPO`` uses), and the sequence interface
 
 from __future__ import annotations
 
+import copy
+
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +24,31 @@ from gymnasium import spaces
 from stable_baselines3.common.distributions import CategoricalDistribution
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.policies import BasePolicy
-from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from rlhf_gym.generation import cache_kwargs, output_cache, positions
+from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.masking import apply_mask
 
 
-def default_policy_path() -> str:
-    """The embedded reviews task's SFT policy."""
-    from rlhf_gym.tasks.reviews.task import ARTIFACTS_DIR
+def describe_model(model_name_or_path: str | nn.Module) -> str:
+    """How error messages name a model: its path, or its class and the path it was loaded from."""
+    if isinstance(model_name_or_path, nn.Module):
+        return f"{type(model_name_or_path).__name__}({getattr(model_name_or_path, 'name_or_path', '') or 'in memory'})"
+    return repr(str(model_name_or_path))
 
-    return str(ARTIFACTS_DIR / "policy")
+
+def load_causal_lm(model_name_or_path: str | nn.Module) -> PreTrainedModel:
+    """A trainable copy of a causal LM given as an HF id, a directory, or a model object."""
+    if isinstance(model_name_or_path, nn.Module):
+        lm = copy.deepcopy(model_name_or_path)
+        for p in lm.parameters():
+            p.requires_grad_(True)
+        return lm
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_name_or_path)
+    except OSError as error:
+        raise MissingFileError(f"cannot load the policy model {str(model_name_or_path)!r}: {error}") from None
 
 
 def _disable_dropout(module: nn.Module) -> None:
@@ -48,7 +64,8 @@ class TransformerPolicy(BasePolicy):
     :param observation_space: ``Dict(input_ids, attention_mask)`` of the RLHF env (right-padded contexts).
     :param action_space: ``Discrete(vocab)``.
     :param lr_schedule: learning-rate schedule (SB3).
-    :param model_name_or_path: HF causal LM id or directory (default: the embedded task's SFT policy).
+    :param model_name_or_path: HF causal LM id or directory, or a model object (copied). :class:`agents.TokenPPO`
+        fills it with the env's reference model when it is not given.
     :param temperature: sampling temperature of the action distribution.
     :param share_trunk: value head on the actor's trunk (True) or on a separate copy (False).
     :param value_init: ``"zero"`` or ``"reward_model"`` (needs ``share_trunk=False`` and ``reward_model_path``).
@@ -60,7 +77,7 @@ class TransformerPolicy(BasePolicy):
         observation_space: spaces.Space,
         action_space: spaces.Discrete,
         lr_schedule,
-        model_name_or_path: str | None = None,
+        model_name_or_path: str | PreTrainedModel | None = None,
         temperature: float = 1.0,
         share_trunk: bool = True,
         value_init: str = "zero",
@@ -75,22 +92,21 @@ class TransformerPolicy(BasePolicy):
                             optimizer_kwargs=optimizer_kwargs or {"eps": 1e-5})
         if value_init not in ("zero", "reward_model"):
             raise ValueError(f"value_init must be 'zero' or 'reward_model', got {value_init!r}")
-        self.model_name_or_path = str(model_name_or_path or default_policy_path())
+        if model_name_or_path is None:
+            raise ConfigError("TransformerPolicy needs model_name_or_path (TokenPPO fills it with the env's reference model)")
+        self.model_name_or_path = model_name_or_path if isinstance(model_name_or_path, nn.Module) else str(model_name_or_path)
         self.temperature, self.share_trunk, self.value_init = float(temperature), share_trunk, value_init
         self.reward_model_path = reward_model_path
-        try:
-            self.lm = AutoModelForCausalLM.from_pretrained(self.model_name_or_path)
-        except OSError as error:
-            raise FileNotFoundError(f"cannot load the policy model {self.model_name_or_path!r}: {error}") from None
+        self.lm = load_causal_lm(model_name_or_path)
         vocab = self.lm.get_output_embeddings().weight.shape[0]
         if action_space.n != vocab:
-            raise ValueError(f"the env's action space Discrete({action_space.n}) does not match the policy "
-                             f"{self.model_name_or_path!r} (vocabulary {vocab})")
+            raise ConfigError(f"the env's action space Discrete({action_space.n}) does not match the policy "
+                              f"{describe_model(model_name_or_path)} (vocabulary {vocab})")
         self.critic_trunk: nn.Module | None = None
         hidden = self.lm.config.hidden_size
         if value_init == "reward_model":
             if share_trunk or reward_model_path is None:
-                raise ValueError("value_init='reward_model' needs share_trunk=False and reward_model_path")
+                raise ConfigError("value_init='reward_model' needs share_trunk=False and reward_model_path")
             reward = AutoModelForSequenceClassification.from_pretrained(reward_model_path, num_labels=1)
             self.critic_trunk = reward.base_model
             head = getattr(reward, "score", None) or getattr(reward, "classifier", None)
@@ -101,8 +117,8 @@ class TransformerPolicy(BasePolicy):
                 self.value_head.weight.copy_(head.weight)
                 self.value_head.bias.copy_(head.bias if head.bias is not None else torch.zeros(1))
         else:
-            if not share_trunk:
-                self.critic_trunk = AutoModel.from_pretrained(self.model_name_or_path)
+            if not share_trunk:  # a separate copy of the actor's trunk (its initial weights)
+                self.critic_trunk = copy.deepcopy(self.lm.base_model)
             self.value_head = nn.Linear(hidden, 1)
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
@@ -200,8 +216,12 @@ class TransformerPolicy(BasePolicy):
     # ------------------------------------------------------------------------------------ export
     def export_pretrained(self, directory: str | Path, tokenizer=None) -> None:
         """Write the actor as a plain HF model directory (with its tokenizer) that ``pipeline`` loads."""
+        if tokenizer is None:
+            if not isinstance(self.model_name_or_path, str):
+                raise ConfigError("export_pretrained needs the tokenizer of a policy built from a model object")
+            tokenizer = AutoTokenizer.from_pretrained(self.model_name_or_path)
         self.lm.save_pretrained(directory)
-        (tokenizer or AutoTokenizer.from_pretrained(self.model_name_or_path)).save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
 
 
 class MaskableTransformerPolicy(TransformerPolicy, MaskableActorCriticPolicy):

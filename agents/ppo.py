@@ -14,34 +14,38 @@ schedules, ``save``/``load`` and seeding; this subclass replaces the two hot par
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.utils import FloatSchedule, explained_variance
+from stable_baselines3.common.utils import explained_variance
+from transformers import AutoTokenizer
 
-from envs.sb3_vec_env import RLHFVecEnv
+from envs import RLHFVectorEnv
+from rlhf_gym.errors import ConfigError
 from rlhf_gym.generation import left_pad
 from rlhf_gym.masking import apply_mask
-from rlhf_gym.registration import ENV_IDS
+from rlhf_gym.tokenizers import check_same_tokenizer
 
 from .buffer import SequenceRolloutBuffer, masked_mean
 from .policy import TransformerPolicy
+from .vec_env import RLHFVecEnv, row_infos, unwrap_bridge
 
 RLHF_INFO_KEYS = ("proxy_reward", "gold_reward", "kl", "response_length", "well_formed")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TokenPPO(PPO):
     """PPO over tokens on the batched RLHF env.
 
     :param policy: ``"TransformerPolicy"`` (or the class).
-    :param env: an :class:`envs.RLHFVecEnv` (``n_envs`` rows = responses per rollout), or an env id, built
-        as ``RLHFVecEnv(num_envs=n_envs, **env_kwargs)``.
+    :param env: an :class:`agents.RLHFVecEnv` (``n_envs`` rows = responses per rollout), or a registered env id,
+        built with ``gym.make_vec(env, num_envs=n_envs, **env_kwargs)`` through Gymnasium's registry.
     :param learning_rate: AdamW learning rate (or schedule).
     :param batch_size: minibatch size, in *sequences*.
     :param n_epochs: PPO epochs per rollout.
@@ -54,15 +58,19 @@ class TokenPPO(PPO):
     :param ent_coef: entropy bonus weight.
     :param vf_coef: value loss weight.
     :param max_grad_norm: gradient-norm clip.
-    :param target_kl: stop the epochs of an update when the approximate KL passes ``1.5 * target_kl``.
-    :param amp: mixed precision on CUDA: ``"bf16"``, ``"fp16"`` or None (float32). Ignored on CPU.
+    :param target_kl: SB3's early stop: end the epochs of an update when the approximate KL passes
+        ``1.5 * target_kl`` (not the env's adaptive-beta target, which is the env's ``kl_target``).
+    :param amp: mixed precision on CUDA: ``"bf16"``, ``"fp16"`` (with a gradient scaler) or None (float32).
+        Ignored on CPU.
     :param use_action_masks: NLPO (Ramamurthy et al. 2022): sample from, and compute the ratio and entropy of,
         the policy restricted to the env's top-p masks (``action_masks()``; the env needs ``mask_top_p``).
         The log-probs reported to the env for its KL term are the *unmasked* ones: the KL leash measures the
         policy itself against the reference, not the masked sampler.
     :param mask_refresh_every: NLPO: copy the policy into the env's masking model every this many rollouts.
     :param n_envs: rows when ``env`` is an id.
-    :param env_kwargs: keyword arguments of the env when ``env`` is an id.
+    :param env_kwargs: keyword arguments of the env when ``env`` is an id (they override the id's registered ones).
+    :param policy_kwargs: keyword arguments of :class:`agents.TransformerPolicy`; ``model_name_or_path`` defaults to
+        the env's reference model (and the policy's tokenizer must then be the env's).
     """
 
     policy_aliases = {"TransformerPolicy": TransformerPolicy}
@@ -98,107 +106,133 @@ class TokenPPO(PPO):
         _init_setup_model: bool = True,
     ):
         if isinstance(env, str):
-            if env not in ENV_IDS:
-                raise KeyError(f"unknown env id {env!r}; registered: {sorted(ENV_IDS)}")
-            env = RLHFVecEnv(num_envs=n_envs, **{**ENV_IDS[env], **(env_kwargs or {})})
-        if env is not None and not isinstance(env, RLHFVecEnv):
-            raise TypeError(f"TokenPPO needs an envs.RLHFVecEnv (the batched env), got {type(env).__name__}; "
-                            "plain stable_baselines3.PPO runs on single RLHF-v0 envs")
-        if amp not in (None, "bf16", "fp16"):
-            raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
-        if use_action_masks and env is not None and env.vector_env.setup.mask is None:
-            raise ValueError("use_action_masks=True needs an env built with mask_top_p=... (and/or mask_top_k=...)")
+            env = RLHFVecEnv(num_envs=n_envs, env_id=env, **(env_kwargs or {}))
+        batched = unwrap_bridge(env).batched_env if env is not None else None
+        if amp not in (None, *AMP_DTYPES):
+            raise ConfigError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+        if use_action_masks and batched is not None and not batched.has_action_masks:
+            raise ConfigError("use_action_masks=True needs an env built with mask_top_p=... (and/or mask_top_k=...)")
         self.amp, self.normalize_rewards = amp, normalize_rewards
         self.use_action_masks, self.mask_refresh_every = use_action_masks, mask_refresh_every
         self.n_rollouts = 0
         self.return_rms = RunningMeanStd(shape=())
         self.kl_controller_state: dict | None = None
-        n_steps = env.vector_env.setup.max_new_tokens if env is not None else 1
-        super().__init__(
-            policy, env, learning_rate=learning_rate, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
-            gamma=gamma, gae_lambda=gae_lambda, clip_range=clip_range, clip_range_vf=clip_range_vf,
-            normalize_advantage=normalize_advantage, ent_coef=ent_coef, vf_coef=vf_coef, max_grad_norm=max_grad_norm,
-            target_kl=target_kl, stats_window_size=stats_window_size, tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs, verbose=verbose, seed=seed, device=device, _init_setup_model=False,
-        )
+        with warnings.catch_warnings():  # SB3 counts minibatches in tokens; ours are whole responses
+            warnings.filterwarnings("ignore", message="You have specified a mini-batch size")
+            super().__init__(
+                policy, env, learning_rate=learning_rate, n_steps=batched.max_new_tokens if batched is not None else 1,
+                batch_size=batch_size, n_epochs=n_epochs, gamma=gamma, gae_lambda=gae_lambda, clip_range=clip_range,
+                clip_range_vf=clip_range_vf, normalize_advantage=normalize_advantage, ent_coef=ent_coef, vf_coef=vf_coef,
+                max_grad_norm=max_grad_norm, target_kl=target_kl, stats_window_size=stats_window_size,
+                tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, verbose=verbose, seed=seed, device=device,
+                rollout_buffer_class=SequenceRolloutBuffer, rollout_buffer_kwargs={"with_action_masks": use_action_masks},
+                _init_setup_model=False,
+            )
         if _init_setup_model:
             self._setup_model()
 
     # ------------------------------------------------------------------------------------------ setup
+    @property
+    def batched_env(self) -> RLHFVectorEnv | None:
+        """The Gymnasium batched env behind ``self.env`` (driven through its public surface only)."""
+        return None if self.env is None else unwrap_bridge(self.env).batched_env
+
     def _setup_model(self) -> None:
-        self._setup_lr_schedule()
-        self.set_random_seed(self.seed)
-        self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs)
-        self.policy = self.policy.to(self.device)
-        self.rollout_buffer = SequenceRolloutBuffer(self.n_envs, self.n_steps, self.device, self.gamma, self.gae_lambda,
-                                                    vocab_size=self.action_space.n if self.use_action_masks else None)
-        self.clip_range = FloatSchedule(self.clip_range)
-        if self.clip_range_vf is not None:
-            self.clip_range_vf = FloatSchedule(self.clip_range_vf)
+        """SB3's setup (schedules, seeding, rollout buffer, policy, clip schedules), with the policy defaulting to
+        the env's reference model."""
+        from_reference = self._fill_policy_model()
+        super()._setup_model()
+        if from_reference:  # the reference's weights, even where they differ from its files (a model built in memory)
+            self.policy.lm.load_state_dict(self.batched_env.ref_model.state_dict())
         self._shuffle = torch.Generator().manual_seed(self.seed if self.seed is not None else 0)
+        self._grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16" and self.device.type == "cuda")
         if self.env is not None and self.kl_controller_state is not None:
-            self.env.vector_env.kl_controller.load_state_dict(self.kl_controller_state)
+            self.batched_env.kl_controller.load_state_dict(self.kl_controller_state)
+
+    def _fill_policy_model(self) -> bool:
+        """Start the policy from the env's reference unless told otherwise (True when it does so); a policy given
+        explicitly must share the env's tokenizer, or its actions would decode to other words.
+
+        The saved ``policy_kwargs`` name the reference's directory when it has one (the architecture to rebuild
+        on ``load``, whose saved weights then replace it), else hold the model object itself.
+        """
+        env = self.batched_env
+        if env is None:
+            return False
+        given = self.policy_kwargs.get("model_name_or_path")
+        if given is None:
+            path = getattr(env.ref_model, "name_or_path", "")
+            self.policy_kwargs["model_name_or_path"] = path if path and Path(path).is_dir() else env.ref_model
+            return True
+        if isinstance(given, (str, Path)):
+            try:
+                policy_tokenizer = AutoTokenizer.from_pretrained(given)
+            except OSError:
+                return False  # no tokenizer files beside the model: the policy checks the vocabulary size
+            check_same_tokenizer(policy_tokenizer, env.tokenizer, f"policy {str(given)!r}", "the env's tokenizer")
+        return False
 
     def _excluded_save_params(self) -> list[str]:
-        return super()._excluded_save_params() + ["_shuffle"]
+        return super()._excluded_save_params() + ["_shuffle", "_grad_scaler"]
 
     def set_env(self, env, force_reset: bool = True) -> None:
-        super().set_env(env, force_reset)
+        super().set_env(unwrap_bridge(env), force_reset)
         if self.kl_controller_state is not None:
-            env.vector_env.kl_controller.load_state_dict(self.kl_controller_state)
+            self.batched_env.kl_controller.load_state_dict(self.kl_controller_state)
 
     def save(self, path, exclude=None, include=None) -> None:
         """SB3 ``save``, with the env's KL-controller state (beta) stored beside the weights and optimizer."""
         if self.env is not None:
-            self.kl_controller_state = self.env.vector_env.kl_controller.state_dict()
+            self.kl_controller_state = self.batched_env.kl_controller.state_dict()
         super().save(path, exclude=exclude, include=include)
 
     def export_pretrained(self, directory: str | Path) -> None:
         """Write the policy as a plain HF model directory with tokenizer (loadable by ``pipeline``)."""
-        tokenizer = self.env.vector_env.setup.tokenizer if self.env is not None else None
-        self.policy.export_pretrained(directory, tokenizer)
+        self.policy.export_pretrained(directory, self.batched_env.tokenizer if self.env is not None else None)
 
     def _autocast(self):
         if self.amp is None or self.device.type != "cuda":
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
+        return torch.autocast("cuda", dtype=AMP_DTYPES[self.amp])
 
     # -------------------------------------------------------------------------------------- rollouts
-    def collect_rollouts(self, env: RLHFVecEnv, callback: BaseCallback, rollout_buffer: SequenceRolloutBuffer, n_rollout_steps: int) -> bool:
-        """Sample one response per row with a KV cache, stepping the env token by token, then compute GAE."""
-        vector_env = env.vector_env
-        setup = vector_env.setup
+    def collect_rollouts(self, env: RLHFVecEnv, callback: BaseCallback, rollout_buffer: SequenceRolloutBuffer,
+                         n_rollout_steps: int) -> bool:
+        """Sample one response per row with a KV cache, stepping the env token by token, then compute GAE.
+
+        All rows start together and the env's autoreset is off: a row that has finished waits (its actions are
+        ignored, its buffer mask is False) until every row has finished or the budget ``n_rollout_steps`` is spent.
+        """
+        batched = unwrap_bridge(env).batched_env
         self.policy.set_training_mode(False)
-        rollout_buffer.reset()
         callback.on_rollout_start()
-        if self.use_action_masks and setup.mask.refreshable and self.n_rollouts % self.mask_refresh_every == 0:
-            vector_env.refresh_mask_model(self.policy.lm)
+        if self.use_action_masks and batched.mask_model_refreshable and self.n_rollouts % self.mask_refresh_every == 0:
+            batched.refresh_mask_model(self.policy.lm)
         self.n_rollouts += 1
-        vector_env.reset()
-        queries, query_mask = left_pad([setup.prompt_ids[i] for i in vector_env.state.prompt_index], setup.pad_token_id, self.device)
-        rollout_buffer.queries, rollout_buffer.query_mask = queries, query_mask
-        alive = torch.ones(self.n_envs, dtype=torch.bool, device=self.device)
-        attention = query_mask
+        _, reset_info = batched.reset()
+        queries, query_mask = left_pad([batched.prompt_ids[i] for i in reset_info["prompt_index"]], batched.pad_token_id,
+                                       self.device)
+        rollout_buffer.start(queries, query_mask)
+        alive = torch.ones(self.n_envs, dtype=torch.bool, device=self.device)  # rows still writing their response
+        attention = query_mask  # grows by one column per step: the KV cache's attention mask
         final_infos: list[dict] = []
         with torch.no_grad(), self._autocast():
             logits, values, caches = self.policy.start(queries, query_mask)
-            for t in range(n_rollout_steps):
+            for _ in range(n_rollout_steps):
                 logp = unmasked_logp = torch.log_softmax(logits.float(), dim=-1)
+                masks = None
                 if self.use_action_masks:
-                    masks = vector_env.state.action_masks()
-                    rollout_buffer.action_masks[:, t] = masks
+                    masks = batched.action_masks(as_tensor=True)
                     logp = torch.log_softmax(apply_mask(logits.float(), masks), dim=-1)
                 actions = torch.multinomial(logp.exp(), 1).squeeze(-1)
-                actions = torch.where(alive, actions, torch.full_like(actions, setup.pad_token_id))
+                # a finished row emits padding; the env ignores it and the buffer masks it out
+                actions = torch.where(alive, actions, torch.full_like(actions, batched.pad_token_id))
                 chosen = logp.gather(-1, actions[:, None]).squeeze(-1)
                 reported = unmasked_logp.gather(-1, actions[:, None]).squeeze(-1)
-                rollout_buffer.responses[:, t] = actions
-                rollout_buffer.response_mask[:, t] = alive
-                rollout_buffer.logprobs[:, t] = torch.where(alive, chosen, 0.0)
-                rollout_buffer.values[:, t] = torch.where(alive, values, 0.0)
-                vector_env.report_logprobs(torch.where(alive, reported, torch.nan))
-                _, rewards, terminated, truncated, info = vector_env.step(actions.cpu().numpy())
-                rollout_buffer.rewards[:, t] = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
+                batched.report_logprobs(torch.where(alive, reported, torch.nan))
+                _, rewards, terminated, truncated, info = batched.step(actions.cpu().numpy())
+                rollout_buffer.add(actions, alive, chosen, values,
+                                   torch.as_tensor(rewards, dtype=torch.float32, device=self.device), masks)
                 self.num_timesteps += self.n_envs
                 final_infos += self._episode_infos(info)
                 callback.update_locals(locals())
@@ -209,7 +243,7 @@ class TokenPPO(PPO):
                     break
                 attention = torch.cat([attention, alive[:, None].long()], dim=1)
                 logits, values, caches = self.policy.advance(actions, attention, caches)
-        self._record_rollout(final_infos, vector_env.beta)
+        self._record_rollout(final_infos, batched.beta)
         if self.normalize_rewards:
             returns = rollout_buffer.rewards.sum(1).cpu().numpy()
             self.return_rms.update(returns)
@@ -220,11 +254,9 @@ class TokenPPO(PPO):
         return True
 
     def _episode_infos(self, info: dict) -> list[dict]:
-        rows = np.flatnonzero(info.get("_proxy_reward", np.zeros(0, dtype=bool)))
-        episodes = []
-        for row in rows:
-            episode = {key: info[key][row] for key in info if not key.startswith("_") and info["_" + key][row]}
-            episodes.append(episode)
+        """The final infos of the episodes that ended in this step (also fed to SB3's ``ep_info_buffer``)."""
+        episodes = [row for row in row_infos(info, self.n_envs) if "proxy_reward" in row]
+        for episode in episodes:
             self.ep_info_buffer.append({"r": float(episode["terminal_reward"]), "l": int(episode["response_length"])})
         return episodes
 
@@ -278,9 +310,12 @@ class TokenPPO(PPO):
                         print(f"Early stopping at epoch {epoch} due to reaching max kl: {approx_kl:.3f}")
                     break
                 self.policy.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # fp16 scales the loss against underflow; the scaler is a pass-through for bf16 and float32
+                self._grad_scaler.scale(loss).backward()
+                self._grad_scaler.unscale_(self.policy.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-                self.policy.optimizer.step()
+                self._grad_scaler.step(self.policy.optimizer)
+                self._grad_scaler.update()
             self._n_updates += 1
             if not continue_training:
                 break

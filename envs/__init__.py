@@ -1,11 +1,15 @@
-"""Gymnasium environments of rlhf-gym: ``RLHF-v0`` (single) and its batched form, plus the SB3 bridge."""
+"""Gymnasium environments of rlhf-gym: ``RLHF-v0`` (single) and its batched form, with their config.
+
+No Stable-Baselines3 here: the SB3 ``VecEnv`` bridge is :class:`agents.RLHFVecEnv`.
+"""
 
 from rlhf_gym.registration import register_envs
 
+from .config import RLHFEnvConfig
 from .rlhf_env import RLHFEnv
-from .sb3_vec_env import RLHFVecEnv
+from .surface import RLHFEnvSurface
 from .vector_env import RLHFVectorEnv
 
 register_envs()
 
-__all__ = ["RLHFEnv", "RLHFVecEnv", "RLHFVectorEnv", "register_envs"]
+__all__ = ["RLHFEnv", "RLHFEnvConfig", "RLHFEnvSurface", "RLHFVectorEnv", "register_envs"]

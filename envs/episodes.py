@@ -82,10 +82,10 @@ class EpisodeBatch:
         rows_t = torch.as_tensor(rows, device=self.setup.device)
         steps = self.response_lens[rows_t]
         ref = reference_logprobs(self.setup.ref_model, self.contexts[rows_t], self.prompt_lens[rows_t],
-                                 int(steps.max()), self.setup.temperature)
+                                 int(steps.max()), self.setup.config.temperature)
         ref_last = ref.gather(1, (steps - 1)[:, None]).squeeze(1)
         policy_last = self.policy_logprobs[rows_t].gather(1, (steps - 1)[:, None]).squeeze(1)
-        return kl_per_token(torch.nan_to_num(policy_last, nan=0.0), ref_last, self.setup.kl_estimator).cpu().numpy()
+        return kl_per_token(torch.nan_to_num(policy_last, nan=0.0), ref_last, self.setup.config.kl_estimator).cpu().numpy()
 
     @torch.no_grad()
     def action_masks(self) -> torch.Tensor:
@@ -97,7 +97,7 @@ class EpisodeBatch:
         attention = (torch.arange(self.setup.context_length, device=self.setup.device)[None, :] < lengths[:, None]).long()
         logits = mask.model(input_ids=self.contexts, attention_mask=attention, position_ids=positions(attention)).logits
         last = logits[torch.arange(self.num_rows, device=logits.device), (lengths - 1).clamp(min=0)]
-        return top_p_mask(last / self.setup.temperature, mask.top_p, mask.top_k, mask.min_tokens, mask.always_allowed)
+        return top_p_mask(last / self.setup.config.temperature, mask.top_p, mask.top_k, mask.min_tokens, mask.always_allowed)
 
     def refresh_mask_model(self, model) -> None:
         """Copy ``model``'s weights into the masking model (NLPO's periodic refresh)."""
@@ -125,7 +125,7 @@ class EpisodeBatch:
         prompts, responses = [t[0] for t in texts], [t[1] for t in texts]
         episodes = score_episodes(setup.ref_model, setup.reward_fn, self.contexts[rows_t], self.prompt_lens[rows_t],
                                   self.response_lens[rows_t], self.policy_logprobs[rows_t], prompts, responses,
-                                  self.eos[rows].tolist(), setup.kl_estimator, setup.temperature, setup.no_eos_penalty)
+                                  self.eos[rows].tolist(), setup.config.kl_estimator, setup.config.temperature, setup.config.no_eos_penalty)
         beta = setup.kl_controller.beta
         infos = []
         for row, episode, prompt, response in zip(rows.tolist(), episodes, prompts, responses):
@@ -145,13 +145,13 @@ class EpisodeBatch:
         """Rewards of a step for ``rows`` (``finished`` marks those whose episode ended now) and their infos."""
         rewards = np.zeros(len(rows), dtype=np.float64)
         beta = self.setup.kl_controller.beta
-        if self.setup.kl_penalty == "per_token" and len(rows):
+        if self.setup.config.kl_placement == "per_token" and len(rows):
             rewards -= beta * self.last_token_kl(rows)
         infos: list[dict] = [{} for _ in rows]
         if finished.any():
             final = self.finish(rows[finished])
             for j, info in zip(np.flatnonzero(finished), final):
-                if self.setup.kl_penalty == "terminal":
+                if self.setup.config.kl_placement == "terminal":
                     rewards[j] += info["terminal_reward"]
                 else:
                     rewards[j] += info["proxy_reward"] - info["penalty"]
@@ -162,22 +162,3 @@ class EpisodeBatch:
         prompt, response = self.texts(row)
         return f"{prompt} \u2502 {response}"
 
-
-class EpisodeBatchOwner:
-    """What the single and the batched env share on top of their :class:`EpisodeBatch` (``self.state``)."""
-
-    setup: EnvSetup
-    state: EpisodeBatch
-
-    @property
-    def kl_controller(self):
-        """The beta controller; ``state_dict()`` / ``load_state_dict()`` save and restore it."""
-        return self.setup.kl_controller
-
-    @property
-    def beta(self) -> float:
-        return self.setup.kl_controller.beta
-
-    def refresh_mask_model(self, model) -> None:
-        """Load ``model``'s weights into the NLPO masking model (see :class:`envs.setup.MaskSettings`)."""
-        self.state.refresh_mask_model(model)

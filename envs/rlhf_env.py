@@ -1,15 +1,48 @@
 """``RLHF-v0``: stage 3 of RLHF as a Gymnasium environment — one step is one token, one episode one response.
 
-Reward (``kl_penalty="terminal"``, the seed's objective): 0 on intermediate steps and, at the end,
-``r_phi(x, y) - beta * KL(x, y) - no_eos_penalty * [no EOS]`` with
-``KL(x, y) = sum_t kl_t``, ``kl_t`` an estimator of ``log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)``
-(Ziegler et al. 2019; Stiennon et al. 2020). With ``kl_penalty="per_token"`` step ``t`` pays
-``-beta * kl_t`` and the last step adds ``r_phi - penalty``: the same sum, as dense rewards.
+## Description
 
-**The log-prob channel.** The env holds the frozen reference ``pi_ref`` but cannot see the acting policy.
-An agent calls ``env.unwrapped.report_logprobs(log_pi_of_action)`` before each ``step``. Tokens with no
-report use the fallback ``log pi = 0`` (exact for a deterministic agent); ``info["kl_source"]`` is
-``"reported"``, ``"fallback:deterministic_policy"`` or ``"mixed"``.
+A prompt ``x`` is drawn from the task's training prompts; the agent writes a response ``y`` one token at a
+time; at the end the reward model scores it and the KL leash to the frozen reference is paid:
+``r_phi(x, y) - beta * KL(x, y)`` (Ziegler et al. 2019; Stiennon et al. 2020; Ouyang et al. 2022).
+
+## Arguments
+
+An :class:`envs.RLHFEnvConfig`, or its fields as keyword arguments (``gym.make("RLHF-v0", beta=0.05)``), plus
+``render_mode`` (``"ansi"``: ``render()`` returns the text; ``"human"``: prints it) and ``seed`` (of the first
+``reset`` when that call gives none). Deprecated names: ``target_kl`` (now ``kl_target``), ``kl_penalty`` (now
+``kl_placement``).
+
+## Action and observation spaces
+
+Action: ``Discrete(vocab_size)``, a token id of the policy's tokenizer. Observation: ``Dict(input_ids,
+attention_mask)``, each ``Box(int64, (max_prompt_tokens + max_new_tokens,))``: the right-padded context
+``[prompt, response so far, pad...]`` and its mask.
+
+## Rewards
+
+``kl_placement="terminal"`` (default): 0 on intermediate steps and, at the end,
+``r_phi(x, y) - beta * KL(x, y) - no_eos_penalty * [no stop token]`` with ``KL(x, y) = sum_t kl_t`` and ``kl_t``
+an estimator (``k1`` or ``k3``) of ``log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)``.
+``kl_placement="per_token"``: step ``t`` pays ``-beta * kl_t`` and the last step adds ``r_phi - penalty`` (the
+same sum, as dense rewards).
+
+**The log-prob channel.** The env holds ``pi_ref`` but cannot see the acting policy. An agent calls
+``env.unwrapped.report_logprobs(log_pi_of_action)`` before each ``step``. Tokens with no report use the fallback
+``log pi = 0`` (exact for a deterministic agent); ``info["kl_source"]`` is ``"reported"``,
+``"fallback:deterministic_policy"`` or ``"mixed"``.
+
+## Episode end
+
+Terminated when the agent emits the stop token (default EOS); truncated after ``max_new_tokens`` tokens. The
+final ``info`` holds ``proxy_reward``, ``kl``, ``beta``, ``penalty``, ``terminal_reward``, ``ref_logprob``,
+``kl_source``, ``prompt``, ``response_text``, ``response_length``, ``eos`` and, for tasks with a gold reward,
+``gold_reward`` and ``well_formed``.
+
+## Version history
+
+* v0: the embedded reviews task (see docs/envs.md). In rlhf-gym 0.2 the constructor's default ``beta`` became
+  0.1 (it was 0.05), the value every published result used; rewards for a given beta are unchanged.
 """
 
 from __future__ import annotations
@@ -20,64 +53,55 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .episodes import EpisodeBatch, EpisodeBatchOwner
+from .config import RLHFEnvConfig
+from .episodes import EpisodeBatch
 from .setup import resolve_setup
+from .surface import RLHFEnvSurface
 
 
-class RLHFEnv(EpisodeBatchOwner, gym.Env):
-    """Token-level RLHF environment.
+def make_config(config: RLHFEnvConfig | None, kwargs: dict[str, Any]) -> RLHFEnvConfig:
+    """The env's config: ``config`` itself, or one built from keyword arguments (not both)."""
+    if config is None:
+        return RLHFEnvConfig.from_kwargs(**kwargs)
+    if not isinstance(config, RLHFEnvConfig):
+        raise TypeError(f"config must be an RLHFEnvConfig, got {type(config).__name__}")
+    if kwargs:
+        raise TypeError(f"give either config or keyword arguments, not both (got {sorted(kwargs)})")
+    return config
 
-    :param task: task id or :class:`rlhf_gym.Task` (default ``"reviews"``, the embedded task); ``None`` to
-        give every model explicitly.
-    :param ref_model: the frozen reference policy: HF name, path or model object (default: the task's SFT).
-    :param tokenizer: the policy's tokenizer (default: the reference model's).
-    :param reward_model: HF name/path, :class:`rlhf_gym.RewardModel`, or ``f(prompts, responses) -> scores``.
-    :param prompts: list of strings, ``.jsonl``/``.txt`` file or dataset (default: the task's train prompts).
-    :param max_new_tokens: response budget (truncation after it).
-    :param max_prompt_tokens: prompt budget (default: the longest prompt).
-    :param truncate_prompts: left-truncate longer prompts with a warning instead of raising.
-    :param beta: KL coefficient (initial value when ``target_kl`` is set).
-    :param target_kl: turns on the adaptive KL controller of Ziegler et al. (2019) with this target.
-    :param kl_horizon: horizon (in episodes) of the adaptive controller.
-    :param kl_penalty: ``"terminal"`` or ``"per_token"``.
-    :param kl_estimator: ``"k1"`` or ``"k3"`` (see :mod:`rlhf_gym.kl`).
-    :param stop_token: token (string or id) that ends an episode (default: EOS).
-    :param no_eos_penalty: subtracted from the reward of a response that never emits the stop token.
-    :param temperature: temperature of the reference log-probs (match the agent's sampling temperature).
-    :param device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-    :param mask_top_p: turn on NLPO action masks (``action_masks()``, for ``sb3_contrib.MaskablePPO``): the
-        tokens in the top-p mass of the masking model.
-    :param mask_top_k: also keep at most this many tokens.
-    :param mask_min_tokens: keep at least this many tokens.
-    :param mask_model: ``"policy_copy"`` (a copy of the reference that the agent refreshes with its policy's
-        weights every few iterations, NLPO's default) or ``"reference"`` (the frozen reference).
+
+class RLHFEnv(RLHFEnvSurface, gym.Env):
+    """Token-level RLHF environment (see the module docstring and :class:`envs.RLHFEnvConfig`).
+
+    :param config: the configuration (or pass its fields as keyword arguments).
+    :param render_mode: ``"ansi"`` or ``"human"``.
     :param seed: seed of the first ``reset`` when that call gives none.
-    :param render_mode: ``"ansi"`` (``render()`` returns text) or ``"human"`` (prints it).
     """
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
 
-    def __init__(self, task: Any = "reviews", render_mode: str | None = None, seed: int | None = None, **kwargs: Any):
+    def __init__(self, config: RLHFEnvConfig | None = None, render_mode: str | None = None, seed: int | None = None,
+                 **kwargs: Any):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.setup = resolve_setup(task=task, **kwargs)
+        self._setup = resolve_setup(make_config(config, kwargs))
         self.render_mode = render_mode
         self._first_seed = seed
-        self.state = EpisodeBatch(self.setup, 1)
-        self.action_space = spaces.Discrete(self.setup.vocab_size)
-        self.observation_space = self.setup.observation_space()
+        self._episodes = EpisodeBatch(self._setup, 1)
+        self.action_space = spaces.Discrete(self._setup.vocab_size)
+        self.observation_space = self._setup.observation_space()
         self._needs_reset = True
 
     def report_logprobs(self, logprob: float) -> None:
         """Report ``log pi(a_t | s_t)`` of the action passed to the next ``step`` (the log-prob channel)."""
-        self.state.report([logprob])
+        self._episodes.report([logprob])
 
     def action_masks(self) -> np.ndarray:
         """NLPO mask of the allowed next tokens, bool [vocab] (needs ``mask_top_p`` or ``mask_top_k``)."""
-        return self.state.action_masks()[0].cpu().numpy()
+        return self._masks(as_tensor=False)[0]
 
     def _observation(self) -> dict[str, np.ndarray]:
-        return {k: v[0] for k, v in self.state.observation().items()}
+        return {k: v[0] for k, v in self._episodes.observation().items()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start a response to a random prompt; ``options={"prompt_index": i}`` picks one."""
@@ -85,12 +109,12 @@ class RLHFEnv(EpisodeBatchOwner, gym.Env):
             seed, self._first_seed = self._first_seed, None
         super().reset(seed=seed)
         options = options or {}
-        index = options.get("prompt_index", int(self.np_random.integers(len(self.setup.prompts))))
-        if not 0 <= index < len(self.setup.prompts):
-            raise IndexError(f"prompt_index {index} outside [0, {len(self.setup.prompts)})")
-        self.state.start(np.array([0]), np.array([index]))
+        index = options.get("prompt_index", int(self.np_random.integers(len(self.prompts))))
+        if not 0 <= index < len(self.prompts):
+            raise IndexError(f"prompt_index {index} outside [0, {len(self.prompts)})")
+        self._episodes.start(np.array([0]), np.array([index]))
         self._needs_reset = False
-        return self._observation(), {"prompt": self.setup.prompts[index], "prompt_index": index}
+        return self._observation(), {"prompt": self.prompts[index], "prompt_index": index}
 
     def step(self, action):
         if self._needs_reset:
@@ -99,16 +123,16 @@ class RLHFEnv(EpisodeBatchOwner, gym.Env):
         if not self.action_space.contains(action):
             raise ValueError(f"action {action} is outside the action space Discrete({self.action_space.n})")
         rows = np.array([0])
-        terminated, truncated = self.state.append(rows, np.array([action]))
+        terminated, truncated = self._episodes.append(rows, np.array([action]))
         finished = terminated | truncated
-        rewards, infos = self.state.rewards(rows, finished)
+        rewards, infos = self._episodes.rewards(rows, finished)
         self._needs_reset = bool(finished[0])
         if self.render_mode == "human":
             self.render()
         return self._observation(), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), infos[0]
 
     def render(self) -> str | None:
-        text = self.state.render(0)
+        text = self._episodes.render(0)
         if self.render_mode == "human":
             print(text)
             return None

@@ -21,36 +21,43 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from .episodes import EpisodeBatch, EpisodeBatchOwner
+from .config import RLHFEnvConfig
+from .episodes import EpisodeBatch
+from .rlhf_env import make_config
 from .setup import resolve_setup
+from .surface import RLHFEnvSurface
 
 _MODES = {"next_step": AutoresetMode.NEXT_STEP, "disabled": AutoresetMode.DISABLED}
 
 
-class RLHFVectorEnv(EpisodeBatchOwner, VectorEnv):
-    """Batched RLHF environment; takes the keyword arguments of :class:`envs.rlhf_env.RLHFEnv` plus these.
+class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
+    """Batched RLHF environment with the public surface of :class:`envs.surface.RLHFEnvSurface`.
 
     :param num_envs: rows stepped together.
+    :param config: the env configuration (or pass its fields as keyword arguments, as ``gym.make_vec`` does).
     :param autoreset_mode: ``"next_step"`` or ``"disabled"`` (see the module docstring).
+    :param render_mode: ``"ansi"`` or ``"human"``.
+    :param seed: seed of the first ``reset`` when that call gives none.
     """
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 8, task: Any = "reviews", autoreset_mode: str | AutoresetMode = "next_step",
-                 render_mode: str | None = None, seed: int | None = None, **kwargs: Any):
+    def __init__(self, num_envs: int = 8, config: RLHFEnvConfig | None = None,
+                 autoreset_mode: str | AutoresetMode = "next_step", render_mode: str | None = None, seed: int | None = None,
+                 **kwargs: Any):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         mode = autoreset_mode if isinstance(autoreset_mode, AutoresetMode) else _MODES.get(autoreset_mode)
         if mode not in _MODES.values():
             raise ValueError(f"autoreset_mode must be one of {list(_MODES)}, got {autoreset_mode!r}")
         self.metadata = {**self.metadata, "autoreset_mode": mode}
-        self.setup = resolve_setup(task=task, **kwargs)
+        self._setup = resolve_setup(make_config(config, kwargs))
         self.num_envs = num_envs
         self.render_mode = render_mode
         self._first_seed = seed
-        self.state = EpisodeBatch(self.setup, num_envs)
-        self.single_action_space = spaces.Discrete(self.setup.vocab_size)
-        self.single_observation_space = self.setup.observation_space()
+        self._episodes = EpisodeBatch(self._setup, num_envs)
+        self.single_action_space = spaces.Discrete(self._setup.vocab_size)
+        self.single_observation_space = self._setup.observation_space()
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self._autoreset = np.zeros(num_envs, dtype=bool)
@@ -58,14 +65,14 @@ class RLHFVectorEnv(EpisodeBatchOwner, VectorEnv):
 
     def report_logprobs(self, logprobs) -> None:
         """Report ``log pi(a_t | s_t)`` for every row's next action (NaN for none): the log-prob channel."""
-        self.state.report(logprobs)
+        self._episodes.report(logprobs)
 
-    def action_masks(self) -> np.ndarray:
-        """NLPO masks of every row's next token, bool [num_envs, vocab]."""
-        return self.state.action_masks().cpu().numpy()
+    def action_masks(self, as_tensor: bool = False):
+        """NLPO masks of every row's next token, bool [num_envs, vocab] (a device tensor with ``as_tensor=True``)."""
+        return self._masks(as_tensor)
 
     def _pick_prompts(self, n: int) -> np.ndarray:
-        return self.np_random.integers(len(self.setup.prompts), size=n)
+        return self.np_random.integers(len(self._setup.prompts), size=n)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Start episodes in all rows, or in ``options["reset_mask"]``; ``options["prompt_indices"]`` picks prompts."""
@@ -79,13 +86,13 @@ class RLHFVectorEnv(EpisodeBatchOwner, VectorEnv):
         rows = np.flatnonzero(mask)
         indices = options.get("prompt_indices")
         indices = self._pick_prompts(len(rows)) if indices is None else np.asarray(indices, dtype=np.int64)[: len(rows)]
-        if len(indices) != len(rows) or (indices < 0).any() or (indices >= len(self.setup.prompts)).any():
-            raise ValueError(f"prompt_indices must give {len(rows)} indices in [0, {len(self.setup.prompts)})")
-        self.state.start(rows, indices)
+        if len(indices) != len(rows) or (indices < 0).any() or (indices >= len(self._setup.prompts)).any():
+            raise ValueError(f"prompt_indices must give {len(rows)} indices in [0, {len(self._setup.prompts)})")
+        self._episodes.start(rows, indices)
         self._autoreset[rows] = False
         self._started = True
-        info = {"prompt_index": self.state.prompt_index.copy(), "_prompt_index": mask.copy()}
-        return self.state.observation(), info
+        info = {"prompt_index": self._episodes.prompt_index.copy(), "_prompt_index": mask.copy()}
+        return self._episodes.observation(), info
 
     def step(self, actions):
         if not self._started:
@@ -93,22 +100,22 @@ class RLHFVectorEnv(EpisodeBatchOwner, VectorEnv):
         actions = np.asarray(actions).reshape(-1)
         if actions.shape[0] != self.num_envs:
             raise ValueError(f"expected {self.num_envs} actions, got {actions.shape[0]}")
-        bad = np.flatnonzero((actions < 0) | (actions >= self.setup.vocab_size))
+        bad = np.flatnonzero((actions < 0) | (actions >= self._setup.vocab_size))
         if bad.size:
-            raise ValueError(f"action {actions[bad[0]]} of row {bad[0]} is outside Discrete({self.setup.vocab_size})")
+            raise ValueError(f"action {actions[bad[0]]} of row {bad[0]} is outside Discrete({self._setup.vocab_size})")
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
         restarting = np.flatnonzero(self._autoreset)
         if restarting.size:
-            self.state.start(restarting, self._pick_prompts(restarting.size))
+            self._episodes.start(restarting, self._pick_prompts(restarting.size))
             self._autoreset[restarting] = False
-        active = np.flatnonzero(~self.state.done)
+        active = np.flatnonzero(~self._episodes.done)
         active = active[~np.isin(active, restarting)]
         infos: dict[str, Any] = {}
         if active.size:
-            term, trunc = self.state.append(active, actions[active])
-            rewards[active], row_infos = self.state.rewards(active, term | trunc)
+            term, trunc = self._episodes.append(active, actions[active])
+            rewards[active], row_infos = self._episodes.rewards(active, term | trunc)
             terminated[active], truncated[active] = term, trunc
             for row, info in zip(active.tolist(), row_infos):
                 for key, value in info.items():
@@ -117,7 +124,7 @@ class RLHFVectorEnv(EpisodeBatchOwner, VectorEnv):
             self._autoreset |= terminated | truncated
         if self.render_mode == "human":
             self.render()
-        return self.state.observation(), rewards, terminated, truncated, infos
+        return self._episodes.observation(), rewards, terminated, truncated, infos
 
     def _add_info(self, infos: dict, key: str, value: Any, row: int) -> None:
         if key not in infos:
@@ -128,7 +135,7 @@ class RLHFVectorEnv(EpisodeBatchOwner, VectorEnv):
         infos["_" + key][row] = True
 
     def render(self) -> str | None:
-        text = "\n".join(f"[{i}] {self.state.render(i)}" for i in range(self.num_envs))
+        text = "\n".join(f"[{i}] {self._episodes.render(i)}" for i in range(self.num_envs))
         if self.render_mode == "human":
             print(text)
             return None

@@ -54,11 +54,11 @@ def test_both_env_checkers_pass(env):
 @pytest.mark.parametrize("placement", ["terminal", "per_token"])
 def test_reward_equals_hand_computation(task, ref_model, tokenizer, estimator, placement):
     env = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(1.5), beta=0.1,
-                  kl_estimator=estimator, kl_penalty=placement)
+                  kl_estimator=estimator, kl_placement=placement)
     tokens = review_tokens(tokenizer, "not very good .")
     reported = np.array([-0.5, -1.0, -0.25, -2.0, -0.1])
     rewards, info, terminated, _ = run_episode(env, tokens, reported)
-    ref = hf_ref_logprobs(ref_model, tokenizer, env.setup.prompts[0], tokens)
+    ref = hf_ref_logprobs(ref_model, tokenizer, env.prompts[0], tokens)
     log_ratio = reported - ref
     per_token = log_ratio if estimator == "k1" else np.expm1(-log_ratio) + log_ratio
     assert terminated and info["eos"] and info["kl_source"] == "reported"
@@ -76,7 +76,7 @@ def test_reward_equals_hand_computation(task, ref_model, tokenizer, estimator, p
 
 def test_kl_is_zero_when_the_agent_is_the_reference(env, ref_model, tokenizer):
     tokens = review_tokens(tokenizer, "great , and i loved the chef .")
-    ref = hf_ref_logprobs(ref_model, tokenizer, env.setup.prompts[3], tokens)
+    ref = hf_ref_logprobs(ref_model, tokenizer, env.prompts[3], tokens)
     _, info, _, _ = run_episode(env, tokens, ref, prompt_index=3)
     assert abs(info["kl"]) < 1e-4
 
@@ -84,7 +84,7 @@ def test_kl_is_zero_when_the_agent_is_the_reference(env, ref_model, tokenizer):
 def test_fallback_without_reports_is_named(env, ref_model, tokenizer):
     tokens = review_tokens(tokenizer)
     rewards, info, _, _ = run_episode(env, tokens)
-    ref = hf_ref_logprobs(ref_model, tokenizer, env.setup.prompts[0], tokens)
+    ref = hf_ref_logprobs(ref_model, tokenizer, env.prompts[0], tokens)
     assert info["kl_source"] == "fallback:deterministic_policy"
     assert info["kl"] == pytest.approx(-ref.sum(), abs=1e-4)  # log pi := 0
 
@@ -119,20 +119,20 @@ def test_registration_and_make_kwargs(task):
     assert "RLHF-v0" in gym.registry
     env = gym.make("RLHF-v0", task=task, beta=0.3, max_new_tokens=5, render_mode="ansi")
     obs, info = env.reset(seed=1)
-    assert env.unwrapped.beta == 0.3 and env.unwrapped.setup.max_new_tokens == 5
+    assert env.unwrapped.beta == 0.3 and env.unwrapped.max_new_tokens == 5
     assert env.observation_space.contains(obs)
     assert env.render() == f"{info['prompt']} \u2502 "
-    env.step(env.unwrapped.setup.tokenizer.convert_tokens_to_ids("great"))
+    env.step(env.unwrapped.tokenizer.convert_tokens_to_ids("great"))
     assert env.render().endswith("\u2502 great")
 
 
 def test_adaptive_kl_controller_state_round_trip(task, ref_model, tokenizer):
     env = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(0.0), beta=0.1,
-                  target_kl=1.0, kl_horizon=10)
+                  kl_target=1.0, kl_horizon=10)
     _, info, _, _ = run_episode(env, review_tokens(tokenizer))  # fallback KL is large: beta must grow
     assert info["beta"] == 0.1 and env.unwrapped.beta == pytest.approx(0.1 * (1 + 0.2 / 10))
     state = env.kl_controller.state_dict()
-    other = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(0.0), beta=0.1, target_kl=1.0)
+    other = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(0.0), beta=0.1, kl_target=1.0)
     other.kl_controller.load_state_dict(state)
     assert other.beta == env.beta
 
@@ -145,7 +145,7 @@ def test_prompt_too_long(task, ref_model, tokenizer):
     with pytest.warns(UserWarning, match="left-truncated"):
         env = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, prompts=prompts, max_prompt_tokens=5,
                       truncate_prompts=True, reward_model=constant_reward(0.0))
-    assert env.setup.prompt_ids[1] == tokenizer(prompts[1], add_special_tokens=False)["input_ids"][-5:]
+    assert env.prompt_ids[1] == tokenizer(prompts[1], add_special_tokens=False)["input_ids"][-5:]
     with pytest.raises(ValueError, match="exceeds the reference model's context"):
         RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, max_new_tokens=500)
 
@@ -184,8 +184,8 @@ def test_bad_reward_function(task, ref_model, tokenizer, scores, message):
 def test_bad_arguments(task):
     with pytest.raises(ValueError, match="kl_estimator"):
         RLHFEnv(task=task, kl_estimator="k2")
-    with pytest.raises(ValueError, match="kl_penalty"):
-        RLHFEnv(task=task, kl_penalty="dense")
+    with pytest.raises(ValueError, match="kl_placement"):
+        RLHFEnv(task=task, kl_placement="dense")
     with pytest.raises(FileNotFoundError, match="cannot load the reference model"):
         RLHFEnv(task=task, ref_model="/nonexistent/model")
     with pytest.raises(KeyError, match="unknown task"):

@@ -9,7 +9,8 @@ from helpers import NoCallback
 from sb3_contrib import MaskablePPO
 
 from agents import MaskableTransformerPolicy, TokenPPO
-from envs import RLHFEnv, RLHFVecEnv
+from agents import RLHFVecEnv
+from envs import RLHFEnv
 from rlhf_gym.generation import positions
 from rlhf_gym.masking import apply_mask, top_p_mask
 
@@ -27,12 +28,12 @@ def test_top_p_mask_by_hand():
 
 
 def expected_mask(model, env):
-    state = env.state
+    state = env._episodes
     length = int(state.prompt_lens[0] + state.response_lens[0])
     ids = state.contexts[:, :length]
     with torch.no_grad():
         logits = model(input_ids=ids).logits[:, -1]
-    return top_p_mask(logits, 0.5, always_allowed=[env.setup.stop_token_id])[0].numpy()
+    return top_p_mask(logits, 0.5, always_allowed=[env.stop_token_id])[0].numpy()
 
 
 def test_refreshed_mask_model_generates_the_masks(task, ref_model):
@@ -69,7 +70,7 @@ def test_token_ppo_samples_inside_the_masks_and_refreshes_them(task):
     agent.learn(8 * 10, progress_bar=False)  # one rollout and one update: the policy has moved
     buffer = agent.rollout_buffer
     agent.collect_rollouts(agent.env, NoCallback(), buffer, agent.n_steps)  # refreshes the masking model first
-    masking = env.vector_env.setup.mask.model
+    masking = env.batched_env._setup.mask.model
     for name, value in agent.policy.lm.state_dict().items():
         torch.testing.assert_close(masking.state_dict()[name], value)
     taken = buffer.action_masks.gather(-1, buffer.responses[:, :, None]).squeeze(-1)

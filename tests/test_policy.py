@@ -7,7 +7,8 @@ from helpers import NoCallback
 from transformers import AutoModelForCausalLM
 
 from agents import TokenPPO, TransformerPolicy
-from envs import RLHFEnv, RLHFVecEnv
+from agents import RLHFVecEnv
+from envs import RLHFEnv
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import pytest
 from stable_baselines3.common.vec_env import VecCheckNan
 
 import rlhf_gym  # noqa: F401
-from envs import RLHFEnv, RLHFVecEnv, RLHFVectorEnv
+from agents import RLHFVecEnv
+from envs import RLHFEnv, RLHFVectorEnv
 
 
 def proxy(prompts, responses):
@@ -39,7 +40,7 @@ def test_single_and_batched_envs_agree(task, ref_model, tokenizer, placement):
     tokens[2, 4] = eos  # rows 1 and 3 are truncated at the budget
     logprobs = -rng.random((n, horizon))
     batched = RLHFVectorEnv(num_envs=n, autoreset_mode="disabled", max_new_tokens=horizon,
-                            **kwargs(task, ref_model, tokenizer, kl_penalty=placement))
+                            **kwargs(task, ref_model, tokenizer, kl_placement=placement))
     batched.reset(seed=0, options={"prompt_indices": [5, 6, 7, 8]})
     batched_rewards = np.zeros((n, horizon))
     batched_infos = {}
@@ -50,7 +51,7 @@ def test_single_and_batched_envs_agree(task, ref_model, tokenizer, placement):
         for row in np.flatnonzero(info.get("_kl", [])):
             batched_infos[row] = {k: info[k][row] for k in info if not k.startswith("_")}
     for row, prompt_index in enumerate([5, 6, 7, 8]):
-        single = RLHFEnv(max_new_tokens=horizon, **kwargs(task, ref_model, tokenizer, kl_penalty=placement))
+        single = RLHFEnv(max_new_tokens=horizon, **kwargs(task, ref_model, tokenizer, kl_placement=placement))
         single.reset(options={"prompt_index": prompt_index})
         rewards = []
         for t in range(horizon):
@@ -76,7 +77,7 @@ def test_next_step_autoreset_restarts_finished_rows(task, ref_model, tokenizer):
     assert terminated.tolist() == [True, False] and info["_kl"].tolist() == [True, False]
     obs, rewards, terminated, _, info = envs.step([great, great])  # row 0 restarts: its action is ignored
     assert rewards[0] == 0.0 and not terminated[0] and "_kl" not in info
-    assert obs["attention_mask"][0].sum() == len(envs.setup.prompt_ids[envs.state.prompt_index[0]])
+    assert obs["attention_mask"][0].sum() == len(envs.prompt_ids[envs._episodes.prompt_index[0]])
 
 
 def test_disabled_autoreset_waits_for_reset_mask(task, ref_model, tokenizer):
@@ -85,9 +86,9 @@ def test_disabled_autoreset_waits_for_reset_mask(task, ref_model, tokenizer):
     eos, great = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("great")
     envs.step([eos, great])
     obs, rewards, terminated, truncated, _ = envs.step([great, great])
-    assert rewards[0] == 0.0 and not terminated[0] and obs["attention_mask"][0].sum() == envs.state.prompt_lens[0] + 1
+    assert rewards[0] == 0.0 and not terminated[0] and obs["attention_mask"][0].sum() == envs._episodes.prompt_lens[0] + 1
     envs.reset(options={"reset_mask": np.array([True, False])})
-    assert envs.state.response_lens.tolist() == [0, 2]
+    assert envs._episodes.response_lens.tolist() == [0, 2]
 
 
 def test_bad_batched_input(task, ref_model, tokenizer):
@@ -113,4 +114,4 @@ def test_sb3_bridge_resets_rows_and_reports_episodes(task, ref_model, tokenizer)
     assert dones.tolist() == [False, True, False]
     assert "terminal_observation" in infos[1] and infos[1]["episode"]["l"] == 1
     assert infos[1]["episode"]["r"] == pytest.approx(rewards[1]) and "kl" in infos[1]
-    assert obs["attention_mask"][1].sum() == venv.unwrapped.vector_env.state.prompt_lens[1]  # already restarted
+    assert obs["attention_mask"][1].sum() == venv.unwrapped.batched_env._episodes.prompt_lens[1]  # already restarted

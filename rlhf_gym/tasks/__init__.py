@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .base import Task
+from .base import DEFAULT_MAX_NEW_TOKENS, Task
 from .reviews.task import make_reviews_task
 
 TASKS: dict[str, Callable[..., Task]] = {"reviews": make_reviews_task}
@@ -19,4 +19,4 @@ def load_task(name: str | Task = "reviews", **kwargs) -> Task:
     return TASKS[name](**kwargs)
 
 
-__all__ = ["Task", "TASKS", "load_task"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "Task", "TASKS", "load_task"]

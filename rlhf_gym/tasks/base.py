@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..reward_model import RewardModel
+
+DEFAULT_MAX_NEW_TOKENS = 24
+"""Response budget of a task (and of an env with no task) unless it sets its own."""
 
 
 @dataclass
@@ -33,7 +37,7 @@ class Task:
     eval_prompts: list[str]
     gold_reward: Callable[[str, str], float] | None = None
     is_well_formed: Callable[[str, str], bool] | None = None
-    max_new_tokens: int = 24
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     reward_model_dir: Path | None = field(default=None)
 
     @property
@@ -60,6 +64,12 @@ class Task:
     def load_reward_model(self, device: str = "cpu") -> RewardModel:
         self._check_built(self.reward_dir)
         return RewardModel.from_pretrained(self.reward_dir, device=device)
+
+    def gold_scores(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, np.ndarray]:
+        """``{"gold_reward": ..., "well_formed": ...}``, one value per response (the task needs both functions)."""
+        pairs = list(zip(prompts, responses))
+        return {"gold_reward": np.array([self.gold_reward(p, r) for p, r in pairs]),
+                "well_formed": np.array([self.is_well_formed(p, r) for p, r in pairs], dtype=float)}
 
     def _check_built(self, directory: Path) -> None:
         if not (directory / "config.json").exists():

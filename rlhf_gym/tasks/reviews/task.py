@@ -41,5 +41,4 @@ def make_reviews_task(artifacts_dir: str | Path | None = None) -> Task:
         eval_prompts=evaluation,
         gold_reward=gold_reward,
         is_well_formed=well_formed,
-        max_new_tokens=24,
     )

@@ -1,0 +1,127 @@
+"""One builder of env + agent, used by ``scripts/train_agent.py``, the beta sweep and every future trainer.
+
+:class:`TrainConfig` is the documented configuration of a training run (each field has its command-line
+help); :func:`build_env_and_agent` turns it into the SB3 env bridge and the agent, so that every entry
+point trains the same way for the same config. :func:`held_out_evaluator` scores a policy on the task's
+held-out prompts with the env's reward model, reference and task, at a seed derived from the run's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from envs.config import KL_PLACEMENTS
+from rlhf_gym.cli import arg
+from rlhf_gym.errors import ConfigError, MissingFileError
+from rlhf_gym.evaluation import Evaluation, evaluate_policy
+from rlhf_gym.kl import KL_ESTIMATORS
+from rlhf_gym.utils import resolve_device
+
+from .ppo import TokenPPO
+from .vec_env import RLHFVecEnv
+
+ALGOS = ("ppo", "nlpo")
+AMP_CHOICES = ("bf16", "fp16", "none")
+EVAL_SEED_OFFSET = 10_000
+"""Held-out evaluations sample with seed ``config.seed + EVAL_SEED_OFFSET``: a stream apart from training's."""
+
+# TrainConfig fields passed to the env when set (None: the env id's registered value, else the env's default)
+ENV_FIELDS = ("task", "ref_model", "reward_model", "prompts", "max_new_tokens", "beta", "kl_target", "kl_estimator",
+              "kl_placement", "temperature")
+
+
+@dataclass
+class TrainConfig:
+    """A training run's algorithm, env and optimisation settings."""
+
+    algo: str = arg("ppo", "ppo, or nlpo (PPO with top-p action masks from a periodically refreshed copy of the policy)")
+    env_id: str = arg("RLHF-v0", "registered env id (its registered arguments apply; the options below override them)")
+    seed: int = arg(0, "seed of everything: prompts, sampling, initialisation, minibatch order")
+    task: str | None = arg(None, "task id (default: the env id's, reviews for RLHF-v0)")
+    model: str | None = arg(None, "policy to start from: HF causal LM id or directory (default: the env's reference)")
+    ref_model: str | None = arg(None, "frozen reference policy for the KL term (default: the task's SFT policy)")
+    reward_model: Any = arg(None, "reward model: HF id or directory (default: the task's reward model)")
+    prompts: str | None = arg(None, "training prompts: .jsonl (field 'prompt') or .txt file (default: the task's train split)")
+    beta: float | None = arg(None, "KL coefficient beta, the initial value with --kl-target (default: the env's, 0.1)")
+    kl_target: float | None = arg(None, "adaptive KL controller (Ziegler et al. 2019) with this target KL per response")
+    kl_estimator: str | None = arg(None, "per-token KL estimator: k1 or k3 (default: the env's, k1)")
+    kl_placement: str | None = arg(None, "where the KL penalty is paid: terminal or per_token (default: the env's, terminal)")
+    max_new_tokens: int | None = arg(None, "response budget in tokens (default: the env's, 24 for RLHF-v0)")
+    temperature: float | None = arg(None, "sampling temperature (default: the env's, 1.0)")
+    n_envs: int = arg(64, "responses per rollout (rows of the batched env)")
+    batch_size: int = arg(16, "minibatch size in responses")
+    n_epochs: int = arg(4, "PPO epochs per rollout")
+    learning_rate: float = arg(3e-4, "AdamW learning rate")
+    ent_coef: float = arg(0.0, "entropy bonus")
+    vf_coef: float = arg(0.5, "value loss weight")
+    gae_lambda: float = arg(0.95, "GAE lambda")
+    mask_top_p: float = arg(0.9, "nlpo: keep the tokens in this top-p mass of the masking policy")
+    mask_refresh_every: int = arg(5, "nlpo: copy the policy into the masking policy every this many rollouts")
+    device: str = arg("auto", "cpu, cuda[:N] or auto (CUDA when present)")
+    amp: str = arg("bf16", "mixed precision on CUDA: bf16, fp16 or none (ignored on CPU)")
+
+    def __post_init__(self) -> None:
+        for name in ("n_envs", "batch_size", "n_epochs", "learning_rate", "mask_refresh_every"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        for name in ("max_new_tokens", "temperature", "kl_target"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if self.beta is not None and self.beta < 0:
+            raise ConfigError(f"--beta must be >= 0, got {self.beta}")
+        choices = {"algo": ALGOS, "amp": AMP_CHOICES, "kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS}
+        for name, allowed in choices.items():
+            if getattr(self, name) is not None and getattr(self, name) not in allowed:
+                raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not 0 < self.mask_top_p <= 1:
+            raise ConfigError(f"--mask-top-p must be in (0, 1], got {self.mask_top_p}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ConfigError(f"--device must be cpu, cuda[:N] or auto, got {self.device!r}")
+
+    def env_kwargs(self, device: torch.device) -> dict[str, Any]:
+        """Keyword arguments of the env: the fields that are set, the device, and NLPO's masks."""
+        kwargs = {name: getattr(self, name) for name in ENV_FIELDS if getattr(self, name) is not None}
+        kwargs["device"] = device
+        if self.algo == "nlpo":
+            kwargs["mask_top_p"] = self.mask_top_p
+        return kwargs
+
+
+def build_env_and_agent(config: TrainConfig, tensorboard_log: str | Path | None = None,
+                        resume: str | Path | None = None) -> tuple[RLHFVecEnv, TokenPPO]:
+    """The batched env (through Gymnasium's registry) and the agent on it, or the agent of checkpoint ``resume``."""
+    device = resolve_device(config.device)
+    env = RLHFVecEnv(num_envs=config.n_envs, env_id=config.env_id, **config.env_kwargs(device))
+    if resume is not None:
+        if not Path(resume).is_file():
+            raise MissingFileError(f"checkpoint not found: {resume}")
+        return env, TokenPPO.load(resume, env=env, device=device)
+    agent = TokenPPO(
+        "TransformerPolicy", env, learning_rate=config.learning_rate, batch_size=config.batch_size,
+        n_epochs=config.n_epochs, gae_lambda=config.gae_lambda, ent_coef=config.ent_coef, vf_coef=config.vf_coef,
+        amp=None if config.amp == "none" else config.amp, seed=config.seed, device=device,
+        tensorboard_log=None if tensorboard_log is None else str(tensorboard_log),
+        use_action_masks=config.algo == "nlpo", mask_refresh_every=config.mask_refresh_every,
+        policy_kwargs={"model_name_or_path": config.model, "temperature": env.batched_env.temperature},
+    )
+    return env, agent
+
+
+def held_out_evaluator(env: RLHFVecEnv, n_prompts: int, seed: int) -> tuple[list[str], Callable[[Any], Evaluation]]:
+    """The first ``n_prompts`` held-out prompts of the env's task and ``evaluate(lm)``, which samples one response
+    per prompt (seed ``seed + EVAL_SEED_OFFSET``, the env's budget and temperature) and scores it."""
+    batched = env.batched_env
+    if batched.task is None:
+        raise ConfigError("held-out evaluation needs an env with a task (its held-out prompts and gold reward)")
+    prompts = batched.task.eval_prompts[:n_prompts]
+
+    def evaluate(lm) -> Evaluation:
+        return evaluate_policy(lm, batched.tokenizer, prompts, batched.reward_fn, batched.ref_model, batched.task,
+                               batched.max_new_tokens, batched.temperature, seed=seed + EVAL_SEED_OFFSET)
+
+    return prompts, evaluate

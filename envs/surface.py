@@ -1,0 +1,122 @@
+"""The public surface of the RLHF environments: what agents, scripts and wrappers may rely on.
+
+Both :class:`envs.RLHFEnv` and :class:`envs.RLHFVectorEnv` have it (reach it through ``env.unwrapped``).
+Everything else on an env (``_setup``, ``_episodes``) is internal and may change without notice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rlhf_gym.scoring import RewardFn
+from rlhf_gym.tasks import Task
+
+from .config import RLHFEnvConfig
+from .episodes import EpisodeBatch
+from .setup import EnvSetup
+
+
+class RLHFEnvSurface:
+    """Read-only views of the env's world, the log-prob channel, the KL controller and NLPO masks."""
+
+    _setup: EnvSetup
+    _episodes: EpisodeBatch
+
+    # ------------------------------------------------------------------------------ what the env is
+    @property
+    def config(self) -> RLHFEnvConfig:
+        """The configuration the env was built from."""
+        return self._setup.config
+
+    @property
+    def task(self) -> Task | None:
+        """The task (prompt split, gold reward, well-formedness), or None for an env built from explicit models."""
+        return self._setup.task
+
+    @property
+    def tokenizer(self):
+        """The policy's tokenizer; actions are its token ids."""
+        return self._setup.tokenizer
+
+    @property
+    def ref_model(self):
+        """The frozen reference policy ``pi_ref`` (eval mode, no gradients): the KL anchor and a policy's default start."""
+        return self._setup.ref_model
+
+    @property
+    def reward_fn(self) -> RewardFn:
+        """``r_phi`` as ``f(prompts, responses) -> scores`` (a :class:`rlhf_gym.RewardModel` for HF reward models)."""
+        return self._setup.reward_fn
+
+    @property
+    def prompts(self) -> list[str]:
+        """The training prompts, indexed by ``info["prompt_index"]``."""
+        return self._setup.prompts
+
+    @property
+    def prompt_ids(self) -> list[list[int]]:
+        """The token ids of each prompt (after any truncation), without special tokens."""
+        return self._setup.prompt_ids
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The response budget: an episode is truncated after this many tokens."""
+        return self._setup.max_new_tokens
+
+    @property
+    def stop_token_id(self) -> int:
+        """The token that ends an episode (``terminated``)."""
+        return self._setup.stop_token_id
+
+    @property
+    def pad_token_id(self) -> int:
+        """The padding token of observations."""
+        return self._setup.pad_token_id
+
+    @property
+    def temperature(self) -> float:
+        """Temperature of the reference log-probs (agents should sample at the same temperature)."""
+        return self._setup.config.temperature
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the action space ``Discrete(vocab_size)``."""
+        return self._setup.vocab_size
+
+    @property
+    def device(self) -> torch.device:
+        """Where the episode tensors, the reference and the reward model live."""
+        return self._setup.device
+
+    # ---------------------------------------------------------------------------------- KL leash
+    @property
+    def kl_controller(self):
+        """The beta controller; ``state_dict()`` / ``load_state_dict()`` save and restore it."""
+        return self._setup.kl_controller
+
+    @property
+    def beta(self) -> float:
+        """The current KL coefficient."""
+        return self._setup.kl_controller.beta
+
+    # -------------------------------------------------------------------------------- NLPO masks
+    @property
+    def has_action_masks(self) -> bool:
+        """Whether ``action_masks()`` is available (the env was built with ``mask_top_p`` or ``mask_top_k``)."""
+        return self._setup.mask is not None
+
+    @property
+    def mask_model_refreshable(self) -> bool:
+        """Whether the masking model is a copy that :meth:`refresh_mask_model` updates (``mask_model="policy_copy"``)."""
+        return self._setup.mask is not None and self._setup.mask.refreshable
+
+    def refresh_mask_model(self, model) -> None:
+        """Load ``model``'s weights into the NLPO masking model."""
+        self._episodes.refresh_mask_model(model)
+
+    def _masks(self, as_tensor: bool) -> Any:
+        masks = self._episodes.action_masks()
+        return masks if as_tensor else masks.cpu().numpy()
+
