@@ -55,7 +55,8 @@ def test_refreshed_mask_model_generates_the_masks(task, ref_model):
 
 def test_maskable_ppo_trains_with_the_transformer_policy(task):
     env = RLHFEnv(task=task, mask_top_p=0.9, max_new_tokens=6)
-    model = MaskablePPO(MaskableTransformerPolicy, env, n_steps=16, batch_size=8, n_epochs=1, seed=0, device="cpu")
+    model = MaskablePPO(MaskableTransformerPolicy, env, n_steps=16, batch_size=8, n_epochs=1, seed=0, device="cpu",
+                        policy_kwargs={"model_name_or_path": str(task.policy_dir)})
     model.learn(32)
     obs, _ = env.reset(seed=1)
     masks = env.action_masks()

@@ -67,12 +67,19 @@ def test_predict_on_env_observations(agent, task):
 def test_separate_critic_and_reward_model_initialisation(task):
     env = RLHFVecEnv(num_envs=2, task=task, max_new_tokens=4)
     space_args = (env.observation_space, env.action_space, lambda _: 1e-4)
-    separate = TransformerPolicy(*space_args, share_trunk=False)
+    path = str(task.policy_dir)
+    separate = TransformerPolicy(*space_args, model_name_or_path=path, share_trunk=False)
     assert separate.critic_trunk is not None
-    from_rm = TransformerPolicy(*space_args, share_trunk=False, value_init="reward_model", reward_model_path=str(task.reward_dir))
+    for name, value in separate.critic_trunk.state_dict().items():  # a copy of the actor's initial trunk
+        torch.testing.assert_close(value, separate.lm.base_model.state_dict()[name])
+    assert separate.critic_trunk.wte.weight.data_ptr() != separate.lm.base_model.wte.weight.data_ptr()
+    from_rm = TransformerPolicy(*space_args, model_name_or_path=path, share_trunk=False, value_init="reward_model",
+                                reward_model_path=str(task.reward_dir))
     assert torch.count_nonzero(from_rm.value_head.weight) > 0
     with pytest.raises(ValueError, match="needs share_trunk=False"):
-        TransformerPolicy(*space_args, value_init="reward_model", reward_model_path=str(task.reward_dir))
+        TransformerPolicy(*space_args, model_name_or_path=path, value_init="reward_model", reward_model_path=str(task.reward_dir))
+    with pytest.raises(ValueError, match="needs model_name_or_path"):
+        TransformerPolicy(*space_args)
     with pytest.raises(FileNotFoundError, match="cannot load the policy model"):
         TransformerPolicy(*space_args, model_name_or_path="/nonexistent/policy")
 
