@@ -82,9 +82,8 @@ def main(args: Args) -> Path:
     console = Console()
     started = time.time()
     run_dir = run_directory(args)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    env, model = build_env_and_agent(args, tensorboard_log=run_dir, resume=args.resume)  # bad input fails before any file
     atomic_write_json(run_dir / "args.json", asdict(args))
-    env, model = build_env_and_agent(args, tensorboard_log=run_dir, resume=args.resume)
     console.print(f"[bold]run directory[/bold] {run_dir}  (device: {model.device})")
     console.print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
     if args.resume:

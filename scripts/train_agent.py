@@ -1,7 +1,6 @@
-"""Train an RLHF policy on RLHF-v0: ``python scripts/train_agent.py --help`` (the same as ``rlhf-gym train``)."""
+"""Train an RLHF policy (PPO or NLPO) on RLHF-v0: the main job. Same as ``rlhf-gym train``; see ``--help``."""
 
-from agents.train import Args, main
-from rlhf_gym.cli import run
+from rlhf_gym.cli import run_command
 
 if __name__ == "__main__":
-    run(main, Args, __import__("agents.train").train.__doc__)
+    run_command("train")
