@@ -1,0 +1,115 @@
+"""Throughput benchmark: our TokenPPO on the batched env vs TRL's PPOTrainer vs plain SB3 PPO per token.
+
+One invocation runs the same PPO work through every system, one after the other on the same machine, each
+in a fresh process (so that its peak RSS is its own):
+
+* ``ours``: :class:`agents.TokenPPO` on :class:`agents.RLHFVecEnv` -- one rollout samples ``rollout_batch``
+  responses in lock step with a KV cache; the update runs one forward pass per whole sequence per minibatch;
+  the value head sits on the policy's trunk;
+* ``ours-separate-critic``: the same with a separate value trunk initialised from the reward model
+  (TRL's layout: two transformers are trained);
+* ``trl``: ``trl.experimental.ppo.PPOTrainer`` (TRL 0.29), which needs a separate value model (here a copy of
+  the reward model, as in TRL's examples);
+* ``sb3-per-token``: ``stable_baselines3.PPO`` with :class:`agents.TransformerPolicy` on a ``DummyVecEnv`` of
+  single :class:`envs.RLHFEnv` envs -- one full forward pass per (state, action) sample, in the rollout and in
+  every update epoch (the design that the closest prior library measured at about 16 tokens/s).
+
+Models are built locally from configs (random-init ``GPT2LMHeadModel`` policy and ``GPT2ForSequenceClassification``
+reward model of the same size, a word-level tokenizer); no hub. Responses always have the full length: our env
+gets a stop token outside the vocabulary (``stop_token=vocab_size``), TRL gets ``stop_token_id=None`` (its "no stop
+token"), and SB3 runs episodes of exactly ``response_length`` steps. Optimizer steps are counted with a global
+``torch.optim`` hook and reported per iteration: rollout batch 64, 4 minibatches of 16 responses, 4 epochs = 16
+optimizer steps per iteration on every side (TRL: ``per_device_train_batch_size=64``,
+``gradient_accumulation_steps=1``, ``num_mini_batches=4``; SB3: ``batch_size = 64 * 24 / 4`` (state, action) samples).
+
+    rlhf-gym benchmark                                   # small + medium, all systems, scaling sweep
+    rlhf-gym benchmark --quick --systems ours            # smoke test, under a minute
+    rlhf-gym benchmark --configs gpt2 --device cuda --amp bf16 --sweep false
+
+Writes ``benchmark.json`` and ``benchmark.md`` to ``--out-dir`` and prints the tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .measure import SYSTEMS, quiet
+from .protocol import Settings
+from .report import build_report, write_report
+from .runner import run_all, split, sweep_points
+from .workloads import WORKLOADS
+from rlhf_gym.cli import arg
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.utils import resolve_device
+
+
+@dataclass
+class Args:
+    configs: str = arg("small,medium", "comma-separated workloads: small, medium, gpt2 (CUDA only)")
+    systems: str = arg("ours,ours-separate-critic,trl,sb3-per-token", f"comma-separated systems: {', '.join(SYSTEMS)}")
+    iterations: int = arg(5, "timed PPO iterations per system (the median is reported)")
+    warmup: int = arg(1, "untimed PPO iterations run first")
+    sb3_iterations: int = arg(1, "timed iterations of the (slow) per-token SB3 baseline")
+    sweep: bool = arg(True, "also run the scaling sweep of ours over response length and rollout batch")
+    sweep_config: str = arg("small", "workload whose model the sweep uses")
+    sweep_response_lengths: str = arg("12,24,48,96", "response lengths of the sweep (at the workload's rollout batch)")
+    sweep_rollout_batches: str = arg("16,64,256", "rollout batches of the sweep (at the workload's response length)")
+    quick: bool = arg(False, "tiny workload, 2 iterations, tiny sweep, 1 thread unless --threads: a smoke test "
+                             "(overrides --configs, the iteration counts and the sweep sizes)")
+    device: str = arg("auto", "auto, cpu or cuda")
+    amp: str = arg("none", "mixed precision on CUDA: bf16 or none (float32); ignored on CPU")
+    peak_tflops: float | None = arg(None, "peak TFLOP/s of the card for the update's MFU (default: by device name "
+                                          "for H100/H200, for --amp's precision)")
+    threads: int = arg(0, "torch CPU threads per process (0: torch's default)")
+    seed: int = arg(0, "seed of model initialisation, prompts and sampling")
+    out_dir: str = arg("benchmark_results", "where benchmark.json and benchmark.md are written")
+
+    def __post_init__(self) -> None:
+        if self.quick:
+            self.configs, self.sweep_config = "quick", "quick"
+            self.iterations, self.warmup, self.sb3_iterations = 1, 1, 1
+            self.sweep_response_lengths, self.sweep_rollout_batches = "4,8", "4,8"
+            self.threads = self.threads or 1  # tiny models gain nothing from threads, and lose a lot on a busy machine
+        unknown = [c for c in split(self.configs) + [self.sweep_config] if c not in WORKLOADS]
+        if unknown:
+            raise ValueError(f"--configs/--sweep-config: unknown workload {unknown[0]!r} (known: {', '.join(WORKLOADS)})")
+        unknown = [s for s in split(self.systems) if s not in SYSTEMS]
+        if unknown:
+            raise ValueError(f"--systems: unknown system {unknown[0]!r} (known: {', '.join(SYSTEMS)})")
+        for name in ("iterations", "sb3_iterations"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0 or self.threads < 0:
+            raise ValueError("--warmup and --threads must be >= 0")
+        if self.amp not in ("bf16", "none"):
+            raise ValueError(f"--amp must be bf16 or none, got {self.amp!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+
+
+def main(args: Args) -> dict[str, Any]:
+    quiet()
+    device = resolve_device(args.device)
+    configs, systems = split(args.configs), split(args.systems)
+    if "gpt2" in configs and device.type != "cuda":
+        raise ConfigError("--configs gpt2 runs on CUDA only (--device cuda)")
+    if "trl" in systems and importlib.util.find_spec("trl") is None:
+        print("trl is not installed (pip install trl==0.29.1): skipping the TRL baseline")
+        systems.remove("trl")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; device {device}")
+    settings = Settings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Settings)})
+    base = WORKLOADS[args.sweep_config]
+    sweep = sweep_points(base, map(int, split(args.sweep_response_lengths)),
+                         map(int, split(args.sweep_rollout_batches))) if args.sweep else None
+    results, sweep_rows = run_all(configs, systems, settings, device, base, sweep)
+    command = shlex.join(["rlhf-gym", "benchmark", *sys.argv[1:]])
+    report = build_report(dataclasses.asdict(args), command, device, configs, results, sweep_rows)
+    write_report(report, Path(args.out_dir))
+    return report

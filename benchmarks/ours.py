@@ -1,0 +1,78 @@
+"""Our system: :class:`agents.TokenPPO` on the batched :class:`agents.RLHFVecEnv`, and our single env for the SB3 baseline.
+
+One rollout samples ``rollout_batch`` responses in lock step with a KV cache and scores them with one reference pass
+and one reward-model pass; the update runs one forward pass per whole sequence per minibatch. The value head sits on
+the policy's trunk, or (``separate_critic``) on a separate value trunk initialised from the reward model (TRL's
+layout: two transformers are trained). Responses always have the full length: the env gets a stop token outside the
+vocabulary (``stop_token=vocab_size``).
+
+Apart from ``env_overhead.py``, this module is the speed benchmark's only user of the env and TokenPPO API
+(constructors, ``batched_env``, ``_episodes.finish``, ``last_rollout_infos``): ``sb3.py`` builds its envs through
+:func:`single_env_factory` and :func:`time_scoring`, and takes only :class:`agents.TransformerPolicy` from ``agents``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from agents import RLHFVecEnv, TokenPPO
+from envs import RLHFEnv
+from rlhf_gym.reward_model import RewardModel
+
+from .clock import LapAtRolloutStart, PhaseClock
+from .protocol import Run, Settings, trainable
+from .workloads import BETA, CLIP_RANGE, GAE_LAMBDA, LEARNING_RATE, VF_COEF, ModelFiles, Workload
+
+
+def run(workload: Workload, files: ModelFiles, settings: Settings, device: torch.device, clock: PhaseClock,
+        separate_critic: bool = False) -> Run:
+    """TokenPPO on the batched env: KV-cached sampling, one reference and one reward pass per rollout."""
+    env = RLHFVecEnv(num_envs=workload.rollout_batch, task=None, ref_model=files.policy, reward_model=files.reward,
+                     prompts=files.prompts, max_prompt_tokens=workload.prompt_length,
+                     max_new_tokens=workload.response_length, beta=BETA, stop_token=workload.vocab_size, device=device)
+    policy_kwargs: dict[str, Any] = {"model_name_or_path": files.policy}
+    if separate_critic:
+        policy_kwargs.update(share_trunk=False, value_init="reward_model", reward_model_path=files.reward)
+    model = TokenPPO("TransformerPolicy", env, learning_rate=LEARNING_RATE,
+                     batch_size=workload.rollout_batch // workload.minibatches, n_epochs=workload.epochs,
+                     gae_lambda=GAE_LAMBDA, clip_range=CLIP_RANGE, clip_range_vf=CLIP_RANGE, vf_coef=VF_COEF,
+                     amp=None if settings.amp == "none" else settings.amp, seed=settings.seed, device=device,
+                     policy_kwargs=policy_kwargs)
+    # The sampling phase is the rollout less the scoring of finished responses nested in it.
+    model.collect_rollouts = clock.timed(model.collect_rollouts, "sampling")
+    time_scoring(env, clock)
+    model.train = clock.timed(model.train, "update")
+    n_iterations = settings.warmup + settings.iterations
+    model.learn(n_iterations * workload.rollout_batch * workload.response_length, callback=LapAtRolloutStart(clock),
+                progress_bar=False)
+    clock.lap()
+    lengths = [info["response_length"] for info in model.last_rollout_infos]
+    return Run(clock.iterations, trainable(model.policy), float(np.mean(lengths)), workload.update_tokens)
+
+
+def single_env_factory(workload: Workload, files: ModelFiles, device: torch.device) -> Callable[[], RLHFEnv]:
+    """Single :class:`envs.RLHFEnv` envs of the workload sharing one tokenizer, reference and reward model; episodes
+    last exactly ``response_length`` steps (the stop token is outside the vocabulary)."""
+    tokenizer = AutoTokenizer.from_pretrained(files.policy)
+    ref_model = AutoModelForCausalLM.from_pretrained(files.policy)
+    reward_model = RewardModel.from_pretrained(files.reward, device=device)
+    return lambda: RLHFEnv(task=None, ref_model=ref_model, tokenizer=tokenizer, reward_model=reward_model,
+                           prompts=files.prompts, max_prompt_tokens=workload.prompt_length,
+                           max_new_tokens=workload.response_length, beta=BETA, stop_token=workload.vocab_size,
+                           device=device)
+
+
+def time_scoring(env: RLHFVecEnv | gym.Env, clock: PhaseClock) -> None:
+    """Time the env's scoring of finished responses (reference log-probs and reward) as the scoring phase.
+
+    :param env: our batched ``RLHFVecEnv`` or a (possibly wrapped) single ``RLHFEnv``
+    """
+    # instrumentation, not an agent: it times the env's internal scoring step, which has no public hook
+    episodes = env.batched_env._episodes if isinstance(env, RLHFVecEnv) else env.unwrapped._episodes
+    episodes.finish = clock.timed(episodes.finish, "scoring")
