@@ -156,6 +156,7 @@ class TransformerPolicy(BasePolicy):
     def advance(self, tokens: torch.Tensor, attention_mask: torch.Tensor, caches):
         """One incremental step with the KV caches; ``attention_mask`` covers everything seen so far."""
         cache, critic_cache = caches
+        # one new token per row; its position id counts only the real tokens before it (left padding is skipped)
         logits, values, cache, critic_cache = self._run(tokens[:, None], attention_mask, positions(attention_mask)[:, -1:],
                                                         cache=cache, critic_cache=critic_cache)
         return logits[:, -1], values[:, -1], (cache, critic_cache)
@@ -170,9 +171,12 @@ class TransformerPolicy(BasePolicy):
         input_ids = torch.cat([queries, responses], dim=1)
         attention = torch.cat([query_mask, response_mask.long()], dim=1)
         logits, values, _, _ = self._run(input_ids, attention, positions(attention), cache=False)
+        # The logits at position j predict token j + 1. Response token t sits at position prompt_len + t (the queries
+        # are left-padded to prompt_len), so it is predicted at prompt_len - 1 + t: the slice [prompt_len - 1, -1)
+        # gives one row of logits per response token. The value of the state before token t is read there too.
         logits = apply_mask(logits[:, prompt_len - 1:-1], action_masks)
         logp_all = F.log_softmax(logits, dim=-1)
-        logprobs = logp_all.gather(-1, responses[:, :, None]).squeeze(-1)
+        logprobs = logp_all.gather(-1, responses[:, :, None]).squeeze(-1)  # log pi of the tokens taken  [B, T]
         entropy = -(logp_all.exp() * logp_all).sum(-1)
         return logprobs, entropy, values[:, prompt_len - 1:-1]
 
@@ -182,7 +186,7 @@ class TransformerPolicy(BasePolicy):
         if input_ids.dim() == 1:
             input_ids, mask = input_ids[None], mask[None]
         logits, values, _, _ = self._run(input_ids, mask, positions(mask), cache=False)
-        last = (mask.sum(-1) - 1).clamp(min=0)
+        last = (mask.sum(-1) - 1).clamp(min=0)  # right-padded: the last real token is at (number of tokens - 1)
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         return logits[rows, last], values[rows, last]
 

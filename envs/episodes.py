@@ -23,11 +23,13 @@ class EpisodeBatch:
     def __init__(self, setup: EnvSetup, num_rows: int):
         self.setup, self.num_rows = setup, num_rows
         device, length = setup.device, setup.context_length
+        # contexts[i] = [prompt_i (prompt_lens[i] tokens), response_i (response_lens[i] tokens), pad...]  [N, P + T]
         self.contexts = torch.full((num_rows, length), setup.pad_token_id, dtype=torch.long, device=device)
         self.prompt_lens = torch.zeros(num_rows, dtype=torch.long, device=device)
         self.response_lens = torch.zeros(num_rows, dtype=torch.long, device=device)
+        # policy_logprobs[i, t] = the reported log pi of response token t of row i (NaN: not reported)  [N, T]
         self.policy_logprobs = torch.full((num_rows, setup.max_new_tokens), float("nan"), device=device)
-        self.reported = torch.full((num_rows,), float("nan"), device=device)
+        self.reported = torch.full((num_rows,), float("nan"), device=device)  # for the next action only
         self.prompt_index = np.zeros(num_rows, dtype=np.int64)
         self.done = np.ones(num_rows, dtype=bool)
         self.eos = np.zeros(num_rows, dtype=bool)
@@ -66,9 +68,10 @@ class EpisodeBatch:
         """Add one token to each of ``rows``; return the (terminated, truncated) flags of those rows."""
         rows_t = torch.as_tensor(rows, device=self.setup.device)
         tokens = torch.as_tensor(actions, dtype=torch.long, device=self.setup.device)
-        steps = self.response_lens[rows_t]
+        steps = self.response_lens[rows_t]  # index of the new token within each response
+        # the new token's column in the right-padded context: just after the prompt and the response so far
         self.contexts[rows_t, self.prompt_lens[rows_t] + steps] = tokens
-        self.policy_logprobs[rows_t, steps] = self.reported[rows_t]
+        self.policy_logprobs[rows_t, steps] = self.reported[rows_t]  # the report made before this step
         self.reported[rows_t] = float("nan")
         self.response_lens[rows_t] = steps + 1
         terminated = np.asarray(actions) == self.setup.stop_token_id
@@ -83,6 +86,7 @@ class EpisodeBatch:
         steps = self.response_lens[rows_t]
         ref = reference_logprobs(self.setup.ref_model, self.contexts[rows_t], self.prompt_lens[rows_t],
                                  int(steps.max()), self.setup.config.temperature)
+        # ref[:, t] is log pi_ref of response token t; the newest token of each row is at t = response_len - 1
         ref_last = ref.gather(1, (steps - 1)[:, None]).squeeze(1)
         policy_last = self.policy_logprobs[rows_t].gather(1, (steps - 1)[:, None]).squeeze(1)
         return kl_per_token(torch.nan_to_num(policy_last, nan=0.0), ref_last, self.setup.config.kl_estimator).cpu().numpy()
@@ -96,6 +100,7 @@ class EpisodeBatch:
         lengths = self.prompt_lens + self.response_lens
         attention = (torch.arange(self.setup.context_length, device=self.setup.device)[None, :] < lengths[:, None]).long()
         logits = mask.model(input_ids=self.contexts, attention_mask=attention, position_ids=positions(attention)).logits
+        # the next-token distribution of each row sits at its last real position (right padding follows it)
         last = logits[torch.arange(self.num_rows, device=logits.device), (lengths - 1).clamp(min=0)]
         return top_p_mask(last / self.setup.config.temperature, mask.top_p, mask.top_k, mask.min_tokens, mask.always_allowed)
 
@@ -125,7 +130,8 @@ class EpisodeBatch:
         prompts, responses = [t[0] for t in texts], [t[1] for t in texts]
         episodes = score_episodes(setup.ref_model, setup.reward_fn, self.contexts[rows_t], self.prompt_lens[rows_t],
                                   self.response_lens[rows_t], self.policy_logprobs[rows_t], prompts, responses,
-                                  self.eos[rows].tolist(), setup.config.kl_estimator, setup.config.temperature, setup.config.no_eos_penalty)
+                                  self.eos[rows].tolist(), setup.config.kl_estimator, setup.config.temperature,
+                                  setup.config.no_eos_penalty)
         beta = setup.kl_controller.beta
         infos = []
         for row, episode, prompt, response in zip(rows.tolist(), episodes, prompts, responses):
