@@ -112,6 +112,16 @@ def build_env_and_agent(config: TrainConfig, tensorboard_log: str | Path | None 
     return env, agent
 
 
+def env_settings(env: RLHFVecEnv) -> dict[str, Any]:
+    """The env's effective settings (after the id's registered arguments and the defaults), for logs and args.json."""
+    batched = env.batched_env
+    config = batched.config
+    return {"task": batched.task.name if batched.task else None, "beta": batched.beta, "kl_target": config.kl_target,
+            "kl_estimator": config.kl_estimator, "kl_placement": config.kl_placement,
+            "max_new_tokens": batched.max_new_tokens, "temperature": batched.temperature, "n_prompts": len(batched.prompts),
+            "ref_model": getattr(batched.ref_model, "name_or_path", type(batched.ref_model).__name__)}
+
+
 def held_out_evaluator(env: RLHFVecEnv, n_prompts: int, seed: int) -> tuple[list[str], Callable[[Any], Evaluation]]:
     """The first ``n_prompts`` held-out prompts of the env's task and ``evaluate(lm)``, which samples one response
     per prompt (seed ``seed + EVAL_SEED_OFFSET``, the env's budget and temperature) and scores it."""

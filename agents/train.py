@@ -29,7 +29,7 @@ from rlhf_gym.plots import plot_learning_curve
 from rlhf_gym.utils import atomic_write_json
 
 from .callbacks import LearningCurveCallback, read_curve
-from .experiment import TrainConfig, build_env_and_agent, held_out_evaluator
+from .experiment import TrainConfig, build_env_and_agent, env_settings, held_out_evaluator
 
 
 @dataclass
@@ -83,9 +83,11 @@ def main(args: Args) -> Path:
     started = time.time()
     run_dir = run_directory(args)
     env, model = build_env_and_agent(args, tensorboard_log=run_dir, resume=args.resume)  # bad input fails before any file
-    atomic_write_json(run_dir / "args.json", asdict(args))
+    settings = {**asdict(args), "env": env_settings(env)}
+    atomic_write_json(run_dir / "args.json", settings)
     console.print(f"[bold]run directory[/bold] {run_dir}  (device: {model.device})")
     console.print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
+    console.print("  env: " + ", ".join(f"{k} = {v}" for k, v in settings["env"].items()))
     if args.resume:
         console.print(f"resumed from {args.resume} at step {model.num_timesteps}, beta {env.beta:.4f}")
     _, evaluate = held_out_evaluator(env, args.n_eval_prompts, args.seed)
