@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,9 +9,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlhf_gym.preferences import append_jsonl
-
-CURVE_KEYS = ("proxy_reward", "gold_reward", "kl", "response_length", "well_formed")
+from rlhf_gym.jsonl import append_jsonl, read_jsonl
+from rlhf_gym.metrics import EPISODE_METRICS
 
 
 class LearningCurveCallback(BaseCallback):
@@ -33,7 +31,7 @@ class LearningCurveCallback(BaseCallback):
         if not infos:
             return
         row = {"timesteps": int(self.model.num_timesteps), "beta": float(self.model.env.get_attr("beta")[0])}
-        for key in CURVE_KEYS:
+        for key in EPISODE_METRICS:
             values = [float(i[key]) for i in infos if key in i]
             if values:
                 row[key] = float(np.mean(values))
@@ -41,10 +39,9 @@ class LearningCurveCallback(BaseCallback):
 
 
 def read_curve(path: str | Path) -> list[dict]:
+    """The learning curve written by :class:`LearningCurveCallback` (empty before the first rollout)."""
     path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return list(read_jsonl(path)) if path.exists() else []
 
 
 class HeldOutEvaluation(BaseCallback):

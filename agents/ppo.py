@@ -30,13 +30,13 @@ from envs import RLHFVectorEnv
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.generation import left_pad
 from rlhf_gym.masking import apply_mask
+from rlhf_gym.metrics import EPISODE_METRICS
 from rlhf_gym.tokenizers import check_same_tokenizer
 
 from .buffer import SequenceRolloutBuffer, masked_mean
 from .policy import TransformerPolicy
 from .vec_env import RLHFVecEnv, row_infos, unwrap_bridge
 
-RLHF_INFO_KEYS = ("proxy_reward", "gold_reward", "kl", "response_length", "well_formed")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -261,7 +261,7 @@ class TokenPPO(PPO):
         return episodes
 
     def _record_rollout(self, infos: list[dict], beta: float) -> None:
-        for key in RLHF_INFO_KEYS:
+        for key in EPISODE_METRICS:
             values = [float(i[key]) for i in infos if key in i]
             if values:
                 self.logger.record(f"rlhf/{key}", float(np.mean(values)))

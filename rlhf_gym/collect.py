@@ -7,27 +7,22 @@ are skipped, and every line already written stays as it is.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .generation import generate_texts
+from .jsonl import append_jsonl, read_jsonl, repair_truncated_tail
 from .labelers import Labeler
-from .preferences import append_jsonl
+from .preferences import preference_record
 
 
 def existing_pair_ids(path: str | Path) -> set[int]:
     """Pair ids already recorded in ``path`` (empty if the file does not exist)."""
     if not Path(path).exists():
         return set()
-    ids = set()
-    with Path(path).open("rb") as handle:
-        for line in handle:
-            if line.endswith(b"\n") and line.strip():  # a line cut by a kill has no newline: redo that pair
-                ids.add(int(json.loads(line)["pair_id"]))
-    return ids
+    return {int(record["pair_id"]) for record in read_jsonl(path)}
 
 
 def collect_preferences(
@@ -48,6 +43,7 @@ def collect_preferences(
     With ``labeler=None`` the pairs are written unlabelled (``response_a``/``response_b``), for a person
     to judge later in the labelling page.
     """
+    repair_truncated_tail(out_path)  # a last line that a kill cut short: that pair is collected again
     done = existing_pair_ids(out_path)
     added = 0
     with tqdm(total=n_pairs, initial=len(done & set(range(n_pairs))), desc="comparisons", disable=not progress) as bar:
@@ -56,24 +52,21 @@ def collect_preferences(
             if not ids:
                 continue
             batch_prompts = [prompts[k % len(prompts)] for k in range(start, min(start + batch_size, n_pairs))]
-            first = generate_texts(policy, tokenizer, batch_prompts, max_new_tokens, temperature, seed=seed * 7919 + 2 * start)
-            second = generate_texts(policy, tokenizer, batch_prompts, max_new_tokens, temperature, seed=seed * 7919 + 2 * start + 1)
+            batch_seed = seed * 7919 + 2 * start
+            first = generate_texts(policy, tokenizer, batch_prompts, max_new_tokens, temperature, seed=batch_seed)
+            second = generate_texts(policy, tokenizer, batch_prompts, max_new_tokens, temperature, seed=batch_seed + 1)
             records = []
             for k in ids:
                 i = k - start
                 prompt, a, b = batch_prompts[i], first[i], second[i]
                 if not a or not b:  # an immediate EOS gives no text to compare; the pair is left out
                     continue
-                record = {"pair_id": k, "prompt": prompt}
                 if labeler is None:
-                    record.update(response_a=a, response_b=b)
+                    records.append({"pair_id": k, "prompt": prompt, "response_a": a, "response_b": b})
                 else:
                     judgement = labeler(prompt, a, b)
-                    chosen, rejected = (b, a) if judgement == "b" else (a, b)
-                    record.update(chosen=chosen, rejected=rejected, labeler=labeler.name, time=time.time())
-                    if judgement in ("tie", "skip"):
-                        record["label"] = judgement
-                records.append(record)
+                    records.append({"pair_id": k, **preference_record(prompt, a, b, judgement, labeler=labeler.name,
+                                                                      time=time.time())})
             append_jsonl(out_path, records)
             added += len(records)
             bar.update(len(records))

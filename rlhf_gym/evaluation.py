@@ -65,11 +65,13 @@ def evaluate_policy(policy, tokenizer, prompts: list[str], reward_fn, ref_model,
     responses, kls, lengths = [], [], []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
-        queries, query_mask = left_pad([tokenizer(p, add_special_tokens=False)["input_ids"] for p in chunk], tokenizer.pad_token_id, device)
+        queries, query_mask = left_pad([tokenizer(p, add_special_tokens=False)["input_ids"] for p in chunk],
+                                       tokenizer.pad_token_id, device)
         samples = sample(policy, queries, query_mask, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
                          temperature, generator)
         contexts, prompt_lens = to_context(queries, query_mask, samples.tokens, samples.mask, tokenizer.pad_token_id)
-        ref = reference_logprobs(ref_model, contexts.to(next(ref_model.parameters()).device), prompt_lens, samples.tokens.shape[1], temperature)
+        ref = reference_logprobs(ref_model, contexts.to(next(ref_model.parameters()).device), prompt_lens,
+                                 samples.tokens.shape[1], temperature)
         kls.append(((samples.logprobs - ref.to(device)) * samples.mask).sum(1).cpu())
         lengths.append(samples.mask.sum(1).cpu())
         responses += decode_responses(tokenizer, samples)
@@ -77,6 +79,6 @@ def evaluate_policy(policy, tokenizer, prompts: list[str], reward_fn, ref_model,
     evaluation = Evaluation(prompts, responses, proxy, torch.cat(kls).numpy().astype(np.float64),
                             torch.cat(lengths).numpy().astype(np.float64))
     if task is not None and task.gold_reward is not None:
-        evaluation.gold_reward = np.array([task.gold_reward(p, r) for p, r in zip(prompts, responses)])
-        evaluation.well_formed = np.array([task.is_well_formed(p, r) for p, r in zip(prompts, responses)], dtype=float)
+        gold = task.gold_scores(prompts, responses)
+        evaluation.gold_reward, evaluation.well_formed = gold["gold_reward"], gold["well_formed"]
     return evaluation

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from .errors import MissingFileError
+from .jsonl import JSONLError, read_jsonl
+
+
+def _prompt_of(record: dict, where: str) -> str:
+    """The ``prompt`` of one JSONL object; :class:`~rlhf_gym.jsonl.JSONLError` naming ``where`` if it has none."""
+    if not isinstance(record.get("prompt"), str):
+        raise JSONLError(f"{where}: expected an object with a string 'prompt'")
+    return record["prompt"]
 
 
 def load_prompts(source: Any) -> list[str]:
     """Normalise ``source`` to a non-empty list of prompt strings; errors name the file and line."""
-    if isinstance(source, (str, Path)) and Path(source).suffix in (".jsonl", ".txt", ".json"):
+    if isinstance(source, (str, Path)) and Path(source).suffix == ".txt":
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"prompt file not found: {path}")
-        prompts = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            if path.suffix == ".txt":
-                prompts.append(line.strip())
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-                raise ValueError(f"{path}:{number}: expected an object with a string 'prompt'")
-            prompts.append(record["prompt"])
+            raise MissingFileError(f"prompt file not found: {path}")
+        prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif isinstance(source, (str, Path)) and Path(source).suffix in (".jsonl", ".json"):
+        prompts = list(read_jsonl(source, _prompt_of, what="prompt file"))
     elif hasattr(source, "column_names"):
         if "prompt" not in source.column_names:
             raise ValueError(f"dataset has no 'prompt' column; it has {source.column_names}")

@@ -20,12 +20,15 @@ from tqdm.auto import tqdm
 from .reward_model import RewardModel, bradley_terry_loss
 from .utils import atomic_write_json
 
+REWARD_EPOCHS = 4
+"""Reward-model passes of the shipped recipe (the reviews task's reward model and ensemble members)."""
+
 
 @dataclass
 class RewardTrainingConfig:
     """Settings of :func:`train_reward_model`."""
 
-    epochs: int = 3
+    epochs: int = REWARD_EPOCHS
     """Passes over the training comparisons."""
     batch_size: int = 32
     """Comparisons per optimizer step."""
@@ -54,11 +57,12 @@ def data_hash(records: list[dict]) -> str:
 def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
-    n_eval = int(round(len(records) * eval_fraction))
+    n_eval = round(len(records) * eval_fraction)
     return [records[i] for i in order[n_eval:]], [records[i] for i in order[:n_eval]]
 
 
-def _batch_loss(reward_model: RewardModel, batch: list[dict], config: RewardTrainingConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch_loss(reward_model: RewardModel, batch: list[dict],
+                config: RewardTrainingConfig) -> tuple[torch.Tensor, torch.Tensor]:
     prompts = [r["prompt"] for r in batch]
     scores = reward_model.forward(prompts + prompts, [r["chosen"] for r in batch] + [r["rejected"] for r in batch])
     r_chosen, r_rejected = scores[: len(batch)], scores[len(batch):]

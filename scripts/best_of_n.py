@@ -20,7 +20,8 @@ import torch
 
 from rlhf_gym.cli import arg, run
 from rlhf_gym.ensemble import DEFAULT_ENSEMBLE_DIR, OBJECTIVES, RewardEnsemble
-from rlhf_gym.sweep import best_of_n_table, sample_best_of_n
+from rlhf_gym.hacking.best_of_n import sample_best_of_n
+from rlhf_gym.hacking.tables import best_of_n_table
 from rlhf_gym.tasks import load_task
 from rlhf_gym.utils import atomic_write_json, atomic_write_text
 

@@ -1,7 +1,7 @@
 """Build the reward-model ensemble of the reviews task, deterministically (Coste et al. 2023).
 
 Trains k reward models on the shipped comparisons (``artifacts/preferences.jsonl``) with the shipped
-architecture (GPT-2 style classifier, width 64, 2 layers, ``num_labels=1``) and the shipped recipe (4 epochs),
+architecture (``BuildConfig``'s GPT-2 style classifier, ``num_labels=1``) and recipe (``REWARD_EPOCHS`` epochs),
 differing only in their seed (initialisation, data order and held-out split). Each member is standardised by
 its mean and std on SFT samples (``ensemble.json``), and its agreement with the gold reward is measured on
 the fresh SFT pairs the shipped reward model was measured on.
@@ -24,16 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
-from transformers import GPT2ForSequenceClassification
 
 from rlhf_gym.cli import arg, run
 from rlhf_gym.ensemble import DEFAULT_ENSEMBLE_DIR, RewardEnsemble
 from rlhf_gym.generation import generate_texts
+from rlhf_gym.gpt2 import gpt2_reward_model
 from rlhf_gym.preferences import load_preferences
-from rlhf_gym.reward_model import RewardModel
-from rlhf_gym.reward_training import RewardTrainingConfig, data_hash, save_reward_model, train_reward_model
+from rlhf_gym.reward_training import REWARD_EPOCHS, RewardTrainingConfig, data_hash, save_reward_model, train_reward_model
 from rlhf_gym.tasks import load_task
-from rlhf_gym.tasks.reviews.build import BuildConfig, gold_agreement, policy_config
+from rlhf_gym.tasks.reviews.build import BuildConfig, SeedStream, gold_agreement
 from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
 from rlhf_gym.utils import atomic_write_json
 
@@ -42,7 +41,7 @@ from rlhf_gym.utils import atomic_write_json
 class Args:
     out_dir: str = arg(str(DEFAULT_ENSEMBLE_DIR), "where member_<seed>/ and ensemble.json are written")
     seeds: str = arg("1,2,3", "comma-separated seeds, one member each")
-    epochs: int = arg(4, "reward-model epochs (the shipped recipe: 4)")
+    epochs: int = arg(REWARD_EPOCHS, f"reward-model epochs (the shipped recipe: {REWARD_EPOCHS})")
     n_norm_samples: int = arg(2000, "SFT samples (train prompts) on which each member's mean and std are measured")
     threads: int = arg(1, "torch CPU threads (the result is bit-identical for the same value)")
 
@@ -67,18 +66,19 @@ def main(args: Args) -> dict:
     staging.mkdir(parents=True)
 
     # the pairs and prompts on which build.py measured the shipped reward model
-    agreement_prompts = random.Random(build.seed + 1).sample(task.eval_prompts, build.n_eval_samples)
-    norm_prompts = random.Random(build.seed + 5).choices(task.train_prompts, k=args.n_norm_samples)
-    norm_responses = generate_texts(policy, tokenizer, norm_prompts, build.max_new_tokens, seed=build.seed + 5)
+    agreement_prompts = random.Random(build.seed_for(SeedStream.EVAL_SAMPLE)).sample(task.eval_prompts,
+                                                                                       build.n_eval_samples)
+    agreement_seed = build.seed_for(SeedStream.GOLD_AGREEMENT)
+    norm_seed = build.seed_for(SeedStream.ENSEMBLE_NORM)
+    norm_prompts = random.Random(norm_seed).choices(task.train_prompts, k=args.n_norm_samples)
+    norm_responses = generate_texts(policy, tokenizer, norm_prompts, build.max_new_tokens, seed=norm_seed)
 
     members, manifest = [], []
     for seed in seeds:
         torch.manual_seed(seed)
-        config = policy_config(len(tokenizer), tokenizer, build.reward_width, build.reward_layers)
-        config.num_labels = 1
-        member = RewardModel(GPT2ForSequenceClassification(config), build_tokenizer())
+        member = gpt2_reward_model(build_tokenizer(), build.reward_width, build.reward_layers)
         metrics = train_reward_model(member, records, RewardTrainingConfig(epochs=args.epochs, seed=seed), progress=False)
-        agreement = gold_agreement(member, policy, tokenizer, agreement_prompts, build.max_new_tokens, build.seed + 4)
+        agreement = gold_agreement(member, policy, tokenizer, agreement_prompts, build.max_new_tokens, agreement_seed)
         metrics.update(agreement)
         save_reward_model(member, staging / f"member_{seed}", metrics)
         scores = member(norm_prompts, norm_responses).astype(np.float64)
@@ -93,7 +93,7 @@ def main(args: Args) -> dict:
         ensemble = RewardEnsemble(members, objective, shifts=[m["shift"] for m in manifest],
                                   scales=[m["scale"] for m in manifest])
         ensemble_agreement[objective] = gold_agreement(ensemble, policy, tokenizer, agreement_prompts, build.max_new_tokens,
-                                                       build.seed + 4)["gold_agreement"]
+                                                       agreement_seed)["gold_agreement"]
     print("ensemble agreement with gold:", ", ".join(f"{k} {v:.3f}" for k, v in ensemble_agreement.items()))
     metadata = {
         "members": manifest,
@@ -102,7 +102,8 @@ def main(args: Args) -> dict:
         "standardisation": f"mean and std of each member on {args.n_norm_samples} SFT samples (train prompts)",
         "args": {k: v for k, v in asdict(args).items() if k != "out_dir"},
         "data_sha256": data_hash(records),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__},
         "build_seconds": round(time.time() - started, 1),
     }
     atomic_write_json(staging / "ensemble.json", metadata)

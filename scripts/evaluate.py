@@ -29,8 +29,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import rlhf_gym  # noqa: F401  (registers the env ids)
 from rlhf_gym.cli import arg, run
 from rlhf_gym.evaluation import distinct_n, evaluate_policy
+from rlhf_gym.hacking.best_of_n import interpolate_best_of_n
 from rlhf_gym.registration import ENV_IDS
-from rlhf_gym.sweep import interpolate_best_of_n
 from rlhf_gym.utils import atomic_write_json, resolve_device
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-METRICS = ("proxy_reward", "gold_reward", "kl", "response_length", "well_formed", "distinct_2")
+from rlhf_gym.metrics import EVALUATION_METRICS
 
 
 def main() -> None:
@@ -24,9 +24,10 @@ def main() -> None:
         parser.error(f"no summary.json in: {', '.join(missing)}")
     summaries = [json.loads((r / "summary.json").read_text()) for r in args.runs]
     print(f"{len(summaries)} runs\n")
-    algos = sorted({json.loads((r / "args.json").read_text()).get("algo", "ppo") for r in args.runs if (r / "args.json").is_file()})
+    algos = sorted({json.loads((r / "args.json").read_text()).get("algo", "ppo") for r in args.runs
+                    if (r / "args.json").is_file()})
     print(f"| metric | before (SFT) | after ({', '.join(algos) or 'trained'}) |\n|---|---|---|")
-    for key in METRICS:
+    for key in EVALUATION_METRICS:
         if key not in summaries[0]["before"]:
             continue
         before = np.array([s["before"][key] for s in summaries])

@@ -37,20 +37,11 @@ from envs import RLHFVecEnv
 from rlhf_gym.cli import arg, run
 from rlhf_gym.ensemble import DEFAULT_ENSEMBLE_DIR, OBJECTIVES, RewardEnsemble
 from rlhf_gym.evaluation import evaluate_policy
-from rlhf_gym.sweep import (
-    best_of_n_table,
-    fit_gao,
-    gold_gain_points,
-    load_runs,
-    markdown_table,
-    plot_comparison,
-    plot_sweep,
-    plot_training,
-    run_path,
-    sample_best_of_n,
-    save_run,
-    summarize,
-)
+from rlhf_gym.hacking.best_of_n import sample_best_of_n
+from rlhf_gym.hacking.figures import plot_comparison, plot_sweep, plot_training
+from rlhf_gym.hacking.gao import fit_gao, gold_gain_points
+from rlhf_gym.hacking.run_store import load_runs, run_path, save_run
+from rlhf_gym.hacking.tables import best_of_n_table, markdown_table, summarize
 from rlhf_gym.tasks import load_task
 from rlhf_gym.utils import atomic_write_json, atomic_write_text
 

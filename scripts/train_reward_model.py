@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2ForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rlhf_gym.cli import arg, run
+from rlhf_gym.gpt2 import gpt2_reward_model
 from rlhf_gym.preferences import PreferenceDataError, load_preferences
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.reward_training import RewardTrainingConfig, save_reward_model, train_reward_model
-from rlhf_gym.tasks.reviews.build import policy_config
+from rlhf_gym.tasks.reviews.build import BuildConfig
 from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
 from rlhf_gym.utils import resolve_device
 
@@ -29,13 +30,13 @@ class Args:
     data: str = arg("preferences.jsonl", "preference JSONL (prompt, chosen, rejected[, margin]) or a saved datasets directory")
     out: str = arg("reward_model", "output directory")
     model: str | None = arg(None, "HF model id or directory (default: a small GPT-2 on the reviews tokenizer)")
-    epochs: int = arg(4, "passes over the data")
-    batch_size: int = arg(32, "comparisons per step")
-    learning_rate: float = arg(1e-3, "AdamW learning rate")
-    eval_fraction: float = arg(0.1, "held-out share")
-    center_rewards_coef: float = arg(0.0, "reward-centering weight (0: off)")
+    epochs: int = arg(RewardTrainingConfig.epochs, "passes over the data")
+    batch_size: int = arg(RewardTrainingConfig.batch_size, "comparisons per step")
+    learning_rate: float = arg(RewardTrainingConfig.learning_rate, "AdamW learning rate")
+    eval_fraction: float = arg(RewardTrainingConfig.eval_fraction, "held-out share")
+    center_rewards_coef: float = arg(RewardTrainingConfig.center_rewards_coef, "reward-centering weight (0: off)")
     skip_bad_lines: bool = arg(False, "skip malformed JSONL lines (and report how many) instead of stopping")
-    seed: int = arg(0, "seed of split, shuffling and initialisation")
+    seed: int = arg(RewardTrainingConfig.seed, "seed of split, shuffling and initialisation")
     device: str = arg("cpu", "cpu, cuda or auto")
 
     def __post_init__(self) -> None:
@@ -60,20 +61,19 @@ def build_model(args: Args, device: torch.device) -> RewardModel:
     if args.model:
         model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=1)
         return RewardModel(model.to(device), AutoTokenizer.from_pretrained(args.model))
-    tokenizer = build_tokenizer()
-    config = policy_config(len(tokenizer), tokenizer, width=64, layers=2)
-    config.num_labels = 1
-    return RewardModel(GPT2ForSequenceClassification(config).to(device), tokenizer)
+    build = BuildConfig()
+    return gpt2_reward_model(build_tokenizer(), build.reward_width, build.reward_layers, device=device)
 
 
 def main(args: Args) -> None:
     try:
         records = load_records(args)
     except PreferenceDataError as error:
-        raise ValueError(f"{error} (pass --skip-bad-lines to skip malformed lines)") from None
+        raise PreferenceDataError(f"{error} (pass --skip-bad-lines to skip malformed lines)") from None
     reward_model = build_model(args, resolve_device(args.device))
     config = RewardTrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                                  eval_fraction=args.eval_fraction, center_rewards_coef=args.center_rewards_coef, seed=args.seed)
+                                  eval_fraction=args.eval_fraction, center_rewards_coef=args.center_rewards_coef,
+                                  seed=args.seed)
     metrics = train_reward_model(reward_model, records, config, log_dir=Path(args.out) / "tensorboard")
     save_reward_model(reward_model, args.out, {**metrics, "data": str(args.data)})
     print(f"held-out accuracy {metrics['eval_accuracy']:.3f} on {metrics['n_eval']} comparisons; saved to {args.out}")

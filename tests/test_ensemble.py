@@ -77,7 +77,7 @@ def test_registered_ensemble_id_scores_with_the_shipped_members():
     while not done:
         _, _, terminated, truncated, info = env.step(env.action_space.sample())
         done = terminated or truncated
-    lazy = env.unwrapped.setup.reward_fn
+    lazy = env.unwrapped.reward_fn
     shipped = RewardEnsemble.from_pretrained(DEFAULT_ENSEMBLE_DIR, lazy.objective, lazy.uncertainty_coef)
     assert info["proxy_reward"] == pytest.approx(float(shipped([info["prompt"]], [info["response_text"]])[0]), abs=1e-5)
     assert len(shipped.members) == 3

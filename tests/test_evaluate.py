@@ -8,7 +8,7 @@ from test_scripts import load_script
 from transformers import AutoTokenizer
 
 from agents import TokenPPO
-from envs import RLHFVecEnv
+from agents import RLHFVecEnv
 from rlhf_gym.cli import parse_dataclass
 
 METRICS = {"gold_reward", "proxy_reward", "kl", "response_length", "distinct_1", "distinct_2", "well_formed"}

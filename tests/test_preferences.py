@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from rlhf_gym.preferences import PreferenceDataError, append_jsonl, load_preferences, repair_truncated_tail
+from rlhf_gym.jsonl import append_jsonl, repair_truncated_tail
+from rlhf_gym.preferences import PreferenceDataError, load_preferences, preference_record
 
 GOOD = {"prompt": "the food was", "chosen": "great .", "rejected": "awful ."}
 
@@ -38,7 +39,7 @@ def test_malformed_line_names_file_and_line(tmp_path, line, message):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.jsonl"):
         load_preferences(tmp_path / "nope.jsonl")
 
 
@@ -56,3 +57,11 @@ def test_truncated_tail_is_cut_before_appending(tmp_path):
     repair_truncated_tail(path)
     append_jsonl(path, [GOOD])
     assert load_preferences(path) == [GOOD, GOOD]
+
+
+def test_preference_record_from_a_judgement():
+    assert preference_record("p", "x", "y", "a", labeler="ana") == {"prompt": "p", "chosen": "x", "rejected": "y",
+                                                                     "labeler": "ana"}
+    assert preference_record("p", "x", "y", "b")["chosen"] == "y"
+    tie = preference_record("p", "x", "y", "tie", pair_id=3, judgement="tie")
+    assert list(tie) == ["prompt", "chosen", "rejected", "pair_id", "judgement", "label"] and tie["chosen"] == "x"

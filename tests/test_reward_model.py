@@ -2,8 +2,8 @@ import random
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2ForSequenceClassification
 
+from rlhf_gym.gpt2 import gpt2_reward_model
 from rlhf_gym.reward_model import RewardModel, bradley_terry_loss
 from rlhf_gym.reward_training import RewardTrainingConfig, evaluate_reward_model, train_reward_model
 from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
@@ -26,28 +26,28 @@ def test_bradley_terry_loss_and_gradient_by_hand():
 
 def test_margin_shifts_the_gap():
     r = torch.tensor([1.0])
-    assert bradley_terry_loss(r, torch.tensor([0.0]), torch.tensor([1.0])).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    loss = bradley_terry_loss(r, torch.tensor([0.0]), torch.tensor([1.0]))
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
 
 
 def tiny_reward_model(seed=0):
-    tokenizer = build_tokenizer()
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2, num_labels=1,
-                        pad_token_id=tokenizer.pad_token_id)
-    return RewardModel(GPT2ForSequenceClassification(config), tokenizer)
+    return gpt2_reward_model(build_tokenizer(), width=32, layers=1, heads=2)
 
 
 def synthetic_comparisons(n, seed):
     """The chosen response is positive, the rejected negative: learnable from one word."""
     rng = random.Random(seed)
     good, bad = ["great", "lovely", "superb", "tasty"], ["awful", "bland", "rude", "dirty"]
-    return [{"prompt": "the food was", "chosen": f"{rng.choice(good)} .", "rejected": f"{rng.choice(bad)} ."} for _ in range(n)]
+    return [{"prompt": "the food was", "chosen": f"{rng.choice(good)} .", "rejected": f"{rng.choice(bad)} ."}
+            for _ in range(n)]
 
 
 def test_training_beats_chance_with_a_fixed_seed():
     model = tiny_reward_model()
     records = synthetic_comparisons(200, seed=0)
-    metrics = train_reward_model(model, records, RewardTrainingConfig(epochs=3, batch_size=16, learning_rate=3e-3), progress=False)
+    config = RewardTrainingConfig(epochs=3, batch_size=16, learning_rate=3e-3)
+    metrics = train_reward_model(model, records, config, progress=False)
     assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
     assert evaluate_reward_model(model, synthetic_comparisons(100, seed=1))["accuracy"] >= 0.9
     assert len(metrics["data_sha256"]) == 64

@@ -8,7 +8,9 @@ import pytest
 from test_scripts import load_script
 
 from rlhf_gym.cli import parse_dataclass
-from rlhf_gym.sweep import best_of_n_curve, best_of_n_kl, best_of_n_weights, fit_gao, gao_rl, interpolate_best_of_n, run_path
+from rlhf_gym.hacking.best_of_n import best_of_n_curve, best_of_n_kl, best_of_n_weights, interpolate_best_of_n
+from rlhf_gym.hacking.gao import fit_gao, gao_rl
+from rlhf_gym.hacking.run_store import run_path
 
 POINT_KEYS = {"iteration", "timesteps", "proxy_reward", "gold_reward", "kl", "well_formed", "response_length", "samples"}
 
@@ -39,7 +41,7 @@ def test_quick_sweep_writes_json_png_markdown_and_resumes(tmp_path):
     assert finished.stat().st_mtime_ns == stamp
     assert again["summary"] == result["summary"]
     args.learning_rate = 1e-3  # a stored run made with other settings is never silently reused
-    with pytest.raises(ValueError, match="beta0_seed0.json was made with other settings"):
+    with pytest.raises(ValueError, match=r"beta0_seed0\.json was made with other settings"):
         script.main(args)
 
 

@@ -13,7 +13,6 @@ at most ``overlap`` labelers and a skipped or abandoned pair goes to someone els
 
 from __future__ import annotations
 
-import json
 import random
 import sqlite3
 import threading
@@ -25,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..utils import atomic_write_text
+from ..jsonl import write_jsonl
+from ..preferences import preference_record
 from .agreement import agreement
 from .pairs import Pair
 
@@ -261,8 +261,9 @@ class LabelStore:
         """Rewrite the JSONL from the judgements (atomically: temporary file, fsync, rename)."""
         rows = db.execute("""SELECT j.pair_id, j.labeler, j.judgement, j.shown_left, j.time, p.prompt, p.response_a,
                                     p.response_b FROM judgements j JOIN pairs p USING (pair_id) ORDER BY j.id""")
-        lines = [json.dumps(preference_record(*row), ensure_ascii=False) + "\n" for row in rows]
-        atomic_write_text(self.out_path, "".join(lines))
+        write_jsonl(self.out_path, (preference_record(prompt, a, b, judgement, pair_id=pair_id, labeler=labeler,
+                                                      time=judged_at, shown_left=shown_left, judgement=judgement)
+                                    for pair_id, labeler, judgement, shown_left, judged_at, prompt, a, b in rows))
 
 
 def judgement_of(choice: Choice, shown_left: str) -> str:
@@ -272,14 +273,3 @@ def judgement_of(choice: Choice, shown_left: str) -> str:
     if choice == "right":
         return "b" if shown_left == "a" else "a"
     return choice
-
-
-def preference_record(pair_id: int, labeler: str, judgement: str, shown_left: str, time: float, prompt: str,
-                      response_a: str, response_b: str) -> dict:
-    """One line of the preference JSONL (ties and skips keep ``a`` as ``chosen`` and carry ``label``)."""
-    chosen, rejected = (response_b, response_a) if judgement == "b" else (response_a, response_b)
-    record = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "pair_id": pair_id, "labeler": labeler,
-              "time": time, "shown_left": shown_left, "judgement": judgement}
-    if judgement in ("tie", "skip"):
-        record["label"] = judgement
-    return record

@@ -11,25 +11,46 @@ import random
 import shutil
 import time
 from dataclasses import asdict, dataclass
+from enum import IntEnum
 from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
-from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
 
 from ...collect import collect_preferences
 from ...generation import generate_texts
+from ...gpt2 import gpt2_config, gpt2_reward_model
 from ...labelers import SimulatedAnnotator
 from ...preferences import load_preferences
 from ...reward_model import RewardModel
-from ...reward_training import RewardTrainingConfig, save_reward_model, train_reward_model
+from ...reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
 from ...sft import SFTConfig, train_sft
 from ...utils import atomic_write_json, seed_everything
 from .gold import gold_reward
 from .grammar import ReviewGrammar
 from .task import prompt_split, well_formed
 from .tokenizer import build_tokenizer
+
+
+class SeedStream(IntEnum):
+    """The build's random streams besides the base seed, as offsets from it: :meth:`BuildConfig.seed_for`.
+
+    The offsets are part of the shipped artifacts (``scripts/build_ensemble.py`` measures its members on the same
+    streams): changing one changes what a rebuild produces.
+    """
+
+    EVAL_SAMPLE = 1
+    """Which held-out prompts the SFT policy and the reward models are measured on."""
+    SFT_FIGURES = 2
+    """Sampling of the SFT responses whose figures are measured."""
+    COMPARISON_PROMPTS = 3
+    """Order of the train prompts that the comparisons are collected on."""
+    GOLD_AGREEMENT = 4
+    """Sampling of the fresh SFT pairs on which reward models are checked against the gold reward."""
+    ENSEMBLE_NORM = 5
+    """Prompts and sampling of the SFT responses that standardise the ensemble's members."""
 
 
 @dataclass
@@ -52,7 +73,7 @@ class BuildConfig:
     """Transformer blocks of the reward model."""
     n_comparisons: int = 10000
     """Labelled SFT pairs the reward model is trained on."""
-    reward_epochs: int = 4
+    reward_epochs: int = REWARD_EPOCHS
     """Reward-model passes."""
     annotator_temperature: float = 0.5
     """Bradley–Terry temperature of the simulated annotator."""
@@ -63,11 +84,9 @@ class BuildConfig:
     n_eval_samples: int = 1000
     """SFT samples (and fresh pairs) used to measure the figures."""
 
-
-def policy_config(vocab_size: int, tokenizer, width: int, layers: int) -> GPT2Config:
-    return GPT2Config(vocab_size=vocab_size, n_positions=64, n_embd=width, n_layer=layers, n_head=4,
-                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tokenizer.eos_token_id,
-                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    def seed_for(self, stream: SeedStream) -> int:
+        """The seed of one of the build's random streams."""
+        return self.seed + stream
 
 
 def measure_policy(policy, tokenizer, prompts: list[str], max_new_tokens: int, seed: int) -> dict:
@@ -105,28 +124,29 @@ def build(out_dir: str | Path, config: BuildConfig, progress: bool = True) -> di
 
     grammar, rng = ReviewGrammar(), random.Random(config.seed)
     texts = [" ".join(grammar.sample(rng)) for _ in range(config.n_sft_texts)]
-    policy = GPT2LMHeadModel(policy_config(len(tokenizer), tokenizer, config.policy_width, config.policy_layers))
+    policy = GPT2LMHeadModel(gpt2_config(tokenizer, config.policy_width, config.policy_layers))
     sft_losses = train_sft(policy, tokenizer, texts, SFTConfig(epochs=config.sft_epochs, seed=config.seed), progress)
     policy.save_pretrained(staging / "policy")
     tokenizer.save_pretrained(staging / "policy")
-    eval_sample = random.Random(config.seed + 1).sample(eval_prompts, config.n_eval_samples)
-    sft_figures = measure_policy(policy, tokenizer, eval_sample, config.max_new_tokens, config.seed + 2)
+    eval_sample = random.Random(config.seed_for(SeedStream.EVAL_SAMPLE)).sample(eval_prompts, config.n_eval_samples)
+    sft_figures = measure_policy(policy, tokenizer, eval_sample, config.max_new_tokens,
+                                 config.seed_for(SeedStream.SFT_FIGURES))
     print(f"SFT policy: {sft_figures['well_formed_share']:.1%} well-formed, mean gold reward "
           f"{sft_figures['gold_reward_mean']:.3f} on {config.n_eval_samples} held-out prompts")
 
     annotator = SimulatedAnnotator(gold_reward, config.annotator_temperature, config.annotator_flip_rate, seed=config.seed)
-    comparison_prompts = random.Random(config.seed + 3).sample(train_prompts, len(train_prompts))
+    comparison_prompts = random.Random(config.seed_for(SeedStream.COMPARISON_PROMPTS)).sample(train_prompts,
+                                                                                              len(train_prompts))
     collect_preferences(policy, tokenizer, comparison_prompts, annotator, staging / "preferences.jsonl",
                         config.n_comparisons, config.max_new_tokens, seed=config.seed, progress=progress)
     records = load_preferences(staging / "preferences.jsonl")
 
     torch.manual_seed(config.seed)
-    rm_config = policy_config(len(tokenizer), tokenizer, config.reward_width, config.reward_layers)
-    rm_config.num_labels = 1
-    reward_model = RewardModel(GPT2ForSequenceClassification(rm_config), build_tokenizer())
+    reward_model = gpt2_reward_model(build_tokenizer(), config.reward_width, config.reward_layers)
     metrics = train_reward_model(reward_model, records, RewardTrainingConfig(epochs=config.reward_epochs, seed=config.seed),
                                  progress=progress)
-    agreement = gold_agreement(reward_model, policy, tokenizer, eval_sample, config.max_new_tokens, config.seed + 4)
+    agreement = gold_agreement(reward_model, policy, tokenizer, eval_sample, config.max_new_tokens,
+                               config.seed_for(SeedStream.GOLD_AGREEMENT))
     metrics.update(agreement)
     save_reward_model(reward_model, staging / "reward_model", metrics)
     print(f"reward model: held-out accuracy {metrics['eval_accuracy']:.3f} on annotator labels, "
@@ -136,10 +156,11 @@ def build(out_dir: str | Path, config: BuildConfig, progress: bool = True) -> di
     metadata = {
         "task": "reviews",
         "build_config": asdict(config),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__},
         "sft": {**sft_figures, "final_loss": float(np.mean(sft_losses[-50:])), "parameters": policy.num_parameters()},
-        "reward_model": {"eval_accuracy": metrics["eval_accuracy"], **agreement, "parameters": reward_model.model.num_parameters(),
-                         "data_sha256": metrics["data_sha256"]},
+        "reward_model": {"eval_accuracy": metrics["eval_accuracy"], **agreement,
+                         "parameters": reward_model.model.num_parameters(), "data_sha256": metrics["data_sha256"]},
         "n_comparisons": len(records),
         "build_seconds": round(time.time() - started, 1),
         "size_bytes": size,
