@@ -98,7 +98,7 @@ class SequenceRolloutBuffer(BaseBuffer):
         self.logprobs = torch.zeros(shape, device=self.device)
         self.values = torch.zeros(shape, device=self.device)
         self.rewards = torch.zeros(shape, device=self.device)
-        self.action_masks = (torch.ones(shape + (self.action_space.n,), dtype=torch.bool, device=self.device)
+        self.action_masks = (torch.ones((*shape, self.action_space.n), dtype=torch.bool, device=self.device)
                              if self.with_action_masks else None)
         self.advantages = self.returns = None
 

@@ -77,7 +77,8 @@ class TrainConfig:
         choices = {"algo": ALGOS, "amp": AMP_CHOICES, "kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS}
         for name, allowed in choices.items():
             if getattr(self, name) is not None and getattr(self, name) not in allowed:
-                raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                option = f"--{name.replace('_', '-')}"
+                raise ConfigError(f"{option} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0 < self.mask_top_p <= 1:
             raise ConfigError(f"--mask-top-p must be in (0, 1], got {self.mask_top_p}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):

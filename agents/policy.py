@@ -135,17 +135,20 @@ class TransformerPolicy(BasePolicy):
     # ------------------------------------------------------------------------------------ core forward
     def _run(self, input_ids, attention_mask, position_ids, cache=None, critic_cache=None):
         """Logits, values and KV caches for the given tokens (all positions)."""
-        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=cache is not False,
-                      output_hidden_states=self.critic_trunk is None, **({} if cache in (None, False) else cache_kwargs(self.lm, cache)))
+        use_cache = cache is not False  # False: a full forward with no cache (the update); None: start a cache
+        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache,
+                      output_hidden_states=self.critic_trunk is None,
+                      **({} if cache in (None, False) else cache_kwargs(self.lm, cache)))
         if self.critic_trunk is None:
             hidden, new_critic_cache = out.hidden_states[-1], None
         else:
             critic = self.critic_trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                       use_cache=cache is not False,
+                                       use_cache=use_cache,
                                        **({} if critic_cache is None else cache_kwargs(self.critic_trunk, critic_cache)))
-            hidden, new_critic_cache = critic.last_hidden_state, (output_cache(critic) if cache is not False else None)
+            hidden, new_critic_cache = critic.last_hidden_state, (output_cache(critic) if use_cache else None)
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
-        return out.logits.float() / self.temperature, values, (output_cache(out) if cache is not False else None), new_critic_cache
+        new_cache = output_cache(out) if use_cache else None
+        return out.logits.float() / self.temperature, values, new_cache, new_critic_cache
 
     # ------------------------------------------------------------------ sequence interface (TokenPPO)
     def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):

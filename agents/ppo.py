@@ -173,7 +173,7 @@ class TokenPPO(PPO):
         return False
 
     def _excluded_save_params(self) -> list[str]:
-        return super()._excluded_save_params() + ["_shuffle", "_grad_scaler"]
+        return [*super()._excluded_save_params(), "_shuffle", "_grad_scaler"]
 
     def set_env(self, env, force_reset: bool = True) -> None:
         super().set_env(unwrap_bridge(env), force_reset)
@@ -284,8 +284,8 @@ class TokenPPO(PPO):
             for batch in buffer.get(self.batch_size, self._shuffle, self.normalize_advantage):
                 mask = batch.response_mask.float()
                 with self._autocast():
-                    logprobs, entropy, values = self.policy.evaluate_sequences(batch.queries, batch.query_mask, batch.responses,
-                                                                               batch.response_mask, batch.action_masks)
+                    logprobs, entropy, values = self.policy.evaluate_sequences(
+                        batch.queries, batch.query_mask, batch.responses, batch.response_mask, batch.action_masks)
                 log_ratio = logprobs - batch.old_logprobs
                 ratio = torch.exp(log_ratio)
                 pg_loss = masked_mean(torch.max(-batch.advantages * ratio,
@@ -294,7 +294,8 @@ class TokenPPO(PPO):
                     values_pred = values
                 else:
                     values_pred = batch.old_values + torch.clamp(values - batch.old_values, -clip_range_vf, clip_range_vf)
-                value_loss = 0.5 * masked_mean(torch.max((values - batch.returns) ** 2, (values_pred - batch.returns) ** 2), mask)
+                value_error = torch.max((values - batch.returns) ** 2, (values_pred - batch.returns) ** 2)
+                value_loss = 0.5 * masked_mean(value_error, mask)
                 entropy_loss = -masked_mean(entropy, mask)
                 loss = pg_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
                 with torch.no_grad():
@@ -320,7 +321,7 @@ class TokenPPO(PPO):
             if not continue_training:
                 break
         mask = buffer.response_mask
-        explained = explained_variance(buffer.values[mask].flatten().cpu().numpy(), buffer.returns[mask].flatten().cpu().numpy())
+        explained = explained_variance(buffer.values[mask].cpu().numpy(), buffer.returns[mask].cpu().numpy())
         self.logger.record("train/entropy_loss", np.mean(entropy_losses))
         self.logger.record("train/policy_gradient_loss", np.mean(pg_losses))
         self.logger.record("train/value_loss", np.mean(value_losses))

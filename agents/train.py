@@ -41,7 +41,8 @@ class Args(TrainConfig):
     n_eval_prompts: int = arg(256, "held-out prompts for the before/after table")
     out_dir: str = arg("runs", "where run directories are created")
     checkpoint_freq: int = arg(240, "save a checkpoint every this many vector steps")
-    resume: str | None = arg(None, "checkpoint .zip to resume from (continues its run directory, beta, optimizer and step count)")
+    resume: str | None = arg(None, "checkpoint .zip to resume from (continues its run directory, beta, optimizer and "
+                                   "step count)")
     progress_bar: bool = arg(True, "show a progress bar")
 
     def __post_init__(self) -> None:

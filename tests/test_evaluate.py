@@ -1,15 +1,15 @@
-"""scripts/evaluate.py: a saved agent zip and an exported policy directory score the same; the headline number."""
+"""rlhf-gym evaluate: a saved agent zip and an exported policy directory score the same; the headline number."""
 
 import json
 import shutil
 
 import pytest
-from test_scripts import load_script
 from transformers import AutoTokenizer
 
 from agents import TokenPPO
 from agents import RLHFVecEnv
 from rlhf_gym.cli import parse_dataclass
+from agents import evaluate as command
 
 METRICS = {"gold_reward", "proxy_reward", "kl", "response_length", "distinct_1", "distinct_2", "well_formed"}
 
@@ -27,7 +27,7 @@ def trained(tmp_path_factory):
 
 
 def evaluate(tmp_path, *argv):
-    script = load_script("evaluate")
+    script = command
     out = tmp_path / "result.json"
     result = script.main(parse_dataclass(script.Args, "", ["--n-eval-prompts", "16", "--device", "cpu", "--out", str(out),
                                                            *argv]))
@@ -57,7 +57,7 @@ def test_sft_reference_has_zero_kl_and_best_of_n_gap(tmp_path):
 
 
 def test_headline_by_hand():
-    headline = load_script("evaluate").headline
+    headline = command.headline
     assert headline(1.22, 4.7) == 1.22          # the default PPO run: within budget
     assert headline(-0.15, 20.8) is None        # the beta=0.05 hack: over budget
     assert headline(0.5, 10.0) == 0.5           # the budget is inclusive
@@ -65,8 +65,8 @@ def test_headline_by_hand():
 
 
 def test_bad_arguments(capsys):
-    script = load_script("evaluate")
-    for argv, message in ((["--env-id", "RLHF-v9"], "--env-id must be one of"),
+    script = command
+    for argv, message in ((["--env-id", "RLHF-v9"], "--env-id: Environment version `v9` for environment `RLHF` doesn"),
                           (["--agent", "/nonexistent.zip"], "no such file")):
         with pytest.raises(SystemExit):
             parse_dataclass(script.Args, "", argv)
@@ -79,5 +79,5 @@ def test_policy_with_another_tokenizer_is_refused(trained, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(other)
     tokenizer.add_tokens(["zzz"])
     tokenizer.save_pretrained(other)
-    with pytest.raises(ValueError, match="tokenizer differs from the reference"):
+    with pytest.raises(ValueError, match="tokenizer of --agent .* differs from the reference"):
         evaluate(tmp_path, "--agent", str(other))

@@ -5,18 +5,18 @@ import json
 
 import numpy as np
 import pytest
-from test_scripts import load_script
 
 from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.hacking.best_of_n import best_of_n_curve, best_of_n_kl, best_of_n_weights, interpolate_best_of_n
 from rlhf_gym.hacking.gao import fit_gao, gao_rl
 from rlhf_gym.hacking.run_store import run_path
+from agents import sweep as command
 
 POINT_KEYS = {"iteration", "timesteps", "proxy_reward", "gold_reward", "kl", "well_formed", "response_length", "samples"}
 
 
 def test_quick_sweep_writes_json_png_markdown_and_resumes(tmp_path):
-    script = load_script("sweep_beta")
+    script = command
     args = parse_dataclass(script.Args, "", ["--quick", "true", "--out-dir", str(tmp_path)])
     result = script.main(args)
     assert [r["beta"] for r in result["summary"]] == [0.0, 0.1]
@@ -46,7 +46,7 @@ def test_quick_sweep_writes_json_png_markdown_and_resumes(tmp_path):
 
 
 def test_bad_sweep_arguments(capsys):
-    script = load_script("sweep_beta")
+    script = command
     for argv, message in ((["--betas", "0,x"], "comma-separated numbers"), (["--betas", "-0.1"], "beta >= 0"),
                           (["--ensemble-objective", "median"], "--ensemble-objective must be"),
                           (["--best-of-n-max", "48"], "power of two")):

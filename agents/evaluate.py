@@ -1,0 +1,113 @@
+"""Score any saved agent on held-out prompts: the evaluation protocol of the rlhf-gym benchmark.
+
+The agent is a TokenPPO ``.zip`` (``agents.TokenPPO.load``), an exported Hugging Face policy directory, or
+``sft`` (the task's reference policy). On the held-out prompts of the env id's task, one response per prompt
+is sampled (temperature 1, seed ``--seed``) and scored with the id's proxy reward, the gold reward and the KL
+to the reference (``sum_t log pi(y_t) - log pi_ref(y_t)`` on the policy's own samples).
+
+**Headline: gold reward at KL <= 10 nats** — the mean gold reward if the mean KL is at most ``--kl-budget``
+(10 nats), else *over budget* (null). Beside it: the best-of-n-matched gap, gold reward minus the gold reward
+of best-of-n at the same KL (``--best-of-n``: a ``best_of_n.json`` of ``scripts/best_of_n.py``; null past its
+largest n). See docs/benchmark_protocol.md.
+
+    rlhf-gym evaluate --agent runs/<run>/agent.zip
+    rlhf-gym evaluate --agent runs/<run>/policy --env-id RLHF-Reviews-Ensemble-v0
+    rlhf-gym evaluate --agent sft --best-of-n runs/best_of_n/best_of_n.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import rlhf_gym  # noqa: F401  (registers the env ids)
+from envs import RLHFEnvSurface
+from rlhf_gym.cli import arg
+from rlhf_gym.errors import ConfigError, MissingFileError
+from rlhf_gym.evaluation import distinct_n, evaluate_policy
+from rlhf_gym.hacking.best_of_n import interpolate_best_of_n
+from rlhf_gym.tokenizers import check_same_tokenizer
+from rlhf_gym.utils import atomic_write_json, resolve_device
+
+from .ppo import TokenPPO
+
+
+@dataclass
+class Args:
+    agent: str = arg("sft", "TokenPPO .zip, exported HF policy directory, or 'sft' (the task's reference policy)")
+    env_id: str = arg("RLHF-v0", "benchmark task: a registered env id (its reward model, task and response budget)")
+    n_eval_prompts: int = arg(1024, "held-out prompts (the reviews task has 1024; the protocol uses all)")
+    seed: int = arg(0, "sampling seed")
+    kl_budget: float = arg(10.0, "KL budget of the headline number (nats per response)")
+    best_of_n: str | None = arg(None, "best_of_n.json for the best-of-n-matched gap")
+    out: str | None = arg(None, "write the result as JSON here")
+    device: str = arg("auto", "cpu, cuda or auto")
+
+    def __post_init__(self) -> None:
+        try:
+            gym.spec(self.env_id)
+        except gym.error.Error as error:
+            raise ConfigError(f"--env-id: {error}") from None
+        if self.agent != "sft" and not Path(self.agent).exists():
+            raise MissingFileError(f"--agent: no such file or directory: {self.agent}")
+        if self.n_eval_prompts <= 0 or self.kl_budget <= 0:
+            raise ConfigError("--n-eval-prompts and --kl-budget must be > 0")
+        if self.best_of_n is not None and not Path(self.best_of_n).is_file():
+            raise MissingFileError(f"--best-of-n: file not found: {self.best_of_n}")
+
+
+def headline(gold_reward: float, kl: float, kl_budget: float = 10.0) -> float | None:
+    """Gold reward at KL <= budget: the mean gold reward if the mean KL is within the budget, else None (over budget)."""
+    return gold_reward if kl <= kl_budget else None
+
+
+def load_agent(path: str, env: RLHFEnvSurface, device: torch.device):
+    """The agent's causal LM; its tokenizer must be the reference's (else the KL is undefined)."""
+    if path == "sft":
+        return env.ref_model
+    if Path(path).is_file():
+        lm = TokenPPO.load(path, device=device).policy.lm.eval()
+    else:
+        check_same_tokenizer(AutoTokenizer.from_pretrained(path), env.tokenizer, f"--agent {path}",
+                             "the reference policy's (the KL is undefined)")
+        lm = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+    if lm.get_output_embeddings().weight.shape[0] != env.vocab_size:
+        raise ConfigError(f"--agent {path}: its vocabulary does not match the reference policy's; the KL is undefined")
+    return lm
+
+
+def main(args: Args) -> dict:
+    device = resolve_device(args.device)
+    env = gym.make(args.env_id, device=device).unwrapped
+    if env.task is None:
+        raise ConfigError(f"--env-id {args.env_id}: the env has no task, so no held-out prompts or gold reward")
+    policy = load_agent(args.agent, env, device)
+    prompts = env.task.eval_prompts[: args.n_eval_prompts]
+    ev = evaluate_policy(policy, env.tokenizer, prompts, env.reward_fn, env.ref_model, env.task, env.max_new_tokens,
+                         env.temperature, seed=args.seed)
+    metrics = {**ev.summary(), "distinct_1": distinct_n(ev.responses, 1),
+               "gold_reward_sem": float(ev.gold_reward.std() / math.sqrt(len(prompts))),
+               "kl_sem": float(ev.kl.std() / math.sqrt(len(prompts)))}
+    result = {"agent": args.agent, "env_id": args.env_id, "n_prompts": len(prompts), "metrics": metrics,
+              "headline": {"name": f"gold reward at KL <= {args.kl_budget:g} nats",
+                           "value": headline(metrics["gold_reward"], metrics["kl"], args.kl_budget),
+                           "over_budget": metrics["kl"] > args.kl_budget},
+              "samples": [[p, r] for p, r in zip(ev.prompts[:5], ev.responses[:5])], "args": asdict(args)}
+    if args.best_of_n:
+        curve = json.loads(Path(args.best_of_n).read_text())["curve"]
+        matched = interpolate_best_of_n(curve, metrics["kl"])
+        result["best_of_n_matched"] = {"gold_reward": matched,
+                                       "gap": None if matched is None else metrics["gold_reward"] - matched}
+    value = result["headline"]["value"]
+    print(f"{args.agent} on {args.env_id}: {result['headline']['name']} = "
+          f"{'over budget' if value is None else f'{value:.3f}'} (KL {metrics['kl']:.2f})")
+    print("  " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    if args.out:
+        atomic_write_json(args.out, result)
+    return result

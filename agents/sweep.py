@@ -1,0 +1,215 @@
+"""Beta sweep: make reward hacking visible on the embedded default task (issue #7).
+
+For every (beta, seed) it trains TokenPPO on the batched env exactly as ``rlhf-gym train`` does (the same
+:func:`agents.experiment.build_env_and_agent`), and every
+``--eval-every`` PPO iterations scores the policy on held-out prompts (``rlhf_gym.evaluation``): proxy reward,
+gold reward, KL to the reference, well-formed share, with sample texts. It also measures best-of-n from the
+SFT policy (n = 1, 2, 4, ... chosen by the same proxy) at its analytic KL ``ln n - (n - 1)/n``, and fits the
+gold curve to Gao et al. (2022), ``R(d) = d (alpha - b ln d)`` with ``d = sqrt(KL)``.
+
+Writes to ``--out-dir``: ``runs/beta<b>_seed<s>.json`` (one per finished run, written atomically: a rerun
+skips them), ``best_of_n.json``, ``sweep.json`` (every point), ``sweep.md`` (the table), ``sweep.png``
+(proxy and gold reward against sqrt(KL), one curve per beta, with best-of-n; gold reward against beta),
+``sweep_training.png`` (the same over PPO iterations, one line per seed) and, with ``--compare``,
+``compare.png`` (this sweep's gold curves beside other sweeps', beta by beta).
+
+    rlhf-gym sweep                                     # default grid, 3 seeds, 2 workers
+    rlhf-gym sweep --ensemble-objective worst --out-dir runs/sweep_worst --betas 0,0.01,0.03 \
+        --compare runs/sweep_beta
+    rlhf-gym sweep --quick true --out-dir /tmp/sweep   # smoke test, under a minute
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+from stable_baselines3.common.callbacks import CallbackList
+
+from rlhf_gym.cli import arg
+from rlhf_gym.ensemble import DEFAULT_ENSEMBLE_DIR, OBJECTIVES, RewardEnsemble
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.hacking.best_of_n import sample_best_of_n
+from rlhf_gym.hacking.figures import plot_comparison, plot_sweep, plot_training
+from rlhf_gym.hacking.gao import fit_gao, gold_gain_points
+from rlhf_gym.hacking.run_store import load_runs, run_path, save_run
+from rlhf_gym.hacking.tables import best_of_n_table, markdown_table, summarize
+from rlhf_gym.tasks import load_task
+from rlhf_gym.utils import atomic_write_json, atomic_write_text
+
+from .callbacks import HeldOutEvaluation, LearningCurveCallback, read_curve
+from .experiment import TrainConfig, build_env_and_agent, held_out_evaluator
+
+# the settings a stored run must share with the sweep to be reused (else: an error naming the file)
+RUN_SETTINGS = ("iterations", "eval_every", "n_eval_prompts", "n_envs", "batch_size", "n_epochs", "learning_rate",
+                "max_new_tokens", "ensemble_objective", "uncertainty_coef", "ensemble_dir")
+
+
+@dataclass
+class Args:
+    out_dir: str = arg("runs/sweep_beta", "where runs/, best_of_n.json, sweep.json, sweep.md and the figures go")
+    betas: str = arg("0,0.01,0.03,0.1,0.3", "comma-separated KL coefficients")
+    seeds: str = arg("0,1,2", "comma-separated seeds")
+    iterations: int = arg(60, "PPO iterations per run (one iteration: --n-envs responses, then --n-epochs epochs)")
+    eval_every: int = arg(5, "evaluate on held-out prompts every this many PPO iterations (and before the first)")
+    n_eval_prompts: int = arg(256, "held-out prompts per evaluation (the same prompts and sampling seed at every point)")
+    n_samples_kept: int = arg(8, "sample texts stored per evaluation point")
+    n_envs: int = arg(64, "responses per rollout")
+    batch_size: int = arg(16, "minibatch size in responses")
+    n_epochs: int = arg(4, "PPO epochs per rollout")
+    learning_rate: float = arg(3e-4, "AdamW learning rate")
+    max_new_tokens: int = arg(24, "response budget in tokens")
+    ensemble_objective: str | None = arg(None, "train on the reward-model ensemble with this objective: mean, worst or "
+                                               "uncertainty (default: the task's single reward model)")
+    uncertainty_coef: float = arg(1.0, "lambda of the uncertainty objective (mean - lambda * std)")
+    ensemble_dir: str = arg(str(DEFAULT_ENSEMBLE_DIR), "directory of the ensemble (ensemble.json and its members)")
+    best_of_n_max: int = arg(64, "best-of-n baseline for n = 1, 2, 4, ... up to this power of two (0: skip)")
+    best_of_n_prompts: int = arg(256, "held-out prompts of the best-of-n baseline")
+    compare: str | None = arg(None, "comma-separated directories of finished sweeps whose gold curves compare.png "
+                                    "draws beside this one's, beta by beta")
+    workers: int = arg(2, "runs trained in parallel (separate processes, one torch thread each)")
+    quick: bool = arg(False, "smoke test: betas 0 and 0.1, seed 0, two tiny iterations, small evaluations (< 1 minute)")
+
+    def __post_init__(self) -> None:
+        if self.quick:
+            self.betas, self.seeds, self.iterations, self.eval_every = "0,0.1", "0", 2, 1
+            self.n_envs, self.batch_size, self.n_epochs, self.max_new_tokens = 8, 4, 2, 12
+            self.n_eval_prompts, self.best_of_n_max, self.best_of_n_prompts, self.workers = 16, 4, 8, 1
+        for name in ("iterations", "eval_every", "n_eval_prompts", "n_envs", "batch_size", "n_epochs",
+                     "max_new_tokens", "learning_rate", "best_of_n_prompts", "workers"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        try:
+            betas, seeds = self.beta_list(), self.seed_list()
+        except ValueError:
+            raise ConfigError(f"--betas and --seeds must be comma-separated numbers, got {self.betas!r} and {self.seeds!r}") \
+                from None
+        if not betas or not seeds or min(betas) < 0:
+            raise ConfigError(f"need at least one beta >= 0 and one seed, got --betas {self.betas!r} --seeds {self.seeds!r}")
+        if self.ensemble_objective is not None and self.ensemble_objective not in OBJECTIVES:
+            raise ConfigError(f"--ensemble-objective must be one of {OBJECTIVES}, got {self.ensemble_objective!r}")
+        if self.best_of_n_max < 0 or self.best_of_n_max & (self.best_of_n_max - 1):
+            raise ConfigError(f"--best-of-n-max must be 0 or a power of two, got {self.best_of_n_max}")
+
+    def run_config(self) -> dict:
+        """The settings a stored run must share with this sweep to be reused."""
+        return {k: getattr(self, k) for k in RUN_SETTINGS}
+
+    def beta_list(self) -> list[float]:
+        return [float(b) for b in self.betas.split(",") if b.strip()]
+
+    def seed_list(self) -> list[int]:
+        return [int(s) for s in self.seeds.split(",") if s.strip()]
+
+
+def load_reward(args: Args):
+    """The proxy reward the policy is trained on: the task's reward model, or the ensemble."""
+    if args.ensemble_objective is None:
+        return None  # the env loads the task's reward model
+    return RewardEnsemble.from_pretrained(args.ensemble_dir, args.ensemble_objective, args.uncertainty_coef)
+
+
+def train_config(args: Args, beta: float, seed: int) -> TrainConfig:
+    """One run of the grid: ``train_agent``'s configuration with this sweep's budget, beta, seed and proxy."""
+    return TrainConfig(seed=seed, beta=beta, reward_model=load_reward(args), max_new_tokens=args.max_new_tokens,
+                       n_envs=args.n_envs, batch_size=args.batch_size, n_epochs=args.n_epochs,
+                       learning_rate=args.learning_rate, device="cpu")
+
+
+def train_one(args: Args, beta: float, seed: int) -> dict:
+    """Train one (beta, seed) run exactly as ``train_agent`` does (one builder), evaluating along the way; store and
+    return its record."""
+    torch.set_num_threads(1)
+    started = time.time()
+    env, model = build_env_and_agent(train_config(args, beta, seed))
+    _, evaluate = held_out_evaluator(env, args.n_eval_prompts, seed)
+    work_dir = Path(args.out_dir) / "work" / run_path(args.out_dir, beta, seed).stem
+    (work_dir / "curve.jsonl").unlink(missing_ok=True)
+    held_out = HeldOutEvaluation(evaluate, args.eval_every, args.n_samples_kept, args.iterations)
+    upper_bound = (args.iterations + 1) * args.n_envs * args.max_new_tokens  # the callback stops at args.iterations
+    model.learn(upper_bound, callback=CallbackList([held_out, LearningCurveCallback(work_dir / "curve.jsonl")]))
+    record = {"beta": beta, "seed": seed, "config": args.run_config(), "points": held_out.points,
+              "train_curve": read_curve(work_dir / "curve.jsonl"), "timesteps": int(model.num_timesteps),
+              "seconds": round(time.time() - started, 1)}
+    save_run(args.out_dir, record)
+    final = record["points"][-1]
+    print(f"beta={beta:g} seed={seed}: gold {final['gold_reward']:.3f}, proxy {final['proxy_reward']:.3f}, "
+          f"KL {final['kl']:.2f} after {held_out.iterations} iterations ({record['seconds']:.0f} s)", flush=True)
+    return record
+
+
+def check_stored(path: Path, stored: dict, config: dict) -> dict:
+    """A stored result, or a ``ValueError`` naming the file if it was made with other settings."""
+    if stored.get("config") != config:
+        different = sorted(k for k in config if stored.get("config", {}).get(k) != config[k])
+        raise ConfigError(f"{path} was made with other settings ({', '.join(different)}); use another --out-dir or delete it")
+    return stored
+
+
+def best_of_n(args: Args) -> list[dict]:
+    """Best-of-n from the SFT policy for n = 1, 2, 4, ..., chosen by the proxy reward (stored in best_of_n.json)."""
+    path = Path(args.out_dir) / "best_of_n.json"
+    config = {k: getattr(args, k) for k in ("best_of_n_max", "best_of_n_prompts", "max_new_tokens", "ensemble_objective",
+                                            "uncertainty_coef", "ensemble_dir")}
+    if path.exists():
+        return check_stored(path, json.loads(path.read_text()), config)["curve"]
+    started = time.time()
+    task = load_task("reviews")
+    curve = sample_best_of_n(task.load_policy(), task.load_tokenizer(), task.eval_prompts[: args.best_of_n_prompts],
+                             load_reward(args) or task.load_reward_model(), task, args.best_of_n_max, args.max_new_tokens)
+    atomic_write_json(path, {"curve": curve, "config": config, "seconds": round(time.time() - started, 1)})
+    return curve
+
+
+def main(args: Args) -> dict:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per run; inherited by the worker processes
+    torch.set_num_threads(1)
+    started = time.time()
+    out_dir = Path(args.out_dir)
+    print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
+    curve = best_of_n(args) if args.best_of_n_max > 0 else None
+    grid = [(b, s) for b in args.beta_list() for s in args.seed_list()]
+    done = [run_path(out_dir, b, s) for b, s in grid if run_path(out_dir, b, s).exists()]
+    for path in done:
+        check_stored(path, json.loads(path.read_text()), args.run_config())
+    pending = [(b, s) for b, s in grid if not run_path(out_dir, b, s).exists()]
+    print(f"{len(done)} of {len(grid)} runs already done; training {len(pending)}", flush=True)
+    if args.workers == 1 or len(pending) <= 1:
+        for beta, seed in pending:
+            train_one(args, beta, seed)
+    else:
+        with ProcessPoolExecutor(min(args.workers, len(pending)), mp_context=get_context("spawn")) as pool:
+            for future in [pool.submit(train_one, args, b, s) for b, s in pending]:
+                future.result()
+
+    runs = [r for r in load_runs(out_dir) if (r["beta"], r["seed"]) in grid]
+    rows = summarize(runs)
+    smallest = [r for r in runs if r["beta"] == min(args.beta_list())]
+    result = {"args": asdict(args), "summary": rows, "best_of_n": curve,
+              "gao_fit_smallest_beta": fit_gao(*gold_gain_points(smallest)).as_dict(),
+              "gao_fit_all_betas": fit_gao(*gold_gain_points(runs)).as_dict(), "runs": runs}
+    atomic_write_json(out_dir / "sweep.json", result)
+    reward = f"ensemble ({args.ensemble_objective})" if args.ensemble_objective else "reward model"
+    table = markdown_table(rows)
+    if curve:
+        table += "\nBest-of-n from the SFT policy (chosen by the proxy):\n\n" + best_of_n_table(curve)
+    atomic_write_text(out_dir / "sweep.md", f"# Beta sweep, proxy: {reward}\n\n{table}")
+    title = f"reviews task, proxy = {reward}, held-out prompts, {len(args.seed_list())} seeds"
+    plot_sweep(runs, out_dir / "sweep.png", curve, title=title)
+    plot_training(runs, out_dir / "sweep_training.png", title=title)
+    if args.compare:
+        sweeps = {reward: runs}
+        for other in args.compare.split(","):
+            saved = json.loads((Path(other) / "sweep.json").read_text())
+            objective = saved["args"]["ensemble_objective"]
+            sweeps[f"ensemble ({objective})" if objective else "reward model"] = saved["runs"]
+        plot_comparison(sweeps, out_dir / "compare.png", title="gold reward against sqrt(KL), held-out prompts")
+    print(table)
+    print(f"done in {time.time() - started:.0f} s: sweep.json, sweep.md, sweep.png, sweep_training.png in {out_dir}")
+    return result
