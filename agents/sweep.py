@@ -33,14 +33,14 @@ import torch
 from stable_baselines3.common.callbacks import CallbackList
 
 from rlhf_gym.cli import arg
-from rlhf_gym.ensemble import DEFAULT_ENSEMBLE_DIR, OBJECTIVES, RewardEnsemble
+from rlhf_gym.ensemble import ProxyRewardArgs
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.hacking.best_of_n import sample_best_of_n
 from rlhf_gym.hacking.figures import plot_comparison, plot_sweep, plot_training
 from rlhf_gym.hacking.gao import fit_gao, gold_gain_points
 from rlhf_gym.hacking.run_store import load_runs, run_path, save_run
 from rlhf_gym.hacking.tables import best_of_n_table, markdown_table, summarize
-from rlhf_gym.tasks import load_task
+from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, load_task
 from rlhf_gym.utils import atomic_write_json, atomic_write_text
 
 from .callbacks import HeldOutEvaluation, LearningCurveCallback, read_curve
@@ -52,7 +52,7 @@ RUN_SETTINGS = ("iterations", "eval_every", "n_eval_prompts", "n_envs", "batch_s
 
 
 @dataclass
-class Args:
+class Args(ProxyRewardArgs):
     out_dir: str = arg("runs/sweep_beta", "where runs/, best_of_n.json, sweep.json, sweep.md and the figures go")
     betas: str = arg("0,0.01,0.03,0.1,0.3", "comma-separated KL coefficients")
     seeds: str = arg("0,1,2", "comma-separated seeds")
@@ -64,11 +64,7 @@ class Args:
     batch_size: int = arg(16, "minibatch size in responses")
     n_epochs: int = arg(4, "PPO epochs per rollout")
     learning_rate: float = arg(3e-4, "AdamW learning rate")
-    max_new_tokens: int = arg(24, "response budget in tokens")
-    ensemble_objective: str | None = arg(None, "train on the reward-model ensemble with this objective: mean, worst or "
-                                               "uncertainty (default: the task's single reward model)")
-    uncertainty_coef: float = arg(1.0, "lambda of the uncertainty objective (mean - lambda * std)")
-    ensemble_dir: str = arg(str(DEFAULT_ENSEMBLE_DIR), "directory of the ensemble (ensemble.json and its members)")
+    max_new_tokens: int = arg(DEFAULT_MAX_NEW_TOKENS, "response budget in tokens")
     best_of_n_max: int = arg(64, "best-of-n baseline for n = 1, 2, 4, ... up to this power of two (0: skip)")
     best_of_n_prompts: int = arg(256, "held-out prompts of the best-of-n baseline")
     compare: str | None = arg(None, "comma-separated directories of finished sweeps whose gold curves compare.png "
@@ -77,6 +73,7 @@ class Args:
     quick: bool = arg(False, "smoke test: betas 0 and 0.1, seed 0, two tiny iterations, small evaluations (< 1 minute)")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.quick:
             self.betas, self.seeds, self.iterations, self.eval_every = "0,0.1", "0", 2, 1
             self.n_envs, self.batch_size, self.n_epochs, self.max_new_tokens = 8, 4, 2, 12
@@ -92,8 +89,6 @@ class Args:
                 from None
         if not betas or not seeds or min(betas) < 0:
             raise ConfigError(f"need at least one beta >= 0 and one seed, got --betas {self.betas!r} --seeds {self.seeds!r}")
-        if self.ensemble_objective is not None and self.ensemble_objective not in OBJECTIVES:
-            raise ConfigError(f"--ensemble-objective must be one of {OBJECTIVES}, got {self.ensemble_objective!r}")
         if self.best_of_n_max < 0 or self.best_of_n_max & (self.best_of_n_max - 1):
             raise ConfigError(f"--best-of-n-max must be 0 or a power of two, got {self.best_of_n_max}")
 
@@ -108,16 +103,9 @@ class Args:
         return [int(s) for s in self.seeds.split(",") if s.strip()]
 
 
-def load_reward(args: Args):
-    """The proxy reward the policy is trained on: the task's reward model, or the ensemble."""
-    if args.ensemble_objective is None:
-        return None  # the env loads the task's reward model
-    return RewardEnsemble.from_pretrained(args.ensemble_dir, args.ensemble_objective, args.uncertainty_coef)
-
-
 def train_config(args: Args, beta: float, seed: int) -> TrainConfig:
     """One run of the grid: ``train_agent``'s configuration with this sweep's budget, beta, seed and proxy."""
-    return TrainConfig(seed=seed, beta=beta, reward_model=load_reward(args), max_new_tokens=args.max_new_tokens,
+    return TrainConfig(seed=seed, beta=beta, reward_model=args.load_proxy(), max_new_tokens=args.max_new_tokens,
                        n_envs=args.n_envs, batch_size=args.batch_size, n_epochs=args.n_epochs,
                        learning_rate=args.learning_rate, device="cpu")
 
@@ -162,7 +150,7 @@ def best_of_n(args: Args) -> list[dict]:
     started = time.time()
     task = load_task("reviews")
     curve = sample_best_of_n(task.load_policy(), task.load_tokenizer(), task.eval_prompts[: args.best_of_n_prompts],
-                             load_reward(args) or task.load_reward_model(), task, args.best_of_n_max, args.max_new_tokens)
+                             args.load_proxy() or task.load_reward_model(), task, args.best_of_n_max, args.max_new_tokens)
     atomic_write_json(path, {"curve": curve, "config": config, "seconds": round(time.time() - started, 1)})
     return curve
 
@@ -195,7 +183,7 @@ def main(args: Args) -> dict:
               "gao_fit_smallest_beta": fit_gao(*gold_gain_points(smallest)).as_dict(),
               "gao_fit_all_betas": fit_gao(*gold_gain_points(runs)).as_dict(), "runs": runs}
     atomic_write_json(out_dir / "sweep.json", result)
-    reward = f"ensemble ({args.ensemble_objective})" if args.ensemble_objective else "reward model"
+    reward = args.proxy_name
     table = markdown_table(rows)
     if curve:
         table += "\nBest-of-n from the SFT policy (chosen by the proxy):\n\n" + best_of_n_table(curve)

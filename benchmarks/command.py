@@ -77,7 +77,7 @@ class Args:
             self.iterations, self.warmup, self.sb3_iterations = 1, 1, 1
             self.sweep_response_lengths, self.sweep_rollout_batches = "4,8", "4,8"
             self.threads = self.threads or 1  # tiny models gain nothing from threads, and lose a lot on a busy machine
-        unknown = [c for c in split(self.configs) + [self.sweep_config] if c not in WORKLOADS]
+        unknown = [c for c in [*split(self.configs), self.sweep_config] if c not in WORKLOADS]
         if unknown:
             raise ValueError(f"--configs/--sweep-config: unknown workload {unknown[0]!r} (known: {', '.join(WORKLOADS)})")
         unknown = [s for s in split(self.systems) if s not in SYSTEMS]

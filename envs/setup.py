@@ -18,13 +18,13 @@ import torch
 from gymnasium import spaces
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rlhf_gym.errors import ConfigError, MissingFileError
+from rlhf_gym.errors import ConfigError
 from rlhf_gym.kl import make_kl_controller
 from rlhf_gym.prompts import load_prompts
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.scoring import RewardFn, as_reward_fn
 from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, Task, load_task
-from rlhf_gym.utils import resolve_device
+from rlhf_gym.utils import load_pretrained, resolve_device
 
 from .config import RLHFEnvConfig
 
@@ -87,11 +87,8 @@ def load_reference(config: RLHFEnvConfig, task: Task | None, device: torch.devic
             raise ConfigError("give a task or a ref_model")
         model, tokenizer = task.load_policy(device), tokenizer or task.load_tokenizer()
     elif isinstance(ref_model, (str, Path)):
-        try:
-            model = AutoModelForCausalLM.from_pretrained(ref_model)
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(ref_model)
-        except OSError as error:
-            raise MissingFileError(f"cannot load the reference model {str(ref_model)!r}: {error}") from None
+        model = load_pretrained(AutoModelForCausalLM.from_pretrained, ref_model, "the reference model")
+        tokenizer = tokenizer or load_pretrained(AutoTokenizer.from_pretrained, ref_model, "the reference tokenizer")
     elif tokenizer is None:
         raise ConfigError("a reference model given as an object needs its tokenizer (tokenizer=...)")
     else:

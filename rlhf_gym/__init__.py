@@ -5,12 +5,12 @@
 
 __version__ = "0.1.0"
 
-from .preferences import PreferenceDataError, load_preferences  # noqa: E402
-from .reward_model import RewardModel, bradley_terry_loss  # noqa: E402
-from .tasks import Task, load_task  # noqa: E402
+from .preferences import PreferenceDataError, load_preferences
+from .reward_model import RewardModel, bradley_terry_loss
+from .tasks import Task, load_task
 
 
-from .registration import register_envs  # noqa: E402
+from .registration import register_envs
 
 register_envs()
 

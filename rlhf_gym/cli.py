@@ -73,7 +73,8 @@ def parse_dataclass(cls: type[T], description: str, argv: list[str] | None = Non
     A value of the wrong type, an unknown option, or an error from ``cls.__post_init__`` exits with a one-line
     error naming the option (argparse's exit code 2), not a traceback.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # one spelling per option: no prefixes
     for f in dataclasses.fields(cls):
         kind = type(f.default) if f.default is not None else str
         option = f"--{f.name.replace('_', '-')}"

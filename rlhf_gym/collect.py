@@ -13,16 +13,25 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .generation import generate_texts
-from .jsonl import append_jsonl, read_jsonl, repair_truncated_tail
+from .jsonl import JSONLError, append_jsonl, read_jsonl, repair_truncated_tail
 from .labelers import Labeler
 from .preferences import preference_record
+from .tasks.base import DEFAULT_MAX_NEW_TOKENS
+
+
+def _pair_id(record: dict, where: str) -> int:
+    """The ``pair_id`` of a line this module wrote; :class:`~rlhf_gym.jsonl.JSONLError` naming ``where`` if it has none."""
+    pair_id = record.get("pair_id")
+    if isinstance(pair_id, bool) or not isinstance(pair_id, int):
+        raise JSONLError(f"{where}: no integer 'pair_id' (not written by a collection); choose another output file")
+    return pair_id
 
 
 def existing_pair_ids(path: str | Path) -> set[int]:
     """Pair ids already recorded in ``path`` (empty if the file does not exist)."""
     if not Path(path).exists():
         return set()
-    return {int(record["pair_id"]) for record in read_jsonl(path)}
+    return set(read_jsonl(path, _pair_id, what="output file"))
 
 
 def collect_preferences(
@@ -32,7 +41,7 @@ def collect_preferences(
     labeler: Labeler | None,
     out_path: str | Path,
     n_pairs: int,
-    max_new_tokens: int = 32,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     temperature: float = 1.0,
     seed: int = 0,
     batch_size: int = 128,

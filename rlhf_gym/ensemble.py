@@ -16,19 +16,23 @@ An ensemble is a reward function ``f(prompts, responses) -> scores``: pass it as
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from .cli import arg
+from .errors import ConfigError, DataError, MissingFileError
 from .reward_model import RewardModel
-from .utils import resolve_device
+from .utils import read_json, resolve_device
 
 OBJECTIVES = ("mean", "worst", "uncertainty")
 DEFAULT_ENSEMBLE_DIR = Path(__file__).parent / "tasks" / "reviews" / "artifacts_ensemble"
-"""The shipped ensemble of the reviews task: ``member_{1,2,3}/`` and ``ensemble.json`` (``scripts/build_ensemble.py``)."""
+"""The shipped ensemble of the reviews task: ``member_{1,2,3}/`` and ``ensemble.json`` (``rlhf-gym build-ensemble``)."""
 
 
 def combine(scores: np.ndarray, objective: str = "mean", uncertainty_coef: float = 1.0) -> np.ndarray:
@@ -39,7 +43,25 @@ def combine(scores: np.ndarray, objective: str = "mean", uncertainty_coef: float
         return scores.min(0)
     if objective == "uncertainty":
         return scores.mean(0) - uncertainty_coef * scores.std(0)
-    raise ValueError(f"unknown ensemble objective {objective!r}; choose one of {OBJECTIVES}")
+    raise ConfigError(f"unknown ensemble objective {objective!r}; choose one of {OBJECTIVES}")
+
+
+def read_manifest(path: Path) -> list[dict]:
+    """The members of an ``ensemble.json``: each with a ``path``, a finite ``shift`` and a positive ``scale``.
+
+    :raises DataError: naming ``path`` if it is not JSON or a member lacks one of these.
+    """
+    members = read_json(path, ("members",), "an ensemble manifest")["members"]
+
+    def valid(member: Any) -> bool:
+        try:
+            return isinstance(member["path"], str) and math.isfinite(float(member["shift"])) and float(member["scale"]) > 0
+        except (KeyError, TypeError, ValueError):
+            return False
+
+    if not isinstance(members, list) or not members or not all(valid(m) for m in members):
+        raise DataError(f"{path}: 'members' must be a non-empty list, each with a 'path', a finite 'shift' and a 'scale' > 0")
+    return members
 
 
 class RewardEnsemble:
@@ -55,28 +77,31 @@ class RewardEnsemble:
     def __init__(self, members: Sequence[Callable], objective: str = "mean", uncertainty_coef: float = 1.0,
                  shifts: Sequence[float] | None = None, scales: Sequence[float] | None = None):
         if objective not in OBJECTIVES:
-            raise ValueError(f"unknown ensemble objective {objective!r}; choose one of {OBJECTIVES}")
+            raise ConfigError(f"unknown ensemble objective {objective!r}; choose one of {OBJECTIVES}")
         if len(members) < 1:
-            raise ValueError("an ensemble needs at least one member")
+            raise ConfigError("an ensemble needs at least one member")
         self.members, self.objective, self.uncertainty_coef = list(members), objective, float(uncertainty_coef)
         self.shifts = np.zeros(len(members)) if shifts is None else np.asarray(shifts, dtype=np.float64)
         self.scales = np.ones(len(members)) if scales is None else np.asarray(scales, dtype=np.float64)
         if self.shifts.shape != (len(members),) or self.scales.shape != (len(members),) or (self.scales <= 0).any():
-            raise ValueError(f"need {len(members)} shifts and {len(members)} positive scales")
+            raise ConfigError(f"need {len(members)} shifts and {len(members)} positive scales")
 
     @classmethod
     def from_pretrained(cls, directory: str | Path = DEFAULT_ENSEMBLE_DIR, objective: str = "mean",
                         uncertainty_coef: float = 1.0, device: str | torch.device = "cpu") -> RewardEnsemble:
-        """Load the members listed in ``directory/ensemble.json`` with their standardisation."""
+        """Load the members listed in ``directory/ensemble.json`` with their standardisation.
+
+        :raises MissingFileError: if there is no ``ensemble.json`` or a member cannot be loaded.
+        :raises DataError: if ``ensemble.json`` is malformed (the message names it).
+        """
         manifest_path = Path(directory) / "ensemble.json"
         if not manifest_path.is_file():
-            raise FileNotFoundError(f"no ensemble at {directory} (missing ensemble.json); build it with "
-                                    "`python scripts/build_ensemble.py`")
-        manifest = json.loads(manifest_path.read_text())
-        members = [RewardModel.from_pretrained(Path(directory) / m["path"], device=resolve_device(device))
-                   for m in manifest["members"]]
-        return cls(members, objective, uncertainty_coef, shifts=[m["shift"] for m in manifest["members"]],
-                   scales=[m["scale"] for m in manifest["members"]])
+            raise MissingFileError(f"no ensemble at {directory} (missing ensemble.json); build it with "
+                                   "`rlhf-gym build-ensemble`")
+        entries = read_manifest(manifest_path)
+        members = [RewardModel.from_pretrained(Path(directory) / m["path"], device=resolve_device(device)) for m in entries]
+        return cls(members, objective, uncertainty_coef, shifts=[m["shift"] for m in entries],
+                   scales=[m["scale"] for m in entries])
 
     def member_scores(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         """Standardised scores of every member, shape [k, batch]."""
@@ -100,8 +125,9 @@ class LazyRewardEnsemble:
     def __init__(self, directory: str | Path = DEFAULT_ENSEMBLE_DIR, objective: str = "mean", uncertainty_coef: float = 1.0,
                  device: str = "cpu"):
         if objective not in OBJECTIVES:
-            raise ValueError(f"unknown ensemble objective {objective!r}; choose one of {OBJECTIVES}")
-        self.directory, self.objective, self.uncertainty_coef, self.device = Path(directory), objective, uncertainty_coef, device
+            raise ConfigError(f"unknown ensemble objective {objective!r}; choose one of {OBJECTIVES}")
+        self.directory, self.objective, self.uncertainty_coef = Path(directory), objective, uncertainty_coef
+        self.device = device
         self._ensemble: RewardEnsemble | None = None
 
     def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
@@ -112,3 +138,27 @@ class LazyRewardEnsemble:
     def __repr__(self) -> str:
         return (f"LazyRewardEnsemble({str(self.directory)!r}, objective={self.objective!r}, "
                 f"uncertainty_coef={self.uncertainty_coef})")
+
+
+@dataclass
+class ProxyRewardArgs:
+    """Command-line options that choose the proxy reward: the task's reward model (default) or the ensemble."""
+
+    ensemble_objective: str | None = arg(None, "use the reward-model ensemble with this objective: mean, worst or "
+                                               "uncertainty (default: the task's single reward model)")
+    uncertainty_coef: float = arg(1.0, "lambda of the uncertainty objective (mean - lambda * std)")
+    ensemble_dir: str = arg(str(DEFAULT_ENSEMBLE_DIR), "directory of the ensemble (ensemble.json and its members)")
+
+    def __post_init__(self) -> None:
+        if self.ensemble_objective is not None and self.ensemble_objective not in OBJECTIVES:
+            raise ConfigError(f"--ensemble-objective must be one of {OBJECTIVES}, got {self.ensemble_objective!r}")
+
+    @property
+    def proxy_name(self) -> str:
+        return f"ensemble ({self.ensemble_objective})" if self.ensemble_objective else "reward model"
+
+    def load_proxy(self) -> RewardEnsemble | None:
+        """The ensemble, or None for the task's reward model (which the env or the caller loads)."""
+        if self.ensemble_objective is None:
+            return None
+        return RewardEnsemble.from_pretrained(self.ensemble_dir, self.ensemble_objective, self.uncertainty_coef)

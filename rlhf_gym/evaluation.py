@@ -13,7 +13,7 @@ import torch
 
 from .generation import decode_responses, left_pad, sample
 from .scoring import checked_scores, reference_logprobs
-from .tasks import Task
+from .tasks import DEFAULT_MAX_NEW_TOKENS, Task
 
 
 @dataclass
@@ -49,6 +49,7 @@ def to_context(queries: torch.Tensor, query_mask: torch.Tensor, tokens: torch.Te
     rows = []
     for q, qm, r, rm in zip(queries.tolist(), query_mask.tolist(), tokens.tolist(), mask.tolist()):
         rows.append([t for t, m in zip(q, qm) if m] + [t for t, m in zip(r, rm) if m])
+    # one spare pad column: reference_logprobs clamps its reads to column width - 2, which must exist
     width = max(len(r) for r in rows) + 1
     contexts = torch.full((len(rows), width), pad_id, dtype=torch.long)
     for i, row in enumerate(rows):
@@ -58,7 +59,8 @@ def to_context(queries: torch.Tensor, query_mask: torch.Tensor, tokens: torch.Te
 
 @torch.no_grad()
 def evaluate_policy(policy, tokenizer, prompts: list[str], reward_fn, ref_model, task: Task | None = None,
-                    max_new_tokens: int = 24, temperature: float = 1.0, seed: int = 0, batch_size: int = 256) -> Evaluation:
+                    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, temperature: float = 1.0, seed: int = 0,
+                    batch_size: int = 256) -> Evaluation:
     """Sample one response per prompt from ``policy`` (an HF causal LM) and score it."""
     device = next(policy.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import ConfigError
+
 KL_ESTIMATORS = ("k1", "k3")
 
 
@@ -24,7 +26,7 @@ def kl_per_token(policy_logprobs: torch.Tensor, ref_logprobs: torch.Tensor, esti
         return log_ratio
     if estimator == "k3":
         return torch.expm1(-log_ratio) + log_ratio
-    raise ValueError(f"unknown KL estimator {estimator!r}; choose one of {KL_ESTIMATORS}")
+    raise ConfigError(f"unknown KL estimator {estimator!r}; choose one of {KL_ESTIMATORS}")
 
 
 class FixedKLController:
@@ -55,7 +57,7 @@ class AdaptiveKLController:
 
     def __init__(self, beta: float, target: float, horizon: int = 10000):
         if target <= 0 or horizon <= 0:
-            raise ValueError(f"target KL and horizon must be > 0, got {target} and {horizon}")
+            raise ConfigError(f"target KL and horizon must be > 0, got {target} and {horizon}")
         self.beta, self.target, self.horizon = float(beta), float(target), int(horizon)
 
     def update(self, current_kl: float, n_samples: int) -> None:

@@ -11,6 +11,8 @@ import random
 from collections.abc import Callable
 from typing import Literal, Protocol
 
+from .errors import ConfigError
+
 Judgement = Literal["a", "b", "tie", "skip"]
 
 
@@ -35,9 +37,9 @@ class SimulatedAnnotator:
     def __init__(self, gold_reward: Callable[[str, str], float], temperature: float = 0.5, flip_rate: float = 0.1,
                  seed: int = 0, name: str = "simulated"):
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise ConfigError(f"temperature must be > 0, got {temperature}")
         if not 0.0 <= flip_rate <= 1.0:
-            raise ValueError(f"flip_rate must be in [0, 1], got {flip_rate}")
+            raise ConfigError(f"flip_rate must be in [0, 1], got {flip_rate}")
         self.gold_reward, self.temperature, self.flip_rate = gold_reward, temperature, flip_rate
         self.rng = random.Random(seed)
         self.name = name

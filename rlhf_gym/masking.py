@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .errors import ConfigError
+
 
 def top_p_mask(
     logits: torch.Tensor,
@@ -22,7 +24,7 @@ def top_p_mask(
 ) -> torch.Tensor:
     """Boolean mask [..., V] of the allowed tokens for next-token ``logits`` [..., V]."""
     if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
     probs = torch.softmax(logits.float(), dim=-1)
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     mass_before = sorted_probs.cumsum(-1) - sorted_probs

@@ -10,7 +10,7 @@ ENTRY_POINT = "envs.rlhf_env:RLHFEnv"
 VECTOR_ENTRY_POINT = "envs.vector_env:RLHFVectorEnv"
 ENV_IDS: dict[str, dict] = {
     "RLHF-v0": {},
-    # the reviews task with the reward-model ensemble of artifacts_ensemble/ (scripts/build_ensemble.py) as r_phi
+    # the reviews task with the reward-model ensemble of artifacts_ensemble/ (rlhf-gym build-ensemble) as r_phi
     "RLHF-Reviews-Ensemble-v0": {"reward_model": LazyRewardEnsemble(objective="mean")},
     # the reviews task with half the response budget (12 tokens): cheaper episodes, more truncation
     "RLHF-Reviews-Short-v0": {"max_new_tokens": 12},

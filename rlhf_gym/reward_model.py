@@ -19,6 +19,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from .errors import ConfigError
+from .utils import load_pretrained
+
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None) -> torch.Tensor:
     """``-mean(log sigmoid(r_chosen - r_rejected - margin))``."""
@@ -43,10 +46,10 @@ class RewardModel:
 
     def __init__(self, model, tokenizer, max_length: int = 128):
         if model.config.num_labels != 1:
-            raise ValueError(f"a reward model needs num_labels=1, this one has {model.config.num_labels}")
+            raise ConfigError(f"a reward model needs num_labels=1, this one has {model.config.num_labels}")
         if tokenizer.pad_token is None:
             if tokenizer.eos_token is None:
-                raise ValueError(
+                raise ConfigError(
                     f"the reward model's tokenizer ({type(tokenizer).__name__}) has neither a pad nor an EOS token; "
                     "set tokenizer.pad_token before building the RewardModel"
                 )
@@ -57,13 +60,15 @@ class RewardModel:
         self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu", max_length: int = 128) -> "RewardModel":
-        """Load model and tokenizer from a directory or a hub id (``save_pretrained`` format)."""
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=1)
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        except OSError as error:
-            raise FileNotFoundError(f"cannot load a reward model from {str(name_or_path)!r}: {error}") from None
+    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu",
+                        max_length: int = 128) -> RewardModel:
+        """Load model and tokenizer from a directory or a hub id (``save_pretrained`` format).
+
+        :raises MissingFileError: (a ``FileNotFoundError``) naming ``name_or_path`` if it cannot be loaded.
+        """
+        model = load_pretrained(AutoModelForSequenceClassification.from_pretrained, name_or_path, "a reward model",
+                                num_labels=1)
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, name_or_path, "a reward model's tokenizer")
         return cls(model.to(device).eval(), tokenizer, max_length=max_length)
 
     def save_pretrained(self, directory: str | Path) -> None:

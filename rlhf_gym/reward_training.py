@@ -17,6 +17,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from .errors import DataError
 from .reward_model import RewardModel, bradley_terry_loss
 from .utils import atomic_write_json
 
@@ -95,7 +96,7 @@ def train_reward_model(
 ) -> dict:
     """Train in place on ``records``; return metrics (per-epoch history, final held-out accuracy, data hash)."""
     if len(records) < 2:
-        raise ValueError(f"need at least 2 comparisons to train a reward model, got {len(records)}")
+        raise DataError(f"need at least 2 comparisons to train a reward model, got {len(records)}")
     torch.manual_seed(config.seed)
     train, held_out = split_records(records, config.eval_fraction, config.seed)
     model = reward_model.model

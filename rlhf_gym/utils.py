@@ -1,4 +1,4 @@
-"""Small shared helpers: device choice, seeding, atomic file writes."""
+"""Small shared helpers: device choice, loading pretrained models, seeding, atomic file writes."""
 
 from __future__ import annotations
 
@@ -6,18 +6,50 @@ import json
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from .errors import ConfigError, DataError, MissingFileError
+
+T = TypeVar("T")
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when present, else the CPU; anything else is passed to ``torch.device``."""
+    """``"auto"`` picks CUDA when present, else the CPU; anything else is passed to ``torch.device``.
+
+    :raises ConfigError: for a string that names no device, or a CUDA device this machine does not have.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {str(device)!r}: expected cpu, cuda, cuda:N, mps or auto") from None
+    if resolved.type == "cuda" and (not torch.cuda.is_available() or (resolved.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"device {str(device)!r} is not available on this machine "
+                          f"({torch.cuda.device_count()} CUDA device(s)); use cpu or auto")
+    return resolved
+
+
+def load_pretrained(loader: Callable[..., T], name_or_path: str | Path, what: str, **kwargs: Any) -> T:
+    """``loader(name_or_path, **kwargs)`` (a Hugging Face ``from_pretrained``), with one error for every way it fails.
+
+    :param what: names the model in the message, e.g. ``"the policy"``.
+    :raises MissingFileError: (a ``FileNotFoundError``) naming ``name_or_path``, when it is a local path that does
+        not exist, or when it cannot be loaded (not a model directory, no such hub id while offline, ...).
+    """
+    text = str(name_or_path)
+    if (Path(text).is_absolute() or text.startswith(".") or text.count("/") > 1) and not Path(text).exists():
+        raise MissingFileError(f"cannot load {what} from {text!r}: no such file or directory")
+    try:
+        return loader(name_or_path, **kwargs)
+    except (OSError, ValueError) as error:  # HF: OSError for missing files, ValueError for a config it cannot read
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise MissingFileError(f"cannot load {what} from {text!r}: {reason}") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -46,3 +78,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, data: Any) -> None:
     """:func:`atomic_write_text` of ``data`` as indented JSON."""
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path, required: tuple[str, ...] = (), what: str = "a JSON object") -> dict:
+    """The JSON object in ``path``; a :class:`DataError` naming ``path`` if it is not JSON or lacks a ``required`` key.
+
+    :param what: what the file should be, for the message (e.g. ``"a run summary"``).
+    :raises MissingFileError: if ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{what} not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # not JSON or not UTF-8
+        raise DataError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict) or any(key not in data for key in required):
+        raise DataError(f"{path}: not {what} (expected a JSON object with {', '.join(required) or 'keys'})")
+    return data

@@ -1,5 +1,9 @@
 """Test helpers shared by several test files."""
 
+import pytest
+
+from rlhf_gym.cli import run_command
+
 
 class NoCallback:
     """The minimal callback interface that ``TokenPPO.collect_rollouts`` calls, doing nothing."""
@@ -15,3 +19,15 @@ class NoCallback:
 
     def on_step(self):
         return True
+
+
+def cli_error(capsys, command, argv):
+    """Run ``rlhf-gym <command> argv`` in-process; assert it ends in one ``error:`` line with exit code 1; return it."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(command, [str(a) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1, err
+    lines = err.splitlines()
+    assert lines[-1].startswith("error: ") and sum(line.startswith("error: ") for line in lines) == 1, err
+    assert "Traceback" not in err, err
+    return lines[-1]

@@ -30,6 +30,7 @@ def check_result(result: dict) -> None:
     assert result["timed_iterations"] == 1 and len(result["iterations"]) == 2  # one warm-up, one timed
 
 
+@pytest.mark.slow  # a subprocess benchmark run
 def test_quick_benchmark_of_ours_writes_json_and_markdown(tmp_path):
     report, table = run_quick(tmp_path, "--systems", "ours")
     assert {"date", "command", "machine", "args", "results", "sweep", "targets", "growth_exponents"} <= set(report)
@@ -46,6 +47,7 @@ def test_quick_benchmark_of_ours_writes_json_and_markdown(tmp_path):
     assert "| ours |" in table and "Scaling of ours" in table
 
 
+@pytest.mark.slow  # a subprocess benchmark run
 def test_quick_benchmark_counts_the_same_work_for_trl(tmp_path):
     pytest.importorskip("trl")
     report, table = run_quick(tmp_path, "--systems", "ours,trl", "--sweep", "false")

@@ -52,7 +52,7 @@ def test_bad_arguments():
         RewardEnsemble(MEMBERS, scales=[1.0, 0.0, 1.0])
     with pytest.raises(ValueError, match="at least one member"):
         RewardEnsemble([])
-    with pytest.raises(FileNotFoundError, match="build_ensemble.py"):
+    with pytest.raises(FileNotFoundError, match="build it with `rlhf-gym build-ensemble`"):
         RewardEnsemble.from_pretrained("/nonexistent/ensemble")
 
 

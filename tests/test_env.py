@@ -9,6 +9,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import rlhf_gym  # noqa: F401  (registers the ids)
 from envs import RLHFEnv
+from rlhf_gym.errors import ConfigError, DataError
 
 
 def constant_reward(value):
@@ -83,7 +84,7 @@ def test_kl_is_zero_when_the_agent_is_the_reference(env, ref_model, tokenizer):
 
 def test_fallback_without_reports_is_named(env, ref_model, tokenizer):
     tokens = review_tokens(tokenizer)
-    rewards, info, _, _ = run_episode(env, tokens)
+    _, info, _, _ = run_episode(env, tokens)
     ref = hf_ref_logprobs(ref_model, tokenizer, env.prompts[0], tokens)
     assert info["kl_source"] == "fallback:deterministic_policy"
     assert info["kl"] == pytest.approx(-ref.sum(), abs=1e-4)  # log pi := 0
@@ -132,7 +133,8 @@ def test_adaptive_kl_controller_state_round_trip(task, ref_model, tokenizer):
     _, info, _, _ = run_episode(env, review_tokens(tokenizer))  # fallback KL is large: beta must grow
     assert info["beta"] == 0.1 and env.unwrapped.beta == pytest.approx(0.1 * (1 + 0.2 / 10))
     state = env.kl_controller.state_dict()
-    other = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(0.0), beta=0.1, kl_target=1.0)
+    other = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=constant_reward(0.0), beta=0.1,
+                    kl_target=1.0)
     other.kl_controller.load_state_dict(state)
     assert other.beta == env.beta
 
@@ -154,7 +156,8 @@ def test_vocabulary_mismatch_names_both(task, ref_model):
     from transformers import AutoTokenizer
     big = AutoTokenizer.from_pretrained(task.policy_dir)
     big.add_tokens([f"extra{i}" for i in range(400)])
-    with pytest.raises(ValueError, match=r"tokenizer .*662 tokens.* does not fit the reference model \(GPT2LMHeadModel, vocabulary 262\)"):
+    message = r"tokenizer .*662 tokens.* does not fit the reference model \(GPT2LMHeadModel, vocabulary 262\)"
+    with pytest.raises(ValueError, match=message):
         RLHFEnv(task=task, ref_model=ref_model, tokenizer=big)
 
 
@@ -177,7 +180,7 @@ def test_bad_action_and_step_after_end(task, ref_model, tokenizer):
 ])
 def test_bad_reward_function(task, ref_model, tokenizer, scores, message):
     env = RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, reward_model=scores)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(DataError, match=message):  # the user's reward function: a user error, not a bug
         run_episode(env, review_tokens(tokenizer))
 
 
@@ -188,5 +191,5 @@ def test_bad_arguments(task):
         RLHFEnv(task=task, kl_placement="dense")
     with pytest.raises(FileNotFoundError, match="cannot load the reference model"):
         RLHFEnv(task=task, ref_model="/nonexistent/model")
-    with pytest.raises(KeyError, match="unknown task"):
+    with pytest.raises(ConfigError, match="unknown task 'chess'; known tasks"):
         RLHFEnv(task="chess")

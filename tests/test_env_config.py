@@ -64,7 +64,7 @@ def test_the_public_surface_describes_the_env(task, tokenizer):
     assert not env.has_action_masks and not env.mask_model_refreshable
     assert env.config.max_new_tokens == 7
     batched = RLHFVectorEnv(num_envs=2, task=task, mask_top_p=0.9)
-    _, info = batched.reset(seed=0)
+    _, _info = batched.reset(seed=0)
     assert batched.has_action_masks and batched.mask_model_refreshable
     masks = batched.action_masks()
     assert isinstance(masks, np.ndarray) and masks.shape == (2, batched.vocab_size)

@@ -79,5 +79,5 @@ def test_policy_with_another_tokenizer_is_refused(trained, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(other)
     tokenizer.add_tokens(["zzz"])
     tokenizer.save_pretrained(other)
-    with pytest.raises(ValueError, match="tokenizer of --agent .* differs from the reference"):
+    with pytest.raises(ValueError, match=r"tokenizer of --agent .* differs from the reference"):
         evaluate(tmp_path, "--agent", str(other))

@@ -21,6 +21,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCRIPT = "<script>alert(1)</script>"
 IMG = '<img src=x onerror="alert(2)"> plain'
 
+pytestmark = pytest.mark.slow  # a real browser and server: seconds, and a system Chromium
+
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)

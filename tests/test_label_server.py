@@ -1,6 +1,5 @@
 """The labelling app's API: judgements, undo, resume, concurrency, overlap, bad requests, auth, escaping."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -14,7 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from helpers import cli_error
 
+from rlhf_gym.cli import run_command
+from rlhf_gym.commands import label
 from rlhf_gym.labelling import LabelStore, StoreError, agreement, create_app, load_pairs
 from rlhf_gym.labelling.app import STATIC_DIR
 from rlhf_gym.preferences import PreferenceDataError, load_preferences
@@ -331,7 +333,7 @@ def test_pairs_file_errors_name_file_and_line(tmp_path):
         with pytest.raises(PreferenceDataError, match=rf"pairs.jsonl:2: {message}"):
             load_pairs(path)
     (tmp_path / "empty.jsonl").write_text("\n")
-    with pytest.raises(PreferenceDataError, match="empty.jsonl: no pairs"):
+    with pytest.raises(PreferenceDataError, match=r"empty\.jsonl: no pairs"):
         load_pairs(tmp_path / "empty.jsonl")
 
 
@@ -351,34 +353,48 @@ def test_store_refuses_to_clobber_or_share(files, tmp_path):
         LabelStore(out, load_pairs(pairs))
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("label_server", ROOT / "scripts" / "label_server.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("extra, message", [
     (["--host", "0.0.0.0"], "pass --token"),
     (["--port", "http"], "argument --port: invalid int value"),
-    (["--port", "70000"], "must be in 1..65535"),
-    (["--overlap", "0"], "argument --overlap: must be >= 1"),
+    (["--port", "70000"], "--port must be in 1..65535, got 70000"),
+    (["--overlap", "0"], "--overlap must be >= 1, got 0"),
+    (["--out", "{pairs}"], "--out must differ from --pairs"),
 ])
-def test_cli_rejects_bad_arguments(files, capsys, extra, message):
+def test_cli_rejects_bad_arguments(files, capsys, monkeypatch, extra, message):
+    monkeypatch.delenv("RLHF_LABEL_TOKEN", raising=False)
     pairs, out = files
+    extra = [e.format(pairs=pairs) for e in extra]
     with pytest.raises(SystemExit) as exit_info:
-        load_script().main(["--pairs", str(pairs), "--out", str(out), *extra])
+        run_command("label", ["--pairs", str(pairs), "--out", str(out), *extra])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
 
-def test_cli_names_a_bad_pairs_file(tmp_path):
-    (tmp_path / "pairs.jsonl").write_text('{"pair_id": 0}\n')
-    args = ["--pairs", str(tmp_path / "pairs.jsonl"), "--out", str(tmp_path / "prefs.jsonl")]
-    with pytest.raises(SystemExit, match=r"pairs.jsonl:1: missing column 'prompt'"):
-        load_script().main(args)
-    with pytest.raises(SystemExit, match=r"pairs file not found: .*missing.jsonl"):
-        load_script().main(["--pairs", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "prefs.jsonl")])
+def test_cli_token_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("RLHF_LABEL_TOKEN", "s3cret")
+    assert label.Args(host="0.0.0.0").token == "s3cret"
+    assert label.Args(token="given").token == "given"
+
+
+def test_cli_names_a_bad_pairs_file_or_store(tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"pair_id": 0}\n')
+    out = tmp_path / "prefs.jsonl"
+    assert cli_error(capsys, "label", ["--pairs", pairs, "--out", out]) == f"error: {pairs}:1: missing column 'prompt'"
+    missing = tmp_path / "missing.jsonl"
+    assert cli_error(capsys, "label", ["--pairs", missing, "--out", out]) == f"error: pairs file not found: {missing}"
+    write_pairs(pairs)
+    out.write_text('{"prompt": "p", "chosen": "x", "rejected": "y"}\n')  # Stage 1 output, not the label server's
+    assert cli_error(capsys, "label", ["--pairs", pairs, "--out", out]).startswith(
+        f"error: {out} exists but was not written by the label server")
+
+
+def test_label_command_imports_neither_sb3_nor_agents():
+    code = ("import sys; import rlhf_gym.commands.label; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'stable_baselines3', 'sb3_contrib', 'agents', 'envs'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_pairs_from_collect_preferences_round_trip(tmp_path, monkeypatch):

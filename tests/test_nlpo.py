@@ -11,7 +11,6 @@ from sb3_contrib import MaskablePPO
 from agents import MaskableTransformerPolicy, TokenPPO
 from agents import RLHFVecEnv
 from envs import RLHFEnv
-from rlhf_gym.generation import positions
 from rlhf_gym.masking import apply_mask, top_p_mask
 
 

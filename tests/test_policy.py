@@ -1,6 +1,5 @@
 """TransformerPolicy: log-probs against plain HF, KV-cached sampling against one full forward."""
 
-import numpy as np
 import pytest
 import torch
 from helpers import NoCallback
@@ -45,7 +44,8 @@ def test_kv_cached_rollout_matches_full_forward_and_first_ratio_is_one(agent):
     buffer = agent.rollout_buffer
     agent.collect_rollouts(agent.env, NoCallback(), buffer, agent.n_steps)
     with torch.no_grad():
-        logprobs, _, values = agent.policy.evaluate_sequences(buffer.queries, buffer.query_mask, buffer.responses, buffer.response_mask)
+        logprobs, _, values = agent.policy.evaluate_sequences(buffer.queries, buffer.query_mask, buffer.responses,
+                                                              buffer.response_mask)
     mask = buffer.response_mask
     assert mask.any() and (values[mask] != 0).any()
     torch.testing.assert_close(logprobs[mask], buffer.logprobs[mask], atol=1e-5, rtol=0)
@@ -77,7 +77,8 @@ def test_separate_critic_and_reward_model_initialisation(task):
                                 reward_model_path=str(task.reward_dir))
     assert torch.count_nonzero(from_rm.value_head.weight) > 0
     with pytest.raises(ValueError, match="needs share_trunk=False"):
-        TransformerPolicy(*space_args, model_name_or_path=path, value_init="reward_model", reward_model_path=str(task.reward_dir))
+        TransformerPolicy(*space_args, model_name_or_path=path, value_init="reward_model",
+                          reward_model_path=str(task.reward_dir))
     with pytest.raises(ValueError, match="needs model_name_or_path"):
         TransformerPolicy(*space_args)
     with pytest.raises(FileNotFoundError, match="cannot load the policy model"):

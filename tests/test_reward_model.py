@@ -3,10 +3,12 @@ import random
 import pytest
 import torch
 
+from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.gpt2 import gpt2_reward_model
 from rlhf_gym.reward_model import RewardModel, bradley_terry_loss
 from rlhf_gym.reward_training import RewardTrainingConfig, evaluate_reward_model, train_reward_model
 from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
+from rlhf_gym.utils import resolve_device
 
 
 def test_bradley_terry_loss_and_gradient_by_hand():
@@ -75,5 +77,18 @@ def test_tokenizer_without_pad_token_uses_eos():
 
 
 def test_missing_reward_model_directory(tmp_path):
-    with pytest.raises(FileNotFoundError, match="cannot load a reward model"):
+    with pytest.raises(MissingFileError, match=r"cannot load a reward model from '.*missing': no such file or directory"):
         RewardModel.from_pretrained(tmp_path / "missing")
+    (tmp_path / "not_a_model").mkdir()
+    (tmp_path / "not_a_model" / "config.json").write_text("{}")
+    with pytest.raises(MissingFileError, match=r"cannot load a reward model from '.*not_a_model': "):
+        RewardModel.from_pretrained(tmp_path / "not_a_model")
+
+
+@pytest.mark.parametrize("device, message", [("gpu", "unknown device 'gpu'"), ("cuda:7", "'cuda:7' is not available")])
+def test_bad_device_is_a_config_error(device, message):
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    with pytest.raises(ConfigError, match=message):
+        resolve_device(device)
+    assert resolve_device("cpu") == torch.device("cpu")

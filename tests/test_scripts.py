@@ -1,32 +1,37 @@
-"""Command-line entry points: the main job end to end (tiny budget), resume, and clear errors on bad input."""
+"""Commands end to end (tiny budgets), their options, and one clear ``error:`` line (exit 1) for bad input.
 
-import importlib.util
+Each command is imported as a module (``agents.train``, ``rlhf_gym.commands.*``) and run as
+``main(parse_dataclass(Args, "", argv))``, or through ``run_command`` where the error policy is under test;
+the scripts in ``scripts/`` are thin entry points onto the same modules.
+"""
+
+import ast
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from helpers import cli_error
 
-from rlhf_gym.cli import parse_dataclass
+from agents import train
+from rlhf_gym.cli import COMMANDS, parse_dataclass, run_command
+from rlhf_gym.commands import best_of_n, build_task, collect, summarize, train_rm
+from rlhf_gym.tasks.reviews.build import BuildConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+GOOD = {"prompt": "the food was", "chosen": "great .", "rejected": "bad ."}
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[f"scripts_{name}"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
+@pytest.mark.slow
 def test_train_agent_runs_end_to_end_and_resumes(tmp_path):
-    script = load_script("train_agent")
-    argv = ["--output-dir", str(tmp_path), "--total-timesteps", "192", "--n-envs", "8", "--batch-size", "4",
+    argv = ["--out-dir", str(tmp_path), "--total-timesteps", "192", "--n-envs", "8", "--batch-size", "4",
             "--max-new-tokens", "12", "--n-eval-prompts", "8", "--checkpoint-freq", "6", "--progress-bar", "false"]
-    run_dir = script.main(parse_dataclass(script.Args, "", argv))
-    for name in ("agent.zip", "policy/config.json", "policy/tokenizer.json", "learning_curve.png", "summary.json", "args.json"):
+    run_dir = train.main(parse_dataclass(train.Args, "", argv))
+    for name in ("agent.zip", "policy/config.json", "policy/tokenizer.json", "learning_curve.png", "summary.json",
+                 "args.json"):
         assert (run_dir / name).exists(), name
     assert run_dir.name.startswith("RLHF-v0__train_agent__0__")
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -34,8 +39,8 @@ def test_train_agent_runs_end_to_end_and_resumes(tmp_path):
     assert list((run_dir).glob("tensorboard_*/events.out.tfevents.*"))
     checkpoint = sorted((run_dir / "checkpoints").glob("agent_*_steps.zip"))[-1]
     done = summary["timesteps"]
-    resumed = script.main(parse_dataclass(script.Args, "", argv[:2] + ["--total-timesteps", str(done + 96)] + argv[4:] +
-                                          ["--resume", str(checkpoint)]))
+    resumed = train.main(parse_dataclass(train.Args, "", [*argv[:2], "--total-timesteps", str(done + 96), *argv[4:],
+                                                          "--resume", str(checkpoint)]))
     assert resumed == run_dir
     assert json.loads((run_dir / "summary.json").read_text())["timesteps"] > done
 
@@ -43,14 +48,14 @@ def test_train_agent_runs_end_to_end_and_resumes(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--beta", "-1"], "--beta must be >= 0"),
     (["--n-envs", "zero"], "invalid int value"),
-    (["--kl-estimator", "k2"], "--kl-estimator must be k1 or k3"),
+    (["--kl-estimator", "k2"], "--kl-estimator must be"),
     (["--resume", "/nonexistent/agent.zip"], "checkpoint not found"),
     (["--no-such-option", "1"], "unrecognized arguments"),
+    (["--output-dir", "runs"], "unrecognized arguments"),  # the old spelling: outputs are --out / --out-dir everywhere
 ])
 def test_train_agent_bad_arguments(argv, message, capsys):
-    script = load_script("train_agent")
     with pytest.raises(SystemExit) as exit_info:
-        parse_dataclass(script.Args, "", argv)
+        parse_dataclass(train.Args, "", argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -58,16 +63,216 @@ def test_train_agent_bad_arguments(argv, message, capsys):
 def test_train_agent_help_documents_every_option():
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_agent.py"), "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for option in ("--model", "--reward-model", "--prompts", "--beta", "--target-kl", "--total-timesteps", "--batch-size",
-                   "--max-new-tokens", "--learning-rate", "--device", "--seed", "--output-dir", "--resume"):
+    for option in ("--model", "--reward-model", "--prompts", "--beta", "--kl-target", "--total-timesteps", "--batch-size",
+                   "--max-new-tokens", "--learning-rate", "--device", "--seed", "--out-dir", "--resume"):
         assert option in out.stdout
 
 
-def test_reward_model_script_reports_the_bad_line(tmp_path):
-    data = tmp_path / "prefs.jsonl"
-    data.write_text('{"prompt": "x", "chosen": "a", "rejected": "b"}\n{"prompt": "x", "chosen": 3, "rejected": "b"}\n')
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_reward_model.py"), "--data", str(data),
-                          "--out", str(tmp_path / "rm")], capture_output=True, text=True)
-    assert out.returncode != 0
-    assert f"{data}:2: column 'chosen' must be a string" in out.stderr
-    assert "Traceback" not in out.stderr
+def script_command(path: Path) -> str | None:
+    """The command name a thin script passes to ``run_command`` (None if it calls no ``run_command``)."""
+    calls = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", None) == "run_command"]
+    return calls[0].args[0].value if len(calls) == 1 else None
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "scripts").glob("*.py")))
+def test_every_script_is_a_thin_entry_point_with_help(script, capsys):
+    command = script_command(ROOT / "scripts" / script)
+    assert command in COMMANDS, f"{script} should be `run_command(<one of COMMANDS>)` under `if __name__ == '__main__'`"
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(command, ["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert help_text.startswith(f"usage: rlhf-gym {command}")
+    for spelling in ("--output", "--out_dir", "--save-dir", "--output-dir"):
+        assert spelling not in help_text
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+# train-rm
+
+
+def test_train_rm_trains_and_saves_in_hf_format(tmp_path):
+    data = write_jsonl(tmp_path / "prefs.jsonl", [GOOD, {**GOOD, "chosen": "great , really great ."}] * 8)
+    argv = ["--data", str(data), "--out-dir", str(tmp_path / "rm"), "--epochs", "1", "--batch-size", "8"]
+    metrics = train_rm.main(parse_dataclass(train_rm.Args, "", argv))
+    assert metrics["n_train"] + metrics["n_eval"] == 16
+    assert (tmp_path / "rm" / "config.json").is_file() and (tmp_path / "rm" / "tokenizer.json").is_file()
+    assert json.loads((tmp_path / "rm" / "reward_metadata.json").read_text())["data"] == str(data)
+
+
+def test_train_rm_names_the_bad_line(tmp_path, capsys):
+    data = write_jsonl(tmp_path / "prefs.jsonl", [GOOD, {**GOOD, "chosen": 3}])
+    error = cli_error(capsys, "train-rm", ["--data", data, "--out-dir", tmp_path / "rm"])
+    assert error == (f"error: {data}:2: column 'chosen' must be a string, got int "
+                     "(pass --skip-bad-lines to skip malformed lines)")
+    assert not (tmp_path / "rm").exists()
+
+
+@pytest.mark.parametrize("records, message", [
+    ([GOOD], "need at least 2 comparisons to train a reward model, got 1"),
+    (["{not json"], ":1: invalid JSON"),
+])
+def test_train_rm_rejects_unusable_data(tmp_path, capsys, records, message):
+    data = write_jsonl(tmp_path / "prefs.jsonl", records)
+    assert message in cli_error(capsys, "train-rm", ["--data", data, "--out-dir", tmp_path / "rm"])
+
+
+def test_train_rm_missing_data_and_model(tmp_path, capsys):
+    missing = tmp_path / "nope.jsonl"
+    assert cli_error(capsys, "train-rm", ["--data", missing]) == f"error: --data: file not found: {missing}"
+    data = write_jsonl(tmp_path / "prefs.jsonl", [GOOD] * 4)
+    error = cli_error(capsys, "train-rm", ["--data", data, "--model", tmp_path / "no_model", "--out-dir", tmp_path / "rm"])
+    assert error.startswith(f"error: cannot load --model from '{tmp_path / 'no_model'}'")
+    (tmp_path / "empty_dir").mkdir()
+    error = cli_error(capsys, "train-rm", ["--data", data, "--model", tmp_path / "empty_dir", "--out-dir", tmp_path / "rm"])
+    assert error.startswith(f"error: cannot load --model from '{tmp_path / 'empty_dir'}'")
+
+
+def test_train_rm_bad_options_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_dataclass(train_rm.Args, "", ["--eval-fraction", "1.5"])
+    assert exit_info.value.code == 2 and "--eval-fraction must be in (0, 1), got 1.5" in capsys.readouterr().err
+
+
+# collect
+
+
+def test_collect_writes_labelled_and_unlabelled_pairs(tmp_path):
+    base = ["--n-pairs", "4", "--max-new-tokens", "6"]
+    added = collect.main(parse_dataclass(collect.Args, "", [*base, "--out", str(tmp_path / "prefs.jsonl")]))
+    records = [json.loads(line) for line in (tmp_path / "prefs.jsonl").read_text().splitlines()]
+    assert added == len(records) > 0 and {"prompt", "chosen", "rejected", "labeler"} <= set(records[0])
+    collect.main(parse_dataclass(collect.Args, "", [*base, "--no-labeler", "--out", str(tmp_path / "pairs.jsonl")]))
+    assert {"pair_id", "response_a", "response_b"} <= set(json.loads((tmp_path / "pairs.jsonl").read_text().splitlines()[0]))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--task", "chess"], "error: unknown task 'chess'; known tasks: ['reviews']"),
+    (["--policy", "/nonexistent/policy"], "error: cannot load --policy from '/nonexistent/policy': no such file or directory"),
+    (["--prompts", "/nonexistent/prompts.txt"], "error: prompt file not found: /nonexistent/prompts.txt"),
+    (["--prompts", "prompts.csv"], "error: prompt file 'prompts.csv': expected a .jsonl, .json or .txt file"),
+    (["--device", "gpu"], "error: unknown device 'gpu': expected cpu, cuda, cuda:N, mps or auto"),
+])
+def test_collect_user_errors(tmp_path, capsys, argv, message):
+    assert cli_error(capsys, "collect", ["--out", tmp_path / "prefs.jsonl", "--n-pairs", "2", *argv]) == message
+    assert not (tmp_path / "prefs.jsonl").exists()
+
+
+def test_collect_refuses_an_output_it_did_not_write(tmp_path, capsys):
+    out = write_jsonl(tmp_path / "prefs.jsonl", [GOOD])
+    error = cli_error(capsys, "collect", ["--out", out, "--n-pairs", "2", "--max-new-tokens", "4"])
+    assert error == f"error: {out}:1: no integer 'pair_id' (not written by a collection); choose another output file"
+    assert out.read_text() == json.dumps(GOOD) + "\n"
+
+
+# best-of-n
+
+
+def test_best_of_n_writes_json_and_markdown(tmp_path):
+    argv = ["--out-dir", str(tmp_path), "--n-max", "2", "--n-prompts", "3", "--max-new-tokens", "6",
+            "--threads", str(torch.get_num_threads())]
+    curve = best_of_n.main(parse_dataclass(best_of_n.Args, "", argv))
+    assert [row["n"] for row in curve] == [1, 2]
+    assert json.loads((tmp_path / "best_of_n.json").read_text())["n_prompts"] == 3
+    assert "| n | KL (nats) | proxy reward | gold reward | well-formed |" in (tmp_path / "best_of_n.md").read_text()
+
+
+def nan_ensemble(task, directory: Path) -> Path:
+    """An ensemble of one member whose scores are all NaN (its score head's weights are NaN)."""
+    member = task.load_reward_model()
+    torch.nn.init.constant_(member.model.score.weight, float("nan"))
+    member.save_pretrained(directory / "member_1")
+    (directory / "ensemble.json").write_text(json.dumps({"members": [{"path": "member_1", "shift": 0.0, "scale": 1.0}]}))
+    return directory
+
+
+def test_best_of_n_refuses_nan_rewards(task, tmp_path, capsys):
+    ensemble = nan_ensemble(task, tmp_path / "ensemble")
+    argv = ["--ensemble-objective", "mean", "--ensemble-dir", ensemble, "--out-dir", tmp_path / "out", "--n-max", "2",
+            "--n-prompts", "2", "--max-new-tokens", "4", "--threads", torch.get_num_threads()]
+    error = cli_error(capsys, "best-of-n", argv)
+    assert error.startswith("error: reward function returned nan for response 0 (prompt ")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("manifest, message", [
+    (None, "no ensemble at {dir} (missing ensemble.json)"),
+    ("{", "{dir}/ensemble.json: not valid JSON"),
+    ('{"members": [{"path": "m"}]}', "{dir}/ensemble.json: 'members' must be a non-empty list"),
+])
+def test_best_of_n_names_a_missing_or_malformed_ensemble(tmp_path, capsys, manifest, message):
+    directory = tmp_path / "ensemble"
+    directory.mkdir()
+    if manifest is not None:
+        (directory / "ensemble.json").write_text(manifest)
+    error = cli_error(capsys, "best-of-n", ["--ensemble-objective", "worst", "--ensemble-dir", directory,
+                                            "--out-dir", tmp_path / "out", "--threads", torch.get_num_threads()])
+    assert error.startswith("error: " + message.format(dir=directory))
+
+
+# summarize
+
+
+def fake_run(directory: Path, gold: float, seconds: float = 10.0) -> Path:
+    directory.mkdir(parents=True)
+    figures = {"proxy_reward": 0.0, "gold_reward": gold, "kl": 1.0}
+    (directory / "summary.json").write_text(json.dumps({"before": {**figures, "gold_reward": 0.0}, "after": figures,
+                                                        "seconds": seconds, "device": "cpu"}))
+    (directory / "args.json").write_text(json.dumps({"algo": "nlpo"}))
+    return directory
+
+
+def test_summarize_expands_patterns_and_lists(tmp_path, capsys):
+    for seed, gold in enumerate([1.0, 3.0]):
+        fake_run(tmp_path / f"RLHF-v0__x__{seed}__1", gold)
+    table = summarize.main(summarize.Args(runs=str(tmp_path / "RLHF-v0__x__*")))
+    assert "| gold_reward | 0.000 ± 0.000 | 2.000 ± 1.000 |" in table and "after (nlpo)" in table
+    assert capsys.readouterr().out.startswith("2 runs")
+    listed = ",".join(str(tmp_path / f"RLHF-v0__x__{seed}__1") for seed in (0, 1))
+    assert summarize.main(summarize.Args(runs=listed)) == table
+
+
+def test_summarize_user_errors(tmp_path, capsys):
+    pattern = tmp_path / "nothing__*"
+    assert cli_error(capsys, "summarize", ["--runs", pattern]) == f"error: --runs: no run directory matches '{pattern}'"
+    (tmp_path / "empty").mkdir()
+    assert cli_error(capsys, "summarize", ["--runs", tmp_path / "empty"]) == f"error: no summary.json in: {tmp_path / 'empty'}"
+    broken = fake_run(tmp_path / "broken", 1.0)
+    (broken / "summary.json").write_text("{")
+    assert cli_error(capsys, "summarize", ["--runs", broken]).startswith(f"error: {broken / 'summary.json'}: not valid JSON")
+
+
+# build-task
+
+
+def test_build_task_options_mirror_the_build_config():
+    options = {f.name: f.default for f in dataclasses.fields(build_task.Args)}
+    assert options.pop("out_dir") == str(build_task.ARTIFACTS_DIR)
+    assert options == dataclasses.asdict(BuildConfig())
+    assert dataclasses.asdict(build_task.Args(seed=3).build_config()) == {**dataclasses.asdict(BuildConfig()), "seed": 3}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n-comparisons", "0"], "--n-comparisons must be > 0, got 0"),
+    (["--annotator-flip-rate", "2"], "--annotator-flip-rate must be in [0, 1], got 2.0"),
+    (["--n-eval-samples", "5000"], "--n-eval-samples must be <= 1024"),
+])
+def test_build_task_bad_options_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_dataclass(build_task.Args, "", argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_build_task_builds_a_tiny_task(tmp_path):
+    argv = ["--out-dir", str(tmp_path / "task"), "--n-sft-texts", "64", "--sft-epochs", "1", "--policy-width", "16",
+            "--policy-layers", "1", "--reward-width", "16", "--reward-layers", "1", "--n-comparisons", "32",
+            "--reward-epochs", "1", "--n-eval-samples", "16", "--max-new-tokens", "6"]
+    metadata = build_task.main(parse_dataclass(build_task.Args, "", argv))
+    for name in ("policy/config.json", "reward_model/config.json", "preferences.jsonl", "metadata.json"):
+        assert (tmp_path / "task" / name).is_file(), name
+    assert metadata["build_config"]["n_comparisons"] == 32 and not (tmp_path / "task.building").exists()

@@ -89,12 +89,12 @@ def test_a_policy_with_another_tokenizer_is_refused(task, tmp_path):
     tokenizer.save_pretrained(tmp_path)
     Tokenizer.from_str(json.dumps(data)).save(str(tmp_path / "tokenizer.json"))
     env = RLHFVecEnv(num_envs=2, task=task, max_new_tokens=4)
-    with pytest.raises(ConfigError, match="tokenizer of policy .* differs"):
+    with pytest.raises(ConfigError, match=r"tokenizer of policy .* differs"):
         TokenPPO("TransformerPolicy", env, policy_kwargs={"model_name_or_path": str(tmp_path)}, device="cpu")
 
 
 def test_env_must_be_the_batched_bridge(task):
-    with pytest.raises(TypeError, match="needs an agents.RLHFVecEnv"):
+    with pytest.raises(TypeError, match=r"needs an agents\.RLHFVecEnv"):
         TokenPPO("TransformerPolicy", RLHFEnv(task=task))
 
 

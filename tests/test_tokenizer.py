@@ -14,7 +14,7 @@ def test_word_level_round_trip(tmp_path):
     tokenizer.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     assert loaded(text)["input_ids"] == ids
-    assert loaded.decode(ids + [loaded.eos_token_id], skip_special_tokens=True) == text
+    assert loaded.decode([*ids, loaded.eos_token_id], skip_special_tokens=True) == text
 
 
 def test_special_tokens_are_distinct():

@@ -85,7 +85,7 @@ def test_disabled_autoreset_waits_for_reset_mask(task, ref_model, tokenizer):
     envs.reset(seed=0)
     eos, great = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("great")
     envs.step([eos, great])
-    obs, rewards, terminated, truncated, _ = envs.step([great, great])
+    obs, rewards, terminated, _truncated, _ = envs.step([great, great])
     assert rewards[0] == 0.0 and not terminated[0] and obs["attention_mask"][0].sum() == envs._episodes.prompt_lens[0] + 1
     envs.reset(options={"reset_mask": np.array([True, False])})
     assert envs._episodes.response_lens.tolist() == [0, 2]

@@ -12,8 +12,10 @@ import math
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..generation import generate_texts
 from ..scoring import checked_scores
+from ..tasks.base import DEFAULT_MAX_NEW_TOKENS
 
 
 def best_of_n_kl(n: int) -> float:
@@ -28,7 +30,7 @@ def best_of_n_weights(n_samples: int, n: int) -> np.ndarray:
     of ``E[value of the best-of-n sample]`` (Nakano et al. 2021, appendix).
     """
     if not 1 <= n <= n_samples:
-        raise ValueError(f"n must be in [1, {n_samples}], got {n}")
+        raise ConfigError(f"n must be in [1, {n_samples}], got {n}")
     total = math.comb(n_samples, n)
     return np.array([math.comb(i, n - 1) / total for i in range(n_samples)])
 
@@ -49,14 +51,14 @@ def best_of_n_curve(proxy: np.ndarray, values: dict[str, np.ndarray], ns: list[i
     return rows
 
 
-def sample_best_of_n(policy, tokenizer, prompts: list[str], reward_fn, task, n_max: int = 64, max_new_tokens: int = 24,
-                     seed: int = 20_000) -> list[dict]:
+def sample_best_of_n(policy, tokenizer, prompts: list[str], reward_fn, task, n_max: int = 64,
+                     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, seed: int = 20_000) -> list[dict]:
     """Sample ``n_max`` responses per prompt from ``policy`` and return :func:`best_of_n_curve` for n = 1, 2, 4, ..., n_max.
 
     The values averaged are the task's gold reward and well-formed share.
     """
     if n_max < 1 or n_max & (n_max - 1):
-        raise ValueError(f"n_max must be a power of two, got {n_max}")
+        raise ConfigError(f"n_max must be a power of two, got {n_max}")
     repeated = [p for p in prompts for _ in range(n_max)]
     responses = generate_texts(policy, tokenizer, repeated, max_new_tokens, seed=seed)
     shape = (len(prompts), n_max)

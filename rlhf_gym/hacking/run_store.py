@@ -7,10 +7,9 @@ first before any update. A rerun of the sweep skips every (beta, seed) whose rec
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, read_json
 
 
 def run_path(out_dir: str | Path, beta: float, seed: int) -> Path:
@@ -24,8 +23,9 @@ def save_run(out_dir: str | Path, record: dict) -> None:
 
 
 def load_runs(out_dir: str | Path) -> list[dict]:
-    """Every finished run under ``out_dir/runs``, ordered by (beta, seed)."""
-    runs = [json.loads(p.read_text()) for p in (Path(out_dir) / "runs").glob("beta*_seed*.json")]
+    """Every finished run under ``out_dir/runs``, ordered by (beta, seed); :class:`DataError` naming a malformed record."""
+    runs = [read_json(p, ("beta", "seed", "points"), "a sweep run record")
+            for p in (Path(out_dir) / "runs").glob("beta*_seed*.json")]
     return sorted(runs, key=lambda r: (r["beta"], r["seed"]))
 
 

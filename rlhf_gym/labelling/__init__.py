@@ -1,6 +1,6 @@
 """A labelling page for human comparisons (Stage 1 with people).
 
-``python scripts/label_server.py --pairs pairs.jsonl --out prefs.jsonl`` serves it; see docs/labelling.md.
+``rlhf-gym label --pairs pairs.jsonl --out prefs.jsonl`` serves it; see docs/labelling.md.
 """
 
 from .agreement import agreement

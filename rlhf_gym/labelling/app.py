@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from ..errors import ConfigError
 from .store import Choice, Conflict, LabelStore, UnknownPair
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -52,9 +53,9 @@ class UndoRequest(BaseModel):
 
 
 def check_bind(host: str, token: str | None) -> None:
-    """Refuse (``ValueError``) to serve beyond the loopback host without a token."""
+    """Refuse (:class:`~rlhf_gym.errors.ConfigError`) to serve beyond the loopback host without a token."""
     if host not in LOCAL_HOSTS and not token:
-        raise ValueError(f"binding {host} lets other machines reach the page: pass --token T as well "
+        raise ConfigError(f"binding {host} lets other machines reach the page: pass --token T as well "
                          f"(every request must then carry it), or bind 127.0.0.1")
 
 

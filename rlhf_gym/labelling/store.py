@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..errors import ConfigError, RLHFGymError
 from ..jsonl import write_jsonl
 from ..preferences import preference_record
 from .agreement import agreement
@@ -65,8 +66,11 @@ OPEN_TO = """
 """
 
 
-class StoreError(RuntimeError):
-    """The store cannot be opened (in use, not a database, or its pairs differ from the pairs file)."""
+class StoreError(RLHFGymError, RuntimeError):
+    """The store cannot be opened (in use, not a database, or its pairs differ from the pairs file); the message names it.
+
+    A user error (the command line reports it as one line), and still a ``RuntimeError`` as before.
+    """
 
 
 class LabelError(Exception):
@@ -105,7 +109,7 @@ class LabelStore:
     def __init__(self, out_path: str | Path, pairs: list[Pair], overlap: int = 1, seed: int = 0,
                  lease_seconds: float = 600.0):
         if overlap < 1:
-            raise ValueError(f"overlap must be >= 1, got {overlap}")
+            raise ConfigError(f"overlap must be >= 1, got {overlap}")
         self.out_path = Path(out_path)
         self.db_path = self.out_path.with_name(self.out_path.name + ".sqlite")
         if self.out_path.exists() and not self.db_path.exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..errors import ConfigError
 from .base import DEFAULT_MAX_NEW_TOKENS, Task
 from .reviews.task import make_reviews_task
 
@@ -11,12 +12,15 @@ TASKS: dict[str, Callable[..., Task]] = {"reviews": make_reviews_task}
 
 
 def load_task(name: str | Task = "reviews", **kwargs) -> Task:
-    """Return the task called ``name`` (a :class:`Task` passes through)."""
+    """Return the task called ``name`` (a :class:`Task` passes through).
+
+    :raises ConfigError: (a ``ValueError``) for an unknown task id, listing the known ones.
+    """
     if isinstance(name, Task):
         return name
     if name not in TASKS:
-        raise KeyError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
+        raise ConfigError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
     return TASKS[name](**kwargs)
 
 
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "Task", "TASKS", "load_task"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "TASKS", "Task", "load_task"]

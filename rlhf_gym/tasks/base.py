@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from ..errors import MissingFileError
 from ..reward_model import RewardModel
+from ..utils import load_pretrained
 
 DEFAULT_MAX_NEW_TOKENS = 24
 """Response budget of a task (and of an env with no task) unless it sets its own."""
@@ -54,12 +56,14 @@ class Task:
         return json.loads(path.read_text()) if path.exists() else {}
 
     def load_tokenizer(self):
-        return AutoTokenizer.from_pretrained(self.policy_dir)
+        self._check_built(self.policy_dir)
+        return load_pretrained(AutoTokenizer.from_pretrained, self.policy_dir, f"task {self.name!r}'s tokenizer")
 
     def load_policy(self, device: str = "cpu"):
         """The SFT policy (the reference of stage 3), in eval mode."""
         self._check_built(self.policy_dir)
-        return AutoModelForCausalLM.from_pretrained(self.policy_dir).to(device).eval()
+        policy = load_pretrained(AutoModelForCausalLM.from_pretrained, self.policy_dir, f"task {self.name!r}'s policy")
+        return policy.to(device).eval()
 
     def load_reward_model(self, device: str = "cpu") -> RewardModel:
         self._check_built(self.reward_dir)
@@ -73,6 +77,4 @@ class Task:
 
     def _check_built(self, directory: Path) -> None:
         if not (directory / "config.json").exists():
-            raise FileNotFoundError(
-                f"task {self.name!r}: {directory} has no model; rebuild it with `python scripts/build_default_task.py`"
-            )
+            raise MissingFileError(f"task {self.name!r}: {directory} has no model; rebuild it with `rlhf-gym build-task`")

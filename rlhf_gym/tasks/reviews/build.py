@@ -23,6 +23,7 @@ from ...collect import collect_preferences
 from ...generation import generate_texts
 from ...gpt2 import gpt2_config, gpt2_reward_model
 from ...labelers import SimulatedAnnotator
+from ..base import DEFAULT_MAX_NEW_TOKENS
 from ...preferences import load_preferences
 from ...reward_model import RewardModel
 from ...reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
@@ -37,7 +38,7 @@ from .tokenizer import build_tokenizer
 class SeedStream(IntEnum):
     """The build's random streams besides the base seed, as offsets from it: :meth:`BuildConfig.seed_for`.
 
-    The offsets are part of the shipped artifacts (``scripts/build_ensemble.py`` measures its members on the same
+    The offsets are part of the shipped artifacts (``rlhf-gym build-ensemble`` measures its members on the same
     streams): changing one changes what a rebuild produces.
     """
 
@@ -79,7 +80,7 @@ class BuildConfig:
     """Bradley–Terry temperature of the simulated annotator."""
     annotator_flip_rate: float = 0.1
     """Label-flip rate of the simulated annotator."""
-    max_new_tokens: int = 24
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     """Response budget when sampling from the SFT policy."""
     n_eval_samples: int = 1000
     """SFT samples (and fresh pairs) used to measure the figures."""

@@ -18,6 +18,7 @@ degenerate repetition ("great great great great") is pulled down further.
 from __future__ import annotations
 
 from .grammar import ADVERBS, CONNECTIVES, COMMA, ENDINGS, INTENSIFIERS, NEGATION, SENTIMENT_POLARITY, is_well_formed
+import itertools
 
 INTENSITY = 1.5
 ILL_FORMED_PENALTY = 1.5
@@ -47,7 +48,7 @@ def sentiment(text: str) -> float:
 def repetition(response: str) -> float:
     """``1 - distinct bigrams / bigrams`` of the response's words; 0 for fewer than three words."""
     words = response.split()
-    bigrams = list(zip(words, words[1:]))
+    bigrams = list(itertools.pairwise(words))
     if len(bigrams) < 2:
         return 0.0
     return 1.0 - len(set(bigrams)) / len(bigrams)

@@ -147,13 +147,13 @@ class ReviewGrammar:
         past = rng.choice(sorted(verbs))
         obj = [rng.choice(DETERMINERS), rng.choice(NOUNS)]
         if rng.random() < self.config.p_negation:
-            return ["i", "did", NEGATION, verbs[past]] + obj
+            return ["i", "did", NEGATION, verbs[past], *obj]
         adverb = [rng.choice(ADVERBS)] if rng.random() < self.config.p_intensifier else []
-        return ["i"] + adverb + [past] + obj
+        return ["i", *adverb, past, *obj]
 
     def connective(self, rng: random.Random) -> list[str]:
         comma = [COMMA] if rng.random() < 0.4 else []
-        return comma + [rng.choice(CONNECTIVES)]
+        return [*comma, rng.choice(CONNECTIVES)]
 
     def continuation(self, rng: random.Random) -> list[str]:
         """The rest of a review that starts with an opening: adjective phrase, more clauses, sentences."""

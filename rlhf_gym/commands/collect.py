@@ -1,0 +1,71 @@
+"""Stage 1: sample two responses per prompt from a policy and record which one a labeler prefers.
+
+    rlhf-gym collect --out prefs.jsonl --n-pairs 1000                  # simulated annotator
+    rlhf-gym collect --out prefs.jsonl --n-pairs 20 --labeler terminal  # you judge
+    rlhf-gym collect --out pairs.jsonl --n-pairs 200 --no-labeler       # for the labelling page (rlhf-gym label)
+
+Re-running with the same arguments continues where the last run stopped; every line already written stays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rlhf_gym.cli import arg
+from rlhf_gym.collect import collect_preferences
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.labelers import SimulatedAnnotator, TerminalLabeler
+from rlhf_gym.prompts import load_prompts
+from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, load_task
+from rlhf_gym.utils import load_pretrained, resolve_device
+
+
+@dataclass
+class Args:
+    out: str = arg("preferences.jsonl", "output JSONL (appended to; a rerun resumes)")
+    n_pairs: int = arg(1000, "comparisons to collect in total")
+    task: str = arg("reviews", "task: its train prompts, SFT policy and gold reward")
+    policy: str | None = arg(None, "HF causal LM id or directory to sample from (default: the task's SFT policy)")
+    prompts: str | None = arg(None, "prompts file (.jsonl with 'prompt' or .txt); default: the task's train split")
+    labeler: str = arg("simulated", "simulated (noisy Bradley-Terry annotator on the gold reward) or terminal (you)")
+    no_labeler: bool = arg(False, "write unlabelled pairs (response_a, response_b) for the labelling page")
+    annotator_temperature: float = arg(0.5, "Bradley-Terry temperature of the simulated annotator")
+    annotator_flip_rate: float = arg(0.1, "label-flip rate of the simulated annotator")
+    labeler_name: str = arg("human", "name recorded for the terminal labeler")
+    max_new_tokens: int = arg(DEFAULT_MAX_NEW_TOKENS, "response budget")
+    temperature: float = arg(1.0, "sampling temperature")
+    seed: int = arg(0, "seed of sampling and of the simulated annotator")
+    device: str = arg("cpu", "cpu, cuda or auto")
+
+    def __post_init__(self) -> None:
+        if self.labeler not in ("simulated", "terminal"):
+            raise ConfigError(f"--labeler must be simulated or terminal, got {self.labeler!r}")
+        if self.n_pairs <= 0 or self.max_new_tokens <= 0:
+            raise ConfigError("--n-pairs and --max-new-tokens must be > 0")
+        if not 0 <= self.annotator_flip_rate <= 1 or self.annotator_temperature <= 0:
+            raise ConfigError("--annotator-flip-rate must be in [0, 1] and --annotator-temperature > 0")
+
+
+def main(args: Args) -> int:
+    task = load_task(args.task)
+    device = resolve_device(args.device)
+    if args.policy:
+        policy = load_pretrained(AutoModelForCausalLM.from_pretrained, args.policy, "--policy").to(device).eval()
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, args.policy, "--policy's tokenizer")
+    else:
+        policy, tokenizer = task.load_policy(device), task.load_tokenizer()
+    prompts = load_prompts(args.prompts) if args.prompts else task.train_prompts
+    if args.no_labeler:
+        labeler = None
+    elif args.labeler == "terminal":
+        labeler = TerminalLabeler(name=args.labeler_name)
+    else:
+        if task.gold_reward is None:
+            raise ConfigError(f"task {task.name!r} has no gold reward: use --labeler terminal or --no-labeler")
+        labeler = SimulatedAnnotator(task.gold_reward, args.annotator_temperature, args.annotator_flip_rate, seed=args.seed)
+    added = collect_preferences(policy, tokenizer, prompts, labeler, args.out, args.n_pairs, args.max_new_tokens,
+                                args.temperature, seed=args.seed, batch_size=1 if args.labeler == "terminal" else 128)
+    print(f"added {added} record(s) to {args.out}")
+    return added

@@ -1,0 +1,61 @@
+"""Mean ± std over training runs (one per seed): the before/after figures of their summary.json, as a Markdown table.
+
+    for seed in 0 1 2; do rlhf-gym train --seed $seed; done
+    rlhf-gym summarize                                  # runs/RLHF-v0__train_agent__*
+    rlhf-gym summarize --runs 'runs/RLHF-v0__nlpo__*'   # a glob pattern (quoted: the command expands it)
+    rlhf-gym summarize --runs runs/a,runs/b             # or comma-separated run directories
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rlhf_gym.cli import arg
+from rlhf_gym.errors import MissingFileError
+from rlhf_gym.metrics import EVALUATION_METRICS
+from rlhf_gym.utils import read_json
+
+
+@dataclass
+class Args:
+    runs: str = arg("runs/RLHF-v0__train_agent__*",
+                    "run directories (each with summary.json): comma-separated, each a directory or a quoted glob pattern")
+
+
+def run_directories(runs: str) -> list[Path]:
+    """The directories named by ``--runs`` (glob patterns expanded, sorted), each holding a summary.json."""
+    directories = []
+    for pattern in (p.strip() for p in runs.split(",") if p.strip()):
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise MissingFileError(f"--runs: no run directory matches {pattern!r}")
+        directories += [Path(m) for m in matches]
+    if not directories:
+        raise MissingFileError("--runs: no run directory given")
+    missing = [str(d) for d in directories if not (d / "summary.json").is_file()]
+    if missing:
+        raise MissingFileError(f"no summary.json in: {', '.join(missing)}")
+    return directories
+
+
+def main(args: Args) -> str:
+    directories = run_directories(args.runs)
+    summaries = [read_json(d / "summary.json", ("before", "after", "seconds", "device"), "a run summary") for d in directories]
+    algos = sorted({read_json(d / "args.json", (), "a run's arguments").get("algo", "ppo") for d in directories
+                    if (d / "args.json").is_file()})
+    lines = [f"| metric | before (SFT) | after ({', '.join(algos) or 'trained'}) |", "|---|---|---|"]
+    for key in EVALUATION_METRICS:
+        if key not in summaries[0]["before"]:
+            continue
+        before = np.array([s["before"][key] for s in summaries])
+        after = np.array([s["after"][key] for s in summaries])
+        lines.append(f"| {key} | {before.mean():.3f} ± {before.std():.3f} | {after.mean():.3f} ± {after.std():.3f} |")
+    seconds = np.array([s["seconds"] for s in summaries])
+    table = "\n".join(lines)
+    print(f"{len(summaries)} runs\n\n{table}\n\nwall time per run: {seconds.mean():.0f} ± {seconds.std():.0f} s on "
+          f"{summaries[0]['device']}")
+    return table

@@ -1,0 +1,119 @@
+"""The command line's one error policy: user errors are one line naming the path (exit 1), bad options exit 2,
+bugs keep their traceback; the installed ``rlhf-gym`` command dispatches to every command module."""
+
+import importlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rlhf_gym.cli import COMMANDS, arg, main, run
+from rlhf_gym.errors import ConfigError, DataError, MissingFileError
+
+
+@dataclass
+class Args:
+    path: str = arg("x", "a path")
+    count: int = arg(1, "a positive count")
+
+    def __post_init__(self):
+        if self.count < 1:
+            raise ConfigError(f"--count must be >= 1, got {self.count}")
+
+
+def run_with(action, argv=()):
+    return run(action, Args, "test command", list(argv))
+
+
+@pytest.mark.parametrize("error, expected", [
+    (DataError("prefs.jsonl:3: 'chosen' is missing"), "error: prefs.jsonl:3: 'chosen' is missing"),
+    (MissingFileError("checkpoint not found: a.zip"), "error: checkpoint not found: a.zip"),
+    (ConfigError("--beta must be >= 0"), "error: --beta must be >= 0"),
+])
+def test_user_errors_end_in_one_line_and_exit_code_1(capsys, error, expected):
+    def action(_):
+        raise error
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_with(action)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == expected
+
+
+def test_os_errors_name_the_path(tmp_path, capsys):
+    def action(args):
+        open(args.path, "w")  # a directory: IsADirectoryError
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_with(action, ["--path", str(tmp_path)])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == f"error: Is a directory: {tmp_path}"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_permission_errors_name_the_path(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+
+    def action(_):
+        (locked / "out.json").write_text("{}")
+
+    with pytest.raises(SystemExit):
+        run_with(action)
+    assert "Permission denied" in capsys.readouterr().err
+
+
+def test_hugging_face_loading_errors_are_one_line(tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    def action(_):
+        AutoModelForCausalLM.from_pretrained(str(tmp_path / "no_model_here"))
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_with(action)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_bugs_keep_their_traceback():
+    def action(_):
+        return {}["missing key"]  # a genuine bug, not user input
+
+    with pytest.raises(KeyError):
+        run_with(action)
+    with pytest.raises(ValueError, match="not user input"):
+        run_with(lambda _: (_ for _ in ()).throw(ValueError("not user input")))
+
+
+def test_bad_options_exit_2_naming_the_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_with(lambda _: None, ["--count", "0"])
+    assert exit_info.value.code == 2 and "--count must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        run_with(lambda _: None, ["--count", "many"])
+    assert exit_info.value.code == 2 and "--count" in capsys.readouterr().err
+
+
+def test_every_command_module_has_args_main_and_a_docstring():
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        assert callable(module.main) and module.Args.__dataclass_fields__ and module.__doc__, name
+
+
+def test_dispatcher_lists_commands_and_refuses_unknown_ones(capsys):
+    main(["--help"])
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in COMMANDS)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["trian"])
+    assert exit_info.value.code == 2 and "unknown command 'trian'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[str(Path(sys.executable).parent / "rlhf-gym")], [sys.executable, "-m", "rlhf_gym"]])
+def test_installed_command_runs(command):
+    result = subprocess.run([*command, "train", "--beta", "-1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--beta must be >= 0" in result.stderr
