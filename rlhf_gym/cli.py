@@ -134,15 +134,19 @@ def run_command(name: str, argv: list[str] | None = None) -> Any:
     return run(module.main, module.Args, module.__doc__, argv, prog=f"rlhf-gym {name}")
 
 
-def main(argv: list[str] | None = None) -> Any:
-    """``rlhf-gym <command> [options]``: the installed command line."""
+def main(argv: list[str] | None = None) -> None:
+    """``rlhf-gym <command> [options]``: the installed command line (exit code 0 on success).
+
+    Returns None: the console-script wrapper passes the return value to ``sys.exit``, which would turn a
+    command's result into exit code 1.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: rlhf-gym <command> [options]   (rlhf-gym <command> --help for its options)\n\ncommands:")
         for name, module in COMMANDS.items():
             print(f"  {name:<15} {module}")
-        return None
+        return
     if argv[0] not in COMMANDS:
         print(f"rlhf-gym: error: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         raise SystemExit(2)
-    return run_command(argv[0], argv[1:])
+    run_command(argv[0], argv[1:])

@@ -1,5 +1,8 @@
 """Test helpers shared by several test files."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from rlhf_gym.cli import run_command
@@ -31,3 +34,13 @@ def cli_error(capsys, command, argv):
     assert lines[-1].startswith("error: ") and sum(line.startswith("error: ") for line in lines) == 1, err
     assert "Traceback" not in err, err
     return lines[-1]
+
+
+def fake_run(directory: Path, gold: float, seconds: float = 10.0) -> Path:
+    """A run directory with the summary.json and args.json that ``rlhf-gym summarize`` reads."""
+    directory.mkdir(parents=True)
+    figures = {"proxy_reward": 0.0, "gold_reward": gold, "kl": 1.0}
+    (directory / "summary.json").write_text(json.dumps({"before": {**figures, "gold_reward": 0.0}, "after": figures,
+                                                        "seconds": seconds, "device": "cpu"}))
+    (directory / "args.json").write_text(json.dumps({"algo": "nlpo"}))
+    return directory

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import fake_run
+
 from rlhf_gym.cli import COMMANDS, arg, main, run
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
 
@@ -114,6 +116,12 @@ def test_dispatcher_lists_commands_and_refuses_unknown_ones(capsys):
 
 
 @pytest.mark.parametrize("command", [[str(Path(sys.executable).parent / "rlhf-gym")], [sys.executable, "-m", "rlhf_gym"]])
-def test_installed_command_runs(command):
+def test_installed_command_runs(command, tmp_path):
     result = subprocess.run([*command, "train", "--beta", "-1"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--beta must be >= 0" in result.stderr
+    # a command that succeeds exits 0: its return value (summarize returns its table) must not reach sys.exit
+    fake_run(tmp_path / "RLHF-v0__x__0__1", 1.0)
+    result = subprocess.run([*command, "summarize", "--runs", str(tmp_path / "RLHF-v0__x__*")], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("1 runs") and result.stderr == ""

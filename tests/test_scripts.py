@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import cli_error
+from helpers import cli_error, fake_run
 
 from agents import train
 from rlhf_gym.cli import COMMANDS, parse_dataclass, run_command
@@ -216,15 +216,6 @@ def test_best_of_n_names_a_missing_or_malformed_ensemble(tmp_path, capsys, manif
 
 
 # summarize
-
-
-def fake_run(directory: Path, gold: float, seconds: float = 10.0) -> Path:
-    directory.mkdir(parents=True)
-    figures = {"proxy_reward": 0.0, "gold_reward": gold, "kl": 1.0}
-    (directory / "summary.json").write_text(json.dumps({"before": {**figures, "gold_reward": 0.0}, "after": figures,
-                                                        "seconds": seconds, "device": "cpu"}))
-    (directory / "args.json").write_text(json.dumps({"algo": "nlpo"}))
-    return directory
 
 
 def test_summarize_expands_patterns_and_lists(tmp_path, capsys):
