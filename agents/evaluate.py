@@ -17,7 +17,6 @@ largest n). See docs/benchmark_protocol.md.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.evaluation import distinct_n, evaluate_policy
 from rlhf_gym.hacking.best_of_n import interpolate_best_of_n
 from rlhf_gym.tokenizers import check_same_tokenizer
-from rlhf_gym.utils import atomic_write_json, resolve_device
+from rlhf_gym.utils import atomic_write_json, read_json, resolve_device
 
 from .ppo import TokenPPO
 
@@ -100,7 +99,7 @@ def main(args: Args) -> dict:
                            "over_budget": metrics["kl"] > args.kl_budget},
               "samples": [[p, r] for p, r in zip(ev.prompts[:5], ev.responses[:5])], "args": asdict(args)}
     if args.best_of_n:
-        curve = json.loads(Path(args.best_of_n).read_text())["curve"]
+        curve = read_json(args.best_of_n, ("curve",), "a best-of-n result")["curve"]
         matched = interpolate_best_of_n(curve, metrics["kl"])
         result["best_of_n_matched"] = {"gold_reward": matched,
                                        "gap": None if matched is None else metrics["gold_reward"] - matched}

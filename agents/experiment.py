@@ -22,11 +22,11 @@ from rlhf_gym.evaluation import Evaluation, evaluate_policy
 from rlhf_gym.kl import KL_ESTIMATORS
 from rlhf_gym.utils import resolve_device
 
-from .ppo import TokenPPO
+from .ppo import AMP_DTYPES, TokenPPO
 from .vec_env import RLHFVecEnv
 
 ALGOS = ("ppo", "nlpo")
-AMP_CHOICES = ("bf16", "fp16", "none")
+AMP_CHOICES = (*AMP_DTYPES, "none")
 EVAL_SEED_OFFSET = 10_000
 """Held-out evaluations sample with seed ``config.seed + EVAL_SEED_OFFSET``: a stream apart from training's."""
 
@@ -123,9 +123,9 @@ def env_settings(env: RLHFVecEnv) -> dict[str, Any]:
             "ref_model": getattr(batched.ref_model, "name_or_path", type(batched.ref_model).__name__)}
 
 
-def held_out_evaluator(env: RLHFVecEnv, n_prompts: int, seed: int) -> tuple[list[str], Callable[[Any], Evaluation]]:
-    """The first ``n_prompts`` held-out prompts of the env's task and ``evaluate(lm)``, which samples one response
-    per prompt (seed ``seed + EVAL_SEED_OFFSET``, the env's budget and temperature) and scores it."""
+def held_out_evaluator(env: RLHFVecEnv, n_prompts: int, seed: int) -> Callable[[Any], Evaluation]:
+    """``evaluate(lm)``: one response per prompt on the first ``n_prompts`` held-out prompts of the env's task
+    (seed ``seed + EVAL_SEED_OFFSET``, the env's budget and temperature), scored."""
     batched = env.batched_env
     if batched.task is None:
         raise ConfigError("held-out evaluation needs an env with a task (its held-out prompts and gold reward)")
@@ -135,4 +135,4 @@ def held_out_evaluator(env: RLHFVecEnv, n_prompts: int, seed: int) -> tuple[list
         return evaluate_policy(lm, batched.tokenizer, prompts, batched.reward_fn, batched.ref_model, batched.task,
                                batched.max_new_tokens, batched.temperature, seed=seed + EVAL_SEED_OFFSET)
 
-    return prompts, evaluate
+    return evaluate

@@ -21,7 +21,6 @@ skips them), ``best_of_n.json``, ``sweep.json`` (every point), ``sweep.md`` (the
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -41,7 +40,7 @@ from rlhf_gym.hacking.gao import fit_gao, gold_gain_points
 from rlhf_gym.hacking.run_store import load_runs, run_path, save_run
 from rlhf_gym.hacking.tables import best_of_n_table, markdown_table, summarize
 from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, load_task
-from rlhf_gym.utils import atomic_write_json, atomic_write_text
+from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
 
 from .callbacks import HeldOutEvaluation, LearningCurveCallback, read_curve
 from .experiment import TrainConfig, build_env_and_agent, held_out_evaluator
@@ -116,7 +115,7 @@ def train_one(args: Args, beta: float, seed: int) -> dict:
     torch.set_num_threads(1)
     started = time.time()
     env, model = build_env_and_agent(train_config(args, beta, seed))
-    _, evaluate = held_out_evaluator(env, args.n_eval_prompts, seed)
+    evaluate = held_out_evaluator(env, args.n_eval_prompts, seed)
     work_dir = Path(args.out_dir) / "work" / run_path(args.out_dir, beta, seed).stem
     (work_dir / "curve.jsonl").unlink(missing_ok=True)
     held_out = HeldOutEvaluation(evaluate, args.eval_every, args.n_samples_kept, args.iterations)
@@ -146,7 +145,7 @@ def best_of_n(args: Args) -> list[dict]:
     config = {k: getattr(args, k) for k in ("best_of_n_max", "best_of_n_prompts", "max_new_tokens", "ensemble_objective",
                                             "uncertainty_coef", "ensemble_dir")}
     if path.exists():
-        return check_stored(path, json.loads(path.read_text()), config)["curve"]
+        return check_stored(path, read_json(path, ("curve", "config"), "a best-of-n result"), config)["curve"]
     started = time.time()
     task = load_task("reviews")
     curve = sample_best_of_n(task.load_policy(), task.load_tokenizer(), task.eval_prompts[: args.best_of_n_prompts],
@@ -165,7 +164,7 @@ def main(args: Args) -> dict:
     grid = [(b, s) for b in args.beta_list() for s in args.seed_list()]
     done = [run_path(out_dir, b, s) for b, s in grid if run_path(out_dir, b, s).exists()]
     for path in done:
-        check_stored(path, json.loads(path.read_text()), args.run_config())
+        check_stored(path, read_json(path, ("config",), "a sweep run"), args.run_config())
     pending = [(b, s) for b, s in grid if not run_path(out_dir, b, s).exists()]
     print(f"{len(done)} of {len(grid)} runs already done; training {len(pending)}", flush=True)
     if args.workers == 1 or len(pending) <= 1:
@@ -194,7 +193,7 @@ def main(args: Args) -> dict:
     if args.compare:
         sweeps = {reward: runs}
         for other in args.compare.split(","):
-            saved = json.loads((Path(other) / "sweep.json").read_text())
+            saved = read_json(Path(other) / "sweep.json", ("args", "runs"), "a finished sweep")
             objective = saved["args"]["ensemble_objective"]
             sweeps[f"ensemble ({objective})" if objective else "reward model"] = saved["runs"]
         plot_comparison(sweeps, out_dir / "compare.png", title="gold reward against sqrt(KL), held-out prompts")

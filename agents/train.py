@@ -91,7 +91,7 @@ def main(args: Args) -> Path:
     console.print("  env: " + ", ".join(f"{k} = {v}" for k, v in settings["env"].items()))
     if args.resume:
         console.print(f"resumed from {args.resume} at step {model.num_timesteps}, beta {env.beta:.4f}")
-    _, evaluate = held_out_evaluator(env, args.n_eval_prompts, args.seed)
+    evaluate = held_out_evaluator(env, args.n_eval_prompts, args.seed)
     before = evaluate(env.batched_env.ref_model)
 
     callbacks = CallbackList([

@@ -133,16 +133,17 @@ class EpisodeBatch:
                                   self.eos[rows].tolist(), setup.config.kl_estimator, setup.config.temperature,
                                   setup.config.no_eos_penalty)
         beta = setup.kl_controller.beta
+        has_gold = setup.task is not None and setup.task.gold_reward is not None
+        gold = setup.task.gold_scores(prompts, responses) if has_gold else None
         infos = []
-        for row, episode, prompt, response in zip(rows.tolist(), episodes, prompts, responses):
+        for i, (row, episode, prompt, response) in enumerate(zip(rows.tolist(), episodes, prompts, responses)):
             info = {"proxy_reward": episode.proxy_reward, "kl": episode.kl, "beta": beta, "penalty": episode.penalty,
                     "terminal_reward": episode.terminal_reward(beta), "ref_logprob": episode.ref_logprob,
                     "kl_source": episode.kl_source, "prompt": prompt, "response_text": response,
                     "response_length": int(self.response_lens[row]), "eos": bool(self.eos[row])}
-            gold = setup.gold_reward(prompt, response)
             if gold is not None:
-                info["gold_reward"] = gold
-                info["well_formed"] = bool(setup.task.is_well_formed(prompt, response))
+                info["gold_reward"] = float(gold["gold_reward"][i])
+                info["well_formed"] = bool(gold["well_formed"][i])
             infos.append(info)
         setup.kl_controller.update(float(np.mean([e.kl for e in episodes])), len(episodes))
         return infos

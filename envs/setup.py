@@ -75,9 +75,6 @@ class EnvSetup:
             "attention_mask": spaces.Box(0, 1, (self.context_length,), np.int64),
         })
 
-    def gold_reward(self, prompt: str, response: str) -> float | None:
-        return None if self.task is None or self.task.gold_reward is None else float(self.task.gold_reward(prompt, response))
-
 
 def load_reference(config: RLHFEnvConfig, task: Task | None, device: torch.device):
     """The frozen reference policy (no gradients, eval mode) and the policy's tokenizer."""
