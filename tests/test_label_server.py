@@ -1,9 +1,12 @@
 """The labelling app's API: judgements, undo, resume, concurrency, overlap, bad requests, auth, escaping."""
 
+import asyncio
+import errno
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,8 +20,8 @@ from helpers import cli_error
 
 from rlhf_gym.cli import run_command
 from rlhf_gym.commands import label
-from rlhf_gym.labelling import LabelStore, StoreError, agreement, create_app, load_pairs
-from rlhf_gym.labelling.app import STATIC_DIR
+from rlhf_gym.labelling import LabelStore, StoreError, UnknownPair, agreement, create_app, load_pairs
+from rlhf_gym.labelling.app import MAX_BODY_BYTES, STATIC_DIR
 from rlhf_gym.preferences import PreferenceDataError, load_preferences
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,6 +253,9 @@ def test_agreement_is_cohens_kappa_for_two_labelers():
     ({"labeler": "ana", "pair_id": 3, "choice": "left"}, 409),  # not the pair shown to ana
     ({"labeler": "ana", "pair_id": 0, "choice": "middle"}, 422),
     ({"labeler": "ana", "pair_id": "0", "choice": "left"}, 422),
+    ({"labeler": "ana", "pair_id": 2**70, "choice": "left"}, 422),  # beyond SQLite's integers: was a 500
+    ({"labeler": "ana", "pair_id": 2**63, "choice": "left"}, 422),
+    ({"labeler": "ana", "pair_id": -1, "choice": "left"}, 422),
     ({"labeler": "ana", "pair_id": 0, "choice": "left", "path": "/etc/passwd"}, 422),
     ({"labeler": "../x", "pair_id": 0, "choice": "left"}, 422),
     ({"pair_id": 0, "choice": "left"}, 422),
@@ -322,6 +328,7 @@ def test_pairs_file_errors_name_file_and_line(tmp_path):
         (pair(pair_id="1"), "column 'pair_id' must be a non-negative integer"),
         (pair(pair_id=True), "column 'pair_id' must be a non-negative integer"),
         (pair(pair_id=-1), "column 'pair_id' must be a non-negative integer"),
+        (pair(pair_id=2**70), "column 'pair_id' must be a non-negative integer up to 9223372036854775807"),
         (pair(response_a=" "), "column 'response_a' is empty"),
         (pair(prompt=3), "column 'prompt' must be a string"),
         (good, "duplicate pair_id 0 \\(first on line 1\\)"),
@@ -410,3 +417,238 @@ def test_pairs_from_collect_preferences_round_trip(tmp_path, monkeypatch):
         while (pair := next_pair(client)) is not None:
             assert judge(client, pair["pair_id"], "right").status_code == 200
     assert [r["pair_id"] for r in load_preferences(out)] == [0, 1, 2, 3]
+
+
+def test_out_of_range_pair_id_is_a_clear_error(files):
+    pairs, out = files
+    store = LabelStore(out, load_pairs(pairs))
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
+        next_pair(client)
+        response = judge(client, 2**70, "left")
+        with pytest.raises(UnknownPair, match=f"no pair with id {2**70}"):
+            store.judge("ana", 2**70, "left")
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "pair_id"] and "less than or equal to 9223372036854775807" in error["msg"]
+
+
+def post_stream(app, chunks, path="/api/judge", headers=()):
+    """POST ``chunks`` (bytes, read lazily) to ``app`` at the ASGI level, streamed without a Content-Length unless
+    ``headers`` give one; returns the status, the JSON reply and how many chunks the app read."""
+    chunks = iter(chunks)
+    read, sent = 0, []
+
+    async def receive():
+        nonlocal read
+        chunk = next(chunks, None)
+        read += chunk is not None
+        return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
+
+    async def send(message):
+        sent.append(message)
+
+    path, _, query = path.partition("?")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": query.encode(),
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"), *headers],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:])), read
+
+
+def megabytes(n):
+    """``n`` MiB of a JSON body, in 64 KiB chunks made only when read."""
+    yield b'{"labeler": "ana", "pair_id": "'
+    for _ in range(n * 16):
+        yield b"7" * 65536
+
+
+def test_token_is_checked_before_the_body_is_read(files):
+    pairs, out = files
+    app = create_app(LabelStore(out, load_pairs(pairs)), token="s3cret")
+    status, reply, read = post_stream(app, megabytes(20))
+    assert (status, reply, read) == (401, {"detail": "missing or wrong token"}, 0)
+
+
+def test_body_over_the_limit_is_refused_unread(files):
+    pairs, out = files
+    app = create_app(LabelStore(out, load_pairs(pairs)), token="s3cret")
+    limit = f"over the limit of {MAX_BODY_BYTES} bytes"
+    # Content-Length says too much: refused before reading anything
+    status, reply, read = post_stream(app, megabytes(20), "/api/judge?token=s3cret", [(b"content-length", b"20971600")])
+    assert status == 413 and limit in reply["detail"] and read == 0
+    # a stream without Content-Length: read no further than the chunk that crosses the limit
+    status, reply, read = post_stream(app, megabytes(20), "/api/judge?token=s3cret")
+    assert status == 413 and limit in reply["detail"] and read == 2  # the opening and the 64 KiB chunk over the limit
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        headers = {"Authorization": "Bearer s3cret"}
+        response = client.post("/api/judge", content=b" " * (MAX_BODY_BYTES + 1), headers=headers)
+        assert response.status_code == 413 and limit in response.json()["detail"]
+        assert "content-security-policy" in response.headers
+        assert client.get("/api/next", params={"labeler": "ana"}, headers=headers).status_code == 200
+        body = {"labeler": "ana", "pair_id": 0, "choice": "left"}
+        assert client.post("/api/judge", json=body, headers=headers).status_code == 200  # within the limit
+
+
+@pytest.mark.parametrize("body", [
+    {"labeler": "ana", "pair_id": "7" * 10000, "choice": "left"},
+    {"labeler": "ana" + "7" * 10000, "pair_id": 0, "choice": "left"},
+    {"labeler": "ana", "pair_id": 0, "choice": "left", "7" * 10000: 1},
+    {"labeler": "ana", "pair_id": 0, "choice": "left", **{f"x{k}": 7 for k in range(1000)}},
+    "{" + "7" * 10000,
+])
+def test_bad_requests_are_not_echoed_back(files, body):
+    with client_for(files) as client:
+        next_pair(client)
+        content = body if isinstance(body, str) else json.dumps(body)
+        response = client.post("/api/judge", content=content, headers={"Content-Type": "application/json"})
+        query = client.get("/api/next", params={"labeler": "<" + "7" * 10000})
+    for reply in (response, query):
+        assert reply.status_code == 422
+        assert len(reply.content) < 2000 and "7" * 50 not in reply.text
+    assert response.json()["detail"][0]["msg"]  # the page shows the first message
+
+
+def test_disk_full_loses_nothing_and_says_so(files, monkeypatch, tmp_path):
+    _, out = files
+    with client_for(files) as client:
+        judge(client, next_pair(client)["pair_id"], "left")
+        saved = out.read_text()
+
+        def disk_full(fd):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", disk_full)
+        response = judge(client, next_pair(client)["pair_id"], "right")
+        assert response.status_code == 507
+        assert response.json()["detail"].startswith(f"cannot write {out}: No space left on device")
+        assert out.read_text() == saved and sorted(tmp_path.glob(".*.tmp")) == []
+        assert client.get("/stats").json()["judgements_total"] == 1
+        monkeypatch.undo()  # space freed: the same judgement goes through
+        assert judge(client, 1, "right").status_code == 200
+    assert [r["pair_id"] for r in records(out)] == [0, 1]
+
+
+def test_full_database_loses_nothing_and_says_so(tmp_path):
+    out = tmp_path / "prefs.jsonl"
+    store = LabelStore(out, load_pairs(write_pairs(tmp_path / "pairs.jsonl", n=300)))
+    db_pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {db_pages}")  # SQLite's own "database or disk is full"
+    labeler = "a" * 64  # long rows fill the database sooner
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
+        acknowledged = []
+        for _ in range(300):
+            response = client.get("/api/next", params={"labeler": labeler})
+            if response.status_code == 200:
+                pair_id = response.json()["pair"]["pair_id"]
+                response = judge(client, pair_id, "left", labeler)
+            if response.status_code != 200:
+                break
+            acknowledged.append(pair_id)
+        assert acknowledged and response.status_code == 507
+        assert response.json()["detail"].startswith(f"cannot write {store.db_path}: database or disk is full")
+        assert [r["pair_id"] for r in records(out)] == acknowledged
+        store._db.execute("PRAGMA max_page_count = 1000000")  # space freed
+        pair_id = next_pair(client, labeler)["pair_id"]
+        assert judge(client, pair_id, "left", labeler).status_code == 200
+    assert [r["pair_id"] for r in records(out)] == [*acknowledged, pair_id]
+
+
+class CommitFails:
+    """A store connection whose next COMMIT fails as on a full disk (SQLite writes its WAL at commit)."""
+
+    def __init__(self, db):
+        self.db, self.failed = db, False
+
+    def __getattr__(self, name):
+        return getattr(self.db, name)
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT" and not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.execute(sql, *args)
+
+
+def test_failed_commit_keeps_the_jsonl_equal_to_the_database(files):
+    pairs, out = files
+    store = LabelStore(out, load_pairs(pairs))
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as client:
+        judge(client, next_pair(client)["pair_id"], "left")
+        next_pair(client)
+        store._db = CommitFails(store._db)
+        response = judge(client, 1, "left")  # the JSONL was written before the commit failed
+        assert response.status_code == 507 and str(store.db_path) in response.json()["detail"]
+        assert [r["pair_id"] for r in records(out)] == [0]
+        assert client.get("/stats").json()["judgements_total"] == 1
+
+
+@pytest.fixture
+def read_only():
+    """Make a path read-only, for root too (the immutable attribute), and writable again afterwards."""
+    made = []
+
+    def make(path):
+        if os.geteuid() == 0:  # root writes through permissions but not through the immutable attribute
+            if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+                pytest.skip("root and no chattr +i here: cannot make a read-only path")
+        else:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        made.append(path)
+
+    yield make
+    for path in reversed(made):
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        else:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_cli_names_an_unusable_output(tmp_path, capsys, read_only):
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+
+    def error_for(out):
+        return cli_error(capsys, "label", ["--pairs", pairs, "--out", out])
+
+    (tmp_path / "folder").mkdir()
+    assert error_for(tmp_path / "folder") == f"error: {tmp_path / 'folder'} is a directory, not a file to write"
+    assert error_for(pairs / "prefs.jsonl") == f"error: cannot write {pairs / 'prefs.jsonl'}: {pairs} is not a directory"
+    (tmp_path / "odd.jsonl.sqlite").mkdir()  # the store's database path is taken
+    assert error_for(tmp_path / "odd.jsonl").startswith(f"error: cannot open {tmp_path / 'odd.jsonl.sqlite'}: ")
+    resumed = tmp_path / "done" / "prefs.jsonl"
+    LabelStore(resumed, load_pairs(pairs)).close()
+    read_only(resumed)
+    assert error_for(resumed) == f"error: cannot write {resumed}: the file is read-only"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    assert error_for(locked / "prefs.jsonl") == f"error: cannot write {locked / 'prefs.jsonl'}: {locked} is not writable"
+    assert not (locked / "prefs.jsonl").exists() and resumed.read_text() == ""
+
+
+def test_cli_names_the_output_when_the_disk_is_full_at_start(tmp_path, capsys, monkeypatch):
+    pairs, out = write_pairs(tmp_path / "pairs.jsonl"), tmp_path / "prefs.jsonl"
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    assert cli_error(capsys, "label", ["--pairs", pairs, "--out", out]) == (
+        f"error: cannot write {out}: No space left on device")
+    monkeypatch.undo()
+    LabelStore(out, load_pairs(pairs)).close()  # the store is not left locked or half made
+
+
+def test_overlapping_labels_carry_the_pair_id(tmp_path):
+    """With --overlap 3 a pair has three records; ``pair_id`` (and the same prompt and responses) marks them as one."""
+    out = tmp_path / "prefs.jsonl"
+    with client_for((write_pairs(tmp_path / "pairs.jsonl", n=4), out), overlap=3) as client:
+        run_labelers(client, ["ana", "bob", "cy"])
+    by_pair = {}
+    for record in records(out):
+        by_pair.setdefault(record["pair_id"], []).append(record)
+    assert sorted(by_pair) == [0, 1, 2, 3]
+    for pair_id, group in by_pair.items():
+        assert sorted(r["labeler"] for r in group) == ["ana", "bob", "cy"]
+        assert {(r["prompt"], frozenset((r["chosen"], r["rejected"]))) for r in group} == {
+            (f"prompt {pair_id}", frozenset((f"a{pair_id}", f"b{pair_id}")))}

@@ -6,7 +6,7 @@
 from .agreement import agreement
 from .app import check_bind, create_app
 from .pairs import Pair, load_pairs
-from .store import Assignment, Conflict, LabelError, LabelStore, StoreError, UnknownPair
+from .store import Assignment, Conflict, LabelError, LabelStore, StoreError, StoreWriteError, UnknownPair
 
-__all__ = ["Assignment", "Conflict", "LabelError", "LabelStore", "Pair", "StoreError", "UnknownPair", "agreement",
-           "check_bind", "create_app", "load_pairs"]
+__all__ = ["Assignment", "Conflict", "LabelError", "LabelStore", "Pair", "StoreError", "StoreWriteError", "UnknownPair",
+           "agreement", "check_bind", "create_app", "load_pairs"]

@@ -13,6 +13,10 @@ from ..jsonl import read_jsonl
 from ..preferences import PreferenceDataError, check_text_columns
 
 
+MAX_PAIR_ID = 2**63 - 1
+"""The largest pair id: SQLite's largest integer."""
+
+
 @dataclass(frozen=True)
 class Pair:
     """Two responses to one prompt, waiting for a person's judgement."""
@@ -29,8 +33,9 @@ def parse_pair(record: dict, where: str) -> Pair:
         if column not in record:
             raise PreferenceDataError(f"{where}: missing column {column!r}")
     pair_id = record["pair_id"]
-    if isinstance(pair_id, bool) or not isinstance(pair_id, int) or pair_id < 0:
-        raise PreferenceDataError(f"{where}: column 'pair_id' must be a non-negative integer, got {pair_id!r}")
+    if isinstance(pair_id, bool) or not isinstance(pair_id, int) or not 0 <= pair_id <= MAX_PAIR_ID:
+        raise PreferenceDataError(f"{where}: column 'pair_id' must be a non-negative integer up to {MAX_PAIR_ID}, "
+                                  f"got {pair_id!r}")
     check_text_columns(record, ("prompt", "response_a", "response_b"), where)
     return Pair(pair_id, record["prompt"], record["response_a"], record["response_b"])
 

@@ -4,7 +4,8 @@ The database (``<out>.sqlite`` beside the JSONL; WAL journal, ``synchronous=FULL
 pair each labeler is looking at (an *assignment*) and the judgements. Every change is one transaction,
 and every judgement or undo rewrites the JSONL atomically before it commits, so a judgement that was
 acknowledged is on disk in both; opening the store re-exports the JSONL, which repairs a kill between
-the two writes. The database is locked exclusively while the store is open: one server per output.
+the two writes. A write that fails (disk full, read-only) is rolled back and raises :class:`StoreWriteError`:
+what was stored before is kept. The database is locked exclusively while the store is open: one server per output.
 
 A labeler is handed the lowest pair id that they have not judged and that fewer than ``overlap`` others
 hold (a judgement other than skip, or an assignment younger than ``lease_seconds``), so a pair reaches
@@ -13,6 +14,8 @@ at most ``overlap`` labelers and a skipped or abandoned pair goes to someone els
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 import sqlite3
 import threading
@@ -28,7 +31,7 @@ from ..errors import ConfigError, RLHFGymError
 from ..jsonl import write_jsonl
 from ..preferences import preference_record
 from .agreement import agreement
-from .pairs import Pair
+from .pairs import MAX_PAIR_ID, Pair
 
 Choice = Literal["left", "right", "tie", "skip"]
 
@@ -66,11 +69,28 @@ OPEN_TO = """
 """
 
 
+# SQLite's messages for a write the disk refused (SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY, SQLITE_CANTOPEN);
+# the messages, not the codes, because ``sqlite3.Error.sqlite_errorcode`` needs Python 3.11.
+SQLITE_DISK_FULL = "database or disk is full"
+SQLITE_WRITE_FAILURES = (SQLITE_DISK_FULL, "disk I/O error", "attempt to write a readonly database",
+                         "unable to open database file")
+
+
 class StoreError(RLHFGymError, RuntimeError):
-    """The store cannot be opened (in use, not a database, or its pairs differ from the pairs file); the message names it.
+    """The store cannot be opened (in use, not a database, its pairs differ from the pairs file, an output it cannot
+    write) or written; the message names the file.
 
     A user error (the command line reports it as one line), and still a ``RuntimeError`` as before.
     """
+
+
+class StoreWriteError(StoreError):
+    """Writing the JSONL or the database failed (disk full, read-only...): the change was rolled back, and what was
+    stored before is kept. ``disk_full`` says whether the disk (or quota) is full."""
+
+    def __init__(self, message: str, disk_full: bool):
+        super().__init__(message)
+        self.disk_full = disk_full
 
 
 class LabelError(Exception):
@@ -112,14 +132,14 @@ class LabelStore:
             raise ConfigError(f"overlap must be >= 1, got {overlap}")
         self.out_path = Path(out_path)
         self.db_path = self.out_path.with_name(self.out_path.name + ".sqlite")
-        if self.out_path.exists() and not self.db_path.exists():
-            raise StoreError(f"{self.out_path} exists but was not written by the label server "
-                             f"(no {self.db_path.name} beside it); choose another output file")
+        check_output(self.out_path, self.db_path)
         self.overlap, self.seed, self.lease_seconds = overlap, seed, lease_seconds
         self._lock = threading.Lock()
         self._closed = False
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=0)
+        try:
+            self._db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=0)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open {self.db_path}: {error}") from None
         try:
             self._db.execute("PRAGMA locking_mode = EXCLUSIVE")
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -129,6 +149,9 @@ class LabelStore:
             with self._write() as db:
                 self._add_pairs(db, pairs)
                 self._export(db)
+        except StoreWriteError:
+            self._db.close()
+            raise
         except sqlite3.OperationalError as error:
             self._db.close()
             if "locked" in str(error):
@@ -172,7 +195,8 @@ class LabelStore:
     def judge(self, labeler: str, pair_id: int, choice: Choice) -> None:
         """Record ``labeler``'s judgement of the pair they are shown; :class:`LabelError` if refused."""
         with self._write() as db:
-            if db.execute("SELECT 1 FROM pairs WHERE pair_id = ?", (pair_id,)).fetchone() is None:
+            if not 0 <= pair_id <= MAX_PAIR_ID or db.execute("SELECT 1 FROM pairs WHERE pair_id = ?",
+                                                             (pair_id,)).fetchone() is None:
                 raise UnknownPair(f"no pair with id {pair_id}")
             if db.execute("SELECT 1 FROM judgements WHERE pair_id = ? AND labeler = ?", (pair_id, labeler)).fetchone():
                 raise Conflict(f"{labeler} has already judged pair {pair_id}")
@@ -232,15 +256,27 @@ class LabelStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, serialised with every other call on this store."""
+        """One write transaction, serialised with every other call on this store.
+
+        If SQLite fails to write (disk full...), the transaction is rolled back, the JSONL (rewritten before the
+        commit) is rewritten from the database again, and :class:`StoreWriteError` names the database.
+        """
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("COMMIT")
+            except BaseException as error:
+                if self._db.in_transaction:  # SQLite rolls back by itself after some failures (a full disk)
+                    self._db.execute("ROLLBACK")
+                if isinstance(error, sqlite3.OperationalError) and str(error) in SQLITE_WRITE_FAILURES:
+                    try:
+                        self._export(self._db)
+                    except StoreWriteError:
+                        pass  # the JSONL may keep the refused change until the next write or restart re-exports it
+                    raise StoreWriteError(f"cannot write {self.db_path}: {error}",
+                                          disk_full=str(error) == SQLITE_DISK_FULL) from error
                 raise
-            self._db.execute("COMMIT")
 
     def _params(self, labeler: str, now: float) -> dict:
         return {"labeler": labeler, "cutoff": now - self.lease_seconds, "overlap": self.overlap}
@@ -262,12 +298,36 @@ class LabelStore:
                                  f"stored earlier; use a new output file for a new pairs file")
 
     def _export(self, db: sqlite3.Connection) -> None:
-        """Rewrite the JSONL from the judgements (atomically: temporary file, fsync, rename)."""
+        """Rewrite the JSONL from the judgements (atomically: temporary file, fsync, rename); the old file is kept if
+        that fails (:class:`StoreWriteError`)."""
         rows = db.execute("""SELECT j.pair_id, j.labeler, j.judgement, j.shown_left, j.time, p.prompt, p.response_a,
                                     p.response_b FROM judgements j JOIN pairs p USING (pair_id) ORDER BY j.id""")
-        write_jsonl(self.out_path, (preference_record(prompt, a, b, judgement, pair_id=pair_id, labeler=labeler,
-                                                      time=judged_at, shown_left=shown_left, judgement=judgement)
-                                    for pair_id, labeler, judgement, shown_left, judged_at, prompt, a, b in rows))
+        try:
+            write_jsonl(self.out_path, (preference_record(prompt, a, b, judgement, pair_id=pair_id, labeler=labeler,
+                                                          time=judged_at, shown_left=shown_left, judgement=judgement)
+                                        for pair_id, labeler, judgement, shown_left, judged_at, prompt, a, b in rows))
+        except OSError as error:
+            raise StoreWriteError(f"cannot write {self.out_path}: {error.strerror or error}",
+                                  disk_full=error.errno in (errno.ENOSPC, errno.EDQUOT)) from error
+
+
+def check_output(out_path: Path, db_path: Path) -> None:
+    """Refuse (:class:`StoreError` naming the path) an output that is not a writable file of the label server's,
+    before anything is created; make its directory."""
+    if out_path.is_dir():
+        raise StoreError(f"{out_path} is a directory, not a file to write")
+    if out_path.exists() and not db_path.exists():
+        raise StoreError(f"{out_path} exists but was not written by the label server "
+                         f"(no {db_path.name} beside it); choose another output file")
+    existing = next(folder for folder in (out_path.parent, *out_path.parent.parents) if folder.exists())
+    if not existing.is_dir():
+        raise StoreError(f"cannot write {out_path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK):
+        raise StoreError(f"cannot write {out_path}: {existing} is not writable")
+    for path in (out_path, db_path):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise StoreError(f"cannot write {path}: the file is read-only")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def judgement_of(choice: Choice, shown_left: str) -> str:
