@@ -1,4 +1,5 @@
-"""SB3 callbacks for RLHF runs: the learning curve on disk, and held-out evaluation during training."""
+"""SB3 callbacks for RLHF runs: the learning curve on disk, checkpoints and a progress bar counted in PPO iterations
+and responses, and held-out evaluation during training."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlhf_gym.jsonl import append_jsonl, read_jsonl
+from rlhf_gym.jsonl import append_jsonl, read_jsonl, write_jsonl
 from rlhf_gym.metrics import EPISODE_METRICS
 
 
@@ -30,7 +31,8 @@ class LearningCurveCallback(BaseCallback):
         infos = getattr(self.model, "last_rollout_infos", [])
         if not infos:
             return
-        row = {"timesteps": int(self.model.num_timesteps), "beta": float(self.model.env.get_attr("beta")[0])}
+        row = {"iteration": int(self.model.n_rollouts), "responses": int(self.model.num_responses),
+               "timesteps": int(self.model.num_timesteps), "beta": float(self.model.env.get_attr("beta")[0])}
         for key in EPISODE_METRICS:
             values = [float(i[key]) for i in infos if key in i]
             if values:
@@ -42,6 +44,63 @@ def read_curve(path: str | Path) -> list[dict]:
     """The learning curve written by :class:`LearningCurveCallback` (empty before the first rollout)."""
     path = Path(path)
     return list(read_jsonl(path)) if path.exists() else []
+
+
+def truncate_curve(path: str | Path, iterations: int) -> int:
+    """Keep the rows of PPO iterations ``<= iterations`` (what a checkpoint taken after that many updates has seen),
+    rewriting the file atomically; returns the number of rows dropped (those a killed run wrote past its checkpoint)."""
+    rows = read_curve(path)
+    kept = [row for row in rows if row["iteration"] <= iterations]
+    if len(kept) < len(rows):
+        write_jsonl(path, kept)
+    return len(rows) - len(kept)
+
+
+def checkpoint_path(directory: str | Path, iterations: int) -> Path:
+    """Where :class:`IterationCheckpoint` saves the agent after ``iterations`` PPO iterations."""
+    return Path(directory) / f"agent_{iterations:06d}_iterations.zip"
+
+
+class IterationCheckpoint(BaseCallback):
+    """Saves the agent every ``every`` PPO iterations, between an update and the next rollout, so that a checkpoint
+    holds whole iterations only (its ``n_rollouts`` updates, optimizer, KL controller and counters)."""
+
+    def __init__(self, directory: str | Path, every: int, verbose: int = 0):
+        super().__init__(verbose)
+        self.directory, self.every = Path(directory), every
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:  # n_rollouts updates are done, the next rollout has not started
+        done = int(self.model.n_rollouts)
+        if done > 0 and done % self.every == 0 and not checkpoint_path(self.directory, done).exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.model.save(checkpoint_path(self.directory, done))
+
+
+class ResponseProgressBar(BaseCallback):
+    """A progress bar counted in responses (SB3's counts environment steps), advanced once per rollout."""
+
+    def __init__(self, total_responses: int):
+        super().__init__()
+        self.total_responses = total_responses
+        self.bar = None
+
+    def _on_training_start(self) -> None:
+        from tqdm.rich import tqdm  # SB3's progress-bar extra, imported only when a bar is asked for
+
+        self.bar = tqdm(total=self.total_responses, initial=int(self.model.num_responses), unit="responses")
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.bar.update(int(self.model.num_responses) - self.bar.n)
+
+    def _on_training_end(self) -> None:
+        self.bar.refresh()
+        self.bar.close()
 
 
 class HeldOutEvaluation(BaseCallback):

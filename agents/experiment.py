@@ -8,6 +8,7 @@ held-out prompts with the env's reward model, reference and task, at a seed deri
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from .vec_env import RLHFVecEnv
 
 ALGOS = ("ppo", "nlpo")
 AMP_CHOICES = (*AMP_DTYPES, "none")
+DEFAULT_TOTAL_RESPONSES = 6400
+"""The default run's budget: 100 PPO iterations of 64 responses."""
 EVAL_SEED_OFFSET = 10_000
 """Held-out evaluations sample with seed ``config.seed + EVAL_SEED_OFFSET``: a stream apart from training's."""
 
@@ -66,13 +69,18 @@ class TrainConfig:
     amp: str = arg("bf16", "mixed precision on CUDA: bf16, fp16 or none (ignored on CPU)")
 
     def __post_init__(self) -> None:
-        for name in ("n_envs", "batch_size", "n_epochs", "learning_rate", "mask_refresh_every"):
-            if getattr(self, name) <= 0:
+        positive = ("n_envs", "batch_size", "n_epochs", "learning_rate", "mask_refresh_every", "max_new_tokens",
+                    "temperature", "kl_target")
+        for name in positive:  # `not value > 0` also refuses NaN; inf is refused below
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        for name in ("max_new_tokens", "temperature", "kl_target"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        if self.beta is not None and self.beta < 0:
+        for name in ("learning_rate", "temperature", "kl_target", "beta", "ent_coef", "vf_coef", "gae_lambda"):
+            if getattr(self, name) is not None and not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be finite, got {getattr(self, name)}")
+        if self.batch_size > self.n_envs:
+            raise ConfigError(f"--batch-size {self.batch_size} is larger than a rollout (--n-envs {self.n_envs} responses); "
+                              "minibatches are counted in responses")
+        if self.beta is not None and not self.beta >= 0:
             raise ConfigError(f"--beta must be >= 0, got {self.beta}")
         choices = {"algo": ALGOS, "amp": AMP_CHOICES, "kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS}
         for name, allowed in choices.items():

@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.utils import explained_variance
 from transformers import AutoTokenizer
 
 from envs import RLHFVectorEnv
+from rlhf_gym.divergence import check_finite_loss, check_finite_parameters
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.generation import left_pad
 from rlhf_gym.masking import apply_mask
@@ -34,6 +35,7 @@ from rlhf_gym.metrics import EPISODE_METRICS
 from rlhf_gym.tokenizers import check_same_tokenizer
 
 from .buffer import SequenceRolloutBuffer, masked_mean
+from .callbacks import ResponseProgressBar
 from .policy import TransformerPolicy
 from .vec_env import RLHFVecEnv, row_infos, unwrap_bridge
 
@@ -114,7 +116,9 @@ class TokenPPO(PPO):
             raise ConfigError("use_action_masks=True needs an env built with mask_top_p=... (and/or mask_top_k=...)")
         self.amp, self.normalize_rewards = amp, normalize_rewards
         self.use_action_masks, self.mask_refresh_every = use_action_masks, mask_refresh_every
-        self.n_rollouts = 0
+        self.n_rollouts = 0  # PPO iterations so far: one rollout of n_envs responses, then one update
+        self.num_responses = 0  # responses sampled so far (n_envs per rollout)
+        self._response_budget: int | None = None  # learn(total_responses=...)'s target, checked before each rollout
         self.return_rms = RunningMeanStd(shape=())
         self.kl_controller_state: dict | None = None
         with warnings.catch_warnings():  # SB3 counts minibatches in tokens; ours are whole responses
@@ -173,7 +177,7 @@ class TokenPPO(PPO):
         return False
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_shuffle", "_grad_scaler"]
+        return [*super()._excluded_save_params(), "_shuffle", "_grad_scaler", "_response_budget"]
 
     def set_env(self, env, force_reset: bool = True) -> None:
         super().set_env(unwrap_bridge(env), force_reset)
@@ -182,18 +186,51 @@ class TokenPPO(PPO):
 
     def save(self, path, exclude=None, include=None) -> None:
         """SB3 ``save``, with the env's KL-controller state (beta) stored beside the weights and optimizer."""
+        check_finite_parameters(self.policy, f"the agent to {path}")
         if self.env is not None:
             self.kl_controller_state = self.batched_env.kl_controller.state_dict()
         super().save(path, exclude=exclude, include=include)
 
     def export_pretrained(self, directory: str | Path) -> None:
         """Write the policy as a plain HF model directory with tokenizer (loadable by ``pipeline``)."""
+        check_finite_parameters(self.policy, f"the policy to {directory}")
         self.policy.export_pretrained(directory, self.batched_env.tokenizer if self.env is not None else None)
 
     def _autocast(self):
         if self.amp is None or self.device.type != "cuda":
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=AMP_DTYPES[self.amp])
+
+    # -------------------------------------------------------------------------------------- learning
+    def learn(self, total_timesteps: int | None = None, callback=None, log_interval: int = 1,
+              tb_log_name: str = "TokenPPO", reset_num_timesteps: bool = True, progress_bar: bool = False,
+              total_responses: int | None = None):
+        """SB3's ``learn``, with the budget in either unit (give exactly one):
+
+        :param total_timesteps: SB3's unit, environment steps x rows. A rollout takes as many steps as its longest
+            response, so the number of PPO iterations it buys depends on how long the responses are.
+        :param total_responses: responses to sample in all (TRL's ``total_episodes``), counted from the start of
+            the run, also across a resume (``reset_num_timesteps=False``): training stops before the first rollout
+            that would begin with ``num_responses >= total_responses``, i.e. after
+            ``ceil(total_responses / n_envs)`` PPO iterations in all. The progress bar then counts responses.
+        """
+        if (total_timesteps is None) == (total_responses is None):
+            raise ConfigError("learn() takes exactly one budget: total_timesteps or total_responses")
+        if total_responses is None:
+            self._response_budget = None
+            return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+        if total_responses <= 0:
+            raise ConfigError(f"total_responses must be > 0, got {total_responses}")
+        if reset_num_timesteps:
+            self.num_responses = self.n_rollouts = 0
+        self._response_budget = total_responses
+        rollouts_left = max(0, -(-(total_responses - self.num_responses) // self.n_envs))
+        # an upper bound in SB3's unit (a rollout takes at most n_steps steps); the response budget stops it first
+        bound = max(1, rollouts_left * self.n_envs * self.n_steps)
+        if progress_bar:
+            callback = [ResponseProgressBar(total_responses), *(callback.callbacks if isinstance(callback, CallbackList)
+                                                                  else [callback] if callback is not None else [])]
+        return super().learn(bound, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar=False)
 
     # -------------------------------------------------------------------------------------- rollouts
     def collect_rollouts(self, env: RLHFVecEnv, callback: BaseCallback, rollout_buffer: SequenceRolloutBuffer,
@@ -203,6 +240,8 @@ class TokenPPO(PPO):
         All rows start together and the env's autoreset is off: a row that has finished waits (its actions are
         ignored, its buffer mask is False) until every row has finished or the budget ``n_rollout_steps`` is spent.
         """
+        if self._response_budget is not None and self.num_responses >= self._response_budget:
+            return False  # the response budget is spent (SB3's learn then ends as after a callback's stop)
         batched = unwrap_bridge(env).batched_env
         self.policy.set_training_mode(False)
         callback.on_rollout_start()
@@ -243,6 +282,7 @@ class TokenPPO(PPO):
                     break
                 attention = torch.cat([attention, alive[:, None].long()], dim=1)
                 logits, values, caches = self.policy.advance(actions, attention, caches)
+        self.num_responses += self.n_envs
         self._record_rollout(final_infos, batched.beta)
         if self.normalize_rewards:
             returns = rollout_buffer.rewards.sum(1).cpu().numpy()
@@ -298,6 +338,8 @@ class TokenPPO(PPO):
                 value_loss = 0.5 * masked_mean(value_error, mask)
                 entropy_loss = -masked_mean(entropy, mask)
                 loss = pg_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+                check_finite_loss(loss, f"PPO iteration {self.n_rollouts}, epoch {epoch + 1} (policy-gradient loss "
+                                        f"{pg_loss.item():.4g}, value loss {value_loss.item():.4g})")
                 with torch.no_grad():
                     approx_kl = masked_mean(torch.exp(log_ratio) - 1 - log_ratio, mask).item()
                     clip_fractions.append(masked_mean(((ratio - 1).abs() > clip_range).float(), mask).item())

@@ -6,30 +6,30 @@ checkpoints, the exported HF policy (policy/), TensorBoard logs, the learning cu
 curve.jsonl) and a before/after table on held-out prompts (summary.json).
 
     rlhf-gym train                                  # or: python scripts/train_agent.py
-    rlhf-gym train --beta 0.01 --total-timesteps 200000 --seed 1
+    rlhf-gym train --beta 0.01 --total-responses 12800 --seed 1
     rlhf-gym train --algo nlpo --mask-top-p 0.9     # NLPO (Ramamurthy et al. 2022)
     rlhf-gym train --env-id RLHF-Reviews-Short-v0
-    rlhf-gym train --resume runs/<run>/checkpoints/agent_30720_steps.zip
+    rlhf-gym train --resume runs/<run>/checkpoints/agent_000050_iterations.zip
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+from stable_baselines3.common.callbacks import CallbackList
 
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.evaluation import Evaluation
 from rlhf_gym.plots import plot_learning_curve
-from rlhf_gym.utils import atomic_write_json
+from rlhf_gym.utils import atomic_write_json, read_json
 
-from .callbacks import LearningCurveCallback, read_curve
-from .experiment import TrainConfig, build_env_and_agent, env_settings, held_out_evaluator
+from .callbacks import IterationCheckpoint, LearningCurveCallback, read_curve, truncate_curve
+from .experiment import DEFAULT_TOTAL_RESPONSES, TrainConfig, build_env_and_agent, env_settings, held_out_evaluator
 
 
 @dataclass
@@ -37,21 +37,70 @@ class Args(TrainConfig):
     """A training run: :class:`agents.experiment.TrainConfig` plus its budget and outputs."""
 
     exp_name: str = arg("train_agent", "name of this experiment (part of the run directory's name)")
-    total_timesteps: int = arg(76800, "environment steps (tokens x rows) to train for")
+    total_responses: int = arg(DEFAULT_TOTAL_RESPONSES, "budget: responses to sample in all (TRL's total_episodes); the run "
+                                                        "makes ceil(total_responses / n_envs) PPO iterations")
     n_eval_prompts: int = arg(256, "held-out prompts for the before/after table")
     out_dir: str = arg("runs", "where run directories are created")
-    checkpoint_freq: int = arg(240, "save a checkpoint every this many vector steps")
-    resume: str | None = arg(None, "checkpoint .zip to resume from (continues its run directory, beta, optimizer and "
-                                   "step count)")
+    checkpoint_every: int = arg(25, "save a checkpoint every this many PPO iterations")
+    resume: str | None = arg(None, "checkpoint .zip to resume from: continues its run directory with the run's own "
+                                   "arguments (args.json), beta, optimizer and counters, up to the run's budget "
+                                   "(or a larger --total-responses)")
+    overwrite: bool = arg(False, "with --resume: allow overwriting the results of a run that already finished")
     progress_bar: bool = arg(True, "show a progress bar")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("total_timesteps", "n_eval_prompts", "checkpoint_freq"):
+        for name in ("total_responses", "n_eval_prompts", "checkpoint_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         if self.resume is not None and not Path(self.resume).is_file():
             raise MissingFileError(f"--resume: checkpoint not found: {self.resume}")
+
+
+RESUME_OPTIONS = ("resume", "overwrite", "progress_bar", "device", "total_responses")
+"""What a resumed run may set; every other argument is the run's own, from its args.json."""
+
+
+def resumed_args(args: Args) -> Args:
+    """The arguments of the run that ``args.resume`` belongs to (its args.json), with the options of
+    :data:`RESUME_OPTIONS` that were given; a different value of any other option is refused, not silently used."""
+    args_path = run_of_checkpoint(args.resume) / "args.json"
+    stored = read_json(args_path, required=("seed", "env_id"), what="a run's arguments (args.json)")
+    defaults = Args()
+    merged = {}
+    for field in fields(Args):
+        name, given, default = field.name, getattr(args, field.name), getattr(defaults, field.name)
+        own = stored.get(name, default)
+        if name in RESUME_OPTIONS:
+            merged[name] = given if name != "total_responses" or given != default else own
+        elif given != default and given != own:
+            raise ConfigError(f"--{name.replace('_', '-')} {given!r}: a resumed run keeps its own arguments ({args_path} "
+                              f"has {own!r}); start a new run to change it")
+        else:
+            merged[name] = own
+    return Args(**merged)
+
+
+def run_of_checkpoint(checkpoint: str | Path) -> Path:
+    """The run directory a checkpoint ``<run>/checkpoints/agent_*.zip`` belongs to."""
+    return Path(checkpoint).resolve().parent.parent
+
+
+def create_run_directory(out_dir: str | Path, name: str) -> Path:
+    """Create ``out_dir/name`` atomically (``mkdir`` fails if it exists); a run started in the same second with the
+    same name gets ``name-2``, ``name-3``, ..., so two runs never share a directory."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out-dir {out_dir}: exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    candidate, attempt = out_dir / name, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            attempt += 1
+            candidate = out_dir / f"{name}-{attempt}"
 
 
 def report(before: Evaluation, after: Evaluation, console: Console) -> dict:
@@ -72,34 +121,37 @@ def report(before: Evaluation, after: Evaluation, console: Console) -> dict:
                                                  "prompts": before.prompts[:3]}}
 
 
-def run_directory(args: Args) -> Path:
-    """CleanRL's run name ``{env_id}__{exp_name}__{seed}__{time}``, or the run a resumed checkpoint belongs to."""
-    if args.resume:
-        return Path(args.resume).resolve().parent.parent
-    return Path(args.out_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-
-
 def main(args: Args) -> Path:
     console = Console()
     started = time.time()
-    run_dir = run_directory(args)
+    if args.resume:
+        args = resumed_args(args)
+        run_dir = run_of_checkpoint(args.resume)
+        if (run_dir / "summary.json").exists() and not args.overwrite:
+            raise ConfigError(f"{run_dir} has finished (summary.json): resuming from {args.resume} would overwrite its "
+                              "agent.zip, policy/ and summary.json; pass --overwrite true to do so")
+    else:  # CleanRL's run name; the directory itself is created once the env and agent are built
+        run_dir = Path(args.out_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     env, model = build_env_and_agent(args, tensorboard_log=run_dir, resume=args.resume)  # bad input fails before any file
+    if not args.resume:
+        run_dir = create_run_directory(args.out_dir, run_dir.name)
+        model.tensorboard_log = str(run_dir)
     settings = {**asdict(args), "env": env_settings(env)}
     atomic_write_json(run_dir / "args.json", settings)
     console.print(f"[bold]run directory[/bold] {run_dir}  (device: {model.device})")
     console.print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
     console.print("  env: " + ", ".join(f"{k} = {v}" for k, v in settings["env"].items()))
     if args.resume:
-        console.print(f"resumed from {args.resume} at step {model.num_timesteps}, beta {env.beta:.4f}")
+        dropped = truncate_curve(run_dir / "curve.jsonl", model.n_rollouts)
+        console.print(f"resumed from {args.resume} after {model.n_rollouts} PPO iterations ({model.num_responses} "
+                      f"responses), beta {env.beta:.4f}; dropped {dropped} curve rows written after that checkpoint")
     evaluate = held_out_evaluator(env, args.n_eval_prompts, args.seed)
     before = evaluate(env.batched_env.ref_model)
 
-    callbacks = CallbackList([
-        CheckpointCallback(save_freq=args.checkpoint_freq, save_path=str(run_dir / "checkpoints"), name_prefix="agent"),
-        LearningCurveCallback(run_dir / "curve.jsonl"),
-    ])
-    model.learn(args.total_timesteps, callback=callbacks, progress_bar=args.progress_bar, tb_log_name="tensorboard",
-                reset_num_timesteps=not args.resume)
+    callbacks = CallbackList([IterationCheckpoint(run_dir / "checkpoints", args.checkpoint_every),
+                              LearningCurveCallback(run_dir / "curve.jsonl")])
+    model.learn(total_responses=args.total_responses, callback=callbacks, progress_bar=args.progress_bar,
+                tb_log_name="tensorboard", reset_num_timesteps=not args.resume)
     model.save(run_dir / "agent.zip")
     model.export_pretrained(run_dir / "policy")
 
@@ -108,8 +160,10 @@ def main(args: Args) -> Path:
     curve = read_curve(run_dir / "curve.jsonl")
     if curve:
         plot_learning_curve(curve, run_dir / "learning_curve.png", title=f"{args.env_id}: beta={env.beta:g}, seed={args.seed}")
-    summary.update(seconds=round(time.time() - started, 1), timesteps=int(model.num_timesteps), device=str(model.device),
+    summary.update(seconds=round(time.time() - started, 1), iterations=int(model.n_rollouts),
+                   responses=int(model.num_responses), timesteps=int(model.num_timesteps), device=str(model.device),
                    final_beta=float(env.beta))
     atomic_write_json(run_dir / "summary.json", summary)
-    console.print(f"done in {summary['seconds']:.0f} s: agent.zip, policy/, learning_curve.png, summary.json in {run_dir}")
+    console.print(f"done in {summary['seconds']:.0f} s, {summary['iterations']} PPO iterations, {summary['responses']} "
+                  f"responses: agent.zip, policy/, learning_curve.png, summary.json in {run_dir}")
     return run_dir

@@ -21,3 +21,8 @@ class DataError(RLHFGymError, ValueError):
 
 class MissingFileError(RLHFGymError, FileNotFoundError):
     """A file, directory, checkpoint or model that does not exist or cannot be loaded; the message names it."""
+
+
+class TrainingDivergedError(RLHFGymError, FloatingPointError):
+    """A loss or the parameters became NaN/inf during training; the message names what, where and what to try.
+    Nothing non-finite is saved."""

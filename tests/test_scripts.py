@@ -8,64 +8,18 @@ the scripts in ``scripts/`` are thin entry points onto the same modules.
 import ast
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import cli_error, fake_run
 
-from agents import train
 from rlhf_gym.cli import COMMANDS, parse_dataclass, run_command
 from rlhf_gym.commands import best_of_n, build_task, collect, summarize, train_rm
 from rlhf_gym.tasks.reviews.build import BuildConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {"prompt": "the food was", "chosen": "great .", "rejected": "bad ."}
-
-
-@pytest.mark.slow
-def test_train_agent_runs_end_to_end_and_resumes(tmp_path):
-    argv = ["--out-dir", str(tmp_path), "--total-timesteps", "192", "--n-envs", "8", "--batch-size", "4",
-            "--max-new-tokens", "12", "--n-eval-prompts", "8", "--checkpoint-freq", "6", "--progress-bar", "false"]
-    run_dir = train.main(parse_dataclass(train.Args, "", argv))
-    for name in ("agent.zip", "policy/config.json", "policy/tokenizer.json", "learning_curve.png", "summary.json",
-                 "args.json"):
-        assert (run_dir / name).exists(), name
-    assert run_dir.name.startswith("RLHF-v0__train_agent__0__")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert {"proxy_reward", "gold_reward", "kl", "response_length"} <= set(summary["after"])
-    assert list((run_dir).glob("tensorboard_*/events.out.tfevents.*"))
-    checkpoint = sorted((run_dir / "checkpoints").glob("agent_*_steps.zip"))[-1]
-    done = summary["timesteps"]
-    resumed = train.main(parse_dataclass(train.Args, "", [*argv[:2], "--total-timesteps", str(done + 96), *argv[4:],
-                                                          "--resume", str(checkpoint)]))
-    assert resumed == run_dir
-    assert json.loads((run_dir / "summary.json").read_text())["timesteps"] > done
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--beta", "-1"], "--beta must be >= 0"),
-    (["--n-envs", "zero"], "invalid int value"),
-    (["--kl-estimator", "k2"], "--kl-estimator must be"),
-    (["--resume", "/nonexistent/agent.zip"], "checkpoint not found"),
-    (["--no-such-option", "1"], "unrecognized arguments"),
-    (["--output-dir", "runs"], "unrecognized arguments"),  # the old spelling: outputs are --out / --out-dir everywhere
-])
-def test_train_agent_bad_arguments(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        parse_dataclass(train.Args, "", argv)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
-def test_train_agent_help_documents_every_option():
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_agent.py"), "--help"], capture_output=True, text=True)
-    assert out.returncode == 0
-    for option in ("--model", "--reward-model", "--prompts", "--beta", "--kl-target", "--total-timesteps", "--batch-size",
-                   "--max-new-tokens", "--learning-rate", "--device", "--seed", "--out-dir", "--resume"):
-        assert option in out.stdout
 
 
 def script_command(path: Path) -> str | None:

@@ -1,0 +1,128 @@
+"""The main job (``rlhf-gym train``): the budget in responses, run directories, resume semantics, bad arguments."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import cli_error
+
+from agents import train
+from rlhf_gym.cli import parse_dataclass
+from rlhf_gym.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--n-envs", "8", "--batch-size", "4", "--max-new-tokens", "10", "--n-eval-prompts", "8", "--progress-bar", "false"]
+
+
+def run_train(argv):
+    return train.main(parse_dataclass(train.Args, "", [str(a) for a in argv]))
+
+
+def curve_iterations(run_dir: Path) -> list[int]:
+    return [json.loads(line)["iteration"] for line in (run_dir / "curve.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A run of 3 PPO iterations of 8 responses with an adaptive KL controller, a checkpoint after every iteration."""
+    out = tmp_path_factory.mktemp("runs")
+    run_dir = run_train(["--out-dir", out, "--total-responses", 24, "--checkpoint-every", 1, "--kl-target", 3, *TINY])
+    return run_dir
+
+
+@pytest.mark.slow
+def test_a_run_counts_its_budget_in_responses_and_writes_its_outputs(finished_run):
+    for name in ("agent.zip", "policy/config.json", "policy/tokenizer.json", "learning_curve.png", "summary.json",
+                 "args.json"):
+        assert (finished_run / name).exists(), name
+    assert finished_run.name.startswith("RLHF-v0__train_agent__0__")
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert (summary["iterations"], summary["responses"]) == (3, 24)  # ceil(24 / 8) iterations, exactly
+    assert {"proxy_reward", "gold_reward", "kl", "response_length"} <= set(summary["after"])
+    assert curve_iterations(finished_run) == [1, 2, 3]
+    # checkpoints between updates: after iterations 1 and 2 (the third is agent.zip itself)
+    assert sorted(p.name for p in (finished_run / "checkpoints").iterdir()) == [
+        "agent_000001_iterations.zip", "agent_000002_iterations.zip"]
+    assert list(finished_run.glob("tensorboard_*/events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_resume_restores_the_run_arguments_and_stops_at_its_budget(finished_run, tmp_path):
+    stored = json.loads((finished_run / "args.json").read_text())
+    checkpoint = finished_run / "checkpoints" / "agent_000001_iterations.zip"
+    # a plain --resume takes the run's own arguments, not the defaults
+    args = train.resumed_args(parse_dataclass(train.Args, "", ["--resume", str(checkpoint)]))
+    assert (args.n_envs, args.kl_target, args.max_new_tokens, args.total_responses) == (8, 3.0, 10, 24)
+    # as after a kill -9 past the checkpoint: rows of iterations 2 and 3 on disk, no summary
+    (finished_run / "summary.json").unlink()
+    run_dir = run_train(["--resume", checkpoint, "--progress-bar", "false"])
+    assert run_dir == finished_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["iterations"], summary["responses"]) == (3, 24)  # the original budget, not 24 more
+    assert curve_iterations(run_dir) == [1, 2, 3]  # the killed run's rows after the checkpoint were dropped
+    assert json.loads((run_dir / "args.json").read_text())["kl_target"] == stored["kl_target"] == 3.0
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_does_not_overwrite_it_unless_asked(finished_run, capsys):
+    agent = (finished_run / "agent.zip").read_bytes()
+    checkpoint = finished_run / "checkpoints" / "agent_000001_iterations.zip"
+    error = cli_error(capsys, "train", ["--resume", checkpoint])
+    assert "has finished (summary.json)" in error and "--overwrite true" in error
+    assert (finished_run / "agent.zip").read_bytes() == agent
+
+
+@pytest.mark.slow
+def test_resume_refuses_to_change_the_run_arguments(finished_run, capsys):
+    checkpoint = finished_run / "checkpoints" / "agent_000001_iterations.zip"
+    with pytest.raises(ConfigError, match="--n-envs 16: a resumed run keeps its own arguments"):
+        train.resumed_args(parse_dataclass(train.Args, "", ["--resume", str(checkpoint), "--n-envs", "16"]))
+    extended = train.resumed_args(parse_dataclass(train.Args, "", ["--resume", str(checkpoint), "--total-responses",
+                                                                    "48"]))
+    assert extended.total_responses == 48  # the budget may grow
+
+
+def test_two_runs_with_the_same_name_get_two_directories(tmp_path):
+    first = train.create_run_directory(tmp_path / "runs", "RLHF-v0__x__0__123")
+    second = train.create_run_directory(tmp_path / "runs", "RLHF-v0__x__0__123")
+    assert (first.name, second.name) == ("RLHF-v0__x__0__123", "RLHF-v0__x__0__123-2")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="is not a directory"):
+        train.create_run_directory(tmp_path / "file", "run")
+
+
+def test_bad_input_leaves_no_run_directory(tmp_path, capsys):
+    error = cli_error(capsys, "train", ["--out-dir", tmp_path / "runs", "--reward-model", tmp_path / "missing", *TINY])
+    assert str(tmp_path / "missing") in error
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--beta", "-1"], "--beta must be >= 0"),
+    (["--beta", "nan"], "--beta must be finite"),
+    (["--learning-rate", "nan"], "--learning-rate must be > 0"),
+    (["--learning-rate", "inf"], "--learning-rate must be finite"),
+    (["--total-responses", "0"], "--total-responses must be > 0"),
+    (["--batch-size", "128"], "--batch-size 128 is larger than a rollout (--n-envs 64 responses)"),
+    (["--resume", "/nonexistent/agent.zip"], "checkpoint not found"),
+    (["--n-envs", "zero"], "invalid int value"),
+    (["--kl-estimator", "k2"], "--kl-estimator must be"),
+    (["--no-such-option", "1"], "unrecognized arguments"),
+    (["--output-dir", "runs"], "unrecognized arguments"),  # the old spelling: outputs are --out / --out-dir everywhere
+    (["--total-timesteps", "76800"], "unrecognized arguments"),  # the budget is counted in responses
+])
+def test_train_agent_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_dataclass(train.Args, "", argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_agent_help_documents_every_option():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_agent.py"), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for option in ("--model", "--reward-model", "--prompts", "--beta", "--kl-target", "--total-responses", "--batch-size",
+                   "--max-new-tokens", "--learning-rate", "--device", "--seed", "--out-dir", "--resume", "--overwrite"):
+        assert option in out.stdout
