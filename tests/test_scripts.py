@@ -177,7 +177,9 @@ def test_summarize_expands_patterns_and_lists(tmp_path, capsys):
         fake_run(tmp_path / f"RLHF-v0__x__{seed}__1", gold)
     table = summarize.main(summarize.Args(runs=str(tmp_path / "RLHF-v0__x__*")))
     assert "| gold_reward | 0.000 ± 0.000 | 2.000 ± 1.000 |" in table and "after (nlpo)" in table
-    assert capsys.readouterr().out.startswith("2 runs")
+    out = capsys.readouterr().out
+    assert out.startswith("2 runs")
+    assert "| RLHF-v0__x__1__1 | ? | 3.000 | nan | 1.00 | ? | 10 |" in out  # each run's own row
     listed = ",".join(str(tmp_path / f"RLHF-v0__x__{seed}__1") for seed in (0, 1))
     assert summarize.main(summarize.Args(runs=listed)) == table
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import cli_error
 
 from agents import train
@@ -126,3 +127,10 @@ def test_train_agent_help_documents_every_option():
     for option in ("--model", "--reward-model", "--prompts", "--beta", "--kl-target", "--total-responses", "--batch-size",
                    "--max-new-tokens", "--learning-rate", "--device", "--seed", "--out-dir", "--resume", "--overwrite"):
         assert option in out.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_on_a_machine_without_it_is_one_clear_line(tmp_path, capsys):
+    error = cli_error(capsys, "train", ["--device", "cuda", "--out-dir", tmp_path, *TINY])
+    assert error.startswith("error: device 'cuda' is not available on this machine") and "use cpu or auto" in error
+    assert not list(tmp_path.iterdir())

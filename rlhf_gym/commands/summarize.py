@@ -1,6 +1,7 @@
-"""Mean ± std over training runs (one per seed): the before/after figures of their summary.json, as a Markdown table.
+"""Mean ± std over training runs (one per seed): the before/after figures of their summary.json, as a Markdown table,
+then one row per run (seed, gold reward, well-formed share, KL, PPO iterations, seconds) so that no seed hides in a mean.
 
-    for seed in 0 1 2; do rlhf-gym train --seed $seed; done
+    for seed in 0 1 2 3 4; do rlhf-gym train --seed $seed; done
     rlhf-gym summarize                                  # runs/RLHF-v0__train_agent__*
     rlhf-gym summarize --runs 'runs/RLHF-v0__nlpo__*'   # a glob pattern (quoted: the command expands it)
     rlhf-gym summarize --runs runs/a,runs/b             # or comma-separated run directories
@@ -57,5 +58,17 @@ def main(args: Args) -> str:
     seconds = np.array([s["seconds"] for s in summaries])
     table = "\n".join(lines)
     print(f"{len(summaries)} runs\n\n{table}\n\nwall time per run: {seconds.mean():.0f} ± {seconds.std():.0f} s on "
-          f"{summaries[0]['device']}")
+          f"{summaries[0]['device']}\n\n{per_run_table(directories, summaries)}")
     return table
+
+
+def per_run_table(directories: list[Path], summaries: list[dict]) -> str:
+    """One Markdown row per run: its seed, final gold reward, well-formed share and KL, iterations and seconds."""
+    lines = ["| run | seed | gold reward | well-formed | KL | PPO iterations | seconds |", "|---|---|---|---|---|---|---|"]
+    for directory, summary in zip(directories, summaries):
+        run_args = read_json(directory / "args.json", (), "a run's arguments") if (directory / "args.json").is_file() else {}
+        after = summary["after"]
+        lines.append(f"| {directory.name} | {run_args.get('seed', '?')} | {after['gold_reward']:.3f} | "
+                     f"{after.get('well_formed', float('nan')):.3f} | {after['kl']:.2f} | {summary.get('iterations', '?')} | "
+                     f"{summary['seconds']:.0f} |")
+    return "\n".join(lines)
