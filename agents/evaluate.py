@@ -23,7 +23,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 import rlhf_gym  # noqa: F401  (registers the env ids)
 from envs import RLHFEnvSurface
@@ -32,7 +32,7 @@ from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.evaluation import distinct_n, evaluate_policy
 from rlhf_gym.hacking.best_of_n import interpolate_best_of_n
 from rlhf_gym.tokenizers import check_same_tokenizer
-from rlhf_gym.utils import atomic_write_json, read_json, resolve_device
+from rlhf_gym.utils import atomic_write_json, load_model, read_json, resolve_device
 
 from .ppo import TokenPPO
 
@@ -75,7 +75,7 @@ def load_agent(path: str, env: RLHFEnvSurface, device: torch.device):
     else:
         check_same_tokenizer(AutoTokenizer.from_pretrained(path), env.tokenizer, f"--agent {path}",
                              "the reference policy's (the KL is undefined)")
-        lm = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+        lm = load_model(path, "policy", "--agent").to(device).eval()
     if lm.get_output_embeddings().weight.shape[0] != env.vocab_size:
         raise ConfigError(f"--agent {path}: its vocabulary does not match the reference policy's; the KL is undefined")
     return lm

@@ -24,12 +24,12 @@ from gymnasium import spaces
 from stable_baselines3.common.distributions import CategoricalDistribution
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.policies import BasePolicy
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoTokenizer, PreTrainedModel
 
 from rlhf_gym.generation import cache_kwargs, output_cache, positions
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.masking import apply_mask
-from rlhf_gym.utils import load_pretrained
+from rlhf_gym.utils import load_model
 
 
 def describe_model(model_name_or_path: str | nn.Module) -> str:
@@ -46,7 +46,7 @@ def load_causal_lm(model_name_or_path: str | nn.Module) -> PreTrainedModel:
         for p in lm.parameters():
             p.requires_grad_(True)
         return lm
-    return load_pretrained(AutoModelForCausalLM.from_pretrained, model_name_or_path, "the policy model")
+    return load_model(model_name_or_path, "policy", "the policy model")
 
 
 def _disable_dropout(module: nn.Module) -> None:
@@ -105,8 +105,7 @@ class TransformerPolicy(BasePolicy):
         if value_init == "reward_model":
             if share_trunk or reward_model_path is None:
                 raise ConfigError("value_init='reward_model' needs share_trunk=False and reward_model_path")
-            reward = load_pretrained(AutoModelForSequenceClassification.from_pretrained, reward_model_path,
-                                     "the reward model for the critic", num_labels=1)
+            reward = load_model(reward_model_path, "reward_model", "the reward model for the critic")
             self.critic_trunk = reward.base_model
             head = getattr(reward, "score", None) or getattr(reward, "classifier", None)
             if not isinstance(head, nn.Linear) or head.out_features != 1:

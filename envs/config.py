@@ -8,6 +8,8 @@ run in :mod:`envs.setup`.
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -23,6 +25,29 @@ DEFAULT_BETA = 0.1
 
 DEPRECATED_NAMES = {"target_kl": "kl_target", "kl_penalty": "kl_placement"}
 """Old keyword -> new field. ``target_kl`` clashed with SB3's early-stop ``target_kl``; ``kl_penalty`` is a placement."""
+
+
+def is_number(value: Any) -> bool:
+    """A real number (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_number(name: str, value: Any, minimum: float | None = None, strict: bool = False) -> None:
+    """A :class:`ConfigError` unless ``value`` is a finite number ``> minimum`` (``strict``) or ``>= minimum``."""
+    valid = is_number(value) and math.isfinite(value)
+    if valid and minimum is not None:
+        valid = value > minimum if strict else value >= minimum
+    if not valid:
+        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum}"
+        raise ConfigError(f"{name} must be a finite number{bound}, got {value!r}")
+
+
+def check_count(name: str, value: Any) -> None:
+    """A :class:`ConfigError` unless ``value`` is an integer >= 1 (a bool or 2.5 is not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ConfigError(f"{name} must be >= 1, got {value}")
 
 
 @dataclass
@@ -84,19 +109,16 @@ class RLHFEnvConfig:
             raise ConfigError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
         if self.mask_model not in MASK_MODELS:
             raise ConfigError(f"mask_model must be one of {MASK_MODELS}, got {self.mask_model!r}")
-        if not self.temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
-        if not self.beta >= 0:
-            raise ConfigError(f"beta must be >= 0, got {self.beta}")
-        if self.kl_target is not None and not self.kl_target > 0:
-            raise ConfigError(f"kl_target must be > 0, got {self.kl_target}")
-        for name in ("max_new_tokens", "max_prompt_tokens", "mask_top_k"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
-        if self.kl_horizon < 1 or self.mask_min_tokens < 1:
-            raise ConfigError(f"kl_horizon and mask_min_tokens must be >= 1, got {self.kl_horizon}, {self.mask_min_tokens}")
-        if self.mask_top_p is not None and not 0 < self.mask_top_p <= 1:
+        # NaN or inf would make every reward NaN or inf: each number must be finite, and within its range
+        check_number("temperature", self.temperature, minimum=0, strict=True)
+        check_number("beta", self.beta, minimum=0)
+        if self.kl_target is not None:
+            check_number("kl_target", self.kl_target, minimum=0, strict=True)
+        check_number("no_eos_penalty", self.no_eos_penalty)
+        for name in ("max_new_tokens", "max_prompt_tokens", "mask_top_k", "kl_horizon", "mask_min_tokens"):
+            if getattr(self, name) is not None:
+                check_count(name, getattr(self, name))
+        if self.mask_top_p is not None and not (is_number(self.mask_top_p) and 0 < self.mask_top_p <= 1):
             raise ConfigError(f"mask_top_p must be in (0, 1], got {self.mask_top_p}")
         if isinstance(self.prompts, Path):
             self.prompts = str(self.prompts)

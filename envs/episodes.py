@@ -9,12 +9,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlhf_gym.errors import ConfigError
 from rlhf_gym.generation import positions
 from rlhf_gym.kl import kl_per_token
 from rlhf_gym.masking import top_p_mask
 from rlhf_gym.scoring import reference_logprobs, score_episodes
 
 from .setup import EnvSetup
+
+
+MAX_LOGPROB = 1e-5
+"""The largest log-probability an agent may report: 0, plus room for rounding."""
+LOGPROB_RULE = "a log-probability is a finite number <= 0"
 
 
 class EpisodeBatch:
@@ -50,13 +56,25 @@ class EpisodeBatch:
         self.eos[rows] = False
 
     def report(self, logprobs) -> None:
-        """Store ``log pi(a_t | s_t)`` of the actions about to be taken (NaN: not reported)."""
+        """Store ``log pi(a_t | s_t)`` of the actions about to be taken (NaN: not reported).
+
+        :raises ConfigError: for a value that is no log-probability (inf, -inf, > 0), which would make the reward infinite
+            or reward the KL, naming the row.
+        """
         if torch.is_tensor(logprobs):
             values = logprobs.detach().float().reshape(-1).to(self.setup.device)
         else:
-            values = torch.as_tensor(np.asarray(logprobs, dtype=np.float32).reshape(-1), device=self.setup.device)
+            try:
+                values = torch.as_tensor(np.asarray(logprobs, dtype=np.float32).reshape(-1), device=self.setup.device)
+            except (TypeError, ValueError):
+                raise ConfigError(f"report_logprobs: expected {self.num_rows} numbers, got {logprobs!r}") from None
         if values.shape[0] != self.num_rows:
             raise ValueError(f"expected {self.num_rows} log-probs, got {values.shape[0]}")
+        bad = torch.isinf(values) | (values > MAX_LOGPROB)
+        if bad.any():
+            row = int(bad.nonzero()[0, 0])
+            raise ConfigError(f"report_logprobs: row {row}: {values[row].item()}; {LOGPROB_RULE} "
+                              "(NaN: no report for that row)")
         self.reported.copy_(values)
 
     def observation(self) -> dict[str, np.ndarray]:

@@ -30,7 +30,8 @@ same sum, as dense rewards).
 **The log-prob channel.** The env holds ``pi_ref`` but cannot see the acting policy. An agent calls
 ``env.unwrapped.report_logprobs(log_pi_of_action)`` before each ``step``. Tokens with no report use the fallback
 ``log pi = 0`` (exact for a deterministic agent); ``info["kl_source"]`` is ``"reported"``,
-``"fallback:deterministic_policy"`` or ``"mixed"``.
+``"fallback:deterministic_policy"`` or ``"mixed"``. A report must be a finite number <= 0 (NaN, inf or a positive
+value is refused: it would make the reward NaN or infinite); an action must be one integer token id.
 
 ## Episode end
 
@@ -47,14 +48,18 @@ final ``info`` holds ``proxy_reward``, ``kl``, ``beta``, ``penalty``, ``terminal
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 
-from .config import RLHFEnvConfig
-from .episodes import EpisodeBatch
+from rlhf_gym.errors import ConfigError
+
+from .config import RLHFEnvConfig, is_number
+from .episodes import LOGPROB_RULE, MAX_LOGPROB, EpisodeBatch
 from .setup import resolve_setup
 from .surface import RLHFEnvSurface
 
@@ -68,6 +73,22 @@ def make_config(config: RLHFEnvConfig | None, kwargs: dict[str, Any]) -> RLHFEnv
     if kwargs:
         raise TypeError(f"give either config or keyword arguments, not both (got {sorted(kwargs)})")
     return config
+
+
+def as_token_id(action: Any, vocab_size: int) -> int:
+    """``action`` as a token id: a Python or NumPy integer, or a 0-d integer array, in ``[0, vocab_size)``.
+
+    Anything else (5.9, [7, 8], "5", None, True) is refused rather than converted into some token.
+    """
+    integer = isinstance(action, (int, np.integer)) and not isinstance(action, bool)
+    if isinstance(action, np.ndarray) and action.ndim == 0 and np.issubdtype(action.dtype, np.integer):
+        integer = True
+    if not integer:
+        raise ConfigError(f"action {action!r} must be one integer token id in Discrete({vocab_size}) "
+                          f"(a Python or NumPy integer), got {type(action).__name__}")
+    if not 0 <= int(action) < vocab_size:
+        raise ConfigError(f"action {int(action)} is outside the action space Discrete({vocab_size})")
+    return int(action)
 
 
 class RLHFEnv(RLHFEnvSurface, gym.Env):
@@ -93,7 +114,15 @@ class RLHFEnv(RLHFEnvSurface, gym.Env):
         self._needs_reset = True
 
     def report_logprobs(self, logprob: float) -> None:
-        """Report ``log pi(a_t | s_t)`` of the action passed to the next ``step`` (the log-prob channel)."""
+        """Report ``log pi(a_t | s_t)`` of the action passed to the next ``step`` (the log-prob channel).
+
+        :raises ConfigError: unless ``logprob`` is a finite number <= 0 (a Python, NumPy or 0-d torch number).
+        """
+        if (torch.is_tensor(logprob) or isinstance(logprob, np.ndarray)) and logprob.ndim == 0:
+            logprob = logprob.item()
+        if not (is_number(logprob) and math.isfinite(logprob) and logprob <= MAX_LOGPROB):
+            shown = float(logprob) if is_number(logprob) else repr(logprob)
+            raise ConfigError(f"report_logprobs: got {shown}; {LOGPROB_RULE} (to report nothing, do not call it)")
         self._episodes.report([logprob])
 
     def action_masks(self) -> np.ndarray:
@@ -119,11 +148,9 @@ class RLHFEnv(RLHFEnvSurface, gym.Env):
     def step(self, action):
         if self._needs_reset:
             raise RuntimeError("step() called after the episode ended (or before any reset); call reset() first")
-        action = int(np.asarray(action).reshape(-1)[0]) if np.ndim(action) else int(action)
-        if not self.action_space.contains(action):
-            raise ValueError(f"action {action} is outside the action space Discrete({self.action_space.n})")
+        token = as_token_id(action, self.action_space.n)
         rows = np.array([0])
-        terminated, truncated = self._episodes.append(rows, np.array([action]))
+        terminated, truncated = self._episodes.append(rows, np.array([token]))
         finished = terminated | truncated
         rewards, infos = self._episodes.rewards(rows, finished)
         self._needs_reset = bool(finished[0])

@@ -16,15 +16,17 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.generation import check_prompts_fit
 from rlhf_gym.kl import make_kl_controller
-from rlhf_gym.prompts import load_prompts
+from rlhf_gym.prompts import load_prompts, tokenize_prompts
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.scoring import RewardFn, as_reward_fn
 from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, Task, load_task
-from rlhf_gym.utils import load_pretrained, resolve_device
+from rlhf_gym.tokenizers import check_same_tokenizer
+from rlhf_gym.utils import context_length, load_model, load_pretrained, resolve_device
 
 from .config import RLHFEnvConfig
 
@@ -77,19 +79,31 @@ class EnvSetup:
 
 
 def load_reference(config: RLHFEnvConfig, task: Task | None, device: torch.device):
-    """The frozen reference policy (no gradients, eval mode) and the policy's tokenizer."""
+    """The frozen reference policy (no gradients, eval mode) and the policy's tokenizer.
+
+    A ``tokenizer`` given with a reference model that has its own (the task's, or one saved beside it) must be
+    that same tokenizer: same ids, same special tokens.
+    """
     ref_model, tokenizer = config.ref_model, config.tokenizer
+    own_tokenizer = None
     if ref_model is None:
         if task is None:
             raise ConfigError("give a task or a ref_model")
-        model, tokenizer = task.load_policy(device), tokenizer or task.load_tokenizer()
+        model, own_tokenizer = task.load_policy(device), task.load_tokenizer()
     elif isinstance(ref_model, (str, Path)):
-        model = load_pretrained(AutoModelForCausalLM.from_pretrained, ref_model, "the reference model")
-        tokenizer = tokenizer or load_pretrained(AutoTokenizer.from_pretrained, ref_model, "the reference tokenizer")
+        model = load_model(ref_model, "policy", "the reference model")
+        if tokenizer is None or (Path(ref_model) / "tokenizer_config.json").is_file():
+            own_tokenizer = load_pretrained(AutoTokenizer.from_pretrained, ref_model, "the reference tokenizer")
     elif tokenizer is None:
         raise ConfigError("a reference model given as an object needs its tokenizer (tokenizer=...)")
     else:
         model = ref_model
+        if model.get_output_embeddings() is None:
+            raise ConfigError(f"ref_model is a {type(model).__name__}, not a causal language model (a policy)")
+    if tokenizer is None:
+        tokenizer = own_tokenizer
+    elif own_tokenizer is not None:
+        check_same_tokenizer(tokenizer, own_tokenizer, "the tokenizer= argument", "the reference model's")
     model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -115,16 +129,19 @@ def load_reward(config: RLHFEnvConfig, task: Task | None, device: torch.device) 
     return reward_fn
 
 
-def load_prompt_ids(config: RLHFEnvConfig, task: Task | None, tokenizer) -> tuple[list[str], list[list[int]], int]:
-    """The prompts, their token ids (left-truncated if allowed) and the prompt budget."""
+def load_prompt_ids(config: RLHFEnvConfig, task: Task | None, tokenizer, model,
+                    max_new_tokens: int) -> tuple[list[str], list[list[int]], int]:
+    """The prompts, their token ids (left-truncated if allowed) and the prompt budget, which with ``max_new_tokens``
+    must fit the reference ``model``'s context."""
     if config.prompts is None and task is None:
         raise ConfigError("give a task or prompts")
     prompts = load_prompts(config.prompts if config.prompts is not None else task.train_prompts)
-    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    prompt_ids = tokenize_prompts(prompts, tokenizer)
     empty = [i for i, ids in enumerate(prompt_ids) if not ids]
     if empty:
         raise ConfigError(f"prompt {empty[0]} ({prompts[empty[0]]!r}) is empty after tokenisation")
-    budget = config.max_prompt_tokens or max(len(ids) for ids in prompt_ids)
+    budget = config.max_prompt_tokens or fit_prompt_budget(prompt_ids, config.truncate_prompts, model, max_new_tokens)
+    check_context(model, budget, max_new_tokens)
     too_long = [i for i, ids in enumerate(prompt_ids) if len(ids) > budget]
     if too_long:
         i = too_long[0]
@@ -136,9 +153,25 @@ def load_prompt_ids(config: RLHFEnvConfig, task: Task | None, tokenizer) -> tupl
     return prompts, prompt_ids, budget
 
 
+def fit_prompt_budget(prompt_ids: list[list[int]], truncate_prompts: bool, model, max_new_tokens: int) -> int:
+    """The prompt budget when none is given: the longest prompt, or with ``truncate_prompts`` what the reference
+    model's context leaves beside ``max_new_tokens``, if that is less.
+
+    :raises ConfigError: naming the longest prompt and the lengths, when it does not fit and may not be truncated.
+    """
+    budget, limit = max(len(ids) for ids in prompt_ids), context_length(model)
+    # (when max_new_tokens alone fills the context, no prompt fits: check_context says so)
+    if limit is not None and max_new_tokens < limit < budget + max_new_tokens:
+        if truncate_prompts:
+            return limit - max_new_tokens
+        check_prompts_fit(prompt_ids, max_new_tokens, limit, "the reference model",  # raises: the longest does not fit
+                          "; pass truncate_prompts=True to keep the last tokens of long prompts")
+    return budget
+
+
 def check_context(model, max_prompt_tokens: int, max_new_tokens: int) -> None:
     """Prompt plus response must fit the reference model's positions."""
-    limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    limit = context_length(model)
     if limit is not None and max_prompt_tokens + max_new_tokens > limit:
         raise ConfigError(f"max_prompt_tokens + max_new_tokens = {max_prompt_tokens + max_new_tokens} exceeds the "
                           f"reference model's context of {limit} positions")
@@ -175,9 +208,8 @@ def resolve_setup(config: RLHFEnvConfig) -> EnvSetup:
     task = load_task(config.task) if config.task is not None else None
     model, tokenizer = load_reference(config, task, device)
     reward_fn = load_reward(config, task, device)
-    prompts, prompt_ids, max_prompt_tokens = load_prompt_ids(config, task, tokenizer)
     max_new_tokens = config.max_new_tokens or (task.max_new_tokens if task else DEFAULT_MAX_NEW_TOKENS)
-    check_context(model, max_prompt_tokens, max_new_tokens)
+    prompts, prompt_ids, max_prompt_tokens = load_prompt_ids(config, task, tokenizer, model, max_new_tokens)
     stop_id = resolve_stop_token(config.stop_token, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
     return EnvSetup(

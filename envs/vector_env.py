@@ -21,6 +21,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rlhf_gym.errors import ConfigError
+
 from .config import RLHFEnvConfig
 from .episodes import EpisodeBatch
 from .rlhf_env import make_config
@@ -64,7 +66,10 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         self._started = False
 
     def report_logprobs(self, logprobs) -> None:
-        """Report ``log pi(a_t | s_t)`` for every row's next action (NaN for none): the log-prob channel."""
+        """Report ``log pi(a_t | s_t)`` for every row's next action (NaN for none): the log-prob channel.
+
+        :raises ConfigError: for a value that is no log-probability (inf, -inf, > 0), naming its row.
+        """
         self._episodes.report(logprobs)
 
     def action_masks(self, as_tensor: bool = False):
@@ -97,12 +102,14 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
     def step(self, actions):
         if not self._started:
             raise RuntimeError("step() called before reset()")
-        actions = np.asarray(actions).reshape(-1)
-        if actions.shape[0] != self.num_envs:
-            raise ValueError(f"expected {self.num_envs} actions, got {actions.shape[0]}")
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
+            # no silent conversion: 5.9 would become token 5, [[5], [6]] would be flattened
+            raise ConfigError(f"actions must be an integer array of shape ({self.num_envs},), one token id per row; "
+                              f"got shape {actions.shape} of {actions.dtype}")
         bad = np.flatnonzero((actions < 0) | (actions >= self._setup.vocab_size))
         if bad.size:
-            raise ValueError(f"action {actions[bad[0]]} of row {bad[0]} is outside Discrete({self._setup.vocab_size})")
+            raise ConfigError(f"action {actions[bad[0]]} of row {bad[0]} is outside Discrete({self._setup.vocab_size})")
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)

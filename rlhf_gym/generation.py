@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError
+from .utils import context_length
+
 
 @dataclass
 class Samples:
@@ -51,6 +54,20 @@ def output_cache(output):
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids that count only real tokens (0 for padding)."""
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def check_prompts_fit(prompt_ids: list[list[int]], max_new_tokens: int, limit: int | None, whose: str,
+                      hint: str = "", first_index: int = 0) -> None:
+    """A :class:`ConfigError` naming the longest prompt and the lengths when it and ``max_new_tokens`` need more than
+    the ``limit`` positions of ``whose`` model (past them, the model fails with an IndexError).
+
+    :param hint: what to do, appended to the message. :param first_index: index of ``prompt_ids[0]`` among all prompts.
+    """
+    longest = max(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+    needed = len(prompt_ids[longest]) + max_new_tokens
+    if limit is not None and needed > limit:
+        raise ConfigError(f"prompt {first_index + longest} has {len(prompt_ids[longest])} tokens; with max_new_tokens="
+                          f"{max_new_tokens} it needs {needed} of {whose}'s {limit} positions{hint}")
 
 
 @torch.no_grad()
@@ -116,7 +133,10 @@ def generate_texts(
     batch_size: int = 256,
     greedy: bool = False,
 ) -> list[str]:
-    """Sample one response per prompt; seeded, batched, on the model's device."""
+    """Sample one response per prompt; seeded, batched, on the model's device.
+
+    :raises ConfigError: when a prompt and ``max_new_tokens`` do not fit the model's context.
+    """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     responses: list[str] = []
@@ -125,6 +145,7 @@ def generate_texts(
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
         encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in chunk]
+        check_prompts_fit(encoded, max_new_tokens, context_length(model), "the policy", first_index=start)
         ids, mask = left_pad(encoded, tokenizer.pad_token_id, device)
         samples = sample(model, ids, mask, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
                          temperature, generator, greedy)

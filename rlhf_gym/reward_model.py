@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from .errors import ConfigError
-from .utils import load_pretrained
+from .utils import context_length, load_model, load_pretrained
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None) -> torch.Tensor:
@@ -41,12 +41,16 @@ class RewardModel:
 
     :param model: the sequence classifier (``config.num_labels == 1``).
     :param tokenizer: its tokenizer; one without a pad token gets its EOS token as pad.
-    :param max_length: texts are truncated on the left to this many tokens (the end of a response is kept).
+    :param max_length: texts are truncated on the left to this many tokens (the end of a response is kept);
+        default and maximum: the model's context (``n_positions``), no truncation for a model without one.
     """
 
-    def __init__(self, model, tokenizer, max_length: int = 128):
+    def __init__(self, model, tokenizer, max_length: int | None = None):
         if model.config.num_labels != 1:
             raise ConfigError(f"a reward model needs num_labels=1, this one has {model.config.num_labels}")
+        limit = context_length(model)
+        if max_length is not None and limit is not None and max_length > limit:
+            raise ConfigError(f"max_length={max_length} exceeds the reward model's context of {limit} positions")
         if tokenizer.pad_token is None:
             if tokenizer.eos_token is None:
                 raise ConfigError(
@@ -57,17 +61,17 @@ class RewardModel:
         model.config.pad_token_id = tokenizer.pad_token_id
         tokenizer.padding_side = "right"
         tokenizer.truncation_side = "left"
-        self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
+        self.model, self.tokenizer, self.max_length = model, tokenizer, max_length or limit
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu",
-                        max_length: int = 128) -> RewardModel:
+                        max_length: int | None = None) -> RewardModel:
         """Load model and tokenizer from a directory or a hub id (``save_pretrained`` format).
 
         :raises MissingFileError: (a ``FileNotFoundError``) naming ``name_or_path`` if it cannot be loaded.
+        :raises ConfigError: if it holds another kind of model (a policy) or lacks the score head.
         """
-        model = load_pretrained(AutoModelForSequenceClassification.from_pretrained, name_or_path, "a reward model",
-                                num_labels=1)
+        model = load_model(name_or_path, "reward_model", "a reward model")
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, name_or_path, "a reward model's tokenizer")
         return cls(model.to(device).eval(), tokenizer, max_length=max_length)
 
@@ -81,8 +85,8 @@ class RewardModel:
 
     def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, torch.Tensor]:
         texts = [join_text(p, r) for p, r in zip(prompts, responses)]
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
-                               add_special_tokens=False)
+        batch = self.tokenizer(texts, padding=True, truncation=self.max_length is not None, max_length=self.max_length,
+                               return_tensors="pt", add_special_tokens=False)
         return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
     def forward(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:

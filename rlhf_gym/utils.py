@@ -1,4 +1,4 @@
-"""Small shared helpers: device choice, loading pretrained models, seeding, atomic file writes."""
+"""Small shared helpers: device choice, loading pretrained models (of the right kind), seeding, atomic file writes."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import os
 import random
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from .errors import ConfigError, DataError, MissingFileError
 
@@ -49,7 +51,67 @@ def load_pretrained(loader: Callable[..., T], name_or_path: str | Path, what: st
         return loader(name_or_path, **kwargs)
     except (OSError, ValueError) as error:  # HF: OSError for missing files, ValueError for a config it cannot read
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if not Path(text).exists():  # HF took it for a hub id: say that it is no local path either
+            reason = f"no such local file or directory, and not loadable from the Hugging Face hub ({reason})"
         raise MissingFileError(f"cannot load {what} from {text!r}: {reason}") from None
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """A kind of model :func:`load_model` loads: its Auto class and the saved ``architectures`` that are of it."""
+
+    auto_class: Any
+    suffixes: tuple[str, ...]
+    name: str
+    role: str
+
+
+MODEL_KINDS = {
+    "policy": ModelKind(AutoModelForCausalLM, ("ForCausalLM", "LMHeadModel"), "a causal language model", "a policy"),
+    "reward_model": ModelKind(AutoModelForSequenceClassification, ("ForSequenceClassification",), "a sequence classifier",
+                              "a reward model"),
+}
+
+
+def describe_architecture(architecture: str) -> str:
+    """``"GPT2LMHeadModel (a policy)"``: a saved architecture and the role it plays here, when it has one."""
+    role = next((kind.role for kind in MODEL_KINDS.values() if architecture.endswith(kind.suffixes)), None)
+    return f"{architecture} ({role})" if role else architecture
+
+
+def load_model(name_or_path: str | Path, kind: str, what: str, *, from_base: bool = False):
+    """A policy (``kind="policy"``) or reward model (``kind="reward_model"``, one output) from a directory or hub id.
+
+    Hugging Face loads any checkpoint into any head and only prints a report, so a policy given as a reward
+    model would score with a random head, and a reward model given as a policy would act. This refuses a
+    checkpoint whose saved ``architectures`` are of another kind, and one that lacks weights of the model
+    (a head that would start random).
+
+    :param what: names the model in messages, e.g. ``"--policy"``.
+    :param from_base: a reward model may start from a causal LM (its score head is new), as ``train-rm --model``.
+    :raises ConfigError: for a model of another kind, or one with missing weights.
+    :raises MissingFileError: when it cannot be loaded (see :func:`load_pretrained`).
+    """
+    wanted = MODEL_KINDS[kind]
+    expected = f"{wanted.name} ({wanted.role})"
+    suffixes = wanted.suffixes + (MODEL_KINDS["policy"].suffixes if from_base else ())
+    architectures = load_pretrained(AutoConfig.from_pretrained, name_or_path, what).architectures or []
+    if architectures and not any(a.endswith(suffixes) for a in architectures):
+        found = ", ".join(describe_architecture(a) for a in architectures)
+        raise ConfigError(f"{what} {str(name_or_path)!r} is a {found}, not {expected}")
+    extra = {"num_labels": 1} if kind == "reward_model" else {}
+    model, info = load_pretrained(wanted.auto_class.from_pretrained, name_or_path, what, output_loading_info=True, **extra)
+    missing = sorted(info["missing_keys"])
+    if missing and not from_base:
+        raise ConfigError(f"{what} {str(name_or_path)!r} lacks weights of {expected} ({', '.join(missing[:3])}"
+                          f"{', ...' if len(missing) > 3 else ''}); they would be randomly initialised")
+    return model
+
+
+def context_length(model_or_config: Any) -> int | None:
+    """The number of positions a model reads (``n_positions`` / ``max_position_embeddings``), None if unbounded."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
 
 
 def seed_everything(seed: int) -> None:

@@ -193,3 +193,63 @@ def test_bad_arguments(task):
         RLHFEnv(task=task, ref_model="/nonexistent/model")
     with pytest.raises(ConfigError, match="unknown task 'chess'; known tasks"):
         RLHFEnv(task="chess")
+
+
+@pytest.mark.parametrize("action", [5.9, [7, 8], "5", None, True, np.array([5]), np.float64(5.0)])
+def test_step_refuses_what_is_not_one_integer_token_id(env, action):
+    env.reset(seed=0)
+    with pytest.raises(ConfigError, match=r"action .* must be one integer token id in Discrete\(262\)"):
+        env.step(action)
+    assert env.unwrapped._episodes.response_lens.tolist() == [0]  # nothing was appended
+
+
+@pytest.mark.parametrize("action", [5, np.int64(5), np.int32(5), np.array(5)])
+def test_step_accepts_python_and_numpy_integers(env, action):
+    env.reset(seed=0, options={"prompt_index": 0})
+    obs, *_ = env.step(action)
+    prompt_len = len(env.unwrapped.prompt_ids[0])
+    assert obs["input_ids"][prompt_len] == 5 and obs["attention_mask"].sum() == prompt_len + 1
+
+
+@pytest.mark.parametrize("logprob, message", [
+    (float("nan"), "got nan"), (float("inf"), "got inf"), (float("-inf"), "got -inf"), (5.0, "got 5.0"),
+    ("-1", "got '-1'"), (None, "got None"),
+])
+def test_report_logprobs_refuses_impossible_log_probabilities(env, logprob, message):
+    env.reset(seed=0)
+    with pytest.raises(ConfigError, match=rf"report_logprobs: {message}; a log-probability is a finite number <= 0"):
+        env.unwrapped.report_logprobs(logprob)
+    env.unwrapped.report_logprobs(np.float32(-0.5))
+    env.unwrapped.report_logprobs(torch.tensor(-0.5))
+
+
+def test_prompts_made_only_of_unknown_words_warn(task, ref_model, tokenizer):
+    prompts = ["spaceship rocket", "the food was", "zorg"]
+    with pytest.warns(UserWarning, match=r"2 of 3 prompts are only unknown tokens .*e.g. prompt 0 \('spaceship rocket'\)"):
+        RLHFEnv(task=task, ref_model=ref_model, tokenizer=tokenizer, prompts=prompts, reward_model=constant_reward(0.0))
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("prompts.csv", b"prompt\nthe food\n", r"prompts\.csv.*expected a \.jsonl, \.json or \.txt file"),
+    ("prompts.txt", b"the food was\n\xff\xfe bad\n", r"prompts\.txt:2: invalid UTF-8"),
+    ("prompts.txt", b"the food was\nthe \x00 pizza\n", r"prompts\.txt:2: NUL byte"),
+    ("prompts.jsonl", b'{"prompt": "the food"}\n{"prompt": "the \\u0000 pizza"}\n', r"prompts\.jsonl:2: NUL byte"),
+])
+def test_bad_prompt_files_name_the_file_and_line(task, tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises((ConfigError, DataError), match=message):
+        RLHFEnv(task=task, prompts=str(path))
+
+
+def test_long_prompts_fit_the_models_context(task):
+    long = " ".join(["the food was good ."] * 20)  # 100 tokens: more than both models' 64 positions
+    with pytest.raises(ConfigError, match=r"prompt 1 has 100 tokens; with max_new_tokens=24 it needs 124 of the reference "
+                                          r"model's 64 positions"):
+        RLHFEnv(task=task, prompts=["the food", long])
+    # truncate_prompts=True keeps the end of each prompt, within the context, and the reward model sees its context only
+    with pytest.warns(UserWarning, match="left-truncated"):
+        env = RLHFEnv(task=task, prompts=["the food", long], truncate_prompts=True)
+    assert env.max_new_tokens + len(env.prompt_ids[1]) == 64
+    _, info, _, truncated = run_episode(env, [env.tokenizer.convert_tokens_to_ids("great")] * 24, prompt_index=1)
+    assert truncated and np.isfinite(info["proxy_reward"])

@@ -21,9 +21,9 @@ def test_gym_make_does_not_import_stable_baselines3():
 @pytest.mark.parametrize("field, value, message", [
     ("kl_placement", "dense", "kl_placement must be one of"),
     ("kl_estimator", "k2", "kl_estimator must be one of"),
-    ("temperature", 0.0, "temperature must be > 0"),
-    ("beta", -0.1, "beta must be >= 0"),
-    ("kl_target", 0.0, "kl_target must be > 0"),
+    ("temperature", 0.0, "temperature must be a finite number > 0"),
+    ("beta", -0.1, "beta must be a finite number >= 0"),
+    ("kl_target", 0.0, "kl_target must be a finite number > 0"),
     ("max_new_tokens", 0, "max_new_tokens must be >= 1"),
     ("mask_top_p", 1.5, "mask_top_p must be in"),
     ("mask_model", "other", "mask_model must be one of"),
@@ -69,3 +69,28 @@ def test_the_public_surface_describes_the_env(task, tokenizer):
     masks = batched.action_masks()
     assert isinstance(masks, np.ndarray) and masks.shape == (2, batched.vocab_size)
     assert batched.action_masks(as_tensor=True).cpu().numpy().tolist() == masks.tolist()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("beta", float("nan"), "beta must be a finite number >= 0, got nan"),
+    ("beta", float("inf"), "beta must be a finite number >= 0, got inf"),
+    ("temperature", float("nan"), "temperature must be a finite number > 0, got nan"),
+    ("temperature", float("inf"), "temperature must be a finite number > 0, got inf"),
+    ("kl_target", float("inf"), "kl_target must be a finite number > 0, got inf"),
+    ("no_eos_penalty", float("nan"), "no_eos_penalty must be a finite number, got nan"),
+    ("max_new_tokens", -3, "max_new_tokens must be >= 1, got -3"),
+    ("max_new_tokens", 2.5, "max_new_tokens must be an integer, got 2.5"),
+])
+def test_non_finite_and_out_of_range_values_are_refused(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        RLHFEnvConfig(**{field: value})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_new_tokens": 0}, "max_new_tokens must be >= 1, got 0"),  # was silently replaced by the task's 24
+    ({"beta": -1.0}, "beta must be a finite number >= 0, got -1.0"),  # would reward the KL
+    ({"beta": float("inf")}, "beta must be a finite number >= 0, got inf"),
+])
+def test_gym_make_refuses_what_it_would_silently_change(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        gym.make("RLHF-v0", **kwargs)

@@ -8,6 +8,7 @@ from stable_baselines3.common.vec_env import VecCheckNan
 import rlhf_gym  # noqa: F401
 from agents import RLHFVecEnv
 from envs import RLHFEnv, RLHFVectorEnv
+from rlhf_gym.errors import ConfigError
 
 
 def proxy(prompts, responses):
@@ -96,7 +97,7 @@ def test_bad_batched_input(task, ref_model, tokenizer):
     with pytest.raises(RuntimeError, match="before reset"):
         envs.step([0, 0])
     envs.reset(seed=0)
-    with pytest.raises(ValueError, match="expected 2 actions"):
+    with pytest.raises(ValueError, match=r"actions must be an integer array of shape \(2,\)"):
         envs.step([0, 0, 0])
     with pytest.raises(ValueError, match="action 9999 of row 1 is outside"):
         envs.step([0, 9999])
@@ -115,3 +116,24 @@ def test_sb3_bridge_resets_rows_and_reports_episodes(task, ref_model, tokenizer)
     assert "terminal_observation" in infos[1] and infos[1]["episode"]["l"] == 1
     assert infos[1]["episode"]["r"] == pytest.approx(rewards[1]) and "kl" in infos[1]
     assert obs["attention_mask"][1].sum() == venv.unwrapped.batched_env._episodes.prompt_lens[1]  # already restarted
+
+
+def test_batched_actions_must_be_integers_of_shape_num_envs(task, ref_model, tokenizer):
+    envs = RLHFVectorEnv(num_envs=2, **kwargs(task, ref_model, tokenizer))
+    envs.reset(seed=0)
+    for actions in ([5.9, 1.0], [[5], [6]], ["5", "6"], None, [True, False]):
+        with pytest.raises(ConfigError, match=r"actions must be an integer array of shape \(2,\)"):
+            envs.step(actions)
+    assert envs._episodes.response_lens.tolist() == [0, 0]
+    envs.step(np.array([5, 6], dtype=np.int32))
+    assert envs._episodes.response_lens.tolist() == [1, 1]
+
+
+def test_batched_report_logprobs_refuses_impossible_values(task, ref_model, tokenizer):
+    envs = RLHFVectorEnv(num_envs=2, **kwargs(task, ref_model, tokenizer))
+    envs.reset(seed=0)
+    for values, message in (([-0.5, float("inf")], "row 1: inf"), ([float("-inf"), -1.0], "row 0: -inf"),
+                            ([5.0, -1.0], "row 0: 5.0")):
+        with pytest.raises(ConfigError, match=rf"report_logprobs: {message}; a log-probability is a finite number <= 0"):
+            envs.report_logprobs(values)
+    envs.report_logprobs([float("nan"), -0.5])  # NaN: no report for that row (a finished row, say)

@@ -9,11 +9,11 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from ..errors import MissingFileError
 from ..reward_model import RewardModel
-from ..utils import load_pretrained
+from ..utils import load_model, load_pretrained
 
 DEFAULT_MAX_NEW_TOKENS = 24
 """Response budget of a task (and of an env with no task) unless it sets its own."""
@@ -62,7 +62,7 @@ class Task:
     def load_policy(self, device: str = "cpu"):
         """The SFT policy (the reference of stage 3), in eval mode."""
         self._check_built(self.policy_dir)
-        policy = load_pretrained(AutoModelForCausalLM.from_pretrained, self.policy_dir, f"task {self.name!r}'s policy")
+        policy = load_model(self.policy_dir, "policy", f"task {self.name!r}'s policy")
         return policy.to(device).eval()
 
     def load_reward_model(self, device: str = "cpu") -> RewardModel:
