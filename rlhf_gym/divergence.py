@@ -7,13 +7,15 @@ import torch
 from .errors import TrainingDivergedError
 
 
-def check_finite_loss(loss: torch.Tensor, where: str, hint: str = "try a lower --learning-rate") -> None:
+def check_finite_loss(loss: torch.Tensor, where: str, hint: str = "try a lower --learning-rate",
+                      what: str = "the loss") -> None:
     """Raise :class:`TrainingDivergedError` naming ``where`` when ``loss`` is NaN or inf (before it reaches the weights).
 
     :param where: what was being trained and when, e.g. ``"PPO iteration 12, epoch 2"``.
+    :param what: the checked value's name, e.g. ``"the gradient norm"``.
     """
     if not bool(torch.isfinite(loss.detach()).all()):
-        raise TrainingDivergedError(f"the loss became {loss.detach().float().sum().item()} at {where}: training stopped "
+        raise TrainingDivergedError(f"{what} became {loss.detach().float().sum().item()} at {where}: training stopped "
                                     f"before the update reached the weights ({hint})")
 
 

@@ -6,13 +6,16 @@ these functions, so a bad line is reported the same way everywhere and nothing w
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
-from .errors import DataError, MissingFileError
+from .errors import ConfigError, DataError, MissingFileError
 from .utils import atomic_write_text
 
 T = TypeVar("T")
@@ -28,15 +31,18 @@ def as_object(record: dict, where: str) -> dict:
 
 
 def read_jsonl(path: str | Path, parse: Callable[[dict, str], T] = as_object, *, skip_bad_lines: bool = False,
-               stats: dict | None = None, error: type[JSONLError] = JSONLError, what: str = "JSONL file") -> Iterator[T]:
+               stats: dict | None = None, error: type[JSONLError] = JSONLError, what: str = "JSONL file",
+               max_line_bytes: int | None = None) -> Iterator[T]:
     """Yield ``parse(object, "file:line")`` for every non-blank line of ``path``, in order.
 
-    A line that is not UTF-8, not JSON, or not a JSON object raises ``error`` with a message that starts with
-    ``file:line``; ``parse`` checks the object further and raises ``error`` the same way.
+    A line that is not UTF-8 (a NUL byte included), not JSON, or not a JSON object raises ``error`` with a
+    message that starts with ``file:line``; ``parse`` checks the object further and raises ``error`` the same way.
 
     :param skip_bad_lines: skip malformed lines instead of raising; their count goes to ``stats["skipped"]``.
     :param error: the exception raised (a subclass of :class:`JSONLError`, e.g. the caller's data error).
     :param what: names the file in the ``FileNotFoundError`` (``"<what> not found: <path>"``).
+    :param max_line_bytes: a longer line (newline not counted) is a malformed line, found without holding more
+        than this many bytes of it in memory; None: no limit.
     :raises MissingFileError: (a ``FileNotFoundError``) if the file does not exist.
     """
     path = Path(path)
@@ -45,16 +51,32 @@ def read_jsonl(path: str | Path, parse: Callable[[dict, str], T] = as_object, *,
     stats = stats if stats is not None else {}
     stats.setdefault("skipped", 0)
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
+        for number, raw in enumerate(_lines(handle, max_line_bytes), start=1):
+            if raw is not None and not raw.strip():
                 continue
             where = f"{path}:{number}"
             try:
+                if raw is None:
+                    raise error(f"{where}: line longer than {max_line_bytes} bytes")
                 yield parse(_decode_line(raw, where, error), where)
             except error:
                 if not skip_bad_lines:
                     raise
                 stats["skipped"] += 1
+
+
+def _lines(handle: IO[bytes], max_bytes: int | None, chunk: int = 1 << 20) -> Iterator[bytes | None]:
+    """The lines of ``handle``; None for a line over ``max_bytes``, which is skipped ``chunk`` bytes at a time."""
+    if max_bytes is None:
+        yield from handle
+        return
+    while line := handle.readline(max_bytes + 1):  # the content plus its newline, or one byte too many
+        if len(line) <= max_bytes or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := handle.readline(chunk)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
 def _decode_line(raw: bytes, where: str, error: type[JSONLError] = JSONLError) -> dict:
@@ -67,6 +89,8 @@ def _decode_line(raw: bytes, where: str, error: type[JSONLError] = JSONLError) -
         record = json.loads(text)
     except json.JSONDecodeError as cause:
         raise error(f"{where}: invalid JSON ({cause.msg})") from None
+    except ValueError as cause:  # valid JSON Python refuses to read, e.g. an integer of more than 4300 digits
+        raise error(f"{where}: unreadable JSON ({str(cause)[:80]})") from None
     if not isinstance(record, dict):
         raise error(f"{where}: expected a JSON object, got {type(record).__name__}")
     return record
@@ -90,15 +114,52 @@ def repair_truncated_tail(path: str | Path) -> None:
 
 
 def append_jsonl(path: str | Path, records: Iterable[Any]) -> None:
-    """Append records, one line each, flushed and fsynced: a killed run keeps every line written before."""
+    """Append records, one line each, written and fsynced in turn: a killed run keeps every line written before.
+
+    A failed write (disk full...) cuts the line it left half written, so the file holds whole records only, and
+    raises the ``OSError`` with ``path`` as its ``filename``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     repair_truncated_tail(path)
-    with path.open("ab") as handle:
+    with path.open("ab", buffering=0) as handle:
+        fd = handle.fileno()
+        size = os.fstat(fd).st_size
         for record in records:
-            handle.write(to_line(record).encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
+            data = to_line(record).encode("utf-8")
+            try:
+                while data:  # os.write may write part of it
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
+            except OSError as cause:
+                with suppress(OSError):  # if the disk refuses even this, the next resume repairs the torn line
+                    os.ftruncate(fd, size)
+                if cause.filename is not None:
+                    raise
+                raise OSError(cause.errno, cause.strerror or str(cause), str(path)) from cause
+            size = os.fstat(fd).st_size
+
+
+@contextmanager
+def exclusive_writer(path: str | Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the block: one writer at a time.
+
+    The lock is released when the block ends or the process dies (``flock``), so a killed writer never leaves
+    the file locked.
+
+    :param what: who holds the lock, for the message (e.g. ``"another collector"``).
+    :raises ConfigError: naming ``path`` if another process (or another open of it) holds the lock.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as cause:
+            if cause.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            raise ConfigError(f"{path}: {what} is writing it; wait until it is done or choose another file") from None
+        yield  # closing the handle releases the lock
 
 
 def write_jsonl(path: str | Path, records: Iterable[Any]) -> None:

@@ -17,6 +17,10 @@ Judgement = Literal["a", "b", "tie", "skip"]
 
 
 class Labeler(Protocol):
+    """Judges one pair. A labeler that draws random numbers also has ``seed_pair(pair_id)``, which the collector
+    calls before each pair, so that a pair's judgement does not depend on the pairs judged before it (a resumed
+    collection writes what an uninterrupted one would)."""
+
     name: str
 
     def __call__(self, prompt: str, response_a: str, response_b: str) -> Judgement: ...
@@ -31,18 +35,23 @@ class SimulatedAnnotator:
     :param gold_reward: ``G(prompt, response) -> float``.
     :param temperature: Bradley–Terry temperature of the annotator's choices.
     :param flip_rate: probability of flipping the sampled label.
-    :param seed: seed of the annotator's own random stream.
+    :param seed: seed of the annotator's own random stream (per pair after :meth:`seed_pair`).
     """
 
     def __init__(self, gold_reward: Callable[[str, str], float], temperature: float = 0.5, flip_rate: float = 0.1,
                  seed: int = 0, name: str = "simulated"):
-        if temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {temperature}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ConfigError(f"temperature must be > 0 and finite, got {temperature}")
         if not 0.0 <= flip_rate <= 1.0:
             raise ConfigError(f"flip_rate must be in [0, 1], got {flip_rate}")
         self.gold_reward, self.temperature, self.flip_rate = gold_reward, temperature, flip_rate
+        self.seed = seed
         self.rng = random.Random(seed)
         self.name = name
+
+    def seed_pair(self, pair_id: int) -> None:
+        """Judge the next pair from a random stream of its own, seeded by ``(seed, pair_id)``."""
+        self.rng = random.Random(f"{self.seed}/{pair_id}")  # a str seed is hashed with SHA-512: stable across runs
 
     def preference_probability(self, prompt: str, response_a: str, response_b: str) -> float:
         delta = (self.gold_reward(prompt, response_a) - self.gold_reward(prompt, response_b)) / self.temperature

@@ -1,13 +1,16 @@
 """Preference data: JSONL files (or Hugging Face datasets) of ``{"prompt", "chosen", "rejected", ...}``.
 
-One line is one comparison ``(x, y_w, y_l)``. Optional fields: ``margin`` (a number, used by the
+One line is one comparison ``(x, y_w, y_l)``. Optional fields: ``margin`` (a finite number, used by the
 Bradley–Terry loss as ``-log sigmoid(r_w - r_l - margin)``), ``label`` (``"preferred"`` by default;
 ``"tie"`` and ``"skip"`` records are kept in the file but left out of training), ``labeler``, ``time``,
-``pair_id`` and whatever metadata a labeler adds.
+``pair_id`` and whatever metadata a labeler adds. A line (or a dataset row) longer than
+:data:`MAX_RECORD_BYTES` is refused as malformed.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,9 @@ from .labelers import Judgement
 
 REQUIRED_COLUMNS = ("prompt", "chosen", "rejected")
 NON_PREFERENCE_LABELS = ("tie", "skip")
+MAX_RECORD_BYTES = 1_000_000
+"""The longest preference record read, in bytes of its JSON line: a reward model reads a few hundred tokens of
+each text at most, and a longer line is refused before it is held in memory whole (file:line)."""
 
 
 class PreferenceDataError(JSONLError):
@@ -41,7 +47,16 @@ def validate_record(record: dict, where: str) -> dict:
     margin = record.get("margin")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
         raise PreferenceDataError(f"{where}: column 'margin' must be a number, got {type(margin).__name__}")
+    if margin is not None and not math.isfinite(margin):  # NaN or inf would turn every trained weight into NaN
+        raise PreferenceDataError(f"{where}: column 'margin' must be a finite number, got {margin}")
     return record
+
+
+def _validate_row(record: dict, where: str) -> dict:
+    """:func:`validate_record` of a dataset row, which has no line length to check: its JSON size instead."""
+    if len(json.dumps(record, ensure_ascii=False, default=str).encode("utf-8")) > MAX_RECORD_BYTES:
+        raise PreferenceDataError(f"{where}: record longer than {MAX_RECORD_BYTES} bytes")
+    return validate_record(record, where)
 
 
 def preference_record(prompt: str, response_a: str, response_b: str, judgement: Judgement, /, **metadata: Any) -> dict:
@@ -64,14 +79,14 @@ def load_preferences(source: Any, skip_bad_lines: bool = False, include_non_pref
     if isinstance(source, (str, Path)):
         stats: dict = {}
         records = list(read_jsonl(source, validate_record, skip_bad_lines=skip_bad_lines, stats=stats,
-                                  error=PreferenceDataError, what="preference file"))
+                                  error=PreferenceDataError, what="preference file", max_line_bytes=MAX_RECORD_BYTES))
         if stats["skipped"]:
             print(f"[rlhf_gym] skipped {stats['skipped']} malformed line(s) in {source}")
     elif hasattr(source, "column_names"):
         missing = [c for c in REQUIRED_COLUMNS if c not in source.column_names]
         if missing:
             raise PreferenceDataError(f"dataset is missing column(s) {missing}; it has {source.column_names}")
-        records = [validate_record(dict(row), f"dataset row {i}") for i, row in enumerate(source)]
+        records = [_validate_row(dict(row), f"dataset row {i}") for i, row in enumerate(source)]
     else:
         raise TypeError(f"expected a JSONL path or a datasets.Dataset, got {type(source).__name__}")
     if include_non_preferences:

@@ -2,13 +2,23 @@
 
 ``L = -E[log sigmoid(r(x, y_w) - r(x, y_l) - margin)] + c * E[(r(x, y_w) + r(x, y_l))^2]`` — the second
 term (reward centering, Eisenstein et al. 2023) is off unless ``center_rewards_coef > 0``.
+
+Training stops with :class:`~rlhf_gym.errors.TrainingDivergedError` as soon as a loss or a gradient is NaN/inf,
+and a model with a non-finite parameter is never saved. A save replaces the previous model only once the new
+one is complete (:func:`staged_directory`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import random
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,10 +27,15 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from .errors import DataError
+from .divergence import check_finite_loss, check_finite_parameters
+from .errors import ConfigError, DataError
 from .reward_model import RewardModel, bradley_terry_loss
 from .utils import atomic_write_json
 
+METADATA_FILE = "reward_metadata.json"
+"""Written next to a saved reward model; a directory holding it is one that a new save may replace."""
+
+DIVERGENCE_HINT = "lower the learning rate, or look for extreme margins in the data; the model is not saved"
 REWARD_EPOCHS = 4
 """Reward-model passes of the shipped recipe (the reviews task's reward model and ensemble members)."""
 
@@ -38,7 +53,7 @@ class RewardTrainingConfig:
     weight_decay: float = 0.01
     """AdamW weight decay."""
     eval_fraction: float = 0.1
-    """Share of comparisons held out for evaluation."""
+    """Share of the distinct pairs held out for evaluation (see :func:`split_records`)."""
     center_rewards_coef: float = 0.0
     """Weight of the reward-centering term ``E[(r_w + r_l)^2]``; 0 turns it off."""
     use_margin: bool = True
@@ -55,11 +70,43 @@ def data_hash(records: list[dict]) -> str:
     return digest.hexdigest()
 
 
-def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    n_eval = round(len(records) * eval_fraction)
-    return [records[i] for i in order[n_eval:]], [records[i] for i in order[:n_eval]]
+def pair_key(record: dict) -> tuple[str, str, str]:
+    """A comparison's pair: its prompt and its two responses, in either order."""
+    first, second = sorted((record["chosen"], record["rejected"]))
+    return record["prompt"], first, second
+
+
+def _vote_key(record: dict) -> str:
+    """What makes two records the same vote: the ordered comparison, its labeller and its pair id."""
+    return json.dumps([record["prompt"], record["chosen"], record["rejected"], record.get("labeler"),
+                       record.get("pair_id")], default=str)
+
+
+def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict], int]:
+    """``(train, held_out, n_duplicates)``: the records deduplicated, then split by pair.
+
+    A *duplicate* repeats an earlier record's prompt, chosen, rejected, ``labeler`` and ``pair_id`` (a file
+    appended to twice, or concatenated with itself); only the first is kept. Records that differ in labeller or in
+    pair id are kept: several labellers judging one pair (the label server's ``--overlap``), or one annotator
+    judging a pair of texts that two samples happened to share, are independent votes, and their agreement or
+    disagreement is what the Bradley–Terry model fits. Every record of one pair (:func:`pair_key`, so a swapped
+    judgement counts as the same pair) lands on the same side, so no held-out pair is ever seen in training;
+    ``eval_fraction`` is the share of distinct pairs held out, at least one pair is left for training. The sides
+    keep the records' order.
+    """
+    seen: set[str] = set()
+    unique = []
+    for record in records:
+        key = _vote_key(record)
+        if key not in seen:
+            seen.add(key)
+            unique.append(record)
+    pairs = list(dict.fromkeys(pair_key(r) for r in unique))  # in order of first appearance, so the seed decides
+    random.Random(seed).shuffle(pairs)
+    held_out_pairs = set(pairs[:min(round(len(pairs) * eval_fraction), len(pairs) - 1)])
+    train = [r for r in unique if pair_key(r) not in held_out_pairs]
+    held_out = [r for r in unique if pair_key(r) in held_out_pairs]
+    return train, held_out, len(records) - len(unique)
 
 
 def _batch_loss(reward_model: RewardModel, batch: list[dict],
@@ -94,11 +141,21 @@ def train_reward_model(
     log_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train in place on ``records``; return metrics (per-epoch history, final held-out accuracy, data hash)."""
-    if len(records) < 2:
-        raise DataError(f"need at least 2 comparisons to train a reward model, got {len(records)}")
+    """Train in place on ``records``; return metrics (per-epoch history, final held-out accuracy, data hash).
+
+    The records are deduplicated and split by pair (:func:`split_records`); ``n_duplicates`` counts the
+    duplicates left out.
+
+    :raises TrainingDivergedError: when a loss or a gradient becomes NaN/inf (before the step that would spread it).
+    """
     torch.manual_seed(config.seed)
-    train, held_out = split_records(records, config.eval_fraction, config.seed)
+    train, held_out, n_duplicates = split_records(records, config.eval_fraction, config.seed)
+    if len(train) + len(held_out) < 2:
+        left_out = f" once {n_duplicates} duplicate(s) are left out" if n_duplicates else ""
+        raise DataError(f"need at least 2 comparisons to train a reward model, got {len(train) + len(held_out)}{left_out}")
+    if n_duplicates:
+        print(f"[rlhf_gym] left out {n_duplicates} duplicate comparison(s) (same prompt, chosen, rejected, labeler and "
+              "pair_id as an earlier one)")
     model = reward_model.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps = config.epochs * ((len(train) + config.batch_size - 1) // config.batch_size)
@@ -107,7 +164,7 @@ def train_reward_model(
     rng = random.Random(config.seed)
     history = []
     step = 0
-    with tqdm(total=steps, desc="reward model", disable=not progress) as bar:
+    with tqdm(total=steps, desc="reward model", disable=not progress) as bar, closing(writer) if writer else nullcontext():
         for epoch in range(1, config.epochs + 1):
             model.train()
             order = list(range(len(train)))
@@ -116,9 +173,12 @@ def train_reward_model(
             for start in range(0, len(order), config.batch_size):
                 batch = [train[i] for i in order[start:start + config.batch_size]]
                 loss, hits = _batch_loss(reward_model, batch, config)
+                check_finite_loss(loss, f"reward-model epoch {epoch}, step {step + 1}", DIVERGENCE_HINT)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                check_finite_loss(grad_norm, f"reward-model epoch {epoch}, step {step + 1}", DIVERGENCE_HINT,
+                                  what="the gradient norm")
                 optimizer.step()
                 schedule.step()
                 step += 1
@@ -138,13 +198,69 @@ def train_reward_model(
                     writer.add_scalar(f"{key.split('_')[0]}/{key.split('_', 1)[1]}", row[key], step)
             tqdm.write(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f} | "
                        f"held-out loss {row['eval_loss']:.4f} acc {row['eval_accuracy']:.3f}")
-    if writer:
-        writer.close()
     return {"config": asdict(config), "history": history, "eval_accuracy": history[-1]["eval_accuracy"],
-            "n_train": len(train), "n_eval": len(held_out), "data_sha256": data_hash(records)}
+            "n_train": len(train), "n_eval": len(held_out), "n_duplicates": n_duplicates,
+            "data_sha256": data_hash(records)}
+
+
+@contextmanager
+def staged_directory(directory: str | Path) -> Iterator[Path]:
+    """A new directory next to ``directory`` to write into; it replaces ``directory`` when the block succeeds.
+
+    On any error the new directory is removed and ``directory`` stays as it was: a failed save (disk full...)
+    never leaves half a model in place of a good one. Between the two renames of the swap, a crash leaves
+    both versions as hidden directories next to ``directory``. An ``OSError`` raised in the block names
+    ``directory``.
+
+    :raises NotADirectoryError: if ``directory`` is a file.
+    :raises ConfigError: if ``directory`` holds files but no :data:`METADATA_FILE` (not a saved reward model:
+        it is not replaced).
+    """
+    directory = Path(directory).resolve()
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / METADATA_FILE).is_file():
+        raise ConfigError(f"{directory} is not empty and holds no saved reward model ({METADATA_FILE}); "
+                          "choose a new or empty output directory")
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    except OSError as cause:  # e.g. a read-only parent: name the directory, not the temporary one
+        raise OSError(cause.errno, cause.strerror or str(cause), str(directory)) from cause
+    try:
+        yield staging
+        if directory.exists():
+            previous = staging.with_name(staging.name + ".old")
+            os.rename(directory, previous)
+            try:
+                os.rename(staging, directory)
+            except OSError:
+                os.rename(previous, directory)
+                raise
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            os.rename(staging, directory)
+    except OSError as cause:
+        shutil.rmtree(staging, ignore_errors=True)
+        if cause.filename is not None and not str(cause.filename).startswith(str(staging)):
+            raise
+        raise OSError(cause.errno, cause.strerror or str(cause), str(directory)) from cause
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_reward_model(reward_model: RewardModel, directory: str | Path, metrics: dict) -> None:
+    """``save_pretrained`` plus :data:`METADATA_FILE` (data hash, seed, accuracy, history) into ``directory``, as is.
+
+    :raises TrainingDivergedError: naming the parameters that are NaN/inf; nothing is written.
+    """
+    check_finite_parameters(reward_model.model, f"the reward model to {directory}")
+    reward_model.save_pretrained(directory)
+    atomic_write_json(Path(directory) / METADATA_FILE, metrics)
 
 
 def save_reward_model(reward_model: RewardModel, directory: str | Path, metrics: dict) -> None:
-    """``save_pretrained`` plus ``reward_metadata.json`` (data hash, seed, accuracy, history)."""
-    reward_model.save_pretrained(directory)
-    atomic_write_json(Path(directory) / "reward_metadata.json", metrics)
+    """:func:`write_reward_model` into a :func:`staged_directory`: ``directory`` is the old model or the new one."""
+    with staged_directory(directory) as staging:
+        write_reward_model(reward_model, staging, metrics)

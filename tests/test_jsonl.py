@@ -92,3 +92,52 @@ def test_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
         write_jsonl(path, [{"n": 2}])
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("line, message", [
+    (b"\x00\x00\x00", "invalid JSON"),
+    (b'{"x": "a\x00b"}', "invalid JSON"),
+    (b"\xff\xfe{", "invalid UTF-8"),
+])
+def test_nul_bytes_and_other_encodings_name_the_file_and_line(tmp_path, line, message):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"x": 1}\n' + line + b"\n")
+    with pytest.raises(DataError, match=rf"data.jsonl:2: {message}"):
+        list(read_jsonl(path))
+
+
+def test_a_line_over_the_limit_is_refused_without_reading_it_whole(tmp_path, monkeypatch):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b'{"x": 1}\n{"x": "' + b"a" * 5000 + b'"}\n{"x": 2}\n' + b'{"x": "' + b"b" * 1000)
+    with pytest.raises(DataError, match=r"data.jsonl:2: line longer than 100 bytes"):
+        list(read_jsonl(path, max_line_bytes=100))
+    stats = {}
+    assert list(read_jsonl(path, max_line_bytes=100, skip_bad_lines=True, stats=stats)) == [{"x": 1}, {"x": 2}]
+    assert stats == {"skipped": 2}  # the long line 2 and the long last line without a newline
+    assert len(list(read_jsonl(path, skip_bad_lines=True))) == 3  # no limit by default
+    exact = tmp_path / "exact.jsonl"
+    exact.write_bytes(b'{"x": "' + b"a" * 91 + b'"}\n' + b'{"x": "' + b"a" * 91 + b'"}')  # 100 bytes each
+    assert len(list(read_jsonl(exact, max_line_bytes=100))) == 2
+
+
+def test_append_reports_a_full_disk_naming_the_file_and_keeps_whole_lines(tmp_path, monkeypatch):
+    path = tmp_path / "out.jsonl"
+    append_jsonl(path, [{"n": 1}])
+    real_write = os.write
+
+    def half_then_full(fd, data):
+        real_write(fd, data[:3])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(jsonl.os, "write", half_then_full)
+    with pytest.raises(OSError, match=r"No space left on device") as error:
+        append_jsonl(path, [{"n": 2}])
+    assert error.value.filename == str(path)
+    assert path.read_text() == '{"n": 1}\n'
+
+
+def test_a_number_python_refuses_to_read_names_the_line(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"a": 1}\n{"a": ' + "9" * 5000 + "}\n")
+    with pytest.raises(DataError, match=rf"{path}:2: unreadable JSON \(Exceeds the limit"):
+        list(read_jsonl(path))

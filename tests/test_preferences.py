@@ -3,7 +3,7 @@ import json
 import pytest
 
 from rlhf_gym.jsonl import append_jsonl, repair_truncated_tail
-from rlhf_gym.preferences import PreferenceDataError, load_preferences, preference_record
+from rlhf_gym.preferences import MAX_RECORD_BYTES, PreferenceDataError, load_preferences, preference_record
 
 GOOD = {"prompt": "the food was", "chosen": "great .", "rejected": "awful ."}
 
@@ -65,3 +65,28 @@ def test_preference_record_from_a_judgement():
     assert preference_record("p", "x", "y", "b")["chosen"] == "y"
     tie = preference_record("p", "x", "y", "tie", pair_id=3, judgement="tie")
     assert list(tie) == ["prompt", "chosen", "rejected", "pair_id", "judgement", "label"] and tie["chosen"] == "x"
+
+
+@pytest.mark.parametrize("line", [b'{"prompt": "x", "chosen": "a", "rejected": "b", "margin": NaN}',
+                                  b'{"prompt": "x", "chosen": "a", "rejected": "b", "margin": Infinity}',
+                                  b'{"prompt": "x", "chosen": "a", "rejected": "b", "margin": -Infinity}'])
+def test_non_finite_margin_is_refused(tmp_path, line):
+    path = tmp_path / "bad.jsonl"
+    write_lines(path, [json.dumps(GOOD), line])
+    with pytest.raises(PreferenceDataError, match=r"bad.jsonl:2: column 'margin' must be a finite number"):
+        load_preferences(path)
+
+
+def test_a_huge_record_is_refused_naming_the_line(tmp_path):
+    path = tmp_path / "big.jsonl"
+    write_lines(path, [json.dumps(GOOD), json.dumps({**GOOD, "chosen": "word " * (MAX_RECORD_BYTES // 5)})])
+    with pytest.raises(PreferenceDataError, match=rf"big.jsonl:2: line longer than {MAX_RECORD_BYTES} bytes"):
+        load_preferences(path)
+    assert load_preferences(path, skip_bad_lines=True) == [GOOD]
+
+
+def test_a_huge_dataset_field_is_refused():
+    datasets = pytest.importorskip("datasets")
+    dataset = datasets.Dataset.from_list([GOOD, {**GOOD, "prompt": "x" * (MAX_RECORD_BYTES + 1)}])
+    with pytest.raises(PreferenceDataError, match=rf"dataset row 1: record longer than {MAX_RECORD_BYTES} bytes"):
+        load_preferences(dataset)

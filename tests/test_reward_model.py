@@ -1,12 +1,20 @@
+import errno
+import json
+import os
 import random
+from pathlib import Path
 
 import pytest
 import torch
+from helpers import cli_error
 
-from rlhf_gym.errors import ConfigError, MissingFileError
+from rlhf_gym import reward_training
+from rlhf_gym.cli import run_command
+from rlhf_gym.errors import ConfigError, MissingFileError, TrainingDivergedError
 from rlhf_gym.gpt2 import gpt2_reward_model
 from rlhf_gym.reward_model import RewardModel, bradley_terry_loss
-from rlhf_gym.reward_training import RewardTrainingConfig, evaluate_reward_model, train_reward_model
+from rlhf_gym.reward_training import (RewardTrainingConfig, evaluate_reward_model, save_reward_model, split_records,
+                                      train_reward_model)
 from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
 from rlhf_gym.utils import resolve_device
 
@@ -92,3 +100,138 @@ def test_bad_device_is_a_config_error(device, message):
     with pytest.raises(ConfigError, match=message):
         resolve_device(device)
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def pair_identity(record):
+    return record["prompt"], frozenset((record["chosen"], record["rejected"]))
+
+
+def test_split_keeps_each_pair_on_one_side_and_drops_exact_duplicates():
+    """Duplicated lines and several labellers' votes on one pair must not leak into the held-out side (issue 17)."""
+    unique = [{**r, "pair_id": i} for i, r in enumerate(synthetic_comparisons(60, seed=0))]
+    overlap = []  # three labellers on each of ten pairs, one of them swapped
+    for r in unique[:10]:
+        overlap += [{**r, "labeler": "ana"}, {**r, "labeler": "bo"},
+                    {**r, "chosen": r["rejected"], "rejected": r["chosen"], "labeler": "cy"}]
+    records = unique + unique[:30] + overlap  # the first 30 appended twice, as two collectors or `cat` would
+    train, held_out, n_duplicates = split_records(records, eval_fraction=0.3, seed=0)
+    assert n_duplicates == 30
+    assert not {pair_identity(r) for r in train} & {pair_identity(r) for r in held_out}
+    assert len(train) + len(held_out) == len(records) - 30
+    assert sorted(map(str, train + held_out)) == sorted(map(str, unique + overlap))
+    assert 0.2 <= len({pair_identity(r) for r in held_out}) / len({pair_identity(r) for r in records}) <= 0.4
+    metrics = train_reward_model(tiny_reward_model(), records, RewardTrainingConfig(epochs=1, eval_fraction=0.3),
+                                 progress=False)
+    assert metrics["n_duplicates"] == 30 and metrics["n_train"] + metrics["n_eval"] == len(records) - 30
+
+
+def test_training_stops_when_the_loss_is_not_finite():
+    model = tiny_reward_model()
+    before = [p.detach().clone() for p in model.model.parameters()]
+    records = synthetic_comparisons(40, seed=0)
+    records[5]["margin"] = float("nan")  # handed in directly, past the loader's check
+    with pytest.raises(TrainingDivergedError, match=r"the loss became nan at reward-model epoch 1, step \d"):
+        train_reward_model(model, records, RewardTrainingConfig(epochs=1, batch_size=40), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.model.parameters()))
+
+
+def test_save_refuses_non_finite_parameters(tmp_path):
+    model = tiny_reward_model()
+    with torch.no_grad():
+        model.model.score.weight[0, 0] = float("inf")
+    with pytest.raises(TrainingDivergedError, match=r"score\.weight"):
+        save_reward_model(model, tmp_path / "rm", {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_save_leaves_the_previous_model_in_place(tmp_path, monkeypatch):
+    good = tiny_reward_model(seed=0)
+    save_reward_model(good, tmp_path / "rm", {"run": 1})
+    files = {p.name: p.read_bytes() for p in (tmp_path / "rm").iterdir()}
+
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(reward_training, "atomic_write_json", disk_full)
+    with pytest.raises(OSError, match="No space left on device") as error:
+        save_reward_model(tiny_reward_model(seed=1), tmp_path / "rm", {"run": 2})
+    assert str(tmp_path / "rm") in str(error.value)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "rm").iterdir()} == files
+    assert [p.name for p in tmp_path.iterdir()] == ["rm"]  # no staging directory left behind
+    assert RewardModel.from_pretrained(tmp_path / "rm").score(["the food was"], ["great ."]) == pytest.approx(
+        good.score(["the food was"], ["great ."]), abs=1e-6)
+
+
+def write_preferences(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_train_rm_refuses_a_non_finite_margin_naming_the_line(tmp_path, capsys):
+    records = synthetic_comparisons(20, seed=0)
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records[:3]) + '{"prompt": "a", "chosen": "b .", '
+                    '"rejected": "c .", "margin": NaN}\n')
+    message = cli_error(capsys, "train-rm", ["--data", data, "--out-dir", tmp_path / "rm"])
+    assert f"{data}:4: column 'margin' must be a finite number" in message
+    assert not (tmp_path / "rm").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--learning-rate", "nan"), ("--learning-rate", "inf"),
+                                           ("--center-rewards-coef", "-1"), ("--center-rewards-coef", "nan"),
+                                           ("--eval-fraction", "nan"), ("--epochs", "0"), ("--batch-size", "-2")])
+def test_train_rm_refuses_bad_numbers_naming_the_option(tmp_path, capsys, option, value):
+    data = write_preferences(tmp_path / "prefs.jsonl", synthetic_comparisons(20, seed=0))
+    with pytest.raises(SystemExit) as exit_info:
+        run_command("train-rm", ["--data", str(data), "--out-dir", str(tmp_path / "rm"), option, value])
+    assert exit_info.value.code == 2 and option in capsys.readouterr().err
+
+
+def test_train_rm_output_and_input_errors_name_the_path(tmp_path, capsys, monkeypatch):
+    data = write_preferences(tmp_path / "prefs.jsonl", synthetic_comparisons(20, seed=0))
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a directory")
+    assert cli_error(capsys, "train-rm", ["--data", data, "--out-dir", a_file]) == f"error: Not a directory: {a_file}"
+    assert a_file.read_text() == "not a directory"
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text(json.dumps(synthetic_comparisons(1, seed=0)[0]) + "\n"
+                    + json.dumps({"prompt": "x", "chosen": "great " * 2_000_000, "rejected": "bad ."}) + "\n")
+    message = cli_error(capsys, "train-rm", ["--data", huge, "--out-dir", tmp_path / "rm"])
+    assert f"{huge}:2: line longer than" in message
+    real_open = Path.open
+
+    def unreadable(self, *args, **kwargs):
+        if self == data:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", unreadable)
+    assert cli_error(capsys, "train-rm", ["--data", data, "--out-dir", tmp_path / "rm"]) == f"error: Permission denied: {data}"
+
+
+def test_train_rm_disk_full_keeps_the_previous_model(tmp_path, capsys, monkeypatch):
+    data = write_preferences(tmp_path / "prefs.jsonl", synthetic_comparisons(20, seed=0))
+    out = tmp_path / "rm"
+    run_command("train-rm", ["--data", str(data), "--out-dir", str(out), "--epochs", "1"])
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    def disk_full(self, directory, *args, **kwargs):
+        (Path(directory) / "model.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(RewardModel, "save_pretrained", disk_full)
+    message = cli_error(capsys, "train-rm", ["--data", data, "--out-dir", out, "--epochs", "1"])
+    assert message.startswith("error: No space left on device") and str(out) in message
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prefs.jsonl", "rm"]
+
+
+def test_train_rm_never_replaces_a_directory_that_holds_no_reward_model(tmp_path, capsys):
+    data = write_preferences(tmp_path / "prefs.jsonl", synthetic_comparisons(20, seed=0))
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    message = cli_error(capsys, "train-rm", ["--data", data, "--out-dir", home, "--epochs", "1"])
+    assert str(home) in message and "holds no saved reward model" in message
+    assert [p.name for p in home.iterdir()] == ["thesis.tex"]

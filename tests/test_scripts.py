@@ -54,7 +54,7 @@ def test_train_rm_trains_and_saves_in_hf_format(tmp_path):
     data = write_jsonl(tmp_path / "prefs.jsonl", [GOOD, {**GOOD, "chosen": "great , really great ."}] * 8)
     argv = ["--data", str(data), "--out-dir", str(tmp_path / "rm"), "--epochs", "1", "--batch-size", "8"]
     metrics = train_rm.main(parse_dataclass(train_rm.Args, "", argv))
-    assert metrics["n_train"] + metrics["n_eval"] == 16
+    assert metrics["n_train"] + metrics["n_eval"] == 2 and metrics["n_duplicates"] == 14  # two distinct comparisons
     assert (tmp_path / "rm" / "config.json").is_file() and (tmp_path / "rm" / "tokenizer.json").is_file()
     assert json.loads((tmp_path / "rm" / "reward_metadata.json").read_text())["data"] == str(data)
 
@@ -120,7 +120,7 @@ def test_collect_user_errors(tmp_path, capsys, argv, message):
 def test_collect_refuses_an_output_it_did_not_write(tmp_path, capsys):
     out = write_jsonl(tmp_path / "prefs.jsonl", [GOOD])
     error = cli_error(capsys, "collect", ["--out", out, "--n-pairs", "2", "--max-new-tokens", "4"])
-    assert error == f"error: {out}:1: no integer 'pair_id' (not written by a collection); choose another output file"
+    assert error.startswith(f"error: {out}:1: not a preference file written by the collector")
     assert out.read_text() == json.dumps(GOOD) + "\n"
 
 

@@ -15,9 +15,12 @@ import json
 from dataclasses import dataclass
 
 from rlhf_gym.cli import arg
+from rlhf_gym.collect import check_seed, check_temperature
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.gpt2 import gpt2_config
 from rlhf_gym.tasks.reviews.build import BuildConfig, build
 from rlhf_gym.tasks.reviews.task import ARTIFACTS_DIR, prompt_split
+from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
 
 DEFAULTS = BuildConfig()
 
@@ -42,16 +45,32 @@ class Args:
     n_eval_samples: int = arg(DEFAULTS.n_eval_samples, "SFT samples (and fresh pairs) used to measure the figures")
 
     def __post_init__(self) -> None:
+        """Check every number before the build starts (it takes minutes): :class:`ConfigError` naming the option."""
         for name in ("n_sft_texts", "sft_epochs", "policy_width", "policy_layers", "reward_width", "reward_layers",
-                     "n_comparisons", "reward_epochs", "max_new_tokens", "n_eval_samples", "annotator_temperature"):
+                     "n_comparisons", "reward_epochs", "max_new_tokens", "n_eval_samples"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        n_eval_prompts = len(prompt_split()[1])
-        if self.n_eval_samples > n_eval_prompts:
-            raise ConfigError(f"--n-eval-samples must be <= {n_eval_prompts} (the held-out prompts), "
+        check_seed(self.seed)
+        if self.n_comparisons < 2:
+            raise ConfigError(f"--n-comparisons must be >= 2 (a reward model needs two), got {self.n_comparisons}")
+        tokenizer = build_tokenizer()
+        for name in ("policy_width", "reward_width"):
+            heads = gpt2_config(tokenizer, getattr(self, name), 1).n_head
+            if getattr(self, name) % heads:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a multiple of {heads} (the attention heads), "
+                                  f"got {getattr(self, name)}")
+        train_prompts, eval_prompts = prompt_split()
+        if self.n_eval_samples > len(eval_prompts):
+            raise ConfigError(f"--n-eval-samples must be <= {len(eval_prompts)} (the held-out prompts), "
                               f"got {self.n_eval_samples}")
+        check_temperature(self.annotator_temperature, "--annotator-temperature", sampling=False)
         if not 0 <= self.annotator_flip_rate <= 1:
             raise ConfigError(f"--annotator-flip-rate must be in [0, 1], got {self.annotator_flip_rate}")
+        longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in train_prompts + eval_prompts)
+        positions = gpt2_config(tokenizer, self.policy_width, self.policy_layers).n_positions
+        if longest + self.max_new_tokens > positions:
+            raise ConfigError(f"--max-new-tokens must be <= {positions - longest} (the policy's {positions} positions "
+                              f"less the longest prompt's {longest} tokens), got {self.max_new_tokens}")
 
     def build_config(self) -> BuildConfig:
         return BuildConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(BuildConfig)})

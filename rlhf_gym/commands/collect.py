@@ -4,22 +4,23 @@
     rlhf-gym collect --out prefs.jsonl --n-pairs 20 --labeler terminal  # you judge
     rlhf-gym collect --out pairs.jsonl --n-pairs 200 --no-labeler       # for the labelling page (rlhf-gym label)
 
-Re-running with the same arguments continues where the last run stopped; every line already written stays.
+Re-running with the same arguments continues where the last run stopped and writes what an uninterrupted run
+would have written; every line already written stays. A second collector on the same --out is refused.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from rlhf_gym.cli import arg
-from rlhf_gym.collect import collect_preferences
+from rlhf_gym.collect import check_seed, check_temperature, collect_preferences
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.labelers import SimulatedAnnotator, TerminalLabeler
 from rlhf_gym.prompts import load_prompts
 from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, load_task
-from rlhf_gym.utils import load_pretrained, resolve_device
+from rlhf_gym.utils import load_model, load_pretrained, resolve_device
 
 
 @dataclass
@@ -42,17 +43,21 @@ class Args:
     def __post_init__(self) -> None:
         if self.labeler not in ("simulated", "terminal"):
             raise ConfigError(f"--labeler must be simulated or terminal, got {self.labeler!r}")
-        if self.n_pairs <= 0 or self.max_new_tokens <= 0:
-            raise ConfigError("--n-pairs and --max-new-tokens must be > 0")
-        if not 0 <= self.annotator_flip_rate <= 1 or self.annotator_temperature <= 0:
-            raise ConfigError("--annotator-flip-rate must be in [0, 1] and --annotator-temperature > 0")
+        for name in ("n_pairs", "max_new_tokens"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        check_temperature(self.temperature)
+        check_temperature(self.annotator_temperature, "--annotator-temperature", sampling=False)
+        if not 0 <= self.annotator_flip_rate <= 1:
+            raise ConfigError(f"--annotator-flip-rate must be in [0, 1], got {self.annotator_flip_rate}")
+        check_seed(self.seed)
 
 
 def main(args: Args) -> int:
     task = load_task(args.task)
     device = resolve_device(args.device)
     if args.policy:
-        policy = load_pretrained(AutoModelForCausalLM.from_pretrained, args.policy, "--policy").to(device).eval()
+        policy = load_model(args.policy, "policy", "--policy").to(device).eval()
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, args.policy, "--policy's tokenizer")
     else:
         policy, tokenizer = task.load_policy(device), task.load_tokenizer()

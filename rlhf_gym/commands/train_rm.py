@@ -4,27 +4,32 @@
     rlhf-gym train-rm --data prefs.jsonl --model distilbert-base-uncased --out-dir rm/  # any HF model
 
 The default model is a small GPT-2-style classifier on the task's word-level tokenizer. Writes the model in
-save_pretrained format plus reward_metadata.json (data hash, seed, held-out accuracy), and TensorBoard logs.
-A malformed line stops the run with its file and line (or is skipped with --skip-bad-lines).
+save_pretrained format plus reward_metadata.json (data hash, seed, held-out accuracy), and TensorBoard logs;
+an existing --out-dir (a previous reward model) is replaced only once the new model is complete. Duplicate
+records are left out and the held-out comparisons are split off by pair (rlhf_gym.reward_training.split_records).
+A malformed line stops the run with its file and line (or is skipped with --skip-bad-lines); so does a NaN/inf
+loss, and a model with NaN/inf parameters is never saved.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from rlhf_gym.cli import arg
+from rlhf_gym.collect import check_seed
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
 from rlhf_gym.gpt2 import gpt2_reward_model
 from rlhf_gym.preferences import PreferenceDataError, load_preferences
 from rlhf_gym.reward_model import RewardModel
-from rlhf_gym.reward_training import RewardTrainingConfig, save_reward_model, train_reward_model
+from rlhf_gym.reward_training import RewardTrainingConfig, staged_directory, train_reward_model, write_reward_model
 from rlhf_gym.tasks.reviews.build import BuildConfig
 from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
-from rlhf_gym.utils import load_pretrained, resolve_device
+from rlhf_gym.utils import load_model, load_pretrained, resolve_device
 
 
 @dataclass
@@ -44,8 +49,12 @@ class Args:
     def __post_init__(self) -> None:
         if not 0 < self.eval_fraction < 1:
             raise ConfigError(f"--eval-fraction must be in (0, 1), got {self.eval_fraction}")
-        if self.epochs <= 0 or self.batch_size <= 0 or self.learning_rate <= 0:
-            raise ConfigError("--epochs, --batch-size and --learning-rate must be > 0")
+        for name in ("epochs", "batch_size", "learning_rate"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0 and finite, got {getattr(self, name)}")
+        if not (math.isfinite(self.center_rewards_coef) and self.center_rewards_coef >= 0):
+            raise ConfigError(f"--center-rewards-coef must be >= 0 and finite, got {self.center_rewards_coef}")
+        check_seed(self.seed)
 
 
 def load_records(args: Args) -> list[dict]:
@@ -73,7 +82,7 @@ def load_records(args: Args) -> list[dict]:
 def build_model(args: Args, device: torch.device) -> RewardModel:
     torch.manual_seed(args.seed)
     if args.model:
-        model = load_pretrained(AutoModelForSequenceClassification.from_pretrained, args.model, "--model", num_labels=1)
+        model = load_model(args.model, "reward_model", "--model", from_base=True)  # a causal LM gets a new score head
         return RewardModel(model.to(device), load_pretrained(AutoTokenizer.from_pretrained, args.model, "--model's tokenizer"))
     build = BuildConfig()
     return gpt2_reward_model(build_tokenizer(), build.reward_width, build.reward_layers, device=device)
@@ -85,7 +94,9 @@ def main(args: Args) -> dict:
     config = RewardTrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                   eval_fraction=args.eval_fraction, center_rewards_coef=args.center_rewards_coef,
                                   seed=args.seed)
-    metrics = train_reward_model(reward_model, records, config, log_dir=Path(args.out_dir) / "tensorboard")
-    save_reward_model(reward_model, args.out_dir, {**metrics, "data": str(args.data)})
-    print(f"held-out accuracy {metrics['eval_accuracy']:.3f} on {metrics['n_eval']} comparisons; saved to {args.out_dir}")
+    with staged_directory(args.out_dir) as staging:  # the previous model stays until the new one is complete
+        metrics = train_reward_model(reward_model, records, config, log_dir=staging / "tensorboard")
+        write_reward_model(reward_model, staging, {**metrics, "data": str(args.data)})
+    print(f"held-out accuracy {metrics['eval_accuracy']:.3f} on {metrics['n_eval']} comparisons (no pair in both "
+          f"train and held-out; {metrics['n_duplicates']} duplicate(s) left out); saved to {args.out_dir}")
     return metrics
