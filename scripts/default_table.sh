@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The README's results table: the default main job over seeds 0-4, then mean ± std (population) and one row per seed.
+#   bash scripts/default_table.sh [OUT_DIR]      (about 2 minutes per seed on 2 CPU cores)
+set -euo pipefail
+out="${1:-runs/default_table}"
+for seed in 0 1 2 3 4; do
+    python scripts/train_agent.py --seed "$seed" --out-dir "$out" --progress-bar false
+done
+python scripts/summarize_runs.py --runs "$out/RLHF-v0__train_agent__*"
