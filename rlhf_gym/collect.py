@@ -21,7 +21,9 @@ from .generation import generate_texts
 from .jsonl import JSONLError, append_jsonl, exclusive_writer, read_jsonl, repair_truncated_tail
 from .labelers import Labeler
 from .preferences import preference_record
+from .prompts import tokenize_prompts
 from .tasks.base import DEFAULT_MAX_NEW_TOKENS
+from .utils import context_length
 
 MIN_TEMPERATURE = 1e-6
 """The lowest sampling temperature: below it ``logits / temperature`` overflows float32 to inf."""
@@ -53,11 +55,12 @@ def check_sampling(policy, tokenizer, prompts: list[str], max_new_tokens: int, t
     check_temperature(temperature)
     if max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
-    config = getattr(policy, "config", None)
-    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    distinct = list(dict.fromkeys(prompts))
+    prompt_ids = tokenize_prompts(distinct, tokenizer)  # warns about prompts made only of unknown words
+    limit = context_length(policy) if hasattr(policy, "config") else None
     if limit is None:
         return
-    longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in set(prompts))
+    longest = max(len(ids) for ids in prompt_ids)
     if longest + max_new_tokens > limit:
         raise ConfigError(f"--max-new-tokens {max_new_tokens} is too long: the policy has {limit} positions and the "
                           f"longest prompt {longest} tokens, so at most {max(limit - longest, 0)} new tokens fit")

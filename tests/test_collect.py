@@ -174,6 +174,14 @@ def test_collect_refuses_a_response_budget_beyond_the_policys_context(tmp_path, 
     assert not out.exists()
 
 
+def test_collect_warns_about_prompts_made_only_of_unknown_words(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("spaceship rocket\nthe food was\n")
+    with pytest.warns(UserWarning, match=r"1 of 2 prompts are only unknown tokens .*'spaceship rocket'"):
+        run_command("collect", ["--out", str(tmp_path / "prefs.jsonl"), "--n-pairs", "2", "--prompts", str(prompts),
+                                "--max-new-tokens", "4"])
+
+
 @pytest.mark.parametrize("option, value", [
     ("--n-comparisons", "-1"), ("--n-comparisons", "0"), ("--annotator-temperature", "nan"),
     ("--annotator-temperature", "inf"), ("--annotator-flip-rate", "nan"), ("--seed", "-1"), ("--reward-epochs", "0"),
