@@ -4,6 +4,7 @@ errors of other kinds, the lines it writes."""
 import errno
 import json
 import os
+import tracemalloc
 import warnings
 
 import pytest
@@ -189,3 +190,16 @@ def test_json_that_python_refuses_is_a_bad_line_with_a_short_message(tmp_path):
     with pytest.raises(JSONLError) as caught:
         list(read_jsonl(path))
     assert str(caught.value) == f"{path}:1: unreadable JSON ({reason[:80]})"
+
+
+def test_a_line_over_the_limit_is_skipped_without_holding_it_in_memory(tmp_path):
+    path = tmp_path / "big.jsonl"
+    path.write_text('{"a": "' + "x" * 20_000_000 + '"}\n{"a": 1}\n')
+    tracemalloc.start()
+    try:
+        records = list(read_jsonl(path, max_line_bytes=1000, skip_bad_lines=True))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert records == [{"a": 1}]
+    assert peak < 5_000_000  # read in chunks of 1 MB, never the 20 MB line whole

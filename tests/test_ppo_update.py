@@ -272,3 +272,14 @@ def test_every_reported_logprob_is_the_sampled_tokens(task, ref_model, masked):
     assert max(abs(k) for k in expected_kl) > 0.05
     np.testing.assert_allclose(sorted(i["kl"] for i in infos), sorted(expected_kl), atol=1e-4)
     np.testing.assert_allclose(sorted(i["ref_logprob"] for i in infos), sorted(expected_ref), atol=1e-4)
+
+
+def test_the_nlpo_update_uses_the_masked_log_probs(task):
+    """NLPO's ratio compares masked log-probs with the masked log-probs it sampled with: before the first step the
+    ratio is exactly 1 (approximate KL 0). Unmasked log-probs in the update would give a ratio != 1 at once."""
+    env = RLHFVecEnv(num_envs=4, task=task, prompts=task.train_prompts[:4], reward_model=constant_reward,
+                     max_new_tokens=5, beta=0.1, mask_top_p=0.5)
+    agent = TokenPPO("TransformerPolicy", env, use_action_masks=True, n_epochs=1, batch_size=4, seed=0, device="cpu")
+    agent.learn(1)  # one rollout, one minibatch: approx_kl is measured before its step
+    assert logged(agent, "train/approx_kl") == pytest.approx(0.0, abs=1e-6)
+    assert logged(agent, "train/clip_fraction") == 0.0

@@ -155,3 +155,12 @@ def test_saved_model_carries_its_metrics_and_scores_the_same(model, tmp_path):
     reloaded = type(model).from_pretrained(tmp_path / "rm")
     records = comparisons()
     np.testing.assert_allclose(scores(reloaded, records), scores(model, records), atol=1e-5)
+
+
+def test_a_tie_in_scores_is_not_a_correct_ranking(model):
+    # chosen == rejected: equal scores, so the pair is not ranked correctly (accuracy counts r_w > r_l strictly)
+    records = [{"prompt": "the food was", "chosen": f"{w} .", "rejected": f"{w} ."} for w in WORDS[:4]]
+    config = RewardTrainingConfig(epochs=1, batch_size=4, learning_rate=0.0, eval_fraction=0.0)
+    metrics = train_reward_model(model, records, config, progress=False)
+    assert metrics["history"][0]["train_accuracy"] == 0.0
+    assert evaluate_reward_model(model, records)["accuracy"] == 0.0

@@ -129,3 +129,8 @@ def test_defaults_are_k1_at_temperature_1_without_a_penalty(ref_model, tokenizer
         ref = plain_ref_logprobs(ref_model, prompts[k], responses[k])
         assert episode.kl == pytest.approx((logprobs[k, : len(responses[k])].double().numpy() - ref).sum(), abs=1e-4)
         assert episode.penalty == 0.0
+
+
+def test_checked_scores_accepts_a_tensor_that_requires_grad():
+    scores = torch.tensor([0.5, -1.0], requires_grad=True) * 2  # a reward model's output, still in the graph
+    np.testing.assert_array_equal(checked_scores(scores, ["a", "b"]), [1.0, -2.0])
