@@ -55,11 +55,10 @@ def check_sampling(policy, tokenizer, prompts: list[str], max_new_tokens: int, t
     check_temperature(temperature)
     if max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
-    distinct = list(dict.fromkeys(prompts))
-    prompt_ids = tokenize_prompts(distinct, tokenizer)  # warns about prompts made only of unknown words
     limit = context_length(policy) if hasattr(policy, "config") else None
-    if limit is None:
+    if limit is None:  # not a Hugging Face model: nothing to check against
         return
+    prompt_ids = tokenize_prompts(list(dict.fromkeys(prompts)), tokenizer)  # warns about prompts of unknown words only
     longest = max(len(ids) for ids in prompt_ids)
     if longest + max_new_tokens > limit:
         raise ConfigError(f"--max-new-tokens {max_new_tokens} is too long: the policy has {limit} positions and the "
