@@ -104,18 +104,17 @@ class ResponseProgressBar(BaseCallback):
 
 
 class HeldOutEvaluation(BaseCallback):
-    """Scores the policy on held-out prompts before training and after every ``every`` PPO iterations, keeping
-    the summaries and a few samples in :attr:`points`; stops training after ``max_iterations``.
+    """Scores the policy on held-out prompts before training, after every ``every`` PPO iterations and at the end,
+    keeping the summaries and a few samples in :attr:`points`.
 
     :param evaluate: ``evaluate(lm) -> rlhf_gym.evaluation.Evaluation`` (see :func:`agents.experiment.held_out_evaluator`).
     :param every: PPO iterations between evaluations.
     :param n_samples: sample texts kept per evaluation.
-    :param max_iterations: stop after this many PPO iterations.
     """
 
-    def __init__(self, evaluate: Callable[[Any], Any], every: int, n_samples: int, max_iterations: int):
+    def __init__(self, evaluate: Callable[[Any], Any], every: int, n_samples: int):
         super().__init__()
-        self.evaluate, self.every, self.n_samples, self.max_iterations = evaluate, every, n_samples, max_iterations
+        self.evaluate, self.every, self.n_samples = evaluate, every, n_samples
         self.points: list[dict] = []
         self.iterations = 0
 
@@ -140,4 +139,4 @@ class HeldOutEvaluation(BaseCallback):
             self.record()
 
     def _on_step(self) -> bool:
-        return self.iterations < self.max_iterations
+        return True

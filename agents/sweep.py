@@ -118,9 +118,9 @@ def train_one(args: Args, beta: float, seed: int) -> dict:
     evaluate = held_out_evaluator(env, args.n_eval_prompts, seed)
     work_dir = Path(args.out_dir) / "work" / run_path(args.out_dir, beta, seed).stem
     (work_dir / "curve.jsonl").unlink(missing_ok=True)
-    held_out = HeldOutEvaluation(evaluate, args.eval_every, args.n_samples_kept, args.iterations)
-    upper_bound = (args.iterations + 1) * args.n_envs * args.max_new_tokens  # the callback stops at args.iterations
-    model.learn(upper_bound, callback=CallbackList([held_out, LearningCurveCallback(work_dir / "curve.jsonl")]))
+    held_out = HeldOutEvaluation(evaluate, args.eval_every, args.n_samples_kept)
+    model.learn(total_responses=args.iterations * args.n_envs,  # exactly args.iterations PPO iterations
+                callback=CallbackList([held_out, LearningCurveCallback(work_dir / "curve.jsonl")]))
     record = {"beta": beta, "seed": seed, "config": args.run_config(), "points": held_out.points,
               "train_curve": read_curve(work_dir / "curve.jsonl"), "timesteps": int(model.num_timesteps),
               "seconds": round(time.time() - started, 1)}

@@ -25,7 +25,7 @@ def test_quick_sweep_writes_json_png_markdown_and_resumes(tmp_path):
     assert len(saved["runs"]) == 2
     for run in saved["runs"]:
         assert [p["iteration"] for p in run["points"]] == list(range(len(run["points"])))  # eval every iteration
-        assert len(run["points"]) >= 3  # before training and after each of the (at least) two iterations
+        assert len(run["points"]) == args.iterations + 1  # before training and after each of exactly two iterations
         assert POINT_KEYS <= set(run["points"][0])
         assert run["train_curve"] and "gold_reward" in run["train_curve"][0]
     assert [r["n"] for r in saved["best_of_n"]] == [1, 2, 4]
