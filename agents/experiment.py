@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from envs.config import KL_PLACEMENTS
+from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.evaluation import Evaluation, evaluate_policy
@@ -72,12 +73,9 @@ class TrainConfig:
     amp: str = arg("bf16", "mixed precision on CUDA: bf16, fp16 or none (ignored on CPU)")
 
     def __post_init__(self) -> None:
-        positive = ("n_envs", "batch_size", "n_epochs", "learning_rate", "mask_refresh_every", "max_new_tokens",
-                    "temperature", "kl_target")
-        for name in positive:  # `not value > 0` also refuses NaN; inf is refused below
-            if getattr(self, name) is not None and not getattr(self, name) > 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        for name in ("learning_rate", "temperature", "kl_target", "beta", "ent_coef", "vf_coef", "gae_lambda"):
+        check_positive_options(self, ("n_envs", "batch_size", "n_epochs", "learning_rate", "mask_refresh_every",
+                                      "max_new_tokens", "temperature", "kl_target"))
+        for name in ("beta", "ent_coef", "vf_coef", "gae_lambda"):
             if getattr(self, name) is not None and not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"--{name.replace('_', '-')} must be finite, got {getattr(self, name)}")
         if self.batch_size > self.n_envs:

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from stable_baselines3.common.callbacks import CallbackList
 
+from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.ensemble import ProxyRewardArgs
 from rlhf_gym.errors import ConfigError
@@ -77,10 +78,8 @@ class Args(ProxyRewardArgs):
             self.betas, self.seeds, self.iterations, self.eval_every = "0,0.1", "0", 2, 1
             self.n_envs, self.batch_size, self.n_epochs, self.max_new_tokens = 8, 4, 2, 12
             self.n_eval_prompts, self.best_of_n_max, self.best_of_n_prompts, self.workers = 16, 4, 8, 1
-        for name in ("iterations", "eval_every", "n_eval_prompts", "n_envs", "batch_size", "n_epochs",
-                     "max_new_tokens", "learning_rate", "best_of_n_prompts", "workers"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        check_positive_options(self, ("iterations", "eval_every", "n_eval_prompts", "n_envs", "batch_size", "n_epochs",
+                                      "max_new_tokens", "learning_rate", "best_of_n_prompts", "workers"))
         try:
             betas, seeds = self.beta_list(), self.seed_list()
         except ValueError:

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from stable_baselines3.common.callbacks import CallbackList
 
+from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.evaluation import Evaluation
@@ -50,9 +51,7 @@ class Args(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("total_responses", "n_eval_prompts", "checkpoint_every"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        check_positive_options(self, ("total_responses", "n_eval_prompts", "checkpoint_every"))
         if self.resume is not None and not Path(self.resume).is_file():
             raise MissingFileError(f"--resume: checkpoint not found: {self.resume}")
 

@@ -8,13 +8,12 @@ run in :mod:`envs.setup`.
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from rlhf_gym.checks import check_count, check_number, is_number
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.kl import KL_ESTIMATORS
 
@@ -25,29 +24,6 @@ DEFAULT_BETA = 0.1
 
 DEPRECATED_NAMES = {"target_kl": "kl_target", "kl_penalty": "kl_placement"}
 """Old keyword -> new field. ``target_kl`` clashed with SB3's early-stop ``target_kl``; ``kl_penalty`` is a placement."""
-
-
-def is_number(value: Any) -> bool:
-    """A real number (Python or NumPy), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_number(name: str, value: Any, minimum: float | None = None, strict: bool = False) -> None:
-    """A :class:`ConfigError` unless ``value`` is a finite number ``> minimum`` (``strict``) or ``>= minimum``."""
-    valid = is_number(value) and math.isfinite(value)
-    if valid and minimum is not None:
-        valid = value > minimum if strict else value >= minimum
-    if not valid:
-        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum}"
-        raise ConfigError(f"{name} must be a finite number{bound}, got {value!r}")
-
-
-def check_count(name: str, value: Any) -> None:
-    """A :class:`ConfigError` unless ``value`` is an integer >= 1 (a bool or 2.5 is not)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if value < 1:
-        raise ConfigError(f"{name} must be >= 1, got {value}")
 
 
 @dataclass

@@ -56,9 +56,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from rlhf_gym.checks import is_number
 from rlhf_gym.errors import ConfigError
 
-from .config import RLHFEnvConfig, is_number
+from .config import RLHFEnvConfig
 from .episodes import LOGPROB_RULE, MAX_LOGPROB, EpisodeBatch
 from .setup import resolve_setup
 from .surface import RLHFEnvSurface

@@ -10,12 +10,12 @@ second collector on the same file is refused.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .checks import check_temperature
 from .errors import ConfigError
 from .generation import generate_texts
 from .jsonl import JSONLError, append_jsonl, exclusive_writer, read_jsonl, repair_truncated_tail
@@ -24,28 +24,6 @@ from .preferences import preference_record
 from .prompts import tokenize_prompts
 from .tasks.base import DEFAULT_MAX_NEW_TOKENS
 from .utils import context_length
-
-MIN_TEMPERATURE = 1e-6
-"""The lowest sampling temperature: below it ``logits / temperature`` overflows float32 to inf."""
-
-
-def check_temperature(temperature: float, option: str = "--temperature", sampling: bool = True) -> None:
-    """:class:`ConfigError` naming ``option`` unless ``temperature`` is finite and > 0.
-
-    :param sampling: a temperature that divides a policy's logits, which must also be at least :data:`MIN_TEMPERATURE`
-        (an annotator's Bradley–Terry temperature may be smaller).
-    """
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ConfigError(f"{option} must be > 0 and finite, got {temperature}")
-    if sampling and temperature < MIN_TEMPERATURE:
-        raise ConfigError(f"{option} must be at least {MIN_TEMPERATURE} (float32 logits overflow below), got {temperature}")
-
-
-def check_seed(seed: int, option: str = "--seed") -> None:
-    """:class:`ConfigError` naming ``option`` unless ``0 <= seed < 2**32`` (what every seeded generator accepts)."""
-    if not 0 <= seed < 2**32:
-        raise ConfigError(f"{option} must be in [0, 2**32), got {seed}")
-
 
 def check_sampling(policy, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float) -> None:
     """Refuse a temperature or a response budget the policy cannot sample with (:class:`ConfigError` naming the option).

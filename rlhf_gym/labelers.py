@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 from typing import Literal, Protocol
 
+from .checks import check_temperature
 from .errors import ConfigError
 
 Judgement = Literal["a", "b", "tie", "skip"]
@@ -40,8 +41,7 @@ class SimulatedAnnotator:
 
     def __init__(self, gold_reward: Callable[[str, str], float], temperature: float = 0.5, flip_rate: float = 0.1,
                  seed: int = 0, name: str = "simulated"):
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ConfigError(f"temperature must be > 0 and finite, got {temperature}")
+        check_temperature(temperature, "temperature", sampling=False)
         if not 0.0 <= flip_rate <= 1.0:
             raise ConfigError(f"flip_rate must be in [0, 1], got {flip_rate}")
         self.gold_reward, self.temperature, self.flip_rate = gold_reward, temperature, flip_rate

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 
 from rlhf_gym.cli import arg
-from rlhf_gym.collect import check_seed, check_temperature
+from rlhf_gym.checks import check_positive_options, check_seed, check_temperature
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.gpt2 import gpt2_config
 from rlhf_gym.tasks.reviews.build import BuildConfig, build
@@ -46,10 +46,8 @@ class Args:
 
     def __post_init__(self) -> None:
         """Check every number before the build starts (it takes minutes): :class:`ConfigError` naming the option."""
-        for name in ("n_sft_texts", "sft_epochs", "policy_width", "policy_layers", "reward_width", "reward_layers",
-                     "n_comparisons", "reward_epochs", "max_new_tokens", "n_eval_samples"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        check_positive_options(self, ("n_sft_texts", "sft_epochs", "policy_width", "policy_layers", "reward_width",
+                                      "reward_layers", "n_comparisons", "reward_epochs", "max_new_tokens", "n_eval_samples"))
         check_seed(self.seed)
         if self.n_comparisons < 2:
             raise ConfigError(f"--n-comparisons must be >= 2 (a reward model needs two), got {self.n_comparisons}")

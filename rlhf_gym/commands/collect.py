@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from transformers import AutoTokenizer
 
 from rlhf_gym.cli import arg
-from rlhf_gym.collect import check_seed, check_temperature, collect_preferences
+from rlhf_gym.checks import check_positive_options, check_seed, check_temperature
+from rlhf_gym.collect import collect_preferences
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.labelers import SimulatedAnnotator, TerminalLabeler
 from rlhf_gym.prompts import load_prompts
@@ -43,9 +44,7 @@ class Args:
     def __post_init__(self) -> None:
         if self.labeler not in ("simulated", "terminal"):
             raise ConfigError(f"--labeler must be simulated or terminal, got {self.labeler!r}")
-        for name in ("n_pairs", "max_new_tokens"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        check_positive_options(self, ("n_pairs", "max_new_tokens"))
         check_temperature(self.temperature)
         check_temperature(self.annotator_temperature, "--annotator-temperature", sampling=False)
         if not 0 <= self.annotator_flip_rate <= 1:

@@ -21,7 +21,7 @@ import torch
 from transformers import AutoTokenizer
 
 from rlhf_gym.cli import arg
-from rlhf_gym.collect import check_seed
+from rlhf_gym.checks import check_positive_options, check_seed
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
 from rlhf_gym.gpt2 import gpt2_reward_model
 from rlhf_gym.preferences import PreferenceDataError, load_preferences
@@ -49,9 +49,7 @@ class Args:
     def __post_init__(self) -> None:
         if not 0 < self.eval_fraction < 1:
             raise ConfigError(f"--eval-fraction must be in (0, 1), got {self.eval_fraction}")
-        for name in ("epochs", "batch_size", "learning_rate"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0 and finite, got {getattr(self, name)}")
+        check_positive_options(self, ("epochs", "batch_size", "learning_rate"))
         if not (math.isfinite(self.center_rewards_coef) and self.center_rewards_coef >= 0):
             raise ConfigError(f"--center-rewards-coef must be >= 0 and finite, got {self.center_rewards_coef}")
         check_seed(self.seed)
