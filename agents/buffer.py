@@ -53,7 +53,8 @@ class SequenceSamples(NamedTuple):
     """A minibatch of whole responses, the token axis cut to the longest live response in it.
 
     Shapes: ``queries``/``query_mask`` [B, P] (left-padded prompts); every other field [B, T];
-    ``action_masks`` [B, T, V] for a masked (NLPO) rollout, else None.
+    ``action_masks`` [B, T, V] for a masked (NLPO) rollout, else None; ``ref_logprobs`` [B, T], the reference's
+    log-probs of the tokens, when the rollout stored them (GRPO), else None.
     """
 
     queries: torch.Tensor
@@ -65,6 +66,7 @@ class SequenceSamples(NamedTuple):
     advantages: torch.Tensor
     returns: torch.Tensor
     action_masks: torch.Tensor | None
+    ref_logprobs: torch.Tensor | None = None
 
 
 class SequenceRolloutBuffer(BaseBuffer):
@@ -100,6 +102,7 @@ class SequenceRolloutBuffer(BaseBuffer):
         self.rewards = torch.zeros(shape, device=self.device)
         self.action_masks = (torch.ones((*shape, self.action_space.n), dtype=torch.bool, device=self.device)
                              if self.with_action_masks else None)
+        self.ref_logprobs: torch.Tensor | None = None  # [B, T] log pi_ref of the tokens, filled by GRPO
         self.advantages = self.returns = None
 
     def start(self, queries: torch.Tensor, query_mask: torch.Tensor) -> None:
@@ -148,4 +151,5 @@ class SequenceRolloutBuffer(BaseBuffer):
         return SequenceSamples(self.queries[idx], self.query_mask[idx], self.responses[idx, :used],
                                self.response_mask[idx, :used], self.logprobs[idx, :used], self.values[idx, :used],
                                advantages[idx, :used], self.returns[idx, :used],
-                               None if self.action_masks is None else self.action_masks[idx, :used])
+                               None if self.action_masks is None else self.action_masks[idx, :used],
+                               None if self.ref_logprobs is None else self.ref_logprobs[idx, :used])

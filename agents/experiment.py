@@ -24,10 +24,19 @@ from rlhf_gym.evaluation import Evaluation, evaluate_policy
 from rlhf_gym.kl import KL_ESTIMATORS
 from rlhf_gym.utils import resolve_device
 
+from .critic_free import DEFAULT_GROUP_SIZE
+from .grpo import GRPO, LOSS_TYPES
 from .ppo import AMP_DTYPES, TokenPPO
+from .rloo import RLOO
 from .vec_env import RLHFVecEnv
 
-ALGOS = ("ppo", "nlpo")
+RL_ALGOS: dict[str, type[TokenPPO]] = {"ppo": TokenPPO, "nlpo": TokenPPO, "rloo": RLOO, "grpo": GRPO}
+"""The online algorithms and their classes (all on TokenPPO's rollout)."""
+ALGOS = tuple(RL_ALGOS)
+DEFAULT_EPOCHS = {"ppo": 4, "nlpo": 4, "rloo": 1, "grpo": 1}
+"""Passes over each rollout when --n-epochs is not given: PPO's 4; RLOO and GRPO take one (TRL's num_iterations)."""
+DEFAULT_GRPO_BETA = 0.04
+"""GRPO's KL weight in the loss (Shao et al. 2024)."""
 AMP_CHOICES = (*AMP_DTYPES, "none")
 DEFAULT_TOTAL_RESPONSES = 12_800
 """The default run's budget: 200 PPO iterations of 64 responses (see DEFAULT_LEARNING_RATE)."""
@@ -46,7 +55,8 @@ ENV_FIELDS = ("task", "ref_model", "reward_model", "prompts", "max_new_tokens", 
 class TrainConfig:
     """A training run's algorithm, env and optimisation settings."""
 
-    algo: str = arg("ppo", "ppo, or nlpo (PPO with top-p action masks from a periodically refreshed copy of the policy)")
+    algo: str = arg("ppo", "ppo; nlpo (PPO with top-p action masks from a periodically refreshed copy of the policy); "
+                           "rloo (leave-one-out baseline); grpo (group-normalised advantages, k3 KL in the loss)")
     env_id: str = arg("RLHF-v0", "registered env id (its registered arguments apply; the options below override them)")
     seed: int = arg(0, "seed of everything: prompts, sampling, initialisation, minibatch order")
     task: str | None = arg(None, "task id (default: the env id's, reviews for RLHF-v0)")
@@ -54,7 +64,9 @@ class TrainConfig:
     ref_model: str | None = arg(None, "frozen reference policy for the KL term (default: the task's SFT policy)")
     reward_model: Any = arg(None, "reward model: HF id or directory (default: the task's reward model)")
     prompts: str | None = arg(None, "training prompts: .jsonl (field 'prompt') or .txt file (default: the task's train split)")
-    beta: float | None = arg(None, "KL coefficient beta, the initial value with --kl-target (default: the env's, 0.1)")
+    beta: float | None = arg(None, "KL coefficient beta: of the env's reward r - beta*KL for ppo, nlpo and rloo (the "
+                                   "initial value with --kl-target; default: the env's, 0.1); of grpo's k3 term in the loss "
+                                   f"(default {DEFAULT_GRPO_BETA}; the env's reward then has no KL term)")
     kl_target: float | None = arg(None, "adaptive KL controller (Ziegler et al. 2019) with this target KL per response")
     kl_estimator: str | None = arg(None, "per-token KL estimator: k1 or k3 (default: the env's, k1)")
     kl_placement: str | None = arg(None, "where the KL penalty is paid: terminal or per_token (default: the env's, terminal)")
@@ -62,7 +74,10 @@ class TrainConfig:
     temperature: float | None = arg(None, "sampling temperature (default: the env's, 1.0)")
     n_envs: int = arg(64, "responses per rollout (rows of the batched env)")
     batch_size: int = arg(16, "minibatch size in responses")
-    n_epochs: int = arg(4, "PPO epochs per rollout")
+    n_epochs: int | None = arg(None, "passes over each rollout (default: 4 for ppo and nlpo, 1 for rloo and grpo)")
+    group_size: int = arg(DEFAULT_GROUP_SIZE, "rloo, grpo: responses per prompt (k); must divide --n-envs")
+    grpo_loss: str = arg("dapo", "grpo: average the loss over the minibatch's tokens (dapo, TRL's default) or over each "
+                                 "response's tokens, then responses (grpo, the paper's)")
     learning_rate: float = arg(DEFAULT_LEARNING_RATE, "AdamW learning rate")
     ent_coef: float = arg(0.0, "entropy bonus")
     vf_coef: float = arg(0.5, "value loss weight")
@@ -74,7 +89,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_positive_options(self, ("n_envs", "batch_size", "n_epochs", "learning_rate", "mask_refresh_every",
-                                      "max_new_tokens", "temperature", "kl_target"))
+                                      "max_new_tokens", "temperature", "kl_target", "group_size"))
         for name in ("beta", "ent_coef", "vf_coef", "gae_lambda"):
             if getattr(self, name) is not None and not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"--{name.replace('_', '-')} must be finite, got {getattr(self, name)}")
@@ -83,13 +98,22 @@ class TrainConfig:
                               "minibatches are counted in responses")
         if self.beta is not None and not self.beta >= 0:
             raise ConfigError(f"--beta must be >= 0, got {self.beta}")
-        choices = {"algo": ALGOS, "amp": AMP_CHOICES, "kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS}
+        choices = {"algo": ALGOS, "amp": AMP_CHOICES, "kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS,
+                   "grpo_loss": LOSS_TYPES}
         for name, allowed in choices.items():
             if getattr(self, name) is not None and getattr(self, name) not in allowed:
                 option = f"--{name.replace('_', '-')}"
                 raise ConfigError(f"{option} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0 < self.mask_top_p <= 1:
             raise ConfigError(f"--mask-top-p must be in (0, 1], got {self.mask_top_p}")
+        if self.algo in ("rloo", "grpo"):
+            if self.group_size < 2 or self.n_envs % self.group_size:
+                raise ConfigError(f"--group-size {self.group_size}: {self.algo} needs at least 2 responses per prompt, and "
+                                  f"--n-envs {self.n_envs} must be a multiple of it")
+            if self.batch_size > self.n_envs or self.n_envs % self.batch_size:
+                raise ConfigError(f"--batch-size {self.batch_size} must divide --n-envs {self.n_envs} for {self.algo}")
+        if self.algo == "grpo" and self.kl_target is not None:
+            raise ConfigError("--kl-target adapts the env's beta; grpo's KL term is in its loss, with the fixed --beta")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"--device must be cpu, cuda[:N] or auto, got {self.device!r}")
 
@@ -99,7 +123,16 @@ class TrainConfig:
         kwargs["device"] = device
         if self.algo == "nlpo":
             kwargs["mask_top_p"] = self.mask_top_p
+        if self.algo in ("rloo", "grpo"):
+            kwargs["group_size"] = self.group_size
+        if self.algo == "grpo":
+            kwargs["beta"] = 0.0  # GRPO's KL is in its loss; the env still measures and reports it
         return kwargs
+
+    @property
+    def epochs(self) -> int:
+        """``n_epochs``, or the algorithm's default."""
+        return self.n_epochs if self.n_epochs is not None else DEFAULT_EPOCHS[self.algo]
 
 
 def build_env_and_agent(config: TrainConfig, tensorboard_log: str | Path | None = None,
@@ -107,18 +140,22 @@ def build_env_and_agent(config: TrainConfig, tensorboard_log: str | Path | None 
     """The batched env (through Gymnasium's registry) and the agent on it, or the agent of checkpoint ``resume``."""
     device = resolve_device(config.device)
     env = RLHFVecEnv(num_envs=config.n_envs, env_id=config.env_id, **config.env_kwargs(device))
+    algorithm = RL_ALGOS[config.algo]
     if resume is not None:
         if not Path(resume).is_file():
             raise MissingFileError(f"checkpoint not found: {resume}")
-        return env, TokenPPO.load(resume, env=env, device=device)
-    agent = TokenPPO(
-        "TransformerPolicy", env, learning_rate=config.learning_rate, batch_size=config.batch_size,
-        n_epochs=config.n_epochs, gae_lambda=config.gae_lambda, ent_coef=config.ent_coef, vf_coef=config.vf_coef,
-        amp=None if config.amp == "none" else config.amp, seed=config.seed, device=device,
-        tensorboard_log=None if tensorboard_log is None else str(tensorboard_log),
-        use_action_masks=config.algo == "nlpo", mask_refresh_every=config.mask_refresh_every,
-        policy_kwargs={"model_name_or_path": config.model, "temperature": env.batched_env.temperature},
-    )
+        return env, algorithm.load(resume, env=env, device=device)
+    common = dict(learning_rate=config.learning_rate, batch_size=config.batch_size, n_epochs=config.epochs,
+                  amp=None if config.amp == "none" else config.amp, seed=config.seed, device=device,
+                  tensorboard_log=None if tensorboard_log is None else str(tensorboard_log),
+                  policy_kwargs={"model_name_or_path": config.model, "temperature": env.batched_env.temperature})
+    if config.algo == "rloo":
+        return env, RLOO("TransformerPolicy", env, **common)
+    if config.algo == "grpo":
+        beta = DEFAULT_GRPO_BETA if config.beta is None else config.beta
+        return env, GRPO("TransformerPolicy", env, beta=beta, loss_type=config.grpo_loss, **common)
+    agent = TokenPPO("TransformerPolicy", env, gae_lambda=config.gae_lambda, ent_coef=config.ent_coef, vf_coef=config.vf_coef,
+                     use_action_masks=config.algo == "nlpo", mask_refresh_every=config.mask_refresh_every, **common)
     return env, agent
 
 
@@ -129,6 +166,7 @@ def env_settings(env: RLHFVecEnv) -> dict[str, Any]:
     return {"task": batched.task.name if batched.task else None, "beta": batched.beta, "kl_target": config.kl_target,
             "kl_estimator": config.kl_estimator, "kl_placement": config.kl_placement,
             "max_new_tokens": batched.max_new_tokens, "temperature": batched.temperature, "n_prompts": len(batched.prompts),
+            "group_size": batched.group_size,
             "ref_model": getattr(batched.ref_model, "name_or_path", type(batched.ref_model).__name__)}
 
 

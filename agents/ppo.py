@@ -254,7 +254,7 @@ class TokenPPO(PPO):
         rollout_buffer.start(queries, query_mask)
         alive = torch.ones(self.n_envs, dtype=torch.bool, device=self.device)  # rows still writing their response
         attention = query_mask  # grows by one column per step: the KV cache's attention mask
-        final_infos: list[dict] = []
+        episodes: dict[int, dict] = {}  # row -> the final info of its response
         with torch.no_grad(), self._autocast():
             logits, values, caches = self.policy.start(queries, query_mask)
             for _ in range(n_rollout_steps):
@@ -273,7 +273,7 @@ class TokenPPO(PPO):
                 rollout_buffer.add(actions, alive, chosen, values,
                                    torch.as_tensor(rewards, dtype=torch.float32, device=self.device), masks)
                 self.num_timesteps += self.n_envs
-                final_infos += self._episode_infos(info)
+                episodes.update(self._episode_infos(info))
                 callback.update_locals(locals())
                 if not callback.on_step():
                     return False
@@ -283,20 +283,25 @@ class TokenPPO(PPO):
                 attention = torch.cat([attention, alive[:, None].long()], dim=1)
                 logits, values, caches = self.policy.advance(actions, attention, caches)
         self.num_responses += self.n_envs
-        self._record_rollout(final_infos, batched.beta)
+        self._record_rollout([episodes[row] for row in sorted(episodes)], batched.beta)
+        self._compute_advantages(rollout_buffer, episodes)
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def _compute_advantages(self, rollout_buffer: SequenceRolloutBuffer, episodes: dict[int, dict]) -> None:
+        """PPO: rewards scaled by the running return std (``normalize_rewards``), then GAE with the critic's values.
+        Critic-free subclasses (:class:`agents.RLOO`, :class:`agents.GRPO`) replace this with their group baselines."""
         if self.normalize_rewards:
             returns = rollout_buffer.rewards.sum(1).cpu().numpy()
             self.return_rms.update(returns)
             rollout_buffer.rewards /= float(np.sqrt(self.return_rms.var + 1e-8))
         rollout_buffer.compute_returns_and_advantage()
-        callback.update_locals(locals())
-        callback.on_rollout_end()
-        return True
 
-    def _episode_infos(self, info: dict) -> list[dict]:
-        """The final infos of the episodes that ended in this step (also fed to SB3's ``ep_info_buffer``)."""
-        episodes = [row for row in row_infos(info, self.n_envs) if "proxy_reward" in row]
-        for episode in episodes:
+    def _episode_infos(self, info: dict) -> dict[int, dict]:
+        """The final infos of the episodes that ended in this step, by row (also fed to SB3's ``ep_info_buffer``)."""
+        episodes = {row: i for row, i in enumerate(row_infos(info, self.n_envs)) if "proxy_reward" in i}
+        for episode in episodes.values():
             self.ep_info_buffer.append({"r": float(episode["terminal_reward"]), "l": int(episode["response_length"])})
         return episodes
 
@@ -311,6 +316,16 @@ class TokenPPO(PPO):
         self.last_rollout_infos = infos
 
     # ---------------------------------------------------------------------------------------- update
+    def _optimizer_step(self, loss: torch.Tensor) -> None:
+        """Backward, gradient-norm clip and one optimizer step."""
+        self.policy.optimizer.zero_grad(set_to_none=True)
+        # fp16 scales the loss against underflow; the scaler is a pass-through for bf16 and float32
+        self._grad_scaler.scale(loss).backward()
+        self._grad_scaler.unscale_(self.policy.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self._grad_scaler.step(self.policy.optimizer)
+        self._grad_scaler.update()
+
     def train(self) -> None:
         """PPO epochs over minibatches of whole sequences (one forward pass per sequence per minibatch)."""
         self.policy.set_training_mode(True)
@@ -352,13 +367,7 @@ class TokenPPO(PPO):
                     if self.verbose >= 1:
                         print(f"Early stopping at epoch {epoch} due to reaching max kl: {approx_kl:.3f}")
                     break
-                self.policy.optimizer.zero_grad(set_to_none=True)
-                # fp16 scales the loss against underflow; the scaler is a pass-through for bf16 and float32
-                self._grad_scaler.scale(loss).backward()
-                self._grad_scaler.unscale_(self.policy.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-                self._grad_scaler.step(self.policy.optimizer)
-                self._grad_scaler.update()
+                self._optimizer_step(loss)
             self._n_updates += 1
             if not continue_training:
                 break

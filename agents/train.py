@@ -1,4 +1,4 @@
-"""Train an RLHF policy with token-level PPO (or NLPO) on a registered env id — the main job of rlhf-gym.
+"""Train an RLHF policy with token-level PPO (or NLPO, RLOO, GRPO) on a registered env id — the main job of rlhf-gym.
 
 With no arguments it runs the embedded default end to end, offline, on CPU or GPU: build ``RLHF-v0``'s
 batched env, train, and write to ``runs/<env_id>__<exp_name>__<seed>__<time>/``: the SB3 agent (agent.zip),
@@ -8,6 +8,8 @@ curve.jsonl) and a before/after table on held-out prompts (summary.json).
     rlhf-gym train                                  # or: python scripts/train_agent.py
     rlhf-gym train --beta 0.01 --total-responses 12800 --seed 1
     rlhf-gym train --algo nlpo --mask-top-p 0.9     # NLPO (Ramamurthy et al. 2022)
+    rlhf-gym train --algo rloo --group-size 4       # RLOO (Ahmadian et al. 2024)
+    rlhf-gym train --algo grpo --beta 0.04          # GRPO (Shao et al. 2024)
     rlhf-gym train --env-id RLHF-Reviews-Short-v0
     rlhf-gym train --resume runs/<run>/checkpoints/agent_000050_iterations.zip
 """
@@ -39,10 +41,10 @@ class Args(TrainConfig):
 
     exp_name: str = arg("train_agent", "name of this experiment (part of the run directory's name)")
     total_responses: int = arg(DEFAULT_TOTAL_RESPONSES, "budget: responses to sample in all (TRL's total_episodes); the run "
-                                                        "makes ceil(total_responses / n_envs) PPO iterations")
+                                                        "makes ceil(total_responses / n_envs) iterations (rollout + update)")
     n_eval_prompts: int = arg(256, "held-out prompts for the before/after table")
     out_dir: str = arg("runs", "where run directories are created")
-    checkpoint_every: int = arg(25, "save a checkpoint every this many PPO iterations")
+    checkpoint_every: int = arg(25, "save a checkpoint every this many iterations")
     resume: str | None = arg(None, "checkpoint .zip to resume from: continues its run directory with the run's own "
                                    "arguments (args.json), beta, optimizer and counters, up to the run's budget "
                                    "(or a larger --total-responses)")
@@ -142,7 +144,7 @@ def main(args: Args) -> Path:
     console.print("  env: " + ", ".join(f"{k} = {v}" for k, v in settings["env"].items()))
     if args.resume:
         dropped = truncate_curve(run_dir / "curve.jsonl", model.n_rollouts)
-        console.print(f"resumed from {args.resume} after {model.n_rollouts} PPO iterations ({model.num_responses} "
+        console.print(f"resumed from {args.resume} after {model.n_rollouts} iterations ({model.num_responses} "
                       f"responses), beta {env.beta:.4f}; dropped {dropped} curve rows written after that checkpoint")
     evaluate = held_out_evaluator(env, args.n_eval_prompts, args.seed)
     before = evaluate(env.batched_env.ref_model)
@@ -163,6 +165,6 @@ def main(args: Args) -> Path:
                    responses=int(model.num_responses), timesteps=int(model.num_timesteps), device=str(model.device),
                    final_beta=float(env.beta))
     atomic_write_json(run_dir / "summary.json", summary)
-    console.print(f"done in {summary['seconds']:.0f} s, {summary['iterations']} PPO iterations, {summary['responses']} "
-                  f"responses: agent.zip, policy/, learning_curve.png, summary.json in {run_dir}")
+    console.print(f"done in {summary['seconds']:.0f} s, {summary['iterations']} iterations of {args.algo}, "
+                  f"{summary['responses']} responses: agent.zip, policy/, learning_curve.png, summary.json in {run_dir}")
     return run_dir

@@ -127,7 +127,7 @@ def row_infos(info: dict[str, Any], num_rows: int) -> list[dict[str, Any]]:
     for key, value in info.items():
         if not key.startswith("_"):
             for row in np.flatnonzero(info["_" + key]):
-                rows[row][key] = value[row].item() if hasattr(value[row], "item") else value[row]
+                rows[row][key] = value[row].item() if isinstance(value[row], np.generic) else value[row]
     return rows
 
 

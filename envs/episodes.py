@@ -139,8 +139,10 @@ class EpisodeBatch:
         """Score the finished ``rows`` (one reference pass, one reward call); return their final infos.
 
         Each info has ``proxy_reward``, ``kl``, ``beta``, ``penalty``, ``terminal_reward``, ``ref_logprob``,
-        ``kl_source``, ``prompt``, ``response_text``, ``response_length``, ``eos`` and, for tasks with a
-        gold reward, ``gold_reward`` and ``well_formed``. The KL controller is updated afterwards.
+        ``ref_token_logprobs`` (``log pi_ref`` of each response token, float32 [response_length]: what GRPO's KL term
+        needs, so agents need not recompute it), ``kl_source``, ``prompt``, ``response_text``, ``response_length``,
+        ``eos`` and, for tasks with a gold reward, ``gold_reward`` and ``well_formed``. The KL controller is updated
+        afterwards.
         """
         setup = self.setup
         rows_t = torch.as_tensor(rows, device=setup.device)
@@ -157,6 +159,7 @@ class EpisodeBatch:
         for i, (row, episode, prompt, response) in enumerate(zip(rows.tolist(), episodes, prompts, responses)):
             info = {"proxy_reward": episode.proxy_reward, "kl": episode.kl, "beta": beta, "penalty": episode.penalty,
                     "terminal_reward": episode.terminal_reward(beta), "ref_logprob": episode.ref_logprob,
+                    "ref_token_logprobs": episode.ref_token_logprobs,
                     "kl_source": episode.kl_source, "prompt": prompt, "response_text": response,
                     "response_length": int(self.response_lens[row]), "eos": bool(self.eos[row])}
             if gold is not None:

@@ -37,8 +37,8 @@ value is refused: it would make the reward NaN or infinite); an action must be o
 
 Terminated when the agent emits the stop token (default EOS); truncated after ``max_new_tokens`` tokens. The
 final ``info`` holds ``proxy_reward``, ``kl``, ``beta``, ``penalty``, ``terminal_reward``, ``ref_logprob``,
-``kl_source``, ``prompt``, ``response_text``, ``response_length``, ``eos`` and, for tasks with a gold reward,
-``gold_reward`` and ``well_formed``.
+``ref_token_logprobs`` (``log pi_ref`` of every response token, an array), ``kl_source``, ``prompt``,
+``response_text``, ``response_length``, ``eos`` and, for tasks with a gold reward, ``gold_reward`` and ``well_formed``.
 
 ## Version history
 

@@ -8,6 +8,10 @@ Autoreset modes (Gymnasium 1.x): ``"next_step"`` (default: a finished row restar
 whose action for that row is ignored) or ``"disabled"`` (finished rows wait, ignoring actions, until
 ``reset(options={"reset_mask": mask})``; what a lock-step agent such as :class:`agents.TokenPPO` uses).
 
+Group sampling (``group_size=k``, for RLOO and GRPO): rows ``[g*k, (g+1)*k)`` form group ``g`` and share one prompt,
+drawn once per group; groups reset as a whole (a ``reset_mask`` must cover whole groups), and with ``"next_step"``
+autoreset a finished row waits, ignoring actions, until every row of its group has finished, then the group restarts.
+
 Final-episode infos follow Gymnasium's vector convention: ``info[key]`` is an array over rows and
 ``info["_" + key]`` the mask of the rows where it is set.
 """
@@ -40,21 +44,24 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
     :param autoreset_mode: ``"next_step"`` or ``"disabled"`` (see the module docstring).
     :param render_mode: ``"ansi"`` or ``"human"``.
     :param seed: seed of the first ``reset`` when that call gives none.
+    :param group_size: rows per prompt group (see the module docstring); must divide ``num_envs``.
     """
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 8, config: RLHFEnvConfig | None = None,
                  autoreset_mode: str | AutoresetMode = "next_step", render_mode: str | None = None, seed: int | None = None,
-                 **kwargs: Any):
+                 group_size: int = 1, **kwargs: Any):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if not isinstance(group_size, (int, np.integer)) or group_size < 1 or num_envs % group_size:
+            raise ConfigError(f"group_size must be a positive integer that divides num_envs ({num_envs}), got {group_size!r}")
         mode = autoreset_mode if isinstance(autoreset_mode, AutoresetMode) else _MODES.get(autoreset_mode)
         if mode not in _MODES.values():
             raise ValueError(f"autoreset_mode must be one of {list(_MODES)}, got {autoreset_mode!r}")
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self._setup = resolve_setup(make_config(config, kwargs))
-        self.num_envs = num_envs
+        self.num_envs, self.group_size = num_envs, int(group_size)
         self.render_mode = render_mode
         self._first_seed = seed
         self._episodes = EpisodeBatch(self._setup, num_envs)
@@ -76,8 +83,17 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         """NLPO masks of every row's next token, bool [num_envs, vocab] (a device tensor with ``as_tensor=True``)."""
         return self._masks(as_tensor)
 
-    def _pick_prompts(self, n: int) -> np.ndarray:
-        return self.np_random.integers(len(self._setup.prompts), size=n)
+    def _pick_prompts(self, rows: np.ndarray) -> np.ndarray:
+        """Prompt indices for ``rows``: one draw per row, or one per group repeated over its rows."""
+        k = self.group_size
+        if k == 1:
+            return self.np_random.integers(len(self._setup.prompts), size=len(rows))
+        groups = rows.reshape(-1, k) if len(rows) % k == 0 else None
+        # whole groups only: each block of k rows must be exactly the rows g*k .. g*k + k - 1 of one group g
+        if groups is None or (groups != groups[:, :1] // k * k + np.arange(k)).any():
+            raise ValueError(f"group sampling (group_size={k}) resets whole groups of {k} consecutive rows; got rows "
+                             f"{rows.tolist()}")
+        return np.repeat(self.np_random.integers(len(self._setup.prompts), size=len(groups)), k)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Start episodes in all rows, or in ``options["reset_mask"]``; ``options["prompt_indices"]`` picks prompts."""
@@ -90,7 +106,7 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         mask = np.asarray(options.get("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
         rows = np.flatnonzero(mask)
         indices = options.get("prompt_indices")
-        indices = self._pick_prompts(len(rows)) if indices is None else np.asarray(indices, dtype=np.int64)[: len(rows)]
+        indices = self._pick_prompts(rows) if indices is None else np.asarray(indices, dtype=np.int64)[: len(rows)]
         if len(indices) != len(rows) or (indices < 0).any() or (indices >= len(self._setup.prompts)).any():
             raise ValueError(f"prompt_indices must give {len(rows)} indices in [0, {len(self._setup.prompts)})")
         self._episodes.start(rows, indices)
@@ -115,7 +131,7 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         truncated = np.zeros(self.num_envs, dtype=bool)
         restarting = np.flatnonzero(self._autoreset)
         if restarting.size:
-            self._episodes.start(restarting, self._pick_prompts(restarting.size))
+            self._episodes.start(restarting, self._pick_prompts(restarting))
             self._autoreset[restarting] = False
         active = np.flatnonzero(~self._episodes.done)
         active = active[~np.isin(active, restarting)]
@@ -128,7 +144,10 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
                 for key, value in info.items():
                     self._add_info(infos, key, value, row)
         if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
-            self._autoreset |= terminated | truncated
+            # a group restarts on the next step once its last row has finished (with group_size 1: every finished row)
+            k = self.group_size
+            last_finished = (terminated | truncated).reshape(-1, k).any(1) & self._episodes.done.reshape(-1, k).all(1)
+            self._autoreset |= last_finished.repeat(k)
         if self.render_mode == "human":
             self.render()
         return self._episodes.observation(), rewards, terminated, truncated, infos

@@ -79,6 +79,7 @@ class ScoredEpisode:
     kl: float
     kl_per_token: np.ndarray
     ref_logprob: float
+    ref_token_logprobs: np.ndarray
     penalty: float
     kl_source: str
 
@@ -120,5 +121,6 @@ def score_episodes(
         episodes.append(ScoredEpisode(
             proxy_reward=float(scores[i]), kl=float(kl_tokens[i].sum()),
             kl_per_token=kl_tokens[i, :n].cpu().numpy().astype(np.float64),
-            ref_logprob=float(ref[i].sum()), penalty=0.0 if eos[i] else float(no_eos_penalty), kl_source=source))
+            ref_logprob=float(ref[i].sum()), ref_token_logprobs=ref[i, :n].cpu().numpy().astype(np.float32),
+            penalty=0.0 if eos[i] else float(no_eos_penalty), kl_source=source))
     return episodes

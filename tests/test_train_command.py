@@ -113,6 +113,11 @@ def test_bad_input_leaves_no_run_directory(tmp_path, capsys):
     (["--no-such-option", "1"], "unrecognized arguments"),
     (["--output-dir", "runs"], "unrecognized arguments"),  # the old spelling: outputs are --out / --out-dir everywhere
     (["--total-timesteps", "76800"], "unrecognized arguments"),  # the budget is counted in responses
+    (["--algo", "rloo", "--group-size", "1"], "--group-size 1: rloo needs at least 2 responses per prompt"),
+    (["--algo", "grpo", "--group-size", "5"], "--n-envs 64 must be a multiple of it"),
+    (["--algo", "rloo", "--batch-size", "24"], "--batch-size 24 must divide --n-envs 64"),
+    (["--algo", "grpo", "--kl-target", "3"], "grpo's KL term is in its loss"),
+    (["--algo", "grpo", "--grpo-loss", "mean"], "--grpo-loss must be one of dapo, grpo"),
 ])
 def test_train_agent_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -134,3 +139,25 @@ def test_cuda_on_a_machine_without_it_is_one_clear_line(tmp_path, capsys):
     error = cli_error(capsys, "train", ["--device", "cuda", "--out-dir", tmp_path, *TINY])
     assert error.startswith("error: device 'cuda' is not available on this machine") and "use cpu or auto" in error
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["rloo", "grpo"])
+def test_critic_free_runs_end_to_end_and_resume_with_their_own_class(algo, tmp_path):
+    run_dir = run_train(["--algo", algo, "--group-size", 4, "--out-dir", tmp_path, "--total-responses", 16,
+                         "--checkpoint-every", 1, "--beta", 0.05, *TINY])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["iterations"], summary["responses"]) == (2, 16)
+    stored = json.loads((run_dir / "args.json").read_text())
+    assert stored["env"]["group_size"] == 4
+    # the env's reward carries the KL for rloo; grpo puts its beta in the loss and the env's beta is 0
+    assert stored["env"]["beta"] == (0.05 if algo == "rloo" else 0.0)
+    (run_dir / "summary.json").unlink()
+    checkpoint = run_dir / "checkpoints" / "agent_000001_iterations.zip"
+    env, agent = train.build_env_and_agent(train.resumed_args(parse_dataclass(train.Args, "", ["--resume", str(checkpoint)])),
+                                           resume=checkpoint)
+    assert type(agent).__name__ == algo.upper() and agent.n_rollouts == 1 and agent.n_epochs == 1
+    if algo == "grpo":
+        assert agent.kl_coef == 0.05
+    assert run_train(["--resume", checkpoint, "--progress-bar", "false"]) == run_dir
+    assert json.loads((run_dir / "summary.json").read_text())["iterations"] == 2

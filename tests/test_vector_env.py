@@ -66,6 +66,8 @@ def test_single_and_batched_envs_agree(task, ref_model, tokenizer, placement):
         for key, value in info.items():
             if isinstance(value, float):
                 assert batched_infos[row][key] == pytest.approx(value, abs=1e-5), key
+            elif isinstance(value, np.ndarray):
+                np.testing.assert_allclose(batched_infos[row][key], value, atol=1e-5, err_msg=key)
             else:
                 assert batched_infos[row][key] == value, key
 

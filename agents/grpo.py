@@ -1,0 +1,101 @@
+"""GRPO: group-normalised advantages, PPO's clipped token ratio and a k3 KL penalty in the loss.
+
+Shao et al. (2024), "DeepSeekMath", https://arxiv.org/abs/2402.03300, section 4.1. The reward of a response is
+the reward model's score alone, ``R_i = r_phi(x, y_i)`` (minus any no-EOS penalty; the env's ``beta * KL`` is not
+used), normalised within its group of k responses to the same prompt::
+
+    A_i = (R_i - mean_j R_j) / (std_j R_j + 1e-4)        (scale_rewards="group"; "batch": the rollout's std; "none")
+
+Every token of response i gets ``A_i``. The loss per token is PPO's clipped surrogate with the per-token ratio
+``rho_t = pi(y_t) / pi_old(y_t)`` plus ``beta * k3``, with the k3 estimator of ``KL(pi || pi_ref)`` (Schulman 2020)::
+
+    k3_t = exp(log pi_ref(y_t) - log pi(y_t)) - (log pi_ref(y_t) - log pi(y_t)) - 1      (>= 0)
+
+``log pi_ref`` comes from the env's own scoring pass (``info["ref_token_logprobs"]``), not a second reference
+forward. Aggregation (``loss_type``): ``"dapo"`` averages over all tokens of the minibatch (TRL's default, no
+length bias); ``"grpo"`` averages over each response's tokens, then over responses (the paper's formula).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlhf_gym.errors import ConfigError
+
+from .buffer import SequenceRolloutBuffer, SequenceSamples, masked_mean
+from .critic_free import CriticFreeTokenPG, group_view
+
+SCALE_REWARDS = ("group", "batch", "none")
+LOSS_TYPES = ("dapo", "grpo")
+
+
+def grpo_advantages(rewards: torch.Tensor, group_size: int, scale_rewards: str = "group") -> torch.Tensor:
+    """``(R_i - mean of its group) / (std + 1e-4)`` [B], the std taken per group, over the batch or not at all."""
+    groups = group_view(rewards, group_size)
+    centred = groups - groups.mean(1, keepdim=True)
+    if scale_rewards == "group":
+        centred = centred / (groups.std(1, keepdim=True) + 1e-4)
+    elif scale_rewards == "batch":
+        centred = centred / (rewards.std() + 1e-4)
+    return centred.reshape(-1)
+
+
+def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of ``KL(pi || pi_ref)`` on samples of pi: ``e^d - d - 1`` with ``d = log pi_ref - log pi``."""
+    delta = ref_logprobs - logprobs
+    return torch.exp(delta) - delta - 1
+
+
+class GRPO(CriticFreeTokenPG):
+    """GRPO on the batched RLHF env, on SB3's machinery (learn, callbacks, logger, save/load) like
+    :class:`agents.TokenPPO`, whose rollout it shares.
+
+    :param beta: weight of the k3 KL term in the loss (0: no KL term).
+    :param scale_rewards: ``"group"``, ``"batch"`` or ``"none"`` (Dr. GRPO), see the module docstring.
+    :param loss_type: ``"dapo"`` or ``"grpo"``, see the module docstring.
+
+    The other parameters are :class:`agents.critic_free.CriticFreeTokenPG`'s.
+    """
+
+    algorithm_name = "GRPO"
+
+    def __init__(self, policy, env, beta: float = 0.04, scale_rewards: str = "group", loss_type: str = "dapo", **kwargs):
+        if not beta >= 0:
+            raise ConfigError(f"GRPO's beta must be >= 0, got {beta}")
+        if scale_rewards not in SCALE_REWARDS:
+            raise ConfigError(f"scale_rewards must be one of {', '.join(SCALE_REWARDS)}, got {scale_rewards!r}")
+        if loss_type not in LOSS_TYPES:
+            raise ConfigError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
+        self.kl_coef, self.scale_rewards, self.loss_type = float(beta), scale_rewards, loss_type
+        super().__init__(policy, env, **kwargs)
+
+    def sequence_rewards(self, rollout_buffer: SequenceRolloutBuffer, episodes: dict[int, dict]) -> torch.Tensor:
+        """The reward model's score minus any no-EOS penalty, from each response's final info; the reference's per-token
+        log-probs of the same infos go into the buffer for the KL term."""
+        rollout_buffer.ref_logprobs = torch.zeros_like(rollout_buffer.logprobs)
+        rewards = torch.zeros(self.n_envs)
+        for row, info in episodes.items():
+            ref = torch.as_tensor(info["ref_token_logprobs"], dtype=torch.float32)
+            rollout_buffer.ref_logprobs[row, : len(ref)] = ref.to(rollout_buffer.ref_logprobs.device)
+            rewards[row] = info["proxy_reward"] - info["penalty"]
+        return rewards
+
+    def group_advantages(self, rewards: torch.Tensor) -> torch.Tensor:
+        return grpo_advantages(rewards, self.group_size, self.scale_rewards)
+
+    def policy_loss(self, batch: SequenceSamples, logprobs: torch.Tensor, clip_range: float):
+        mask = batch.response_mask.float()
+        log_ratio = logprobs - batch.old_logprobs
+        ratio = torch.exp(log_ratio)
+        surrogate = -torch.min(ratio * batch.advantages, torch.clamp(ratio, 1 - clip_range, 1 + clip_range) * batch.advantages)
+        kl = k3_kl(logprobs, batch.ref_logprobs)
+        per_token = surrogate + self.kl_coef * kl
+        if self.loss_type == "dapo":
+            loss = masked_mean(per_token, mask)
+        else:  # mean over each response's tokens, then over responses
+            loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+        with torch.no_grad():
+            stats = {"policy_gradient_loss": masked_mean(surrogate, mask).item(), "kl": masked_mean(kl, mask).item(),
+                     "approx_kl": masked_mean(ratio - 1 - log_ratio, mask).item(),
+                     "clip_fraction": masked_mean(((ratio - 1).abs() > clip_range).float(), mask).item()}
+        return loss, stats
