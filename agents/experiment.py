@@ -25,6 +25,8 @@ from rlhf_gym.kl import KL_ESTIMATORS
 from rlhf_gym.utils import resolve_device
 
 from .critic_free import DEFAULT_GROUP_SIZE
+from .dpo import DPO
+from .dpo import LOSS_TYPES as DPO_LOSSES
 from .grpo import GRPO, LOSS_TYPES
 from .ppo import AMP_DTYPES, TokenPPO
 from .rloo import RLOO
@@ -32,11 +34,13 @@ from .vec_env import RLHFVecEnv
 
 RL_ALGOS: dict[str, type[TokenPPO]] = {"ppo": TokenPPO, "nlpo": TokenPPO, "rloo": RLOO, "grpo": GRPO}
 """The online algorithms and their classes (all on TokenPPO's rollout)."""
-ALGOS = tuple(RL_ALGOS)
+ALGOS = (*RL_ALGOS, "dpo")
 DEFAULT_EPOCHS = {"ppo": 4, "nlpo": 4, "rloo": 1, "grpo": 1}
 """Passes over each rollout when --n-epochs is not given: PPO's 4; RLOO and GRPO take one (TRL's num_iterations)."""
 DEFAULT_GRPO_BETA = 0.04
 """GRPO's KL weight in the loss (Shao et al. 2024)."""
+DEFAULT_DPO_BETA, DPO_LEARNING_RATE, DPO_BATCH_SIZE = 0.5, 3e-4, 64
+"""DPO's defaults, chosen for one epoch on RLHF-v0's comparisons (see agents.dpo.DPO and docs/algorithms.md)."""
 AMP_CHOICES = (*AMP_DTYPES, "none")
 DEFAULT_TOTAL_RESPONSES = 12_800
 """The default run's budget: 200 PPO iterations of 64 responses (see DEFAULT_LEARNING_RATE)."""
@@ -56,7 +60,8 @@ class TrainConfig:
     """A training run's algorithm, env and optimisation settings."""
 
     algo: str = arg("ppo", "ppo; nlpo (PPO with top-p action masks from a periodically refreshed copy of the policy); "
-                           "rloo (leave-one-out baseline); grpo (group-normalised advantages, k3 KL in the loss)")
+                           "rloo (leave-one-out baseline); grpo (group-normalised advantages, k3 KL in the loss); dpo "
+                           "(direct preference optimisation on comparisons, no reward model, no sampling)")
     env_id: str = arg("RLHF-v0", "registered env id (its registered arguments apply; the options below override them)")
     seed: int = arg(0, "seed of everything: prompts, sampling, initialisation, minibatch order")
     task: str | None = arg(None, "task id (default: the env id's, reviews for RLHF-v0)")
@@ -66,19 +71,25 @@ class TrainConfig:
     prompts: str | None = arg(None, "training prompts: .jsonl (field 'prompt') or .txt file (default: the task's train split)")
     beta: float | None = arg(None, "KL coefficient beta: of the env's reward r - beta*KL for ppo, nlpo and rloo (the "
                                    "initial value with --kl-target; default: the env's, 0.1); of grpo's k3 term in the loss "
-                                   f"(default {DEFAULT_GRPO_BETA}; the env's reward then has no KL term)")
+                                   f"(default {DEFAULT_GRPO_BETA}; the env's reward then has no KL term); dpo's beta "
+                                   f"(default {DEFAULT_DPO_BETA})")
     kl_target: float | None = arg(None, "adaptive KL controller (Ziegler et al. 2019) with this target KL per response")
     kl_estimator: str | None = arg(None, "per-token KL estimator: k1 or k3 (default: the env's, k1)")
     kl_placement: str | None = arg(None, "where the KL penalty is paid: terminal or per_token (default: the env's, terminal)")
     max_new_tokens: int | None = arg(None, "response budget in tokens (default: the env's, 24 for RLHF-v0)")
     temperature: float | None = arg(None, "sampling temperature (default: the env's, 1.0)")
     n_envs: int = arg(64, "responses per rollout (rows of the batched env)")
-    batch_size: int = arg(16, "minibatch size in responses")
+    batch_size: int | None = arg(None, f"minibatch size: responses (default 16), or comparisons for dpo ({DPO_BATCH_SIZE})")
     n_epochs: int | None = arg(None, "passes over each rollout (default: 4 for ppo and nlpo, 1 for rloo and grpo)")
     group_size: int = arg(DEFAULT_GROUP_SIZE, "rloo, grpo: responses per prompt (k); must divide --n-envs")
+    comparisons: str | None = arg(None, "dpo: preference JSONL (prompt, chosen, rejected) to train on (default: the "
+                                        "comparisons the task's reward model was trained on)")
+    dpo_loss: str = arg("sigmoid", "dpo: sigmoid (DPO) or ipo (IPO, Azar et al. 2023)")
+    label_smoothing: float = arg(0.0, "dpo: conservative DPO's label-flip probability, in [0, 0.5)")
     grpo_loss: str = arg("dapo", "grpo: average the loss over the minibatch's tokens (dapo, TRL's default) or over each "
                                  "response's tokens, then responses (grpo, the paper's)")
-    learning_rate: float = arg(DEFAULT_LEARNING_RATE, "AdamW learning rate")
+    learning_rate: float | None = arg(None, f"AdamW learning rate (default {DEFAULT_LEARNING_RATE:g}; dpo "
+                                             f"{DPO_LEARNING_RATE:g})")
     ent_coef: float = arg(0.0, "entropy bonus")
     vf_coef: float = arg(0.5, "value loss weight")
     gae_lambda: float = arg(0.95, "GAE lambda")
@@ -93,13 +104,13 @@ class TrainConfig:
         for name in ("beta", "ent_coef", "vf_coef", "gae_lambda"):
             if getattr(self, name) is not None and not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"--{name.replace('_', '-')} must be finite, got {getattr(self, name)}")
-        if self.batch_size > self.n_envs:
+        if self.algo != "dpo" and self.batch_size is not None and self.batch_size > self.n_envs:
             raise ConfigError(f"--batch-size {self.batch_size} is larger than a rollout (--n-envs {self.n_envs} responses); "
                               "minibatches are counted in responses")
         if self.beta is not None and not self.beta >= 0:
             raise ConfigError(f"--beta must be >= 0, got {self.beta}")
         choices = {"algo": ALGOS, "amp": AMP_CHOICES, "kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS,
-                   "grpo_loss": LOSS_TYPES}
+                   "grpo_loss": LOSS_TYPES, "dpo_loss": DPO_LOSSES}
         for name, allowed in choices.items():
             if getattr(self, name) is not None and getattr(self, name) not in allowed:
                 option = f"--{name.replace('_', '-')}"
@@ -110,10 +121,12 @@ class TrainConfig:
             if self.group_size < 2 or self.n_envs % self.group_size:
                 raise ConfigError(f"--group-size {self.group_size}: {self.algo} needs at least 2 responses per prompt, and "
                                   f"--n-envs {self.n_envs} must be a multiple of it")
-            if self.batch_size > self.n_envs or self.n_envs % self.batch_size:
-                raise ConfigError(f"--batch-size {self.batch_size} must divide --n-envs {self.n_envs} for {self.algo}")
-        if self.algo == "grpo" and self.kl_target is not None:
-            raise ConfigError("--kl-target adapts the env's beta; grpo's KL term is in its loss, with the fixed --beta")
+            if self.n_envs % self.minibatch:
+                raise ConfigError(f"--batch-size {self.minibatch} must divide --n-envs {self.n_envs} for {self.algo}")
+        if self.algo in ("grpo", "dpo") and self.kl_target is not None:
+            raise ConfigError(f"--kl-target adapts the env's beta; {self.algo}'s KL term is in its loss, with a fixed --beta")
+        if self.comparisons is not None and not Path(self.comparisons).is_file():
+            raise MissingFileError(f"--comparisons: file not found: {self.comparisons}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ConfigError(f"--device must be cpu, cuda[:N] or auto, got {self.device!r}")
 
@@ -134,18 +147,30 @@ class TrainConfig:
         """``n_epochs``, or the algorithm's default."""
         return self.n_epochs if self.n_epochs is not None else DEFAULT_EPOCHS[self.algo]
 
+    @property
+    def lr(self) -> float:
+        """``learning_rate``, or the algorithm's default."""
+        default = DPO_LEARNING_RATE if self.algo == "dpo" else DEFAULT_LEARNING_RATE
+        return self.learning_rate if self.learning_rate is not None else default
+
+    @property
+    def minibatch(self) -> int:
+        """``batch_size``, or the algorithm's default."""
+        return self.batch_size if self.batch_size is not None else DPO_BATCH_SIZE if self.algo == "dpo" else 16
+
 
 def build_env_and_agent(config: TrainConfig, tensorboard_log: str | Path | None = None,
-                        resume: str | Path | None = None) -> tuple[RLHFVecEnv, TokenPPO]:
+                        resume: str | Path | None = None) -> tuple[RLHFVecEnv, TokenPPO | DPO]:
     """The batched env (through Gymnasium's registry) and the agent on it, or the agent of checkpoint ``resume``."""
     device = resolve_device(config.device)
     env = RLHFVecEnv(num_envs=config.n_envs, env_id=config.env_id, **config.env_kwargs(device))
-    algorithm = RL_ALGOS[config.algo]
+    if resume is not None and not Path(resume).is_file():
+        raise MissingFileError(f"checkpoint not found: {resume}")
+    if config.algo == "dpo":
+        return env, build_dpo(config, env, device, tensorboard_log, resume)
     if resume is not None:
-        if not Path(resume).is_file():
-            raise MissingFileError(f"checkpoint not found: {resume}")
-        return env, algorithm.load(resume, env=env, device=device)
-    common = dict(learning_rate=config.learning_rate, batch_size=config.batch_size, n_epochs=config.epochs,
+        return env, RL_ALGOS[config.algo].load(resume, env=env, device=device)
+    common = dict(learning_rate=config.lr, batch_size=config.minibatch, n_epochs=config.epochs,
                   amp=None if config.amp == "none" else config.amp, seed=config.seed, device=device,
                   tensorboard_log=None if tensorboard_log is None else str(tensorboard_log),
                   policy_kwargs={"model_name_or_path": config.model, "temperature": env.batched_env.temperature})
@@ -157,6 +182,26 @@ def build_env_and_agent(config: TrainConfig, tensorboard_log: str | Path | None 
     agent = TokenPPO("TransformerPolicy", env, gae_lambda=config.gae_lambda, ent_coef=config.ent_coef, vf_coef=config.vf_coef,
                      use_action_masks=config.algo == "nlpo", mask_refresh_every=config.mask_refresh_every, **common)
     return env, agent
+
+
+def build_dpo(config: TrainConfig, env: RLHFVecEnv, device: torch.device, tensorboard_log: str | Path | None,
+              resume: str | Path | None) -> DPO:
+    """DPO from the env's reference (or ``config.model``) on ``config.comparisons`` or the task's reward-model data; the
+    env supplies the reference, tokenizer and response budget (and, after training, the evaluation)."""
+    batched = env.batched_env
+    if config.comparisons is not None:
+        comparisons = config.comparisons
+    elif batched.task is not None:
+        comparisons = batched.task.reward_model_comparisons()
+    else:
+        raise ConfigError("dpo needs comparisons: pass --comparisons, or use an env id with a task")
+    log = None if tensorboard_log is None else str(tensorboard_log)
+    if resume is not None:
+        return DPO.load(resume, comparisons=comparisons, device=device, tensorboard_log=log)
+    return DPO(config.model or batched.ref_model, batched.ref_model, batched.tokenizer, comparisons,
+               beta=DEFAULT_DPO_BETA if config.beta is None else config.beta, loss_type=config.dpo_loss,
+               label_smoothing=config.label_smoothing, learning_rate=config.lr, batch_size=config.minibatch,
+               max_new_tokens=batched.max_new_tokens, seed=config.seed, device=device, tensorboard_log=log)
 
 
 def env_settings(env: RLHFVecEnv) -> dict[str, Any]:

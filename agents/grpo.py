@@ -12,8 +12,10 @@ Every token of response i gets ``A_i``. The loss per token is PPO's clipped surr
     k3_t = exp(log pi_ref(y_t) - log pi(y_t)) - (log pi_ref(y_t) - log pi(y_t)) - 1      (>= 0)
 
 ``log pi_ref`` comes from the env's own scoring pass (``info["ref_token_logprobs"]``), not a second reference
-forward. Aggregation (``loss_type``): ``"dapo"`` averages over all tokens of the minibatch (TRL's default, no
-length bias); ``"grpo"`` averages over each response's tokens, then over responses (the paper's formula).
+forward. Aggregation (``loss_type``): ``"dapo"`` (Yu et al. 2025, https://arxiv.org/abs/2503.14476; TRL's default,
+no length bias) sums over tokens and divides by the number of response tokens in the whole rollout, so the
+``n_envs / batch_size`` minibatch steps of a rollout each take their share of one objective over the rollout, as TRL
+does; ``"grpo"`` averages over each response's tokens, then over the minibatch's responses (the paper's formula).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class GRPO(CriticFreeTokenPG):
         kl = k3_kl(logprobs, batch.ref_logprobs)
         per_token = surrogate + self.kl_coef * kl
         if self.loss_type == "dapo":
-            loss = masked_mean(per_token, mask)
+            loss = (per_token * mask).sum() / self.rollout_buffer.response_mask.sum().clamp(min=1)
         else:  # mean over each response's tokens, then over responses
             loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
         with torch.no_grad():

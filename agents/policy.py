@@ -32,6 +32,10 @@ from rlhf_gym.masking import apply_mask
 from rlhf_gym.utils import load_model
 
 
+OPTIMIZER_KWARGS = {"eps": 1e-5}
+"""AdamW settings of every trainer (torch's weight decay 0.01, eps 1e-5 as in the N implementation details of PPO)."""
+
+
 def describe_model(model_name_or_path: str | nn.Module) -> str:
     """How error messages name a model: its path, or its class and the path it was loaded from."""
     if isinstance(model_name_or_path, nn.Module):
@@ -49,7 +53,7 @@ def load_causal_lm(model_name_or_path: str | nn.Module) -> PreTrainedModel:
     return load_model(model_name_or_path, "policy", "the policy model")
 
 
-def _disable_dropout(module: nn.Module) -> None:
+def disable_dropout(module: nn.Module) -> None:
     """Dropout off for good, so the rollout and the update see the same function (first ratio = 1)."""
     for sub in module.modules():
         if isinstance(sub, nn.Dropout):
@@ -87,7 +91,7 @@ class TransformerPolicy(BasePolicy):
         # BasePolicy directly: MaskableTransformerPolicy puts sb3-contrib's maskable policy after us in the MRO,
         # and its __init__ (which builds MLPs) must not run.
         BasePolicy.__init__(self, observation_space, action_space, optimizer_class=optimizer_class,
-                            optimizer_kwargs=optimizer_kwargs or {"eps": 1e-5})
+                            optimizer_kwargs=optimizer_kwargs or dict(OPTIMIZER_KWARGS))
         if value_init not in ("zero", "reward_model"):
             raise ValueError(f"value_init must be 'zero' or 'reward_model', got {value_init!r}")
         if model_name_or_path is None:
@@ -120,7 +124,7 @@ class TransformerPolicy(BasePolicy):
             self.value_head = nn.Linear(hidden, 1)
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
-        _disable_dropout(self)
+        disable_dropout(self)
         self.action_dist = CategoricalDistribution(vocab)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 

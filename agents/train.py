@@ -10,6 +10,7 @@ curve.jsonl) and a before/after table on held-out prompts (summary.json).
     rlhf-gym train --algo nlpo --mask-top-p 0.9     # NLPO (Ramamurthy et al. 2022)
     rlhf-gym train --algo rloo --group-size 4       # RLOO (Ahmadian et al. 2024)
     rlhf-gym train --algo grpo --beta 0.04          # GRPO (Shao et al. 2024)
+    rlhf-gym train --algo dpo                       # DPO (Rafailov et al. 2023) on the reward model's comparisons
     rlhf-gym train --env-id RLHF-Reviews-Short-v0
     rlhf-gym train --resume runs/<run>/checkpoints/agent_000050_iterations.zip
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
@@ -32,7 +33,9 @@ from rlhf_gym.plots import plot_learning_curve
 from rlhf_gym.utils import atomic_write_json, read_json
 
 from .callbacks import IterationCheckpoint, LearningCurveCallback, read_curve, truncate_curve
+from .dpo import DPO
 from .experiment import DEFAULT_TOTAL_RESPONSES, TrainConfig, build_env_and_agent, env_settings, held_out_evaluator
+from .ppo import TokenPPO
 
 
 @dataclass
@@ -42,9 +45,10 @@ class Args(TrainConfig):
     exp_name: str = arg("train_agent", "name of this experiment (part of the run directory's name)")
     total_responses: int = arg(DEFAULT_TOTAL_RESPONSES, "budget: responses to sample in all (TRL's total_episodes); the run "
                                                         "makes ceil(total_responses / n_envs) iterations (rollout + update)")
+    total_comparisons: int | None = arg(None, "dpo's budget: comparisons to train on in all (default: one pass over them)")
     n_eval_prompts: int = arg(256, "held-out prompts for the before/after table")
     out_dir: str = arg("runs", "where run directories are created")
-    checkpoint_every: int = arg(25, "save a checkpoint every this many iterations")
+    checkpoint_every: int = arg(25, "save a checkpoint every this many iterations (dpo: optimizer steps)")
     resume: str | None = arg(None, "checkpoint .zip to resume from: continues its run directory with the run's own "
                                    "arguments (args.json), beta, optimizer and counters, up to the run's budget "
                                    "(or a larger --total-responses)")
@@ -53,12 +57,13 @@ class Args(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive_options(self, ("total_responses", "n_eval_prompts", "checkpoint_every"))
+        check_positive_options(self, ("total_responses", "total_comparisons", "n_eval_prompts", "checkpoint_every"))
         if self.resume is not None and not Path(self.resume).is_file():
             raise MissingFileError(f"--resume: checkpoint not found: {self.resume}")
 
 
-RESUME_OPTIONS = ("resume", "overwrite", "progress_bar", "device", "total_responses")
+BUDGETS = ("total_responses", "total_comparisons")
+RESUME_OPTIONS = ("resume", "overwrite", "progress_bar", "device", *BUDGETS)
 """What a resumed run may set; every other argument is the run's own, from its args.json."""
 
 
@@ -73,7 +78,7 @@ def resumed_args(args: Args) -> Args:
         name, given, default = field.name, getattr(args, field.name), getattr(defaults, field.name)
         own = stored.get(name, default)
         if name in RESUME_OPTIONS:
-            merged[name] = given if name != "total_responses" or given != default else own
+            merged[name] = given if name not in BUDGETS or given != default else own
         elif given != default and given != own:
             raise ConfigError(f"--{name.replace('_', '-')} {given!r}: a resumed run keeps its own arguments ({args_path} "
                               f"has {own!r}); start a new run to change it")
@@ -122,6 +127,39 @@ def report(before: Evaluation, after: Evaluation, console: Console) -> dict:
                                                  "prompts": before.prompts[:3]}}
 
 
+def describe_progress(model: TokenPPO | DPO, run_dir: Path) -> str:
+    """Where a resumed run stands; for the online algorithms, the curve rows written after the checkpoint are dropped."""
+    if isinstance(model, DPO):
+        return f"after {model.num_steps} steps ({model.num_comparisons} comparisons)"
+    dropped = truncate_curve(run_dir / "curve.jsonl", model.n_rollouts)
+    return (f"after {model.n_rollouts} iterations ({model.num_responses} responses), beta "
+            f"{model.batched_env.beta:.4f}; dropped {dropped} curve rows written after that checkpoint")
+
+
+def learn_online(model: TokenPPO, env, args: Args, run_dir: Path) -> dict:
+    """PPO, NLPO, RLOO or GRPO up to ``--total-responses``, with checkpoints and the learning curve (curve.jsonl and
+    learning_curve.png); returns the run's counters."""
+    callbacks = CallbackList([IterationCheckpoint(run_dir / "checkpoints", args.checkpoint_every),
+                              LearningCurveCallback(run_dir / "curve.jsonl")])
+    model.learn(total_responses=args.total_responses, callback=callbacks, progress_bar=args.progress_bar,
+                tb_log_name="tensorboard", reset_num_timesteps=not args.resume)
+    curve = read_curve(run_dir / "curve.jsonl")
+    if curve:
+        plot_learning_curve(curve, run_dir / "learning_curve.png", title=f"{args.env_id}: {args.algo}, beta={env.beta:g}, "
+                                                                          f"seed={args.seed}")
+    return {"iterations": int(model.n_rollouts), "responses": int(model.num_responses),
+            "timesteps": int(model.num_timesteps), "final_beta": float(env.beta)}
+
+
+def learn_dpo(model: DPO, args: Args, run_dir: Path) -> dict:
+    """DPO up to ``--total-comparisons`` (default: one pass over the comparisons), a checkpoint every
+    ``--checkpoint-every`` optimizer steps (``checkpoints/agent_<comparisons>_steps.zip``); returns the run's counters."""
+    checkpoints = CheckpointCallback(args.checkpoint_every, str(run_dir / "checkpoints"), name_prefix="agent")
+    model.learn(args.total_comparisons or len(model.comparisons), callback=checkpoints, progress_bar=args.progress_bar,
+                tb_log_name="tensorboard")
+    return {"steps": int(model.num_steps), "comparisons": int(model.num_comparisons), "final_beta": model.beta}
+
+
 def main(args: Args) -> Path:
     console = Console()
     started = time.time()
@@ -143,28 +181,18 @@ def main(args: Args) -> Path:
     console.print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
     console.print("  env: " + ", ".join(f"{k} = {v}" for k, v in settings["env"].items()))
     if args.resume:
-        dropped = truncate_curve(run_dir / "curve.jsonl", model.n_rollouts)
-        console.print(f"resumed from {args.resume} after {model.n_rollouts} iterations ({model.num_responses} "
-                      f"responses), beta {env.beta:.4f}; dropped {dropped} curve rows written after that checkpoint")
+        console.print(f"resumed from {args.resume}: {describe_progress(model, run_dir)}")
     evaluate = held_out_evaluator(env, args.n_eval_prompts, args.seed)
     before = evaluate(env.batched_env.ref_model)
 
-    callbacks = CallbackList([IterationCheckpoint(run_dir / "checkpoints", args.checkpoint_every),
-                              LearningCurveCallback(run_dir / "curve.jsonl")])
-    model.learn(total_responses=args.total_responses, callback=callbacks, progress_bar=args.progress_bar,
-                tb_log_name="tensorboard", reset_num_timesteps=not args.resume)
+    counters = learn_dpo(model, args, run_dir) if isinstance(model, DPO) else learn_online(model, env, args, run_dir)
     model.save(run_dir / "agent.zip")
     model.export_pretrained(run_dir / "policy")
 
-    after = evaluate(model.policy.lm)
+    after = evaluate(model.policy if isinstance(model, DPO) else model.policy.lm)
     summary = report(before, after, console)
-    curve = read_curve(run_dir / "curve.jsonl")
-    if curve:
-        plot_learning_curve(curve, run_dir / "learning_curve.png", title=f"{args.env_id}: beta={env.beta:g}, seed={args.seed}")
-    summary.update(seconds=round(time.time() - started, 1), iterations=int(model.n_rollouts),
-                   responses=int(model.num_responses), timesteps=int(model.num_timesteps), device=str(model.device),
-                   final_beta=float(env.beta))
+    summary.update(seconds=round(time.time() - started, 1), device=str(model.device), **counters)
     atomic_write_json(run_dir / "summary.json", summary)
-    console.print(f"done in {summary['seconds']:.0f} s, {summary['iterations']} iterations of {args.algo}, "
-                  f"{summary['responses']} responses: agent.zip, policy/, learning_curve.png, summary.json in {run_dir}")
+    done = ", ".join(f"{counters[k]} {k}" for k in ("iterations", "responses", "steps", "comparisons") if k in counters)
+    console.print(f"done in {summary['seconds']:.0f} s, {args.algo}: {done}; agent.zip, policy/, summary.json in {run_dir}")
     return run_dir

@@ -30,6 +30,8 @@ T = TypeVar("T")
 COMMANDS: dict[str, str] = {
     "train": "agents.train",
     "evaluate": "agents.evaluate",
+    "leaderboard": "benchmarks.leaderboard",
+    "trl-baselines": "benchmarks.trl_algorithms",
     "sweep": "agents.sweep",
     "collect": "rlhf_gym.commands.collect",
     "label": "rlhf_gym.commands.label",

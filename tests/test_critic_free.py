@@ -87,8 +87,9 @@ def test_grpo_loss_adds_the_k3_kl_and_aggregates_by_tokens_or_responses(task):
     batch = samples(old, advantages, mask, ref)
     k3 = math.exp(-1) + 1 - 1  # response 0's only token: log pi_ref - log pi = -1; response 1 matches the reference
     per_token = [[-1.0 + 0.5 * k3], [1.0, 1.0, 1.0]]
+    grpo.rollout_buffer.response_mask[:2, :5] = True  # a rollout of 10 response tokens, of which this minibatch has 4
     loss, stats = grpo.policy_loss(batch, old.clone(), 0.2)
-    assert loss.item() == pytest.approx((per_token[0][0] + 3.0) / 4, rel=1e-6)  # "dapo": mean over the 4 tokens
+    assert loss.item() == pytest.approx((per_token[0][0] + 3.0) / 10, rel=1e-6)  # "dapo": over the rollout's tokens
     assert stats["kl"] == pytest.approx(k3 / 4, rel=1e-6)
     grpo.loss_type = "grpo"
     loss, _ = grpo.policy_loss(batch, old.clone(), 0.2)

@@ -118,6 +118,10 @@ def test_bad_input_leaves_no_run_directory(tmp_path, capsys):
     (["--algo", "rloo", "--batch-size", "24"], "--batch-size 24 must divide --n-envs 64"),
     (["--algo", "grpo", "--kl-target", "3"], "grpo's KL term is in its loss"),
     (["--algo", "grpo", "--grpo-loss", "mean"], "--grpo-loss must be one of dapo, grpo"),
+    (["--algo", "dpo", "--kl-target", "3"], "dpo's KL term is in its loss"),
+    (["--algo", "dpo", "--dpo-loss", "hinge"], "--dpo-loss must be one of sigmoid, ipo"),
+    (["--algo", "dpo", "--total-comparisons", "0"], "--total-comparisons must be > 0"),
+    (["--algo", "dpo", "--comparisons", "/nonexistent/prefs.jsonl"], "--comparisons: file not found"),
 ])
 def test_train_agent_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -154,10 +158,28 @@ def test_critic_free_runs_end_to_end_and_resume_with_their_own_class(algo, tmp_p
     assert stored["env"]["beta"] == (0.05 if algo == "rloo" else 0.0)
     (run_dir / "summary.json").unlink()
     checkpoint = run_dir / "checkpoints" / "agent_000001_iterations.zip"
-    env, agent = train.build_env_and_agent(train.resumed_args(parse_dataclass(train.Args, "", ["--resume", str(checkpoint)])),
+    _, agent = train.build_env_and_agent(train.resumed_args(parse_dataclass(train.Args, "", ["--resume", str(checkpoint)])),
                                            resume=checkpoint)
     assert type(agent).__name__ == algo.upper() and agent.n_rollouts == 1 and agent.n_epochs == 1
     if algo == "grpo":
         assert agent.kl_coef == 0.05
     assert run_train(["--resume", checkpoint, "--progress-bar", "false"]) == run_dir
     assert json.loads((run_dir / "summary.json").read_text())["iterations"] == 2
+
+
+@pytest.mark.slow
+def test_dpo_runs_end_to_end_on_given_comparisons_and_resumes(tmp_path):
+    records = [{"prompt": "the soup was", "chosen": "really great .", "rejected": "not great ."},
+               {"prompt": "our waiter seemed", "chosen": "friendly !", "rejected": "rude ."}] * 8
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    run_dir = run_train(["--algo", "dpo", "--comparisons", data, "--batch-size", 4, "--checkpoint-every", 2, "--out-dir",
+                         tmp_path / "runs", "--n-eval-prompts", 8, "--progress-bar", "false"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["steps"], summary["comparisons"], summary["final_beta"]) == (4, 16, 0.5)  # one pass, dpo's beta
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["agent_16_steps.zip", "agent_8_steps.zip"]
+    assert (run_dir / "policy" / "config.json").exists()
+    (run_dir / "summary.json").unlink()
+    assert run_train(["--resume", run_dir / "checkpoints" / "agent_8_steps.zip", "--progress-bar", "false"]) == run_dir
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4  # resumed at step 2, to the same budget
+

@@ -12,8 +12,10 @@ import numpy as np
 from transformers import AutoTokenizer
 
 from ..errors import MissingFileError
+from ..preferences import load_preferences
 from ..reward_model import RewardModel
-from ..utils import load_model, load_pretrained
+from ..reward_training import METADATA_FILE, split_records
+from ..utils import load_model, load_pretrained, read_json
 
 DEFAULT_MAX_NEW_TOKENS = 24
 """Response budget of a task (and of an env with no task) unless it sets its own."""
@@ -68,6 +70,17 @@ class Task:
     def load_reward_model(self, device: str = "cpu") -> RewardModel:
         self._check_built(self.reward_dir)
         return RewardModel.from_pretrained(self.reward_dir, device=device)
+
+    def reward_model_comparisons(self) -> list[dict]:
+        """The comparisons the task's reward model was trained on (DPO's default data): the train side of
+        :func:`~rlhf_gym.reward_training.split_records` over ``preferences.jsonl``, with the held-out fraction and seed
+        recorded in the reward model's metadata."""
+        path = self.artifacts_dir / "preferences.jsonl"
+        if not path.exists():
+            raise MissingFileError(f"task {self.name!r}: no comparisons at {path}; rebuild it with `rlhf-gym build-task`")
+        config = read_json(self.reward_dir / METADATA_FILE, ("config",), "the reward model's metadata")["config"]
+        train, _, _ = split_records(load_preferences(path), config["eval_fraction"], config["seed"])
+        return train
 
     def gold_scores(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, np.ndarray]:
         """``{"gold_reward": ..., "well_formed": ...}``, one value per response (the task needs both functions)."""

@@ -1,0 +1,218 @@
+"""The leaderboard: every RLHF method of rlhf-gym on one task, at a matched budget, scored by one protocol.
+
+Methods: the SFT policy; best-of-{4, 16, 64} from it, chosen by the proxy reward; PPO, NLPO, RLOO and GRPO, each
+``--total-responses`` sampled responses (the same budget in responses for all four); DPO, one pass over the
+comparisons the task's reward model was trained on (the same data the RL methods' reward comes from). Each method
+trains with the training command's defaults for it (``rlhf-gym train --algo <method>``). Every trained policy is
+exported and scored by the benchmark protocol (:mod:`agents.evaluate`: the held-out prompts, seed 0) — gold reward,
+the headline gold reward at KL <= 10 nats, proxy reward, KL, distinct-2, well-formed share — with its training wall
+time. One record per (method, seed) is
+stored as JSON in ``<out-dir>/records`` the moment it is finished, so a rerun skips what is done.
+
+    rlhf-gym leaderboard                                  # all methods, seeds 0,1,2, on RLHF-v0
+    rlhf-gym leaderboard --methods ppo,rloo --seeds 0     # a subset
+    rlhf-gym leaderboard --quick true                     # a smoke test of the whole pipeline (tiny budgets)
+
+Writes ``leaderboard.md`` (mean ± std over seeds) and ``leaderboard.png`` (gold reward against sqrt(KL): every
+seed of every method, and the best-of-n curve) to ``--out-dir``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agents import evaluate as protocol
+from agents import train
+from agents.experiment import DEFAULT_TOTAL_RESPONSES, RL_ALGOS
+from rlhf_gym.checks import check_positive_options
+from rlhf_gym.cli import arg
+from rlhf_gym.commands import best_of_n
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
+
+BEST_OF_N = (4, 16, 64)
+METHODS = ("sft", "best_of_n", *RL_ALGOS, "dpo")
+COLUMNS = ("gold_reward", "proxy_reward", "kl", "distinct_2", "well_formed", "seconds")
+QUICK = {"n_envs": 8, "batch_size": 4, "max_new_tokens": 10, "total_responses": 16, "n_eval_prompts": 8, "n_max": 4}
+"""--quick: the whole pipeline on tiny budgets (a smoke test, not a result)."""
+
+
+@dataclass
+class Args:
+    env_id: str = arg("RLHF-v0", "registered env id (its task gives the prompts, the gold reward and the comparisons)")
+    methods: str = arg(",".join(METHODS), "comma-separated methods to run")
+    seeds: str = arg("0,1,2", "comma-separated training seeds (for sft and best_of_n: sampling seeds)")
+    total_responses: int = arg(DEFAULT_TOTAL_RESPONSES, "RL methods: responses sampled in training (the matched budget)")
+    n_eval_prompts: int = arg(1024, "held-out prompts scored per policy (the protocol uses all 1024)")
+    kl_budget: float = arg(10.0, "KL budget of the headline number (nats per response)")
+    out_dir: str = arg("runs/leaderboard", "records, training runs, leaderboard.md and leaderboard.png go here")
+    quick: bool = arg(False, "tiny budgets, to check the pipeline end to end in about a minute")
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.method_list) - set(METHODS))
+        if unknown or not self.method_list:
+            raise ConfigError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")
+        if not all(s.strip().lstrip("-").isdigit() for s in self.seeds.split(",")):
+            raise ConfigError(f"--seeds must be comma-separated integers, got {self.seeds!r}")
+        check_positive_options(self, ("total_responses", "n_eval_prompts", "kl_budget"))
+
+    @property
+    def method_list(self) -> list[str]:
+        return [m.strip() for m in self.methods.split(",") if m.strip()]
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [int(s) for s in self.seeds.split(",")]
+
+
+def record_path(out_dir: str | Path, method: str, seed: int) -> Path:
+    return Path(out_dir) / "records" / f"{method}_seed{seed}.json"
+
+
+def score(agent: str, args: Args, seed: int = 0) -> dict:
+    """The protocol's metrics of ``agent`` (a policy directory or ``sft``) with sampling seed ``seed``."""
+    result = protocol.main(protocol.Args(agent=agent, env_id=args.env_id, seed=seed,
+                                         n_eval_prompts=QUICK["n_eval_prompts"] if args.quick else args.n_eval_prompts,
+                                         kl_budget=args.kl_budget))
+    return {**result["metrics"], "samples": result["samples"]}
+
+
+def train_and_score(method: str, seed: int, args: Args) -> dict:
+    """Train ``method`` with the training command's defaults for it (``rlhf-gym train --algo method``) and score the
+    exported policy."""
+    if not args.quick:
+        quick = {}
+    elif method == "dpo":  # a few comparisons; the response budget stays the one the comparisons were sampled with
+        quick = {"batch_size": 4, "total_comparisons": 16, "n_eval_prompts": QUICK["n_eval_prompts"]}
+    else:
+        quick = {k: v for k, v in QUICK.items() if k != "n_max"}
+    run_args = train.Args(algo=method, env_id=args.env_id, seed=seed, exp_name=f"leaderboard_{method}",
+                          out_dir=str(Path(args.out_dir) / "runs"), progress_bar=False,
+                          **{"total_responses": args.total_responses, "n_eval_prompts": 64, **quick})
+    run_dir = train.main(run_args)
+    summary = read_json(run_dir / "summary.json", ("seconds",), "a run's summary")
+    budget = {k: summary[k] for k in ("responses", "comparisons") if k in summary}
+    return {**score(str(run_dir / "policy"), args), "seconds": summary["seconds"], "run_dir": str(run_dir), **budget}
+
+
+def n_max(args: Args) -> int:
+    return QUICK["n_max"] if args.quick else max(BEST_OF_N)
+
+
+def record_names(method: str, args: Args) -> list[str]:
+    """The records a method writes: best_of_n one per n of :data:`BEST_OF_N` (up to ``n_max``), the others one."""
+    return [f"best_of_{n}" for n in BEST_OF_N if n <= n_max(args)] if method == "best_of_n" else [method]
+
+
+def best_of_n_records(seed: int, args: Args) -> dict[str, dict]:
+    """best-of-n rows (gold, proxy, well-formed by the unbiased estimator; KL analytic) from one sampling."""
+    started = time.time()
+    curve = best_of_n.main(best_of_n.Args(out_dir=str(Path(args.out_dir) / "best_of_n" / f"seed{seed}"), n_max=n_max(args),
+                                          n_prompts=QUICK["n_eval_prompts"] if args.quick else args.n_eval_prompts,
+                                          seed=best_of_n.Args.seed + seed))
+    seconds = round(time.time() - started, 1)
+    names = record_names("best_of_n", args)
+    return {f"best_of_{row['n']}": {**row, "seconds": seconds, "curve": curve} for row in curve
+            if f"best_of_{row['n']}" in names}
+
+
+def run_method(method: str, seed: int, args: Args) -> dict[str, dict]:
+    """The records of one (method, seed): ``{record name: record}``."""
+    if method == "sft":
+        return {"sft": {**score("sft", args, seed), "seconds": 0.0}}
+    if method == "best_of_n":
+        return best_of_n_records(seed, args)
+    return {method: train_and_score(method, seed, args)}
+
+
+def collect(args: Args) -> list[dict]:
+    """Run every (method, seed) that has no record yet; return all records of the requested methods and seeds."""
+    records = []
+    for seed in args.seed_list:
+        for method in args.method_list:
+            paths = [record_path(args.out_dir, name, seed) for name in record_names(method, args)]
+            if not all(p.exists() for p in paths):
+                print(f"[leaderboard] {method}, seed {seed}", flush=True)
+                for name, record in run_method(method, seed, args).items():
+                    atomic_write_json(record_path(args.out_dir, name, seed), {"method": name, "seed": seed, **record})
+            records += [read_json(p, ("method", "seed", "gold_reward", "kl"), "a leaderboard record") for p in paths]
+    return records
+
+
+def aggregate(records: list[dict], kl_budget: float) -> list[dict]:
+    """One row per method: mean and std over seeds of :data:`COLUMNS`, and the headline (gold reward at KL <= budget)
+    as a mean over the seeds within the budget, with how many were."""
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in records):
+        group = [r for r in records if r["method"] == method]
+        row = {"method": method, "seeds": len(group)}
+        for column in COLUMNS:
+            values = [float(r[column]) for r in group if r.get(column) is not None]
+            row[column] = (float(np.mean(values)), float(np.std(values))) if values else None
+        within = [float(r["gold_reward"]) for r in group if r["kl"] <= kl_budget]
+        row["headline"] = (float(np.mean(within)), float(np.std(within))) if within else None
+        row["within_budget"] = len(within)
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict], kl_budget: float) -> str:
+    def cell(value, digits=3):
+        return "—" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
+
+    lines = [f"| method | seeds | **gold reward at KL ≤ {kl_budget:g}** | gold reward | proxy reward | KL (nats) | distinct-2 "
+             "| well-formed | training wall time (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        headline = cell(row["headline"])
+        if row["headline"] is not None and row["within_budget"] < row["seeds"]:
+            headline += f" ({row['within_budget']} of {row['seeds']} within)"
+        elif row["headline"] is None:
+            headline = "over budget"
+        lines.append(f"| {row['method']} | {row['seeds']} | **{headline}** | {cell(row['gold_reward'])} | "
+                     f"{cell(row['proxy_reward'])} | {cell(row['kl'], 2)} | {cell(row['distinct_2'])} | "
+                     f"{cell(row['well_formed'])} | {cell(row['seconds'], 0)} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(records: list[dict], path: str | Path, title: str) -> None:
+    """Gold reward against sqrt(KL): one marker per seed, the mean with its std as error bars, best-of-n as a line."""
+    from rlhf_gym.hacking.figures import _pyplot, _save
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    curves = [r["curve"] for r in records if "curve" in r]
+    if curves:
+        ns = [row["n"] for row in curves[0]]
+        gold = np.mean([[row["gold_reward"] for row in c] for c in curves], axis=0)
+        ax.plot(np.sqrt([row["kl"] for row in curves[0]]), gold, "-", color="black", linewidth=1,
+                label=f"best-of-n, n = 1 ... {ns[-1]} (analytic KL)")
+    methods = [m for m in dict.fromkeys(r["method"] for r in records) if not m.startswith("best_of_")]
+    colours = plt.get_cmap("tab10")(np.arange(len(methods)))
+    for method, colour in zip(methods, colours):
+        group = [r for r in records if r["method"] == method]
+        d, g = np.sqrt(np.clip([r["kl"] for r in group], 0, None)), np.array([r["gold_reward"] for r in group])
+        ax.scatter(d, g, color=colour, s=14, alpha=0.5, linewidths=0)
+        ax.errorbar(d.mean(), g.mean(), xerr=d.std(), yerr=g.std(), fmt="o", color=colour, markersize=6, capsize=3,
+                    label=f"{method} ({len(group)} seeds)")
+    ax.set_xlabel("sqrt(KL(pi || pi_ref))  (sqrt nats per response)")
+    ax.set_ylabel("gold reward (held-out prompts)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    _save(fig, path, title, dpi=90)
+
+
+def main(args: Args) -> list[dict]:
+    records = collect(args)
+    rows = aggregate(records, args.kl_budget)
+    out_dir = Path(args.out_dir)
+    table = markdown_table(rows, args.kl_budget)
+    atomic_write_text(out_dir / "leaderboard.md", f"Leaderboard on {args.env_id} ({', '.join(map(str, args.seed_list))} "
+                                                  f"seeds; `rlhf-gym leaderboard`, arguments: {asdict(args)})\n\n{table}")
+    atomic_write_json(out_dir / "leaderboard.json", {"rows": rows, "args": asdict(args)})
+    plot(records, out_dir / "leaderboard.png", f"{args.env_id}: gold reward against sqrt(KL), every method")
+    print(table)
+    return rows

@@ -1,0 +1,246 @@
+"""DPO (agents/dpo.py): the loss by hand, its gradient, the reference cache, tokenisation as the env samples, save/load/
+resume, callbacks and logging, input validation, and a learning signal on the reviews task's preferences."""
+
+import math
+import random
+
+import pytest
+import torch
+from stable_baselines3.common.callbacks import CheckpointCallback
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+from agents.dpo import DPO, dpo_loss, sequence_logps, tokenize_response
+from rlhf_gym.errors import ConfigError, DataError, MissingFileError, TrainingDivergedError
+from rlhf_gym.generation import decode_responses, left_pad, sample
+from rlhf_gym.gpt2 import gpt2_config
+from rlhf_gym.preferences import load_preferences
+from rlhf_gym.utils import load_model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine torch's spinning threads slow them ~80x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def records(task):
+    return load_preferences(task.artifacts_dir / "preferences.jsonl")[:64]
+
+
+def tiny_lm(tokenizer, seed: int = 0, positions: int = 64) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(gpt2_config(tokenizer, 16, 1, heads=2, positions=positions))
+
+
+def tiny_dpo(tokenizer, comparisons, **kwargs) -> DPO:
+    options = {"learning_rate": 1e-2, "batch_size": 4, "device": "cpu", **kwargs}
+    return DPO(tiny_lm(tokenizer), None, tokenizer, comparisons, **options)
+
+
+# ------------------------------------------------------------------------------------------- the loss
+def test_dpo_loss_by_hand():
+    # h = (-1 - -2) - (-3 - -2) = 2 for the first pair, (-2 - -1) - (-1 - -1) = -1 for the second; beta = 0.5
+    args = (torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -1.0]), torch.tensor([-2.0, -1.0]), torch.tensor([-2.0, -1.0]))
+    losses, chosen, rejected = dpo_loss(*args, beta=0.5)
+    softplus = lambda x: math.log1p(math.exp(x))  # -log sigmoid(z) = log(1 + e^-z)  # noqa: E731
+    assert losses.tolist() == pytest.approx([softplus(-1.0), softplus(0.5)])  # beta * h = 1 and -0.5
+    assert chosen.tolist() == pytest.approx([0.5, -0.5]) and rejected.tolist() == pytest.approx([-0.5, 0.0])
+    smoothed, _, _ = dpo_loss(*args, beta=0.5, label_smoothing=0.2)
+    assert smoothed.tolist() == pytest.approx([0.8 * softplus(-1.0) + 0.2 * softplus(1.0),
+                                               0.8 * softplus(0.5) + 0.2 * softplus(-0.5)])
+    ipo, _, _ = dpo_loss(*args, beta=0.5, loss_type="ipo")  # (h - 1 / (2 * 0.5))^2
+    assert ipo.tolist() == pytest.approx([(2 - 1) ** 2, (-1 - 1) ** 2])
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+def test_dpo_loss_gradient_raises_chosen_and_lowers_rejected(loss_type):
+    chosen, rejected = torch.tensor([-2.0], requires_grad=True), torch.tensor([-2.0], requires_grad=True)
+    losses, _, _ = dpo_loss(chosen, rejected, torch.tensor([-2.0]), torch.tensor([-2.0]), beta=0.5, loss_type=loss_type)
+    losses.sum().backward()
+    # at h = 0: sigmoid d/d(log pi_w) = -beta * sigmoid(0) = -0.25; ipo d/d(log pi_w) = 2 * (0 - 1) = -2
+    expected = -0.25 if loss_type == "sigmoid" else -2.0
+    assert chosen.grad.item() == pytest.approx(expected) and rejected.grad.item() == pytest.approx(-expected)
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+def test_a_step_raises_the_chosen_minus_rejected_log_prob(tokenizer, records, loss_type):
+    dpo = tiny_dpo(tokenizer, records[:1], loss_type=loss_type, learning_rate=1e-3)
+
+    def gap():
+        with torch.no_grad():
+            logps = sequence_logps(dpo.policy, *dpo._batch([0]))
+        return (logps[0] - logps[1]).item()
+
+    before = gap()
+    dpo.learn(1)
+    assert dpo.num_steps == 1 and gap() > before
+
+
+# ------------------------------------------------------------------------------- reference log-probs
+def unpadded_logp(model, prompt_ids, response_ids) -> float:
+    """log pi(response | prompt) from one forward of the bare sequence, no padding."""
+    ids = torch.tensor([prompt_ids + response_ids])
+    logp = torch.log_softmax(model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1], dim=-1)
+    return logp.gather(-1, torch.tensor(response_ids)[:, None]).sum().item()
+
+
+def test_reference_log_probs_are_computed_once_and_match_unpadded_sequences(tokenizer, records):
+    ref = tiny_lm(tokenizer, seed=1)
+    calls = []
+    ref.register_forward_hook(lambda *_: calls.append(1))
+    dpo = DPO(tiny_lm(tokenizer), ref, tokenizer, records[:10], batch_size=4, device="cpu")
+    assert len(calls) == 1  # 10 comparisons fit one batch of the reference pass
+    dpo.learn(30)  # three epochs
+    assert len(calls) == 1 and dpo.ref_logps.shape == (10, 2)
+    with torch.no_grad():
+        for i in (0, 7):
+            for k in (0, 1):
+                expected = unpadded_logp(ref, dpo.prompt_ids[i], dpo.response_ids[i][k])
+                assert dpo.ref_logps[i, k].item() == pytest.approx(expected, abs=1e-4)
+
+
+def test_without_a_reference_the_policy_starts_at_zero_implicit_reward(tokenizer, records):
+    dpo = tiny_dpo(tokenizer, records[:6])
+    with torch.no_grad():
+        logps = sequence_logps(dpo.policy, *dpo._batch(list(range(6)))).view(2, -1).T
+    torch.testing.assert_close(logps, dpo.ref_logps, atol=1e-4, rtol=0)
+
+
+# ------------------------------------------------------------------------------------- tokenisation
+def test_decoded_samples_re_tokenise_to_the_sampled_ids_and_log_probs(task, tokenizer, ref_model):
+    prompts = random.Random(0).sample(task.train_prompts, 48)
+    queries, query_mask = left_pad([tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts],
+                                   tokenizer.pad_token_id)
+    generator = torch.Generator().manual_seed(0)
+    samples = sample(ref_model, queries, query_mask, task.max_new_tokens, tokenizer.eos_token_id,
+                     tokenizer.pad_token_id, generator=generator)
+    texts = decode_responses(tokenizer, samples)  # what the env reports: decode(skip_special_tokens).strip()
+    assert samples.ended.any()
+    for text, tokens, mask in zip(texts, samples.tokens, samples.mask):
+        assert tokenize_response(tokenizer, text, task.max_new_tokens) == tokens[mask].tolist()
+    # DPO's log pi of a decoded response is the sampler's own: the same tokens, EOS included, after the same prompt ids
+    kept = [i for i, text in enumerate(texts) if text][:16:2]
+    comparisons = [{"prompt": prompts[i], "chosen": texts[i], "rejected": texts[i + 1] or "good ."} for i in kept]
+    dpo = DPO(ref_model, None, tokenizer, comparisons, max_new_tokens=task.max_new_tokens, device="cpu")
+    sampled = (samples.logprobs * samples.mask).sum(1)
+    torch.testing.assert_close(dpo.ref_logps[:, 0], sampled[kept], atol=1e-4, rtol=0)
+
+
+def test_a_response_at_the_budget_gets_no_eos(tokenizer):
+    assert tokenize_response(tokenizer, "good .") == [*tokenizer("good .")["input_ids"], tokenizer.eos_token_id]
+    assert tokenize_response(tokenizer, "good .", max_new_tokens=2) == tokenizer("good .")["input_ids"]
+
+
+# ----------------------------------------------------------------------------- save / load / resume
+def test_resume_continues_to_the_same_total_with_the_same_parameters(tokenizer, records, tmp_path):
+    comparisons = records[:10]  # batches of 4: 4, 4, 2 per epoch
+    straight = tiny_dpo(tokenizer, comparisons).learn(25)
+    assert (straight.num_comparisons, straight.num_steps) == (28, 8)  # epochs end at 10, 20; then 24, 28 >= 25
+
+    first = tiny_dpo(tokenizer, comparisons).learn(7)
+    assert (first.num_comparisons, first.num_steps) == (8, 2)
+    first.save(tmp_path / "dpo.zip")
+    resumed = DPO.load(tmp_path / "dpo.zip", comparisons, device="cpu").learn(25)
+    assert (resumed.num_comparisons, resumed.num_steps) == (28, 8)
+    for (name, a), b in zip(straight.policy.named_parameters(), resumed.policy.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
+
+    with pytest.raises(ConfigError, match="hash differs"):
+        DPO.load(tmp_path / "dpo.zip", records[10:20], device="cpu")
+    with pytest.raises(ConfigError, match="comparisons="):
+        DPO.load(tmp_path / "dpo.zip", device="cpu").learn(30)
+    with pytest.raises(MissingFileError, match="no DPO checkpoint"):
+        DPO.load(tmp_path / "nothing.zip")
+
+
+def test_export_writes_a_plain_hugging_face_policy(tokenizer, records, tmp_path):
+    dpo = tiny_dpo(tokenizer, records[:4]).learn(4)
+    dpo.export_pretrained(tmp_path / "policy")
+    lm = load_model(tmp_path / "policy", "policy", "--agent")
+    assert AutoTokenizer.from_pretrained(tmp_path / "policy").get_vocab() == tokenizer.get_vocab()
+    for a, b in zip(dpo.policy.parameters(), lm.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_non_finite_weights_stop_training_and_are_never_saved(tokenizer, records, tmp_path):
+    dpo = tiny_dpo(tokenizer, records[:4])
+    with torch.no_grad():
+        dpo.policy.lm_head.weight.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="DPO step 1"):
+        dpo.learn(4)
+    with pytest.raises(TrainingDivergedError, match="refusing to save"):
+        dpo.save(tmp_path / "dpo.zip")
+    assert not (tmp_path / "dpo.zip").exists()
+
+
+# ------------------------------------------------------------------------------ callbacks and logging
+def test_a_function_callback_stops_training_and_sb3_checkpoints_load(tokenizer, records, tmp_path):
+    dpo = tiny_dpo(tokenizer, records[:10]).learn(100, callback=lambda d: d.num_steps < 2)
+    assert dpo.num_steps == 2
+    dpo = tiny_dpo(tokenizer, records[:10]).learn(10, callback=[CheckpointCallback(2, str(tmp_path), name_prefix="dpo")])
+    saved = DPO.load(tmp_path / "dpo_8_steps.zip", records[:10], device="cpu")  # after steps 1, 2: 8 comparisons
+    assert (saved.num_steps, saved.num_comparisons) == (2, 8)
+
+
+def test_tensorboard_gets_trls_keys(tokenizer, records, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tiny_dpo(tokenizer, records[:8], tensorboard_log=str(tmp_path)).learn(8, log_interval=1)
+    events = EventAccumulator(str(tmp_path / "DPO_1")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+            "train/learning_rate"} <= tags
+    assert [e.step for e in events.Scalars("train/loss")] == [4, 8]  # x axis: comparisons used
+
+
+# -------------------------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(("option", "value"), [("beta", 0.0), ("beta", float("nan")), ("loss_type", "hinge"),
+                                               ("label_smoothing", 0.5), ("label_smoothing", -0.1),
+                                               ("batch_size", 0), ("learning_rate", -1.0), ("max_new_tokens", 0)])
+def test_bad_options_are_named(tokenizer, records, option, value):
+    with pytest.raises(ConfigError, match=option):
+        tiny_dpo(tokenizer, records[:2], **{option: value})
+
+
+def test_bad_inputs(tokenizer, records):
+    with pytest.raises(ConfigError, match="label_smoothing applies to loss_type='sigmoid'"):
+        tiny_dpo(tokenizer, records[:2], loss_type="ipo", label_smoothing=0.1)
+    with pytest.raises(DataError, match="no comparisons"):
+        tiny_dpo(tokenizer, [])
+    with pytest.raises(DataError, match="comparison 1: missing column 'rejected'"):
+        tiny_dpo(tokenizer, [records[0], {"prompt": "the soup", "chosen": "good ."}])
+    with pytest.raises(DataError, match="comparison 0: the prompt '' is empty"):
+        tiny_dpo(tokenizer, [{**records[0], "prompt": ""}])
+    long = {"prompt": "the soup was", "chosen": " ".join(["good"] * 7), "rejected": "bad ."}
+    with pytest.raises(ConfigError, match=r"comparison 0: prompt \(3 tokens\) and response \(8 tokens with EOS\) need 11 "
+                                          "of the policy's 10 positions"):
+        DPO(tiny_lm(tokenizer, positions=10), None, tokenizer, [long], device="cpu")
+    with pytest.raises(ConfigError, match="needs its tokenizer"):
+        DPO(tiny_lm(tokenizer), None, None, records[:2], device="cpu")
+    other_vocab = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer) + 5, n_positions=64, n_embd=16, n_layer=1, n_head=2))
+    with pytest.raises(ConfigError, match="different vocabularies"):
+        DPO(tiny_lm(tokenizer), other_vocab, tokenizer, records[:2], device="cpu")
+    with pytest.raises(ConfigError, match="total_comparisons"):
+        tiny_dpo(tokenizer, records[:2]).learn(0)
+
+
+# --------------------------------------------------------------------------------------- learning signal
+def test_a_few_steps_on_the_task_preferences_raise_accuracy_and_margin(task, tokenizer, records):
+    pairs = records[:32]
+    dpo = DPO(task.policy_dir, None, tokenizer, pairs, beta=0.1, learning_rate=1e-3, batch_size=16,
+              max_new_tokens=task.max_new_tokens, device="cpu")
+
+    def accuracy_and_margin():
+        with torch.no_grad():
+            logps = sequence_logps(dpo.policy, *dpo._batch(list(range(len(pairs))))).view(2, -1)
+        _, chosen, rejected = dpo_loss(logps[0], logps[1], dpo.ref_logps[:, 0], dpo.ref_logps[:, 1], dpo.beta)
+        return (chosen > rejected).float().mean().item(), (chosen - rejected).mean().item()
+
+    assert accuracy_and_margin()[1] == pytest.approx(0.0, abs=1e-3)  # the policy starts as the reference
+    dpo.learn(3 * len(pairs))  # 6 steps (0.84 and 0.85 when written)
+    accuracy, margin = accuracy_and_margin()
+    assert accuracy > 0.7 and margin > 0.3
