@@ -1,7 +1,7 @@
-"""TRL's DPO, RLOO and GRPO trainers on RLHF-v0 with our matched settings, scored by our evaluation; see ``--help``."""
+"""TRL's DPO, RLOO and GRPO trainers on RLHF-v0 with our matched settings, scored by our evaluation. Same as
+``rlhf-gym trl-baselines`` (needs the ``bench`` extra)."""
 
-from benchmarks import trl_algorithms
-from rlhf_gym.cli import run
+from rlhf_gym.cli import run_command
 
 if __name__ == "__main__":
-    run(trl_algorithms.main, trl_algorithms.Args, trl_algorithms.__doc__, prog="trl_baselines.py")
+    run_command("trl-baselines")

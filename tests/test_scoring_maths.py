@@ -97,7 +97,8 @@ def test_kl_source_and_the_fallback_log_prob(ref_model, tokenizer):
 
 
 def test_terminal_reward():
-    episode = ScoredEpisode(proxy_reward=2.0, kl=3.0, kl_per_token=np.zeros(1), ref_logprob=-1.0, penalty=0.5,
+    episode = ScoredEpisode(proxy_reward=2.0, kl=3.0, kl_per_token=np.zeros(1), ref_logprob=-1.0,
+                            ref_token_logprobs=np.full(1, -1.0, dtype=np.float32), penalty=0.5,
                             kl_source="reported")
     assert episode.terminal_reward(0.1) == pytest.approx(2.0 - 0.3 - 0.5)
 
