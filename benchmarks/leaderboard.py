@@ -12,6 +12,7 @@ stored as JSON in ``<out-dir>/records`` the moment it is finished, so a rerun sk
     rlhf-gym leaderboard                                  # all methods, seeds 0,1,2, on RLHF-v0
     rlhf-gym leaderboard --methods ppo,rloo --seeds 0     # a subset
     rlhf-gym leaderboard --quick true                     # a smoke test of the whole pipeline (tiny budgets)
+    rlhf-gym leaderboard --methods trl_dpo,trl_rloo,trl_grpo   # TRL's trainers, same settings (the bench extra)
 
 Writes ``leaderboard.md`` (mean ± std over seeds) and ``leaderboard.png`` (gold reward against sqrt(KL): every
 seed of every method, and the best-of-n curve) to ``--out-dir``.
@@ -35,7 +36,10 @@ from rlhf_gym.errors import ConfigError
 from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
 
 BEST_OF_N = (4, 16, 64)
-METHODS = ("sft", "best_of_n", *RL_ALGOS, "dpo")
+TRL_METHODS = ("trl_dpo", "trl_rloo", "trl_grpo")
+"""TRL 0.29.1's trainers with our matched settings (:mod:`benchmarks.trl_algorithms`; needs the ``bench`` extra)."""
+METHODS = ("sft", "best_of_n", *RL_ALGOS, "dpo", *TRL_METHODS)
+DEFAULT_METHODS = METHODS[: -len(TRL_METHODS)]
 COLUMNS = ("gold_reward", "proxy_reward", "kl", "distinct_2", "well_formed", "seconds")
 QUICK = {"n_envs": 8, "batch_size": 4, "max_new_tokens": 10, "total_responses": 16, "n_eval_prompts": 8, "n_max": 4}
 """--quick: the whole pipeline on tiny budgets (a smoke test, not a result)."""
@@ -44,7 +48,7 @@ QUICK = {"n_envs": 8, "batch_size": 4, "max_new_tokens": 10, "total_responses": 
 @dataclass
 class Args:
     env_id: str = arg("RLHF-v0", "registered env id (its task gives the prompts, the gold reward and the comparisons)")
-    methods: str = arg(",".join(METHODS), "comma-separated methods to run")
+    methods: str = arg(",".join(DEFAULT_METHODS), f"comma-separated methods to run, of: {', '.join(METHODS)}")
     seeds: str = arg("0,1,2", "comma-separated training seeds (for sft and best_of_n: sampling seeds)")
     total_responses: int = arg(DEFAULT_TOTAL_RESPONSES, "RL methods: responses sampled in training (the matched budget)")
     n_eval_prompts: int = arg(1024, "held-out prompts scored per policy (the protocol uses all 1024)")
@@ -126,7 +130,25 @@ def run_method(method: str, seed: int, args: Args) -> dict[str, dict]:
         return {"sft": {**score("sft", args, seed), "seconds": 0.0}}
     if method == "best_of_n":
         return best_of_n_records(seed, args)
+    if method in TRL_METHODS:
+        return {method: train_trl_and_score(method.removeprefix("trl_"), seed, args)}
     return {method: train_and_score(method, seed, args)}
+
+
+def train_trl_and_score(algo: str, seed: int, args: Args) -> dict:
+    """TRL's trainer for ``algo`` with the matched settings (tiny budgets with ``--quick``); the exported policy scored
+    by the same protocol. Its wall time is TRL's training, without evaluations (ours include two small ones)."""
+    from benchmarks import trl_algorithms
+
+    out = Path(args.out_dir) / "runs" / f"trl_{algo}_seed{seed}"
+    if args.quick:  # two optimizer steps each
+        settings = trl_algorithms.Settings(responses=32, comparisons=8, dpo_batch_size=4)
+    else:
+        settings = trl_algorithms.Settings(responses=args.total_responses)
+    policy_dir = trl_algorithms.train_trl(algo, out, seed, settings)
+    trained = read_json(out / "train.json", ("train_wall_s", "optimizer_steps"), "a TRL run's record")
+    return {**score(str(policy_dir), args), "seconds": round(trained["train_wall_s"], 1), "run_dir": str(out),
+            "optimizer_steps": trained["optimizer_steps"]}
 
 
 def collect(args: Args) -> list[dict]:
