@@ -185,7 +185,9 @@ def main(args: Args) -> Path:
     evaluate = held_out_evaluator(env, args.n_eval_prompts, args.seed)
     before = evaluate(env.batched_env.ref_model)
 
+    learning_started = time.time()
     counters = learn_dpo(model, args, run_dir) if isinstance(model, DPO) else learn_online(model, env, args, run_dir)
+    counters["train_seconds"] = round(time.time() - learning_started, 1)  # training alone: no loading, no evaluation
     model.save(run_dir / "agent.zip")
     model.export_pretrained(run_dir / "policy")
 

@@ -5,7 +5,7 @@ Methods: the SFT policy; best-of-{4, 16, 64} from it, chosen by the proxy reward
 comparisons the task's reward model was trained on (the same data the RL methods' reward comes from). Each method
 trains with the training command's defaults for it (``rlhf-gym train --algo <method>``). Every trained policy is
 exported and scored by the benchmark protocol (:mod:`agents.evaluate`: the held-out prompts, seed 0) — gold reward,
-the headline gold reward at KL <= 10 nats, proxy reward, KL, distinct-2, well-formed share — with its training wall
+the headline gold reward at KL <= 10 nats, proxy reward, KL, distinct-2, well-formed share — with its training
 time. One record per (method, seed) is
 stored as JSON in ``<out-dir>/records`` the moment it is finished, so a rerun skips what is done.
 
@@ -98,9 +98,9 @@ def train_and_score(method: str, seed: int, args: Args) -> dict:
                           out_dir=str(Path(args.out_dir) / "runs"), progress_bar=False,
                           **{"total_responses": args.total_responses, "n_eval_prompts": 64, **quick})
     run_dir = train.main(run_args)
-    summary = read_json(run_dir / "summary.json", ("seconds",), "a run's summary")
+    summary = read_json(run_dir / "summary.json", ("train_seconds",), "a run's summary")
     budget = {k: summary[k] for k in ("responses", "comparisons") if k in summary}
-    return {**score(str(run_dir / "policy"), args), "seconds": summary["seconds"], "run_dir": str(run_dir), **budget}
+    return {**score(str(run_dir / "policy"), args), "seconds": summary["train_seconds"], "run_dir": str(run_dir), **budget}
 
 
 def n_max(args: Args) -> int:
@@ -137,7 +137,8 @@ def run_method(method: str, seed: int, args: Args) -> dict[str, dict]:
 
 def train_trl_and_score(algo: str, seed: int, args: Args) -> dict:
     """TRL's trainer for ``algo`` with the matched settings (tiny budgets with ``--quick``); the exported policy scored
-    by the same protocol. Its wall time is TRL's training, without evaluations (ours include two small ones)."""
+    by the same protocol. Its time is TRL's ``train()`` alone, as ours is ``learn()`` alone (no loading, no
+    evaluation; DPO's reference log-probs are precomputed before it in both)."""
     from benchmarks import trl_algorithms
 
     out = Path(args.out_dir) / "runs" / f"trl_{algo}_seed{seed}"
@@ -146,8 +147,8 @@ def train_trl_and_score(algo: str, seed: int, args: Args) -> dict:
     else:
         settings = trl_algorithms.Settings(responses=args.total_responses)
     policy_dir = trl_algorithms.train_trl(algo, out, seed, settings)
-    trained = read_json(out / "train.json", ("train_wall_s", "optimizer_steps"), "a TRL run's record")
-    return {**score(str(policy_dir), args), "seconds": round(trained["train_wall_s"], 1), "run_dir": str(out),
+    trained = read_json(out / "train.json", ("train_runtime_s", "optimizer_steps"), "a TRL run's record")
+    return {**score(str(policy_dir), args), "seconds": round(trained["train_runtime_s"], 1), "run_dir": str(out),
             "optimizer_steps": trained["optimizer_steps"]}
 
 
@@ -187,7 +188,7 @@ def markdown_table(rows: list[dict], kl_budget: float) -> str:
         return "—" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
 
     lines = [f"| method | seeds | **gold reward at KL ≤ {kl_budget:g}** | gold reward | proxy reward | KL (nats) | distinct-2 "
-             "| well-formed | training wall time (s) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| well-formed | training time (s) |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         headline = cell(row["headline"])
         if row["headline"] is not None and row["within_budget"] < row["seeds"]:
@@ -200,8 +201,18 @@ def markdown_table(rows: list[dict], kl_budget: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(records: list[dict], path: str | Path, title: str) -> None:
-    """Gold reward against sqrt(KL): one marker per seed, the mean with its std as error bars, best-of-n as a line."""
+def per_seed(records: list[dict]) -> str:
+    """One line per method: gold reward (KL) of each seed, in seed order."""
+    lines = []
+    for method in dict.fromkeys(r["method"] for r in records):
+        group = sorted((r for r in records if r["method"] == method), key=lambda r: r["seed"])
+        lines.append(f"* {method}: " + ", ".join(f"seed {r['seed']} {r['gold_reward']:.3f} (KL {r['kl']:.2f})" for r in group))
+    return "\n".join(lines) + "\n"
+
+
+def plot(records: list[dict], path: str | Path, title: str, kl_budget: float) -> None:
+    """Gold reward against sqrt(KL): one marker per seed, the mean with its std as error bars (squares: TRL's
+    trainers), best-of-n as a line, the headline's KL budget as a dotted line."""
     from rlhf_gym.hacking.figures import _pyplot, _save
 
     plt = _pyplot()
@@ -218,8 +229,9 @@ def plot(records: list[dict], path: str | Path, title: str) -> None:
         group = [r for r in records if r["method"] == method]
         d, g = np.sqrt(np.clip([r["kl"] for r in group], 0, None)), np.array([r["gold_reward"] for r in group])
         ax.scatter(d, g, color=colour, s=14, alpha=0.5, linewidths=0)
-        ax.errorbar(d.mean(), g.mean(), xerr=d.std(), yerr=g.std(), fmt="o", color=colour, markersize=6, capsize=3,
-                    label=f"{method} ({len(group)} seeds)")
+        ax.errorbar(d.mean(), g.mean(), xerr=d.std(), yerr=g.std(), fmt="s" if method in TRL_METHODS else "o",
+                    color=colour, markersize=6, capsize=3, label=f"{method} ({len(group)} seeds)")
+    ax.axvline(np.sqrt(kl_budget), linestyle=":", color="grey", label=f"KL budget ({kl_budget:g} nats)")
     ax.set_xlabel("sqrt(KL(pi || pi_ref))  (sqrt nats per response)")
     ax.set_ylabel("gold reward (held-out prompts)")
     ax.grid(alpha=0.3)
@@ -233,8 +245,9 @@ def main(args: Args) -> list[dict]:
     out_dir = Path(args.out_dir)
     table = markdown_table(rows, args.kl_budget)
     atomic_write_text(out_dir / "leaderboard.md", f"Leaderboard on {args.env_id} ({', '.join(map(str, args.seed_list))} "
-                                                  f"seeds; `rlhf-gym leaderboard`, arguments: {asdict(args)})\n\n{table}")
+                                                  f"seeds; `rlhf-gym leaderboard`, arguments: {asdict(args)})\n\n{table}\n"
+                                                  f"Gold reward (KL) per seed:\n\n{per_seed(records)}")
     atomic_write_json(out_dir / "leaderboard.json", {"rows": rows, "args": asdict(args)})
-    plot(records, out_dir / "leaderboard.png", f"{args.env_id}: gold reward against sqrt(KL), every method")
+    plot(records, out_dir / "leaderboard.png", f"{args.env_id}: gold reward against sqrt(KL), every method", args.kl_budget)
     print(table)
     return rows
