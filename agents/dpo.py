@@ -42,7 +42,7 @@ from transformers import AutoTokenizer
 from rlhf_gym.checks import check_count, check_number, check_seed
 from rlhf_gym.divergence import check_finite_loss, check_finite_parameters
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
-from rlhf_gym.generation import left_pad, positions
+from rlhf_gym.generation import left_pad, query_response_inputs, response_slice
 from rlhf_gym.preferences import NON_PREFERENCE_LABELS, load_preferences, validate_record
 from rlhf_gym.prompts import tokenize_prompts
 from rlhf_gym.reward_training import data_hash
@@ -93,13 +93,10 @@ def sequence_logps(model, queries: torch.Tensor, query_mask: torch.Tensor, respo
 
     ``queries`` are left-padded [B, P], ``responses`` right-padded [B, T] (as ``TransformerPolicy.evaluate_sequences``).
     """
-    prompt_len = queries.shape[1]
-    input_ids = torch.cat([queries, responses], dim=1)
-    attention = torch.cat([query_mask, response_mask], dim=1)
-    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions(attention)).logits
-    # The logits at position j predict token j + 1. Response token t sits at prompt_len + t (the queries are left-padded
-    # to prompt_len), so it is predicted at prompt_len - 1 + t: the slice [prompt_len - 1, -1) has one row per token.
-    logp = F.log_softmax(logits[:, prompt_len - 1:-1].float(), dim=-1).gather(-1, responses[:, :, None]).squeeze(-1)
+    input_ids, attention, position_ids = query_response_inputs(queries, query_mask, responses, response_mask)
+    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids).logits
+    logp_all = F.log_softmax(response_slice(logits, queries.shape[1]).float(), dim=-1)
+    logp = logp_all.gather(-1, responses[:, :, None]).squeeze(-1)
     return (logp * response_mask).sum(-1)
 
 

@@ -26,7 +26,7 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.policies import BasePolicy
 from transformers import AutoTokenizer, PreTrainedModel
 
-from rlhf_gym.generation import cache_kwargs, output_cache, positions
+from rlhf_gym.generation import cache_kwargs, output_cache, positions, query_response_inputs, response_slice
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.masking import apply_mask
 from rlhf_gym.utils import load_model
@@ -173,17 +173,12 @@ class TransformerPolicy(BasePolicy):
         ``action_masks`` [B, T, V] restricts each step's distribution (NLPO).
         """
         prompt_len = queries.shape[1]
-        input_ids = torch.cat([queries, responses], dim=1)
-        attention = torch.cat([query_mask, response_mask.long()], dim=1)
-        logits, values, _, _ = self._run(input_ids, attention, positions(attention), cache=False)
-        # The logits at position j predict token j + 1. Response token t sits at position prompt_len + t (the queries
-        # are left-padded to prompt_len), so it is predicted at prompt_len - 1 + t: the slice [prompt_len - 1, -1)
-        # gives one row of logits per response token. The value of the state before token t is read there too.
-        logits = apply_mask(logits[:, prompt_len - 1:-1], action_masks)
+        logits, values, _, _ = self._run(*query_response_inputs(queries, query_mask, responses, response_mask), cache=False)
+        logits = apply_mask(response_slice(logits, prompt_len), action_masks)
         logp_all = F.log_softmax(logits, dim=-1)
         logprobs = logp_all.gather(-1, responses[:, :, None]).squeeze(-1)  # log pi of the tokens taken  [B, T]
         entropy = -(logp_all.exp() * logp_all).sum(-1)
-        return logprobs, entropy, values[:, prompt_len - 1:-1]
+        return logprobs, entropy, response_slice(values, prompt_len)
 
     # ------------------------------------------------------------ SB3 observation interface (slow path)
     def _last_position(self, obs: dict[str, torch.Tensor]):

@@ -80,7 +80,7 @@ def record_path(out_dir: str | Path, method: str, seed: int) -> Path:
 def score(agent: str, args: Args, seed: int = 0) -> dict:
     """The protocol's metrics of ``agent`` (a policy directory or ``sft``) with sampling seed ``seed``."""
     result = protocol.main(protocol.Args(agent=agent, env_id=args.env_id, seed=seed,
-                                         n_eval_prompts=QUICK["n_eval_prompts"] if args.quick else args.n_eval_prompts,
+                                         n_eval_prompts=n_prompts(args),
                                          kl_budget=args.kl_budget))
     return {**result["metrics"], "samples": result["samples"]}
 
@@ -107,6 +107,11 @@ def n_max(args: Args) -> int:
     return QUICK["n_max"] if args.quick else max(BEST_OF_N)
 
 
+def n_prompts(args: Args) -> int:
+    """Held-out prompts scored per policy (and sampled for best-of-n)."""
+    return QUICK["n_eval_prompts"] if args.quick else args.n_eval_prompts
+
+
 def record_names(method: str, args: Args) -> list[str]:
     """The records a method writes: best_of_n one per n of :data:`BEST_OF_N` (up to ``n_max``), the others one."""
     return [f"best_of_{n}" for n in BEST_OF_N if n <= n_max(args)] if method == "best_of_n" else [method]
@@ -116,7 +121,7 @@ def best_of_n_records(seed: int, args: Args) -> dict[str, dict]:
     """best-of-n rows (gold, proxy, well-formed by the unbiased estimator; KL analytic) from one sampling."""
     started = time.time()
     curve = best_of_n.main(best_of_n.Args(out_dir=str(Path(args.out_dir) / "best_of_n" / f"seed{seed}"), n_max=n_max(args),
-                                          n_prompts=QUICK["n_eval_prompts"] if args.quick else args.n_eval_prompts,
+                                          n_prompts=n_prompts(args),
                                           seed=best_of_n.Args.seed + seed))
     seconds = round(time.time() - started, 1)
     names = record_names("best_of_n", args)

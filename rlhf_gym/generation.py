@@ -56,6 +56,26 @@ def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def query_response_inputs(queries: torch.Tensor, query_mask: torch.Tensor, responses: torch.Tensor,
+                          response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input ids, attention mask and position ids of ``[query; response]`` rows, for one forward per sequence:
+    ``queries`` left-padded [B, P], ``responses`` right-padded [B, T]."""
+    input_ids = torch.cat([queries, responses], dim=1)
+    attention = torch.cat([query_mask, response_mask.long()], dim=1)
+    return input_ids, attention, positions(attention)
+
+
+def response_slice(per_position: torch.Tensor, prompt_len: int) -> torch.Tensor:
+    """The rows of a forward over :func:`query_response_inputs` [B, P + T, ...] that predict the response tokens
+    [B, T, ...].
+
+    The output at position j predicts token j + 1. Response token t sits at position ``prompt_len + t`` (the queries
+    are left-padded to ``prompt_len``), so it is predicted at ``prompt_len - 1 + t``: the slice ``[prompt_len - 1, -1)``
+    has one row per response token (a value read there is the value of the state before the token).
+    """
+    return per_position[:, prompt_len - 1:-1]
+
+
 def check_prompts_fit(prompt_ids: list[list[int]], max_new_tokens: int, limit: int | None, whose: str,
                       hint: str = "", first_index: int = 0) -> None:
     """A :class:`ConfigError` naming the longest prompt and the lengths when it and ``max_new_tokens`` need more than
