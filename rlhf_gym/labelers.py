@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from .checks import check_temperature
@@ -28,23 +28,31 @@ class Labeler(Protocol):
 
 
 class SimulatedAnnotator:
-    """A noisy annotator who prefers by Bradley–Terry sampling on a gold reward.
+    """A noisy annotator who prefers by Bradley–Terry sampling on a gold reward, possibly biased.
 
-    ``P(a > b) = sigmoid((G(x, a) - G(x, b)) / temperature)``; then, with probability ``flip_rate``, the
-    label is flipped (a careless click). ``temperature -> 0`` and ``flip_rate = 0`` give a perfect judge.
+    The annotator's utility is ``U(x, y) = G(x, y) + w * b(x, y)``: the gold reward plus ``bias_weight`` times a
+    surface feature ``b`` it overrates (a task's documented bias: length, boilerplate, echoing the request).
+    ``P(a > b) = sigmoid((U(x, a) - U(x, b)) / temperature)``; then, with probability ``flip_rate``, the
+    label is flipped (a careless click). ``temperature -> 0``, ``flip_rate = 0`` and ``w = 0`` give a perfect judge.
 
     :param gold_reward: ``G(prompt, response) -> float``.
     :param temperature: Bradley–Terry temperature of the annotator's choices.
     :param flip_rate: probability of flipping the sampled label.
     :param seed: seed of the annotator's own random stream (per pair after :meth:`seed_pair`).
+    :param bias: ``b(prompt, response) -> float``, the overrated feature (None: unbiased).
+    :param bias_weight: ``w``, how much the annotator overrates it.
     """
 
     def __init__(self, gold_reward: Callable[[str, str], float], temperature: float = 0.5, flip_rate: float = 0.1,
-                 seed: int = 0, name: str = "simulated"):
+                 seed: int = 0, name: str = "simulated", bias: Callable[[str, str], float] | None = None,
+                 bias_weight: float = 0.0):
         check_temperature(temperature, "temperature", sampling=False)
         if not 0.0 <= flip_rate <= 1.0:
             raise ConfigError(f"flip_rate must be in [0, 1], got {flip_rate}")
+        if not math.isfinite(bias_weight) or (bias_weight and bias is None):
+            raise ConfigError(f"bias_weight must be finite and needs a bias feature, got {bias_weight}")
         self.gold_reward, self.temperature, self.flip_rate = gold_reward, temperature, flip_rate
+        self.bias, self.bias_weight = bias, bias_weight
         self.seed = seed
         self.rng = random.Random(seed)
         self.name = name
@@ -53,8 +61,13 @@ class SimulatedAnnotator:
         """Judge the next pair from a random stream of its own, seeded by ``(seed, pair_id)``."""
         self.rng = random.Random(f"{self.seed}/{pair_id}")  # a str seed is hashed with SHA-512: stable across runs
 
+    def utility(self, prompt: str, response: str) -> float:
+        """``U(x, y) = G(x, y) + w * b(x, y)``."""
+        value = self.gold_reward(prompt, response)
+        return value + self.bias_weight * self.bias(prompt, response) if self.bias_weight else value
+
     def preference_probability(self, prompt: str, response_a: str, response_b: str) -> float:
-        delta = (self.gold_reward(prompt, response_a) - self.gold_reward(prompt, response_b)) / self.temperature
+        delta = (self.utility(prompt, response_a) - self.utility(prompt, response_b)) / self.temperature
         return 1.0 / (1.0 + math.exp(-max(min(delta, 50.0), -50.0)))
 
     def __call__(self, prompt: str, response_a: str, response_b: str) -> Judgement:
@@ -62,6 +75,46 @@ class SimulatedAnnotator:
         if self.rng.random() < self.flip_rate:
             prefers_a = not prefers_a
         return "a" if prefers_a else "b"
+
+
+class AnnotatorPool:
+    """A pool of simulated annotators with different biases; each pair is judged by one member drawn at random.
+
+    AlpacaFarm (Dubois et al. 2023, arXiv 2305.14387) found that simulated feedback reproduces reward-model
+    over-optimisation only with annotator variability: a pool of annotators with different styles plus label
+    noise, not a single noise-free judge. Member ``i`` judges by ``G + w_i * b`` (:class:`SimulatedAnnotator`).
+    The member and its random stream are fixed by ``(seed, pair_id)``, so a resumed collection labels as an
+    uninterrupted one would.
+
+    :param gold_reward: ``G(prompt, response) -> float``.
+    :param bias: ``b(prompt, response) -> float``, the feature the members overrate.
+    :param bias_weights: one member per weight ``w_i``.
+    :param temperature: Bradley–Terry temperature of every member.
+    :param flip_rate: label-flip rate of every member.
+    :param seed: seed of the draws of members and labels.
+    """
+
+    def __init__(self, gold_reward: Callable[[str, str], float], bias: Callable[[str, str], float] | None,
+                 bias_weights: Sequence[float], temperature: float = 0.5, flip_rate: float = 0.1, seed: int = 0,
+                 name: str = "simulated-pool"):
+        if not bias_weights:
+            raise ConfigError("an annotator pool needs at least one member (bias weight)")
+        self.members = [SimulatedAnnotator(gold_reward, temperature, flip_rate, seed=seed, bias=bias, bias_weight=w,
+                                           name=f"{name}/w={w:g}") for w in bias_weights]
+        self.seed, self.name = seed, name
+        self.current = self.members[0]
+
+    def seed_pair(self, pair_id: int) -> None:
+        """Draw the member who judges pair ``pair_id`` and seed its stream, both from ``(seed, pair_id)``."""
+        self.current = self.members[random.Random(f"{self.seed}/{pair_id}/member").randrange(len(self.members))]
+        self.current.seed_pair(pair_id)
+
+    def preference_probability(self, prompt: str, response_a: str, response_b: str) -> float:
+        """The pool's mean ``P(a > b)`` (before flips): what a reward model trained on its labels approaches."""
+        return sum(m.preference_probability(prompt, response_a, response_b) for m in self.members) / len(self.members)
+
+    def __call__(self, prompt: str, response_a: str, response_b: str) -> Judgement:
+        return self.current(prompt, response_a, response_b)
 
 
 class TerminalLabeler:

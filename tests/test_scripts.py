@@ -16,7 +16,8 @@ from helpers import cli_error, fake_run
 
 from rlhf_gym.cli import COMMANDS, parse_dataclass, run_command
 from rlhf_gym.commands import best_of_n, build_task, collect, summarize, train_rm
-from rlhf_gym.tasks.reviews.build import BuildConfig
+from rlhf_gym.tasks.building import BuildConfig
+from rlhf_gym.tasks.reviews.task import WORLD as REVIEWS
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {"prompt": "the food was", "chosen": "great .", "rejected": "bad ."}
@@ -198,16 +199,31 @@ def test_summarize_user_errors(tmp_path, capsys):
 
 
 def test_build_task_options_mirror_the_build_config():
-    options = {f.name: f.default for f in dataclasses.fields(build_task.Args)}
-    assert options.pop("out_dir") == str(build_task.ARTIFACTS_DIR)
-    assert options == dataclasses.asdict(BuildConfig())
+    options = {f.name for f in dataclasses.fields(build_task.Args)} - {"task", "out_dir"}
+    assert options == set(dataclasses.asdict(BuildConfig()))
     assert dataclasses.asdict(build_task.Args(seed=3).build_config()) == {**dataclasses.asdict(BuildConfig()), "seed": 3}
+    weights = build_task.Args(annotator_bias_weights="none").build_config().annotator_bias_weights
+    assert weights == () == BuildConfig().annotator_bias_weights
+
+
+def test_build_task_takes_a_world_s_defaults_then_the_options():
+    world = dataclasses.replace(REVIEWS, name="biased", annotator_bias=lambda p, r: len(r.split()),
+                                build_defaults={"annotator_bias_weights": (0.0, 0.5), "n_comparisons": 7})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(build_task.WORLDS, "biased", world)
+        assert build_task.Args(task="biased").build_config() == BuildConfig(annotator_bias_weights=(0.0, 0.5),
+                                                                             n_comparisons=7)
+        config = build_task.Args(task="biased", annotator_bias_weights="1,2", n_comparisons=9).build_config()
+        assert (config.annotator_bias_weights, config.n_comparisons) == ((1.0, 2.0), 9)
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--n-comparisons", "0"], "--n-comparisons must be > 0, got 0"),
     (["--annotator-flip-rate", "2"], "--annotator-flip-rate must be in [0, 1], got 2.0"),
     (["--n-eval-samples", "5000"], "--n-eval-samples must be <= 1024"),
+    (["--task", "chess"], "unknown task 'chess'"),
+    (["--annotator-bias-weights", "0.1,x"], "--annotator-bias-weights must be comma-separated numbers or 'none'"),
+    (["--annotator-bias-weights", "0.5"], "--annotator-bias-weights: task 'reviews' has no annotator bias feature"),
 ])
 def test_build_task_bad_options_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:

@@ -6,6 +6,7 @@ analytic KL ``ln n - (n - 1) / n`` (Stiennon et al. 2020), so RL policies can be
 
     rlhf-gym best-of-n                                  # proxy: the task's reward model
     rlhf-gym best-of-n --ensemble-objective worst       # proxy: the ensemble
+    rlhf-gym best-of-n --task lists                     # a suite task (its policy, reward model, held-out prompts)
 
 Writes ``best_of_n.json`` and ``best_of_n.md`` to ``--out-dir``.
 """
@@ -18,21 +19,23 @@ from pathlib import Path
 
 import torch
 
+from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.ensemble import ProxyRewardArgs
 from rlhf_gym.hacking.best_of_n import sample_best_of_n
 from rlhf_gym.hacking.tables import best_of_n_table
-from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, load_task
+from rlhf_gym.tasks import load_task, world_of
 from rlhf_gym.utils import atomic_write_json, atomic_write_text
 
 
 @dataclass
 class Args(ProxyRewardArgs):
+    task: str = arg("reviews", "task whose SFT policy, reward model and held-out prompts are used")
     out_dir: str = arg("runs/best_of_n", "where best_of_n.json and best_of_n.md go")
     n_max: int = arg(64, "largest n (a power of two); also the samples drawn per prompt")
     n_prompts: int = arg(1024, "held-out prompts (the reviews task has 1024)")
-    max_new_tokens: int = arg(DEFAULT_MAX_NEW_TOKENS, "response budget in tokens")
+    max_new_tokens: int | None = arg(None, "response budget in tokens (default: the task's)")
     seed: int = arg(20_000, "sampling seed")
     threads: int = arg(1, "torch CPU threads (the published table used 1)")
 
@@ -40,18 +43,18 @@ class Args(ProxyRewardArgs):
         super().__post_init__()
         if self.n_max < 1 or self.n_max & (self.n_max - 1):
             raise ConfigError(f"--n-max must be a power of two, got {self.n_max}")
-        if self.n_prompts <= 0 or self.max_new_tokens <= 0 or self.threads <= 0:
-            raise ConfigError("--n-prompts, --max-new-tokens and --threads must be > 0")
+        check_positive_options(self, ("n_prompts", "max_new_tokens", "threads"))
+        world_of(self.task)
 
 
 def main(args: Args) -> list[dict]:
     started = time.time()
     torch.set_num_threads(args.threads)
-    task = load_task("reviews")
+    task = load_task(args.task)
     reward = args.load_proxy() or task.load_reward_model()
     prompts = task.eval_prompts[: args.n_prompts]
     curve = sample_best_of_n(task.load_policy(), task.load_tokenizer(), prompts, reward, task, args.n_max,
-                             args.max_new_tokens, args.seed)
+                             args.max_new_tokens or task.max_new_tokens, args.seed)
     out_dir = Path(args.out_dir)
     seconds = round(time.time() - started, 1)
     atomic_write_json(out_dir / "best_of_n.json", {"curve": curve, "n_prompts": len(prompts), "args": asdict(args),

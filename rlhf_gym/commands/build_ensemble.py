@@ -33,7 +33,7 @@ from rlhf_gym.gpt2 import gpt2_reward_model
 from rlhf_gym.preferences import load_preferences
 from rlhf_gym.reward_training import REWARD_EPOCHS, RewardTrainingConfig, data_hash, save_reward_model, train_reward_model
 from rlhf_gym.tasks import load_task
-from rlhf_gym.tasks.reviews.build import BuildConfig, SeedStream, gold_agreement
+from rlhf_gym.tasks.building import BuildConfig, SeedStream, gold_agreement
 from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
 from rlhf_gym.utils import atomic_write_json
 
@@ -87,7 +87,8 @@ def main(args: Args) -> dict:
         torch.manual_seed(seed)
         member = gpt2_reward_model(build_tokenizer(), build.reward_width, build.reward_layers)
         metrics = train_reward_model(member, records, RewardTrainingConfig(epochs=args.epochs, seed=seed), progress=False)
-        agreement = gold_agreement(member, policy, tokenizer, agreement_prompts, build.max_new_tokens, agreement_seed)
+        agreement = gold_agreement(task.gold_reward, member, policy, tokenizer, agreement_prompts, build.max_new_tokens,
+                                   agreement_seed)
         metrics.update(agreement)
         save_reward_model(member, staging / f"member_{seed}", metrics)
         scores = member(norm_prompts, norm_responses).astype(np.float64)
@@ -101,8 +102,8 @@ def main(args: Args) -> dict:
     for objective in ("mean", "worst", "uncertainty"):
         ensemble = RewardEnsemble(members, objective, shifts=[m["shift"] for m in manifest],
                                   scales=[m["scale"] for m in manifest])
-        ensemble_agreement[objective] = gold_agreement(ensemble, policy, tokenizer, agreement_prompts, build.max_new_tokens,
-                                                       agreement_seed)["gold_agreement"]
+        ensemble_agreement[objective] = gold_agreement(task.gold_reward, ensemble, policy, tokenizer, agreement_prompts,
+                                                       build.max_new_tokens, agreement_seed)["gold_agreement"]
     print("ensemble agreement with gold:", ", ".join(f"{k} {v:.3f}" for k, v in ensemble_agreement.items()))
     metadata = {
         "members": manifest,

@@ -1,11 +1,13 @@
-"""Rebuild the artifacts of the embedded default task ("reviews") from a seed, deterministically, on CPU.
+"""Rebuild the artifacts of a task ("reviews", the default, or a suite task) from a seed, deterministically, on CPU.
 
-    rlhf-gym build-task                        # into the package (what ships)
-    rlhf-gym build-task --out-dir /tmp/rv      # somewhere else
+    rlhf-gym build-task                          # the reviews task, into the package (what ships)
+    rlhf-gym build-task --task lists             # a suite task, into the package
+    rlhf-gym build-task --out-dir /tmp/rv        # somewhere else
     rlhf-gym build-task --out-dir /tmp/rv --n-comparisons 20000 --seed 1
 
 Writes policy/, reward_model/, preferences.jsonl and metadata.json (the measured figures, also printed);
-the previous artifacts are replaced only once the new ones are complete.
+the previous artifacts are replaced only once the new ones are complete. An option left out takes the task's value
+(its world's ``build_defaults``, else :class:`~rlhf_gym.tasks.building.BuildConfig`'s).
 """
 
 from __future__ import annotations
@@ -14,67 +16,99 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from rlhf_gym.cli import arg
 from rlhf_gym.checks import check_positive_options, check_seed, check_temperature
+from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.gpt2 import gpt2_config
-from rlhf_gym.tasks.reviews.build import BuildConfig, build
-from rlhf_gym.tasks.reviews.task import ARTIFACTS_DIR, prompt_split
-from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
+from rlhf_gym.tasks import WORLDS, world_of
+from rlhf_gym.tasks.building import BuildConfig, build
 
-DEFAULTS = BuildConfig()
+TASK_DEFAULT = "(default: the task's)"
+REWARD_INITS = ("scratch", "sft")
 
 
 @dataclass
 class Args:
-    """:class:`rlhf_gym.tasks.reviews.build.BuildConfig` (one option per field) and the output directory."""
+    """The task, the output directory, and :class:`~rlhf_gym.tasks.building.BuildConfig` (one option per field)."""
 
-    out_dir: str = arg(str(ARTIFACTS_DIR), "output directory (default: the package's artifacts)")
-    seed: int = arg(DEFAULTS.seed, "seed of everything (grammar samples, initialisation, sampling, annotator)")
-    n_sft_texts: int = arg(DEFAULTS.n_sft_texts, "grammar samples the SFT policy is trained on")
-    sft_epochs: int = arg(DEFAULTS.sft_epochs, "SFT passes")
-    policy_width: int = arg(DEFAULTS.policy_width, "hidden size of the SFT policy")
-    policy_layers: int = arg(DEFAULTS.policy_layers, "transformer blocks of the SFT policy")
-    reward_width: int = arg(DEFAULTS.reward_width, "hidden size of the reward model")
-    reward_layers: int = arg(DEFAULTS.reward_layers, "transformer blocks of the reward model")
-    n_comparisons: int = arg(DEFAULTS.n_comparisons, "labelled SFT pairs the reward model is trained on")
-    reward_epochs: int = arg(DEFAULTS.reward_epochs, "reward-model passes")
-    annotator_temperature: float = arg(DEFAULTS.annotator_temperature, "Bradley-Terry temperature of the simulated annotator")
-    annotator_flip_rate: float = arg(DEFAULTS.annotator_flip_rate, "label-flip rate of the simulated annotator")
-    max_new_tokens: int = arg(DEFAULTS.max_new_tokens, "response budget when sampling from the SFT policy")
-    n_eval_samples: int = arg(DEFAULTS.n_eval_samples, "SFT samples (and fresh pairs) used to measure the figures")
+    task: str = arg("reviews", f"task to build, one of: {', '.join(WORLDS)}")
+    out_dir: str | None = arg(None, "output directory (default: the package's artifacts of the task)")
+    seed: int | None = arg(None, f"seed of everything (grammar samples, initialisation, sampling, annotator) {TASK_DEFAULT}")
+    n_sft_texts: int | None = arg(None, f"generator samples the SFT policy is trained on {TASK_DEFAULT}")
+    sft_epochs: int | None = arg(None, f"SFT passes {TASK_DEFAULT}")
+    policy_width: int | None = arg(None, f"hidden size of the SFT policy {TASK_DEFAULT}")
+    policy_layers: int | None = arg(None, f"transformer blocks of the SFT policy {TASK_DEFAULT}")
+    reward_width: int | None = arg(None, f"hidden size of the reward model {TASK_DEFAULT}")
+    reward_layers: int | None = arg(None, f"transformer blocks of the reward model {TASK_DEFAULT}")
+    reward_init: str | None = arg(None, f"reward model's start: scratch or sft (the SFT policy) {TASK_DEFAULT}")
+    n_comparisons: int | None = arg(None, f"labelled SFT pairs the reward model is trained on {TASK_DEFAULT}")
+    reward_epochs: int | None = arg(None, f"reward-model passes {TASK_DEFAULT}")
+    annotator_temperature: float | None = arg(None, f"Bradley-Terry temperature of the simulated annotators {TASK_DEFAULT}")
+    annotator_flip_rate: float | None = arg(None, f"label-flip rate of the simulated annotators {TASK_DEFAULT}")
+    annotator_bias_weights: str | None = arg(None, "comma-separated bias weights, one annotator each; 'none' for one "
+                                                   f"unbiased annotator {TASK_DEFAULT}")
+    max_new_tokens: int | None = arg(None, f"response budget when sampling from the SFT policy {TASK_DEFAULT}")
+    n_eval_samples: int | None = arg(None, f"SFT samples (and fresh pairs) used to measure the figures {TASK_DEFAULT}")
 
     def __post_init__(self) -> None:
         """Check every number before the build starts (it takes minutes): :class:`ConfigError` naming the option."""
-        check_positive_options(self, ("n_sft_texts", "sft_epochs", "policy_width", "policy_layers", "reward_width",
-                                      "reward_layers", "n_comparisons", "reward_epochs", "max_new_tokens", "n_eval_samples"))
-        check_seed(self.seed)
-        if self.n_comparisons < 2:
-            raise ConfigError(f"--n-comparisons must be >= 2 (a reward model needs two), got {self.n_comparisons}")
-        tokenizer = build_tokenizer()
+        world = world_of(self.task)
+        config = self.build_config()
+        check_positive_options(config, ("n_sft_texts", "sft_epochs", "policy_width", "policy_layers", "reward_width",
+                                        "reward_layers", "n_comparisons", "reward_epochs", "max_new_tokens",
+                                        "n_eval_samples"))
+        check_seed(config.seed)
+        if config.reward_init not in REWARD_INITS:
+            raise ConfigError(f"--reward-init must be one of {', '.join(REWARD_INITS)}, got {config.reward_init!r}")
+        if config.n_comparisons < 2:
+            raise ConfigError(f"--n-comparisons must be >= 2 (a reward model needs two), got {config.n_comparisons}")
+        tokenizer = world.tokenizer()
         for name in ("policy_width", "reward_width"):
-            heads = gpt2_config(tokenizer, getattr(self, name), 1).n_head
-            if getattr(self, name) % heads:
+            heads = gpt2_config(tokenizer, getattr(config, name), 1).n_head
+            if getattr(config, name) % heads:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a multiple of {heads} (the attention heads), "
-                                  f"got {getattr(self, name)}")
-        train_prompts, eval_prompts = prompt_split()
-        if self.n_eval_samples > len(eval_prompts):
+                                  f"got {getattr(config, name)}")
+        train_prompts, eval_prompts = world.prompt_split()
+        if config.n_eval_samples > len(eval_prompts):
             raise ConfigError(f"--n-eval-samples must be <= {len(eval_prompts)} (the held-out prompts), "
-                              f"got {self.n_eval_samples}")
-        check_temperature(self.annotator_temperature, "--annotator-temperature", sampling=False)
-        if not 0 <= self.annotator_flip_rate <= 1:
-            raise ConfigError(f"--annotator-flip-rate must be in [0, 1], got {self.annotator_flip_rate}")
+                              f"got {config.n_eval_samples}")
+        check_temperature(config.annotator_temperature, "--annotator-temperature", sampling=False)
+        if not 0 <= config.annotator_flip_rate <= 1:
+            raise ConfigError(f"--annotator-flip-rate must be in [0, 1], got {config.annotator_flip_rate}")
+        if config.annotator_bias_weights and world.annotator_bias is None:
+            raise ConfigError(f"--annotator-bias-weights: task {self.task!r} has no annotator bias feature")
         longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in train_prompts + eval_prompts)
-        positions = gpt2_config(tokenizer, self.policy_width, self.policy_layers).n_positions
-        if longest + self.max_new_tokens > positions:
+        positions = gpt2_config(tokenizer, config.policy_width, config.policy_layers).n_positions
+        if longest + config.max_new_tokens > positions:
             raise ConfigError(f"--max-new-tokens must be <= {positions - longest} (the policy's {positions} positions "
-                              f"less the longest prompt's {longest} tokens), got {self.max_new_tokens}")
+                              f"less the longest prompt's {longest} tokens), got {config.max_new_tokens}")
+
+    def bias_weights(self) -> tuple[float, ...] | None:
+        """``--annotator-bias-weights`` parsed (None when left out)."""
+        if self.annotator_bias_weights is None:
+            return None
+        if self.annotator_bias_weights.strip().lower() == "none":
+            return ()
+        try:
+            weights = tuple(float(w) for w in self.annotator_bias_weights.split(","))
+        except ValueError:
+            raise ConfigError("--annotator-bias-weights must be comma-separated numbers or 'none', "
+                              f"got {self.annotator_bias_weights!r}") from None
+        if not all(w == w and abs(w) != float("inf") for w in weights):
+            raise ConfigError(f"--annotator-bias-weights must be finite, got {self.annotator_bias_weights!r}")
+        return weights
 
     def build_config(self) -> BuildConfig:
-        return BuildConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(BuildConfig)})
+        """The task's :class:`BuildConfig` with the options given here."""
+        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(BuildConfig)
+                 if f.name != "annotator_bias_weights" and getattr(self, f.name) is not None}
+        if self.bias_weights() is not None:
+            given["annotator_bias_weights"] = self.bias_weights()
+        return BuildConfig.for_world(world_of(self.task), **given)
 
 
 def main(args: Args) -> dict:
-    metadata = build(args.out_dir, args.build_config())
+    world = world_of(args.task)
+    metadata = build(world, args.out_dir or world.artifacts_dir, args.build_config())
     print(json.dumps(metadata, indent=2))
     return metadata

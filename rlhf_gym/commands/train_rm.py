@@ -27,7 +27,7 @@ from rlhf_gym.gpt2 import gpt2_reward_model
 from rlhf_gym.preferences import PreferenceDataError, load_preferences
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.reward_training import RewardTrainingConfig, staged_directory, train_reward_model, write_reward_model
-from rlhf_gym.tasks.reviews.build import BuildConfig
+from rlhf_gym.tasks.building import BuildConfig
 from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
 from rlhf_gym.utils import load_model, load_pretrained, resolve_device
 

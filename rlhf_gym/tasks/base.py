@@ -33,6 +33,7 @@ class Task:
     :param gold_reward: the true reward ``G(prompt, response)`` when the task has one (never shown to agents).
     :param is_well_formed: ``f(prompt, response) -> bool`` when the task has a grammar.
     :param max_new_tokens: default response budget.
+    :param gold_ceiling: ``prompt -> max_y G(prompt, y)`` when it is known (the normalised score's 1).
     """
 
     name: str
@@ -43,6 +44,7 @@ class Task:
     is_well_formed: Callable[[str, str], bool] | None = None
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     reward_model_dir: Path | None = field(default=None)
+    gold_ceiling: Callable[[str], float] | None = None
 
     @property
     def policy_dir(self) -> Path:
@@ -87,6 +89,19 @@ class Task:
         pairs = list(zip(prompts, responses))
         return {"gold_reward": np.array([self.gold_reward(p, r) for p, r in pairs]),
                 "well_formed": np.array([self.is_well_formed(p, r) for p, r in pairs], dtype=float)}
+
+    def normalised_score(self, prompts: Sequence[str], gold_reward: float) -> float | None:
+        """``(G - G_sft) / (mean ceiling - G_sft)`` for a mean gold reward ``G`` over ``prompts``: 0 is the SFT
+        policy, 1 the gold ceiling (the best any response can get on each prompt).
+
+        ``G_sft`` is the SFT policy's mean gold reward on held-out prompts measured by the build (``metadata.json``);
+        None for a task without a ceiling or that measurement.
+        """
+        sft = self.metadata.get("sft", {}).get("gold_reward_mean")
+        if self.gold_ceiling is None or sft is None:
+            return None
+        ceiling = float(np.mean([self.gold_ceiling(p) for p in prompts]))
+        return (float(gold_reward) - sft) / (ceiling - sft)
 
     def _check_built(self, directory: Path) -> None:
         if not (directory / "config.json").exists():

@@ -1,4 +1,4 @@
-"""The embedded default task: reviews of a procedural language, with a gold reward."""
+"""The embedded default task: reviews of a procedural language, with a gold reward (``RLHF-v0``, frozen)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import random
 from pathlib import Path
 
 from ..base import Task
+from ..world import TaskWorld
 from .gold import gold_reward
-from .grammar import COPULAS, DETERMINERS, NOUNS, is_well_formed
+from .grammar import COPULAS, DETERMINERS, NOUNS, ReviewGrammar, is_well_formed, vocabulary
 
 ARTIFACTS_DIR = Path(__file__).parent / "artifacts"
-EVAL_FRACTION = 0.2
-SPLIT_SEED = 1234
+_GRAMMAR = ReviewGrammar()
 
 
 def all_prompts() -> list[str]:
@@ -20,25 +20,24 @@ def all_prompts() -> list[str]:
     return [" ".join(words) for words in itertools.product(DETERMINERS, NOUNS, COPULAS)]
 
 
-def prompt_split() -> tuple[list[str], list[str]]:
-    """The fixed ``(train, eval)`` split of the openings (80% / 20%, seed 1234)."""
-    prompts = all_prompts()
-    random.Random(SPLIT_SEED).shuffle(prompts)
-    n_eval = int(len(prompts) * EVAL_FRACTION)
-    return prompts[n_eval:], prompts[:n_eval]
-
-
 def well_formed(prompt: str, response: str) -> bool:
     return is_well_formed(f"{prompt} {response}")
 
 
+def sample_text(rng: random.Random) -> tuple[str, str]:
+    """One review of the grammar as ``(opening, continuation)``."""
+    return _GRAMMAR.sample(rng)
+
+
+WORLD = TaskWorld(name="reviews", vocabulary=tuple(vocabulary()), sample_text=sample_text, all_prompts=all_prompts,
+                  gold_reward=gold_reward, is_well_formed=well_formed, artifacts_dir=ARTIFACTS_DIR)
+"""Unbiased noisy annotator, no gold ceiling: the task of the published results, kept exactly as it was."""
+
+
+def prompt_split() -> tuple[list[str], list[str]]:
+    """The fixed ``(train, eval)`` split of the openings (80% / 20%, seed 1234)."""
+    return WORLD.prompt_split()
+
+
 def make_reviews_task(artifacts_dir: str | Path | None = None) -> Task:
-    train, evaluation = prompt_split()
-    return Task(
-        name="reviews",
-        artifacts_dir=Path(artifacts_dir) if artifacts_dir else ARTIFACTS_DIR,
-        train_prompts=train,
-        eval_prompts=evaluation,
-        gold_reward=gold_reward,
-        is_well_formed=well_formed,
-    )
+    return WORLD.task(artifacts_dir)

@@ -1,7 +1,8 @@
-"""Build every artifact of the reviews task, deterministically from a seed, on CPU.
+"""Build every artifact of a task from its :class:`~rlhf_gym.tasks.world.TaskWorld`, deterministically from a seed, on CPU.
 
-tokenizer -> SFT policy (GPT-2 style, trained on grammar samples) -> comparisons of SFT samples labelled by
-a noisy simulated annotator -> Bradley–Terry reward model -> ``metadata.json`` with the measured figures.
+tokenizer -> SFT policy (GPT-2 style, trained on the world's generator texts) -> comparisons of SFT samples
+labelled by a noisy simulated annotator (or a pool of biased ones) -> Bradley–Terry reward model ->
+``metadata.json`` with the measured figures. The same code builds every task: a task only supplies its world.
 """
 
 from __future__ import annotations
@@ -19,20 +20,17 @@ import torch
 import transformers
 from transformers import GPT2LMHeadModel
 
-from ...collect import collect_preferences
-from ...generation import generate_texts
-from ...gpt2 import gpt2_config, gpt2_reward_model
-from ...labelers import SimulatedAnnotator
-from ..base import DEFAULT_MAX_NEW_TOKENS
-from ...preferences import load_preferences
-from ...reward_model import RewardModel
-from ...reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
-from ...sft import SFTConfig, train_sft
-from ...utils import atomic_write_json, seed_everything
-from .gold import gold_reward
-from .grammar import ReviewGrammar
-from .task import prompt_split, well_formed
-from .tokenizer import build_tokenizer
+from ..collect import collect_preferences
+from ..generation import generate_texts
+from ..gpt2 import gpt2_config, gpt2_reward_model
+from ..labelers import AnnotatorPool, Labeler, SimulatedAnnotator
+from ..preferences import load_preferences
+from ..reward_model import RewardModel
+from ..reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
+from ..sft import SFTConfig, train_sft
+from ..utils import atomic_write_json, load_model, seed_everything
+from .base import DEFAULT_MAX_NEW_TOKENS
+from .world import TaskWorld
 
 
 class SeedStream(IntEnum):
@@ -56,7 +54,8 @@ class SeedStream(IntEnum):
 
 @dataclass
 class BuildConfig:
-    """Sizes of the default task's artifacts."""
+    """Sizes of a task's artifacts and its annotators (defaults: the reviews task's; a world overrides some in
+    ``build_defaults``, see :meth:`for_world`)."""
 
     seed: int = 0
     """Seed of everything (grammar samples, initialisation, sampling, annotator)."""
@@ -72,6 +71,10 @@ class BuildConfig:
     """Hidden size of the reward model."""
     reward_layers: int = 2
     """Transformer blocks of the reward model."""
+    reward_init: str = "scratch"
+    """``scratch``: a fresh ``reward_width`` x ``reward_layers`` model; ``sft``: the SFT policy's transformer with a new
+    score head, as InstructGPT's reward model starts from its SFT model (Ouyang et al. 2022; the sizes are the
+    policy's)."""
     n_comparisons: int = 10000
     """Labelled SFT pairs the reward model is trained on."""
     reward_epochs: int = REWARD_EPOCHS
@@ -80,6 +83,9 @@ class BuildConfig:
     """Bradley–Terry temperature of the simulated annotator."""
     annotator_flip_rate: float = 0.1
     """Label-flip rate of the simulated annotator."""
+    annotator_bias_weights: tuple[float, ...] = ()
+    """A pool of annotators, one per weight ``w_i``, each judging by ``G + w_i * b`` (the world's bias feature);
+    empty: one unbiased annotator."""
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     """Response budget when sampling from the SFT policy."""
     n_eval_samples: int = 1000
@@ -89,18 +95,45 @@ class BuildConfig:
         """The seed of one of the build's random streams."""
         return self.seed + stream
 
+    @classmethod
+    def for_world(cls, world: TaskWorld, **overrides) -> BuildConfig:
+        """The world's build settings (its ``build_defaults`` and response budget), then ``overrides``."""
+        return cls(**{"max_new_tokens": world.max_new_tokens, **world.build_defaults, **overrides})
 
-def measure_policy(policy, tokenizer, prompts: list[str], max_new_tokens: int, seed: int) -> dict:
+
+def annotator(world: TaskWorld, config: BuildConfig) -> Labeler:
+    """The world's simulated annotator: a biased :class:`AnnotatorPool` when the config has bias weights."""
+    if config.annotator_bias_weights:
+        return AnnotatorPool(world.gold_reward, world.annotator_bias, config.annotator_bias_weights,
+                             config.annotator_temperature, config.annotator_flip_rate, seed=config.seed)
+    return SimulatedAnnotator(world.gold_reward, config.annotator_temperature, config.annotator_flip_rate, seed=config.seed)
+
+
+def initial_reward_model(world: TaskWorld, config: BuildConfig, policy_dir: Path) -> RewardModel:
+    """The reward model before training: fresh (``reward_init="scratch"``) or the saved SFT policy with a score head."""
+    if config.reward_init == "sft":
+        return RewardModel(load_model(policy_dir, "reward_model", "the SFT policy", from_base=True), world.tokenizer())
+    return gpt2_reward_model(world.tokenizer(), config.reward_width, config.reward_layers)
+
+
+def measure_policy(world: TaskWorld, policy, tokenizer, prompts: list[str], max_new_tokens: int, seed: int) -> dict:
+    """Well-formed share, gold reward (mean, median; the mean ceiling when the world has one), length of samples."""
     responses = generate_texts(policy, tokenizer, prompts, max_new_tokens, seed=seed)
-    return {
-        "well_formed_share": float(np.mean([well_formed(p, r) for p, r in zip(prompts, responses)])),
-        "gold_reward_mean": float(np.mean([gold_reward(p, r) for p, r in zip(prompts, responses)])),
+    gold = [world.gold_reward(p, r) for p, r in zip(prompts, responses)]
+    figures = {
+        "well_formed_share": float(np.mean([world.is_well_formed(p, r) for p, r in zip(prompts, responses)])),
+        "gold_reward_mean": float(np.mean(gold)),
+        "gold_reward_median": float(np.median(gold)),
         "response_words_mean": float(np.mean([len(r.split()) for r in responses])),
         "n_samples": len(prompts),
     }
+    if world.gold_ceiling is not None:
+        figures["gold_ceiling_mean"] = float(np.mean([world.gold_ceiling(p) for p in prompts]))
+    return figures
 
 
-def gold_agreement(reward_model: RewardModel, policy, tokenizer, prompts: list[str], max_new_tokens: int, seed: int) -> dict:
+def gold_agreement(gold_reward, reward_model: RewardModel, policy, tokenizer, prompts: list[str], max_new_tokens: int,
+                   seed: int) -> dict:
     """Share of fresh SFT pairs (gold ties left out) that the reward model orders as the gold reward does."""
     a = generate_texts(policy, tokenizer, prompts, max_new_tokens, seed=seed)
     b = generate_texts(policy, tokenizer, prompts, max_new_tokens, seed=seed + 1)
@@ -111,8 +144,8 @@ def gold_agreement(reward_model: RewardModel, policy, tokenizer, prompts: list[s
             "n_pairs": int(decided.sum())}
 
 
-def build(out_dir: str | Path, config: BuildConfig, progress: bool = True) -> dict:
-    """Write ``policy/``, ``reward_model/``, ``preferences.jsonl`` and ``metadata.json`` under ``out_dir``."""
+def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: bool = True) -> dict:
+    """Write ``policy/``, ``reward_model/``, ``preferences.jsonl`` and ``metadata.json`` of ``world`` under ``out_dir``."""
     started = time.time()
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".building")
@@ -120,33 +153,32 @@ def build(out_dir: str | Path, config: BuildConfig, progress: bool = True) -> di
     staging.mkdir(parents=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     seed_everything(config.seed)
-    train_prompts, eval_prompts = prompt_split()
-    tokenizer = build_tokenizer()
+    train_prompts, eval_prompts = world.prompt_split()
+    tokenizer = world.tokenizer()
 
-    grammar, rng = ReviewGrammar(), random.Random(config.seed)
-    texts = [" ".join(grammar.sample(rng)) for _ in range(config.n_sft_texts)]
+    rng = random.Random(config.seed)
+    texts = [" ".join(world.sample_text(rng)) for _ in range(config.n_sft_texts)]
     policy = GPT2LMHeadModel(gpt2_config(tokenizer, config.policy_width, config.policy_layers))
     sft_losses = train_sft(policy, tokenizer, texts, SFTConfig(epochs=config.sft_epochs, seed=config.seed), progress)
     policy.save_pretrained(staging / "policy")
     tokenizer.save_pretrained(staging / "policy")
     eval_sample = random.Random(config.seed_for(SeedStream.EVAL_SAMPLE)).sample(eval_prompts, config.n_eval_samples)
-    sft_figures = measure_policy(policy, tokenizer, eval_sample, config.max_new_tokens,
+    sft_figures = measure_policy(world, policy, tokenizer, eval_sample, config.max_new_tokens,
                                  config.seed_for(SeedStream.SFT_FIGURES))
     print(f"SFT policy: {sft_figures['well_formed_share']:.1%} well-formed, mean gold reward "
           f"{sft_figures['gold_reward_mean']:.3f} on {config.n_eval_samples} held-out prompts")
 
-    annotator = SimulatedAnnotator(gold_reward, config.annotator_temperature, config.annotator_flip_rate, seed=config.seed)
     comparison_prompts = random.Random(config.seed_for(SeedStream.COMPARISON_PROMPTS)).sample(train_prompts,
                                                                                               len(train_prompts))
-    collect_preferences(policy, tokenizer, comparison_prompts, annotator, staging / "preferences.jsonl",
+    collect_preferences(policy, tokenizer, comparison_prompts, annotator(world, config), staging / "preferences.jsonl",
                         config.n_comparisons, config.max_new_tokens, seed=config.seed, progress=progress)
     records = load_preferences(staging / "preferences.jsonl")
 
     torch.manual_seed(config.seed)
-    reward_model = gpt2_reward_model(build_tokenizer(), config.reward_width, config.reward_layers)
+    reward_model = initial_reward_model(world, config, staging / "policy")
     metrics = train_reward_model(reward_model, records, RewardTrainingConfig(epochs=config.reward_epochs, seed=config.seed),
                                  progress=progress)
-    agreement = gold_agreement(reward_model, policy, tokenizer, eval_sample, config.max_new_tokens,
+    agreement = gold_agreement(world.gold_reward, reward_model, policy, tokenizer, eval_sample, config.max_new_tokens,
                                config.seed_for(SeedStream.GOLD_AGREEMENT))
     metrics.update(agreement)
     save_reward_model(reward_model, staging / "reward_model", metrics)
@@ -155,7 +187,7 @@ def build(out_dir: str | Path, config: BuildConfig, progress: bool = True) -> di
 
     size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
     metadata = {
-        "task": "reviews",
+        "task": world.name,
         "build_config": asdict(config),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},

@@ -1,0 +1,100 @@
+"""What one task subpackage provides: its language, gold reward, annotator bias and build settings.
+
+A :class:`TaskWorld` is everything that differs between tasks; :mod:`rlhf_gym.tasks.building` turns one into
+shipped artifacts (SFT policy, comparisons, reward model, metadata) with code shared by every task, and
+:meth:`TaskWorld.task` into the :class:`~rlhf_gym.tasks.base.Task` that envs and evaluation load.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from .base import DEFAULT_MAX_NEW_TOKENS, Task
+
+PAD_TOKEN, EOS_TOKEN, UNK_TOKEN = "<pad>", "<eos>", "<unk>"
+SPECIAL_TOKENS = [PAD_TOKEN, EOS_TOKEN, UNK_TOKEN]
+EVAL_FRACTION = 0.2
+"""Share of a task's prompts held out for evaluation."""
+SPLIT_SEED = 1234
+"""Seed of every task's fixed train/held-out split."""
+
+
+def word_level_tokenizer(vocabulary: Sequence[str], model_max_length: int = 64) -> PreTrainedTokenizerFast:
+    """A ``PreTrainedTokenizerFast`` with one id per word of ``vocabulary`` (ids 0, 1, 2 are pad, eos, unk)."""
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + list(vocabulary))}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token=PAD_TOKEN,
+        eos_token=EOS_TOKEN,
+        unk_token=UNK_TOKEN,
+        model_max_length=model_max_length,
+        padding_side="right",
+    )
+
+
+def fixed_split(prompts: list[str], eval_fraction: float = EVAL_FRACTION,
+                seed: int = SPLIT_SEED) -> tuple[list[str], list[str]]:
+    """The fixed ``(train, held-out)`` split of ``prompts``: a seeded shuffle, the first ``eval_fraction`` held out."""
+    prompts = list(prompts)
+    random.Random(seed).shuffle(prompts)
+    n_eval = int(len(prompts) * eval_fraction)
+    return prompts[n_eval:], prompts[:n_eval]
+
+
+@dataclass(frozen=True)
+class TaskWorld:
+    """A task's world: the parts a new task subpackage writes (everything else is shared).
+
+    :param name: task id (``load_task(name)``), also the subpackage's name.
+    :param vocabulary: every word of prompts and responses (whitespace-separated tokens), sorted, no duplicates.
+    :param sample_text: ``rng -> (prompt, response)``, one SFT training text from the task's generator.
+    :param all_prompts: ``() -> prompts``, every prompt of the task, in a fixed order (split by :func:`fixed_split`).
+    :param gold_reward: ``G(prompt, response)``, the hidden true reward in closed form.
+    :param is_well_formed: ``(prompt, response) -> bool`` under the task's grammar.
+    :param gold_ceiling: ``prompt -> max_y G(prompt, y)``, the best gold reward a response can get (None: unknown).
+    :param annotator_bias: ``b(prompt, response)``, the feature the task's simulated annotators overrate: annotator
+        ``i`` judges by ``G + w_i * b`` (weights in ``build_defaults["annotator_bias_weights"]``); None: unbiased.
+    :param bias_name: what the bias is, in a few words ("response length in items", ...).
+    :param bias_probe: ``(prompt, k) -> response``: a ceiling response of ``prompt`` with ``k`` units of the bias
+        added and its content otherwise unchanged, to measure a reward model's preference for the bias alone.
+    :param max_new_tokens: the task's response budget.
+    :param build_defaults: the task's values of :class:`~rlhf_gym.tasks.building.BuildConfig` fields.
+    :param artifacts_dir: where the built artifacts ship.
+    """
+
+    name: str
+    vocabulary: tuple[str, ...]
+    sample_text: Callable[[random.Random], tuple[str, str]]
+    all_prompts: Callable[[], list[str]]
+    gold_reward: Callable[[str, str], float]
+    is_well_formed: Callable[[str, str], bool]
+    artifacts_dir: Path
+    gold_ceiling: Callable[[str], float] | None = None
+    annotator_bias: Callable[[str, str], float] | None = None
+    bias_name: str | None = None
+    bias_probe: Callable[[str, int], str] | None = None
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    build_defaults: dict = field(default_factory=dict)
+
+    def prompt_split(self) -> tuple[list[str], list[str]]:
+        """The fixed ``(train, held-out)`` prompts."""
+        return fixed_split(self.all_prompts())
+
+    def tokenizer(self) -> PreTrainedTokenizerFast:
+        return word_level_tokenizer(self.vocabulary)
+
+    def task(self, artifacts_dir: str | Path | None = None) -> Task:
+        """The loadable :class:`Task` (artifacts from ``artifacts_dir``, default the shipped ones)."""
+        train, held_out = self.prompt_split()
+        return Task(name=self.name, artifacts_dir=Path(artifacts_dir) if artifacts_dir else self.artifacts_dir,
+                    train_prompts=train, eval_prompts=held_out, gold_reward=self.gold_reward,
+                    is_well_formed=self.is_well_formed, max_new_tokens=self.max_new_tokens,
+                    gold_ceiling=self.gold_ceiling)
