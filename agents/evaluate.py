@@ -13,6 +13,13 @@ largest n). See docs/benchmark_protocol.md.
     rlhf-gym evaluate --agent runs/<run>/agent.zip
     rlhf-gym evaluate --agent runs/<run>/policy --env-id RLHF-Reviews-Ensemble-v0
     rlhf-gym evaluate --agent sft --best-of-n runs/best_of_n/best_of_n.json
+    rlhf-gym evaluate --agent sft --suite RLHF-Suite-v0                         # every task of the suite
+    rlhf-gym evaluate --agent 'runs/suite/{task}/policy' --suite RLHF-Suite-v0  # one trained policy per task
+
+On a task with a gold ceiling the metrics also hold the **normalised score** ``(G - G_sft) / (ceiling - G_sft)``:
+0 is the SFT policy, 1 the best any response can get. With ``--suite`` the agent runs on every task of the suite
+(an agent is tied to its task's tokenizer, so a path names the task with ``{task}`` or ``{env_id}``) and one
+table, a row per task, is printed.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.evaluation import distinct_n, evaluate_policy
 from rlhf_gym.hacking.best_of_n import interpolate_best_of_n
+from rlhf_gym.registration import DEFAULT_SUITE, suite_env_ids, task_of
 from rlhf_gym.tokenizers import check_same_tokenizer
 from rlhf_gym.utils import atomic_write_json, load_model, read_json, resolve_device
 
@@ -39,8 +47,10 @@ from .ppo import TokenPPO
 
 @dataclass
 class Args:
-    agent: str = arg("sft", "TokenPPO .zip, exported HF policy directory, or 'sft' (the task's reference policy)")
+    agent: str = arg("sft", "TokenPPO .zip, exported HF policy directory, or 'sft' (the task's reference policy); with "
+                            "--suite, a path with {task} or {env_id} in it")
     env_id: str = arg("RLHF-v0", "benchmark task: a registered env id (its reward model, task and response budget)")
+    suite: str | None = arg(None, f"evaluate on every env id of this suite instead of --env-id (e.g. {DEFAULT_SUITE})")
     n_eval_prompts: int = arg(1024, "held-out prompts (the reviews task has 1024; the protocol uses all)")
     seed: int = arg(0, "sampling seed")
     kl_budget: float = arg(10.0, "KL budget of the headline number (nats per response)")
@@ -53,12 +63,35 @@ class Args:
             gym.spec(self.env_id)
         except gym.error.Error as error:
             raise ConfigError(f"--env-id: {error}") from None
-        if self.agent != "sft" and not Path(self.agent).exists():
+        if self.suite is not None:
+            env_ids = suite_env_ids(self.suite)
+            if self.agent != "sft" and "{" not in self.agent:
+                raise ConfigError("--agent: with --suite, name each task's agent with {task} or {env_id} in the path "
+                                  f"(an agent runs on its own task only), got {self.agent!r}")
+            if self.best_of_n is not None:
+                raise ConfigError("--best-of-n is a single task's curve; it does not apply with --suite")
+            for env_id in env_ids:
+                self.agent_path(env_id)
+        elif self.agent != "sft" and not Path(self.agent).exists():
             raise MissingFileError(f"--agent: no such file or directory: {self.agent}")
         if self.n_eval_prompts <= 0 or self.kl_budget <= 0:
             raise ConfigError("--n-eval-prompts and --kl-budget must be > 0")
         if self.best_of_n is not None and not Path(self.best_of_n).is_file():
             raise MissingFileError(f"--best-of-n: file not found: {self.best_of_n}")
+
+
+    def agent_path(self, env_id: str) -> str:
+        """The agent for ``env_id``: ``sft``, or ``--agent`` with ``{task}`` / ``{env_id}`` filled in (must exist)."""
+        if self.agent == "sft":
+            return "sft"
+        try:
+            path = self.agent.format(task=task_of(env_id), env_id=env_id)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ConfigError(f"--agent: only {{task}} and {{env_id}} may be filled in, got {self.agent!r} "
+                              f"({error})") from None
+        if not Path(path).exists():
+            raise MissingFileError(f"--agent: no such file or directory for {env_id}: {path}")
+        return path
 
 
 def headline(gold_reward: float, kl: float, kl_budget: float = 10.0) -> float | None:
@@ -82,18 +115,44 @@ def load_agent(path: str, env: RLHFEnvSurface, device: torch.device):
 
 
 def main(args: Args) -> dict:
+    """Score the agent on ``--env-id``, or on every task of ``--suite`` (then ``{"suite", "rows"}``)."""
+    if args.suite is None:
+        return evaluate_on(args, args.env_id, args.agent)
+    rows = [evaluate_on(args, env_id, args.agent_path(env_id), write=False) for env_id in suite_env_ids(args.suite)]
+    result = {"suite": args.suite, "agent": args.agent, "rows": rows, "args": asdict(args)}
+    print(f"\n{args.agent} on {args.suite}\n\n{suite_table(rows)}")
+    if args.out:
+        atomic_write_json(args.out, result)
+    return result
+
+
+SUITE_COLUMNS = ("gold_reward", "normalised_score", "proxy_reward", "kl", "response_length", "distinct_2", "well_formed")
+
+
+def suite_table(rows: list[dict]) -> str:
+    """A markdown table, one row per env id, of :data:`SUITE_COLUMNS` (``-`` where a task has no such value)."""
+    lines = ["| env id | " + " | ".join(SUITE_COLUMNS) + " |", "|---" * (len(SUITE_COLUMNS) + 1) + "|"]
+    for row in rows:
+        cells = [f"{row['metrics'][c]:.3f}" if row["metrics"].get(c) is not None else "-" for c in SUITE_COLUMNS]
+        lines.append(f"| {row['env_id']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluate_on(args: Args, env_id: str, agent: str, write: bool = True) -> dict:
+    """The protocol's result for ``agent`` on ``env_id`` (written to ``--out`` when ``write``)."""
     device = resolve_device(args.device)
-    env = gym.make(args.env_id, device=device).unwrapped
+    env = gym.make(env_id, device=device).unwrapped
     if env.task is None:
-        raise ConfigError(f"--env-id {args.env_id}: the env has no task, so no held-out prompts or gold reward")
-    policy = load_agent(args.agent, env, device)
+        raise ConfigError(f"--env-id {env_id}: the env has no task, so no held-out prompts or gold reward")
+    policy = load_agent(agent, env, device)
     prompts = env.task.eval_prompts[: args.n_eval_prompts]
     ev = evaluate_policy(policy, env.tokenizer, prompts, env.reward_fn, env.ref_model, env.task, env.max_new_tokens,
                          env.temperature, seed=args.seed)
     metrics = {**ev.summary(), "distinct_1": distinct_n(ev.responses, 1),
                "gold_reward_sem": float(ev.gold_reward.std() / math.sqrt(len(prompts))),
-               "kl_sem": float(ev.kl.std() / math.sqrt(len(prompts)))}
-    result = {"agent": args.agent, "env_id": args.env_id, "n_prompts": len(prompts), "metrics": metrics,
+               "kl_sem": float(ev.kl.std() / math.sqrt(len(prompts))),
+               "normalised_score": env.task.normalised_score(prompts, float(ev.gold_reward.mean()))}
+    result = {"agent": agent, "env_id": env_id, "n_prompts": len(prompts), "metrics": metrics,
               "headline": {"name": f"gold reward at KL <= {args.kl_budget:g} nats",
                            "value": headline(metrics["gold_reward"], metrics["kl"], args.kl_budget),
                            "over_budget": metrics["kl"] > args.kl_budget},
@@ -104,9 +163,9 @@ def main(args: Args) -> dict:
         result["best_of_n_matched"] = {"gold_reward": matched,
                                        "gap": None if matched is None else metrics["gold_reward"] - matched}
     value = result["headline"]["value"]
-    print(f"{args.agent} on {args.env_id}: {result['headline']['name']} = "
+    print(f"{agent} on {env_id}: {result['headline']['name']} = "
           f"{'over budget' if value is None else f'{value:.3f}'} (KL {metrics['kl']:.2f})")
-    print("  " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    if args.out:
+    print("  " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if v is not None))
+    if args.out and write:
         atomic_write_json(args.out, result)
     return result

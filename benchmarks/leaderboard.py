@@ -13,6 +13,12 @@ stored as JSON in ``<out-dir>/records`` the moment it is finished, so a rerun sk
     rlhf-gym leaderboard --methods ppo,rloo --seeds 0     # a subset
     rlhf-gym leaderboard --quick true                     # a smoke test of the whole pipeline (tiny budgets)
     rlhf-gym leaderboard --methods trl_dpo,trl_rloo,trl_grpo   # TRL's trainers, same settings (the bench extra)
+    rlhf-gym leaderboard --suite RLHF-Suite-v0 --methods sft,best_of_n,ppo,ppo_small_beta   # every task of the suite
+
+On a task with a gold ceiling each record also has the normalised score (0 = SFT, 1 = the ceiling). ``ppo_small_beta``
+is PPO with ``--small-beta`` (default 0.01) instead of the default 0.1: the leash at which the suite's designed
+reward hacks show. With ``--suite`` every env id of the suite gets its own leaderboard under ``<out-dir>/<env id>``,
+and ``suite.md`` puts them side by side (normalised score, or gold reward where a task has no ceiling).
 
 Writes ``leaderboard.md`` (mean ± std over seeds) and ``leaderboard.png`` (gold reward against sqrt(KL): every
 seed of every method, and the best-of-n curve) to ``--out-dir``.
@@ -20,6 +26,7 @@ seed of every method, and the best-of-n curve) to ``--out-dir``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,14 +40,17 @@ from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.commands import best_of_n
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.registration import suite_env_ids, task_of
+from rlhf_gym.tasks import load_task
 from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
 
 BEST_OF_N = (4, 16, 64)
 TRL_METHODS = ("trl_dpo", "trl_rloo", "trl_grpo")
 """TRL 0.29.1's trainers with our matched settings (:mod:`benchmarks.trl_algorithms`; needs the ``bench`` extra)."""
-METHODS = ("sft", "best_of_n", *RL_ALGOS, "dpo", *TRL_METHODS)
-DEFAULT_METHODS = METHODS[: -len(TRL_METHODS)]
-COLUMNS = ("gold_reward", "proxy_reward", "kl", "distinct_2", "well_formed", "seconds")
+SMALL_BETA_METHOD = "ppo_small_beta"
+METHODS = ("sft", "best_of_n", *RL_ALGOS, "dpo", SMALL_BETA_METHOD, *TRL_METHODS)
+DEFAULT_METHODS = METHODS[: -len(TRL_METHODS) - 1]
+COLUMNS = ("gold_reward", "normalised_score", "proxy_reward", "kl", "distinct_2", "well_formed", "seconds")
 QUICK = {"n_envs": 8, "batch_size": 4, "max_new_tokens": 10, "total_responses": 16, "n_eval_prompts": 8, "n_max": 4}
 """--quick: the whole pipeline on tiny budgets (a smoke test, not a result)."""
 
@@ -55,6 +65,8 @@ class Args:
     kl_budget: float = arg(10.0, "KL budget of the headline number (nats per response)")
     out_dir: str = arg("runs/leaderboard", "records, training runs, leaderboard.md and leaderboard.png go here")
     quick: bool = arg(False, "tiny budgets, to check the pipeline end to end in about a minute")
+    small_beta: float = arg(0.01, f"KL coefficient of {SMALL_BETA_METHOD} (PPO on a short leash)")
+    suite: str | None = arg(None, "run every env id of this suite instead of --env-id (e.g. RLHF-Suite-v0)")
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.method_list) - set(METHODS))
@@ -63,6 +75,10 @@ class Args:
         if not all(s.strip().lstrip("-").isdigit() for s in self.seeds.split(",")):
             raise ConfigError(f"--seeds must be comma-separated integers, got {self.seeds!r}")
         check_positive_options(self, ("total_responses", "n_eval_prompts", "kl_budget"))
+        if not self.small_beta >= 0:
+            raise ConfigError(f"--small-beta must be >= 0, got {self.small_beta}")
+        if self.suite is not None:
+            suite_env_ids(self.suite)
 
     @property
     def method_list(self) -> list[str]:
@@ -94,7 +110,8 @@ def train_and_score(method: str, seed: int, args: Args) -> dict:
         quick = {"batch_size": 4, "total_comparisons": 16, "n_eval_prompts": QUICK["n_eval_prompts"]}
     else:
         quick = {k: v for k, v in QUICK.items() if k != "n_max"}
-    run_args = train.Args(algo=method, env_id=args.env_id, seed=seed, exp_name=f"leaderboard_{method}",
+    algo, beta = ("ppo", args.small_beta) if method == SMALL_BETA_METHOD else (method, None)
+    run_args = train.Args(algo=algo, env_id=args.env_id, seed=seed, exp_name=f"leaderboard_{method}", beta=beta,
                           out_dir=str(Path(args.out_dir) / "runs"), progress_bar=False,
                           **{"total_responses": args.total_responses, "n_eval_prompts": 64, **quick})
     run_dir = train.main(run_args)
@@ -120,7 +137,8 @@ def record_names(method: str, args: Args) -> list[str]:
 def best_of_n_records(seed: int, args: Args) -> dict[str, dict]:
     """best-of-n rows (gold, proxy, well-formed by the unbiased estimator; KL analytic) from one sampling."""
     started = time.time()
-    curve = best_of_n.main(best_of_n.Args(out_dir=str(Path(args.out_dir) / "best_of_n" / f"seed{seed}"), n_max=n_max(args),
+    curve = best_of_n.main(best_of_n.Args(task=task_of(args.env_id), n_max=n_max(args),
+                                          out_dir=str(Path(args.out_dir) / "best_of_n" / f"seed{seed}"),
                                           n_prompts=n_prompts(args),
                                           seed=best_of_n.Args.seed + seed))
     seconds = round(time.time() - started, 1)
@@ -130,7 +148,15 @@ def best_of_n_records(seed: int, args: Args) -> dict[str, dict]:
 
 
 def run_method(method: str, seed: int, args: Args) -> dict[str, dict]:
-    """The records of one (method, seed): ``{record name: record}``."""
+    """The records of one (method, seed), ``{record name: record}``, with their normalised scores."""
+    records = method_records(method, seed, args)
+    task = load_task(task_of(args.env_id))
+    prompts = task.eval_prompts[: n_prompts(args)]
+    return {name: {**record, "normalised_score": task.normalised_score(prompts, record["gold_reward"])}
+            for name, record in records.items()}
+
+
+def method_records(method: str, seed: int, args: Args) -> dict[str, dict]:
     if method == "sft":
         return {"sft": {**score("sft", args, seed), "seconds": 0.0}}
     if method == "best_of_n":
@@ -192,8 +218,8 @@ def markdown_table(rows: list[dict], kl_budget: float) -> str:
     def cell(value, digits=3):
         return "—" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
 
-    lines = [f"| method | seeds | **gold reward at KL ≤ {kl_budget:g}** | gold reward | proxy reward | KL (nats) | distinct-2 "
-             "| well-formed | training time (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| method | seeds | **gold reward at KL ≤ {kl_budget:g}** | gold reward | normalised score | proxy reward "
+             "| KL (nats) | distinct-2 | well-formed | training time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         headline = cell(row["headline"])
         if row["headline"] is not None and row["within_budget"] < row["seeds"]:
@@ -201,8 +227,8 @@ def markdown_table(rows: list[dict], kl_budget: float) -> str:
         elif row["headline"] is None:
             headline = "over budget"
         lines.append(f"| {row['method']} | {row['seeds']} | **{headline}** | {cell(row['gold_reward'])} | "
-                     f"{cell(row['proxy_reward'])} | {cell(row['kl'], 2)} | {cell(row['distinct_2'])} | "
-                     f"{cell(row['well_formed'])} | {cell(row['seconds'], 0)} |")
+                     f"{cell(row['normalised_score'])} | {cell(row['proxy_reward'])} | {cell(row['kl'], 2)} | "
+                     f"{cell(row['distinct_2'])} | {cell(row['well_formed'])} | {cell(row['seconds'], 0)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -245,6 +271,40 @@ def plot(records: list[dict], path: str | Path, title: str, kl_budget: float) ->
 
 
 def main(args: Args) -> list[dict]:
+    """One env id's leaderboard (its rows), or with ``--suite`` every env id's and ``suite.md`` (all rows)."""
+    if args.suite is None:
+        return env_leaderboard(args)
+    by_env = {env_id: env_leaderboard(dataclasses.replace(args, env_id=env_id, suite=None,
+                                                          out_dir=str(Path(args.out_dir) / env_id)))
+              for env_id in suite_env_ids(args.suite)}
+    table = suite_table(by_env)
+    atomic_write_text(Path(args.out_dir) / "suite.md", f"Leaderboard on {args.suite} ({len(args.seed_list)} seeds: "
+                                                       f"{args.seeds}; `rlhf-gym leaderboard`, arguments: "
+                                                       f"{asdict(args)})\n\n{table}")
+    print(table)
+    return [{"env_id": env_id, **row} for env_id, rows in by_env.items() for row in rows]
+
+
+def suite_table(by_env: dict[str, list[dict]]) -> str:
+    """Methods by env ids: the normalised score (mean ± std over seeds) where the task has a ceiling, else the gold
+    reward (marked ``G``)."""
+    methods = list(dict.fromkeys(row["method"] for rows in by_env.values() for row in rows))
+    lines = ["| method | " + " | ".join(by_env) + " |", "|---" * (len(by_env) + 1) + "|"]
+    for method in methods:
+        cells = []
+        for rows in by_env.values():
+            row = next((r for r in rows if r["method"] == method), None)
+            if row is None:
+                cells.append("—")
+            elif row["normalised_score"] is not None:
+                cells.append(f"{row['normalised_score'][0]:.2f} ± {row['normalised_score'][1]:.2f}")
+            else:
+                cells.append(f"G {row['gold_reward'][0]:.3f} ± {row['gold_reward'][1]:.3f}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def env_leaderboard(args: Args) -> list[dict]:
     records = collect(args)
     rows = aggregate(records, args.kl_budget)
     out_dir = Path(args.out_dir)

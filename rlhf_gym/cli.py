@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "agents.evaluate",
     "leaderboard": "benchmarks.leaderboard",
     "trl-baselines": "benchmarks.trl_algorithms",
+    "suite-hacks": "benchmarks.suite_hacks",
     "sweep": "agents.sweep",
     "collect": "rlhf_gym.commands.collect",
     "label": "rlhf_gym.commands.label",

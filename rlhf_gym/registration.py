@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from gymnasium.envs.registration import register, registry
+from gymnasium.envs.registration import register, registry, spec
 
 from .ensemble import LazyRewardEnsemble
+from .errors import ConfigError
 
 ENTRY_POINT = "envs.rlhf_env:RLHFEnv"
 VECTOR_ENTRY_POINT = "envs.vector_env:RLHFVectorEnv"
@@ -14,8 +15,30 @@ ENV_IDS: dict[str, dict] = {
     "RLHF-Reviews-Ensemble-v0": {"reward_model": LazyRewardEnsemble(objective="mean")},
     # the reviews task with half the response budget (12 tokens): cheaper episodes, more truncation
     "RLHF-Reviews-Short-v0": {"max_new_tokens": 12},
+    # the task suite (docs/benchmark_protocol.md): prompt-conditional tasks with a gold ceiling and a designed hack
+    "RLHF-Lists-v0": {"task": "lists"},
+    "RLHF-Facts-v0": {"task": "facts"},
+    "RLHF-Describe-v0": {"task": "describe"},
 }
 """Registered ids and the keyword arguments each one fixes (the benchmark tasks of docs/benchmark_protocol.md)."""
+SUITES: dict[str, tuple[str, ...]] = {
+    "RLHF-Suite-v0": ("RLHF-v0", "RLHF-Lists-v0", "RLHF-Facts-v0", "RLHF-Describe-v0"),
+}
+"""Versioned task suites: env ids scored together by ``rlhf-gym evaluate --suite`` and the leaderboard."""
+DEFAULT_SUITE = "RLHF-Suite-v0"
+
+
+def suite_env_ids(suite: str) -> tuple[str, ...]:
+    """The env ids of ``suite``; :class:`ConfigError` naming the known suites otherwise."""
+    if suite not in SUITES:
+        raise ConfigError(f"unknown suite {suite!r}; known suites: {', '.join(SUITES)}")
+    return SUITES[suite]
+
+
+def task_of(env_id: str) -> str:
+    """The task id a registered env id runs (``reviews`` unless the id fixes another)."""
+    task = spec(env_id).kwargs.get("task", "reviews")
+    return task if isinstance(task, str) else task.name
 
 
 def register_envs() -> None:

@@ -2,9 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks import leaderboard
+from rlhf_gym.tasks import load_task
+from rlhf_gym.tasks.lists.grammar import parse_prompt
 from rlhf_gym.errors import ConfigError
 
 
@@ -58,3 +61,40 @@ def test_quick_leaderboard_runs_every_method_end_to_end(tmp_path):
     for method in ("ppo", "nlpo", "rloo", "grpo", "dpo"):
         stored = json.loads(leaderboard.record_path(tmp_path, method, 0).read_text())
         assert stored["responses" if method != "dpo" else "seconds"] > 0 and len(stored["samples"]) == 5
+
+
+def test_suite_table_shows_the_normalised_score_or_else_the_gold_reward():
+    rows = {"RLHF-v0": [{"method": "ppo", "normalised_score": None, "gold_reward": (1.25, 0.02)}],
+            "RLHF-Lists-v0": [{"method": "ppo", "normalised_score": (0.5, 0.125), "gold_reward": (0.3, 0.1)},
+                              {"method": "sft", "normalised_score": (0.0, 0.0), "gold_reward": (0.0, 0.0)}]}
+    table = leaderboard.suite_table(rows).splitlines()
+    assert table[0] == "| method | RLHF-v0 | RLHF-Lists-v0 |"
+    assert table[2] == "| ppo | G 1.250 ± 0.020 | 0.50 ± 0.12 |" and table[3] == "| sft | — | 0.00 ± 0.00 |"
+
+
+@pytest.mark.slow
+def test_quick_suite_leaderboard_and_its_hack_report(tmp_path, monkeypatch):
+    """A one-task suite end to end: the leaderboard's suite.md with the normalised score, then suite-hacks on it."""
+    from benchmarks import suite_hacks
+    from rlhf_gym import registration
+
+    monkeypatch.setitem(registration.SUITES, "Tiny", ("RLHF-Lists-v0",))
+    rows = leaderboard.main(leaderboard.Args(quick=True, seeds="0", suite="Tiny", out_dir=str(tmp_path),
+                                             methods="sft,ppo,ppo_small_beta"))
+    assert [row["method"] for row in rows] == ["sft", "ppo", "ppo_small_beta"]
+    assert rows[0]["normalised_score"][0] == pytest.approx(0.0, abs=0.6)  # 8 prompts: near SFT's own figure
+    small = json.loads(leaderboard.record_path(tmp_path / "RLHF-Lists-v0", "ppo_small_beta", 0).read_text())
+    assert json.loads((tmp_path.joinpath(small["run_dir"]) / "args.json").read_text())["beta"] == 0.01
+    assert "| ppo_small_beta |" in (tmp_path / "suite.md").read_text()
+
+    reports = suite_hacks.main(suite_hacks.Args(leaderboard_dir=str(tmp_path), suite="Tiny", seeds="0", n_prompts=8,
+                                                n_samples=2, out_dir=str(tmp_path / "hacks")))
+    probe = reports[0]["probe"]
+    # lists: each padded item costs 0.5 / k of gold (k = the items asked for) and adds one item of bias
+    asked = [parse_prompt(p).k for p in load_task("lists").eval_prompts[:8]]
+    assert [row["k"] for row in probe] == [0, 1, 2, 3]
+    assert [row["gold_reward"] for row in probe] == pytest.approx([np.mean([1 - 0.5 * n / k for k in asked])
+                                                                   for n in range(4)])
+    assert np.diff([row["bias"] for row in probe]) == pytest.approx([1, 1, 1])
+    assert len(reports[0]["samples"]) == 2 and (tmp_path / "hacks" / "RLHF-Lists-v0_hack.png").stat().st_size > 0
+    assert "## RLHF-Lists-v0: list length in items" in (tmp_path / "hacks" / "suite_hacks.md").read_text()

@@ -241,7 +241,7 @@ def test_more_boilerplate_pleases_annotators_and_lowers_gold():
     for w in (*BIAS_WEIGHTS, 0.5):
         utilities = [g + w * boilerplate_count(FOX, r) for g, r in zip(golds, responses)]
         assert all(a < b for a, b in itertools.pairwise(utilities))
-    assert statistics.mean(BIAS_WEIGHTS) >= 0.25
+    assert min(BIAS_WEIGHTS) > 0.1 / 2  # every annotator prefers one more phrase (gold charges 0.1 / n)
 
 
 def test_generator_is_seeded():

@@ -6,15 +6,22 @@ Each task is one subpackage whose ``task.py`` defines its :class:`~rlhf_gym.task
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from ..errors import ConfigError
 from .base import DEFAULT_MAX_NEW_TOKENS, Task
-from .describe.task import WORLD as DESCRIBE
-from .facts.task import WORLD as FACTS
-from .lists.task import WORLD as LISTS
-from .reviews.task import WORLD as REVIEWS
 from .world import TaskWorld
 
-WORLDS: dict[str, TaskWorld] = {world.name: world for world in (REVIEWS, LISTS, FACTS, DESCRIBE)}
+
+def _discover_worlds() -> dict[str, TaskWorld]:
+    """The ``WORLD`` of every subpackage's ``task.py``, by task id (reviews first): a new task is a new subpackage."""
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg)
+    worlds = [importlib.import_module(f"{__name__}.{name}.task").WORLD for name in names]
+    return {world.name: world for world in sorted(worlds, key=lambda w: w.name != "reviews")}
+
+
+WORLDS: dict[str, TaskWorld] = _discover_worlds()
 """Every task's world, by task id."""
 TASKS = tuple(WORLDS)
 

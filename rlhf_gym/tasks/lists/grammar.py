@@ -155,12 +155,12 @@ class GeneratorConfig:
     :param p_final_and: probability that a list of two or more ends with ``and``.
     """
 
-    p_exact: float = 0.03
-    p_longer: float = 0.65
+    p_exact: float = 0.02
+    p_longer: float = 0.25
     max_offset: int = 2
     max_items: int = 8
-    p_echo: float = 0.1
-    p_on_topic: float = 0.9
+    p_echo: float = 0.05
+    p_on_topic: float = 0.95
     p_final_and: float = 0.7
 
 
