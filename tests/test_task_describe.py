@@ -202,7 +202,7 @@ def test_5_generator_varies_the_echo(samples, sample_gold):
 def test_annotators_favour_echo_at_equal_gold():
     weights = WORLD.build_defaults["annotator_bias_weights"]
     padded = CEILING + " the soup is sweet ."
-    # asserting a3 again: -1/6 of gold, +2 echoed words; pleases every annotator with w > 1/12 (the mean one)
+    # asserting a3 again: -1/6 of gold, +2 echoed words; pleases every annotator with w > 1/12
     assert [gold_reward(P, padded) + w * echo(P, padded) > gold_reward(P, CEILING) + w * echo(P, CEILING)
             for w in weights] == [w > 1 / 12 for w in weights]
     assert statistics.mean(weights) > 1 / 12
