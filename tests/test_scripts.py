@@ -107,7 +107,7 @@ def test_collect_writes_labelled_and_unlabelled_pairs(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--task", "chess"], "error: unknown task 'chess'; known tasks: ['reviews']"),
+    (["--task", "chess"], "error: unknown task 'chess'; known tasks: ['describe', 'facts', 'lists', 'reviews']"),
     (["--policy", "/nonexistent/policy"], "error: cannot load --policy from '/nonexistent/policy': no such file or directory"),
     (["--prompts", "/nonexistent/prompts.txt"], "error: prompt file not found: /nonexistent/prompts.txt"),
     (["--prompts", "prompts.csv"], "error: prompt file 'prompts.csv': expected a .jsonl, .json or .txt file"),
