@@ -181,6 +181,7 @@ def biased_env_ids(suite: str) -> list[str]:
 
 def main(args: Args) -> list[dict]:
     out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     reports = []
     for env_id in biased_env_ids(args.suite):
         print(f"[suite-hacks] {env_id}", flush=True)

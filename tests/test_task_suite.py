@@ -43,7 +43,7 @@ def test_shipped_artifacts_are_small_and_carry_their_measured_figures(env_id):
     assert size < MAX_ARTIFACTS_BYTES
     metadata = task.metadata
     assert metadata["task"] == task.name and metadata["build_config"]["annotator_bias_weights"]
-    assert 0.6 < metadata["reward_model"]["eval_accuracy"] <= 1 and 0.5 < metadata["reward_model"]["gold_agreement"] <= 1
+    assert 0.55 < metadata["reward_model"]["eval_accuracy"] <= 1 and 0.55 < metadata["reward_model"]["gold_agreement"] <= 1
     sft = metadata["sft"]
     assert sft["well_formed_share"] > 0.8 and sft["gold_reward_mean"] < sft["gold_ceiling_mean"] == 1.0
 
