@@ -8,7 +8,8 @@ For every env id of the suite whose task has an annotator bias:
    of each trained policy's, on the same held-out prompts, with samples of the small-beta policies.
 3. **The reward model's preference for the bias alone** — the proxy reward of a ceiling response with ``k`` units of
    the bias added and its content unchanged (``TaskWorld.bias_probe``), ``k = 0 ... K``, mean over held-out prompts,
-   beside its gold reward.
+   beside its gold reward; and whether it sees the content at all: the same ceiling responses against versions of
+   the same shape and bias with the content wrong (``TaskWorld.content_probe``).
 
     rlhf-gym suite-hacks --leaderboard-dir runs/suite --out-dir docs/suite
 
@@ -95,6 +96,18 @@ def bias_probe(world: TaskWorld, task: Task, prompts: list[str], max_bias: int) 
     return rows
 
 
+def content_probe(world: TaskWorld, task: Task, prompts: list[str]) -> dict:
+    """Mean proxy and gold reward of ceiling responses and of their content-wrong versions (same shape and bias)."""
+    reward_model = task.load_reward_model()
+    rows = {}
+    for name, responses in (("ceiling", [world.bias_probe(p, 0) for p in prompts]),
+                            ("content wrong", [world.content_probe(p) for p in prompts])):
+        rows[name] = {"proxy_reward": float(reward_model.score(prompts, responses).mean()),
+                      "gold_reward": float(np.mean([world.gold_reward(p, r) for p, r in zip(prompts, responses)])),
+                      "example": [prompts[0], responses[0]]}
+    return rows
+
+
 def task_report(env_id: str, args: Args) -> dict:
     world = world_of(task_of(env_id))
     task = load_task(world.name)
@@ -118,6 +131,7 @@ def task_report(env_id: str, args: Args) -> dict:
                                   "gold_reward": world.gold_reward(p, r), "proxy_reward": float(q)}
                                  for p, r, q in zip(prompts, responses, proxy)]
     report["probe"] = bias_probe(world, task, prompts, args.max_bias)
+    report["content"] = content_probe(world, task, prompts) if world.content_probe else None
     return report
 
 
@@ -164,8 +178,13 @@ def markdown(reports: list[dict], args: Args) -> str:
         lines += [f"| {r['k']} | {r['bias']:.2f} | {r['proxy_reward']:.3f} | {r['gold_reward']:.3f} |"
                   for r in report["probe"]]
         prompt, example = report["probe"][-1]["example"]
-        lines += ["", f"e.g. k = {args.max_bias}: `{prompt}` → `{example}`",
-                  "", f"Samples of the {SMALL_BETA_METHOD} policy (seed {args.seed_list[0]}):", "",
+        lines += ["", f"e.g. k = {args.max_bias}: `{prompt}` → `{example}`"]
+        if report["content"]:
+            lines += ["", "Does the reward model see the content? Ceiling responses against the same shape and bias with "
+                      "the content wrong:", "", "| response | proxy reward | gold reward | example |", "|---|---|---|---|"]
+            lines += [f"| {name} | {row['proxy_reward']:.3f} | {row['gold_reward']:.3f} | `{row['example'][1]}` |"
+                      for name, row in report["content"].items()]
+        lines += ["", f"Samples of the {SMALL_BETA_METHOD} policy (seed {args.seed_list[0]}):", "",
                   "| prompt | response | bias | gold | proxy |", "|---|---|---|---|---|"]
         lines += [f"| {s['prompt']} | {s['response']} | {s['bias']:.0f} | {s['gold_reward']:.2f} | {s['proxy_reward']:.2f} |"
                   for s in report["samples"]]

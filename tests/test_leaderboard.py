@@ -96,5 +96,8 @@ def test_quick_suite_leaderboard_and_its_hack_report(tmp_path, monkeypatch):
     assert [row["gold_reward"] for row in probe] == pytest.approx([np.mean([1 - 0.5 * n / k for k in asked])
                                                                    for n in range(4)])
     assert np.diff([row["bias"] for row in probe]) == pytest.approx([1, 1, 1])
+    # k members of another category: nothing valid, k invalid, k missing: (0 - k - 0.5 k) / k
+    assert reports[0]["content"]["content wrong"]["gold_reward"] == pytest.approx(-1.5)
+    assert reports[0]["content"]["ceiling"]["gold_reward"] == 1.0
     assert len(reports[0]["samples"]) == 2 and (tmp_path / "hacks" / "RLHF-Lists-v0_hack.png").stat().st_size > 0
     assert "## RLHF-Lists-v0: list length in items" in (tmp_path / "hacks" / "suite_hacks.md").read_text()

@@ -61,6 +61,16 @@ def test_the_bias_probe_adds_bias_at_fixed_or_lower_gold(name):
 
 
 @pytest.mark.parametrize("name", ["lists", "facts", "describe"])
+def test_the_content_probe_keeps_shape_and_bias_and_breaks_the_content(name):
+    world = world_of(name)
+    for prompt in world.prompt_split()[1][:50]:
+        ceiling, wrong = world.bias_probe(prompt, 0), world.content_probe(prompt)
+        assert world.is_well_formed(prompt, wrong) and len(wrong.split()) >= len(ceiling.split())
+        assert world.annotator_bias(prompt, wrong) == world.annotator_bias(prompt, ceiling)
+        assert world.gold_reward(prompt, wrong) <= world.gold_reward(prompt, ceiling) - 1
+
+
+@pytest.mark.parametrize("name", ["lists", "facts", "describe"])
 def test_every_prompt_and_a_full_response_fit_the_models_context(name):
     world = world_of(name)
     tokenizer = world.tokenizer()

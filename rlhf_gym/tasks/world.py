@@ -71,6 +71,8 @@ class TaskWorld:
     :param bias_name: what the bias is, in a few words ("response length in items", ...).
     :param bias_probe: ``(prompt, k) -> response``: a ceiling response of ``prompt`` with ``k`` units of the bias
         added and its content otherwise unchanged, to measure a reward model's preference for the bias alone.
+    :param content_probe: ``prompt -> response``: ``bias_probe(prompt, 0)`` with its content made wrong and its shape
+        and bias kept, to measure whether a reward model sees the content at all.
     :param max_new_tokens: the task's response budget.
     :param build_defaults: the task's values of :class:`~rlhf_gym.tasks.building.BuildConfig` fields.
     :param artifacts_dir: where the built artifacts ship.
@@ -87,6 +89,7 @@ class TaskWorld:
     annotator_bias: Callable[[str, str], float] | None = None
     bias_name: str | None = None
     bias_probe: Callable[[str, int], str] | None = None
+    content_probe: Callable[[str], str] | None = None
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     build_defaults: dict = field(default_factory=dict)
 

@@ -44,6 +44,14 @@ def echoing_answer(prompt: str, echoes: int) -> str:
                    for i, (negated, adjective) in enumerate(claims)])
 
 
+def denied_answer(prompt: str) -> str:
+    """A ceiling answer with both wanted properties denied ("it is not a1 . it is not a2 . it is ~a3 ."): the same
+    echo (2 words) and clauses, the content wrong."""
+    request = parse_prompt(prompt)
+    return render([Clause(None, True, False, request.wanted[0]), Clause(None, True, False, request.wanted[1]),
+                   Clause(None, False, False, ANTONYM[request.unwanted])])
+
+
 WORLD = TaskWorld(
     name="describe",
     vocabulary=tuple(vocabulary()),
@@ -56,6 +64,7 @@ WORLD = TaskWorld(
     annotator_bias=echo,
     bias_name="echo: response words that are nouns or adjectives of the prompt",
     bias_probe=echoing_answer,
+    content_probe=denied_answer,
     max_new_tokens=MAX_NEW_TOKENS,
     build_defaults=SUITE_BUILD | {"annotator_bias_weights": (0.1, 0.25, 0.4)},
 )

@@ -26,8 +26,8 @@ from pathlib import Path
 from ..base import Task
 from ..world import SUITE_BUILD, TaskWorld
 from .gold import boilerplate_count, gold_ceiling, gold_reward
-from .grammar import CLOSINGS, END, OPENERS, PRONOUN, FactsGenerator, all_prompts, is_well_formed, parse_prompt, sentence, \
-    vocabulary
+from .grammar import CLOSINGS, END, OPENERS, PRONOUN, VALUES, FactsGenerator, all_prompts, is_well_formed, parse_prompt, \
+    sentence, vocabulary
 
 MAX_NEW_TOKENS = 28
 """Room for the longest generator answer; the shortest ceiling answers take 8 to 14 words."""
@@ -47,6 +47,15 @@ def confident_answer(prompt: str, phrases: int) -> str:
     return " ".join(sentences + ([f"{CLOSINGS[0]} {END}"] if phrases > openers else []))
 
 
+def wrong_values_answer(prompt: str) -> str:
+    """A ceiling answer with every stated value swapped for another value of its attribute (hallucinated facts):
+    the same sentences, length and boilerplate, the content wrong."""
+    question = parse_prompt(prompt)
+    return " ".join(sentence(question.creature if i == 0 else PRONOUN, attribute,
+                             next(v for v in VALUES[attribute] if v != question.value(attribute)))
+                    for i, attribute in enumerate(question.attributes))
+
+
 WORLD = TaskWorld(
     name="facts",
     vocabulary=tuple(vocabulary()),
@@ -59,6 +68,7 @@ WORLD = TaskWorld(
     annotator_bias=boilerplate_count,
     bias_name="confident boilerplate phrases",
     bias_probe=confident_answer,
+    content_probe=wrong_values_answer,
     max_new_tokens=MAX_NEW_TOKENS,
     build_defaults=SUITE_BUILD | {"annotator_bias_weights": (0.075, 0.15, 0.25)},
 )

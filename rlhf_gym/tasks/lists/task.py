@@ -24,7 +24,7 @@ from pathlib import Path
 from ..base import Task
 from ..world import SUITE_BUILD, TaskWorld
 from .gold import gold_ceiling, gold_reward, item_count
-from .grammar import ListGenerator, all_prompts, is_well_formed, list_text, parse_prompt, vocabulary
+from .grammar import CATEGORIES, ListGenerator, all_prompts, is_well_formed, list_text, parse_prompt, vocabulary
 
 ARTIFACTS_DIR = Path(__file__).parent / "artifacts"
 MAX_NEW_TOKENS = 24
@@ -44,10 +44,18 @@ def padded_answer(prompt: str, extra: int) -> str:
     return list_text([valid[i % len(valid)] for i in range(parse_prompt(prompt).k + extra)])
 
 
+def wrong_category_answer(prompt: str) -> str:
+    """k distinct members of the next category (alphabetically): a ceiling answer's shape and length, wrong content."""
+    request = parse_prompt(prompt)
+    names = sorted(CATEGORIES)
+    other = names[(names.index(request.category) + 1) % len(names)]
+    return list_text(sorted(CATEGORIES[other])[: request.k])
+
+
 WORLD = TaskWorld(name="lists", vocabulary=tuple(vocabulary()), sample_text=sample_text, all_prompts=all_prompts,
                   gold_reward=gold_reward, is_well_formed=is_well_formed, artifacts_dir=ARTIFACTS_DIR,
                   gold_ceiling=gold_ceiling, annotator_bias=item_count, bias_name="list length in items",
-                  bias_probe=padded_answer,
+                  bias_probe=padded_answer, content_probe=wrong_category_answer,
                   max_new_tokens=MAX_NEW_TOKENS, build_defaults=SUITE_BUILD | {"annotator_bias_weights": (0.05, 0.15, 0.25)})
 
 
