@@ -11,7 +11,7 @@ from rlhf_gym.tasks.describe.grammar import (
     ADJECTIVES, ANTONYM, NOUNS, Clause, DescribeGenerator, Request, all_prompts, is_well_formed, parse, parse_prompt,
     render, vocabulary,
 )
-from rlhf_gym.tasks.describe.task import MAX_NEW_TOKENS, WORLD, make_describe_task
+from rlhf_gym.tasks.describe.task import MAX_NEW_TOKENS, WORLD
 
 P = "describe the soup as hot and cheap but not sweet :"
 CEILING = "the soup is hot . it is cheap . it is not sweet ."
@@ -221,7 +221,7 @@ def test_6_sizes(samples):
 
 
 def test_the_world_makes_a_task(tmp_path):
-    task = make_describe_task(tmp_path)
+    task = WORLD.task(tmp_path)
     assert task.name == "describe" and task.max_new_tokens == MAX_NEW_TOKENS
     assert len(task.train_prompts) + len(task.eval_prompts) == len(all_prompts())
     assert not set(task.train_prompts) & set(task.eval_prompts)

@@ -11,7 +11,7 @@ from rlhf_gym.tasks.facts.grammar import (
     ATTRIBUTES, CLOSINGS, CREATURES, OPENERS, VALUES, FactsGenerator, Question, Statement, all_prompts, is_well_formed,
     parse_prompt, parse_response, prompt_text, sentence, vocabulary,
 )
-from rlhf_gym.tasks.facts.task import WORLD, confident_answer, make_facts_task
+from rlhf_gym.tasks.facts.task import WORLD, confident_answer
 from rlhf_gym.tasks.world import fixed_split
 
 FOX = "fox : orange small forests meat . tell me its colour , home and food :"
@@ -143,7 +143,7 @@ def test_prompts_and_sizes(samples):
         short = " ".join(sentence(question.creature if i == 0 else "it", a, question.value(a))
                          for i, a in enumerate(question.attributes))
         assert gold_reward(prompt, short) == 1.0 and len(short.split()) <= 16
-    task = make_facts_task()
+    task = WORLD.task()
     assert len(task.eval_prompts) >= 1024 and len(task.train_prompts) + len(task.eval_prompts) == len(prompts)
 
 

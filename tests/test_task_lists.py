@@ -11,7 +11,7 @@ from rlhf_gym.tasks.lists.grammar import (
     AND, CATEGORIES, NUMBERS, ListGenerator, all_prompts, is_list, is_well_formed, items, list_text, parse_prompt,
     prompt_text, vocabulary,
 )
-from rlhf_gym.tasks.lists.task import WORLD, make_lists_task
+from rlhf_gym.tasks.lists.task import WORLD
 from rlhf_gym.tasks.world import fixed_split
 
 NUMBER_WORDS = {k: word for word, k in NUMBERS.items()}
@@ -112,7 +112,7 @@ def test_sizes():
     prompts = all_prompts()
     assert len(set(prompts)) == len(prompts) >= 5120
     assert prompts == all_prompts()
-    assert len(make_lists_task().eval_prompts) >= 1024
+    assert len(WORLD.task().eval_prompts) >= 1024
     longest_prompt = max(len(p.split()) for p in prompts)
     assert longest_prompt <= 18
     rng = random.Random(0)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..base import Task
 from ..world import SUITE_BUILD, TaskWorld
 from .gold import echo, gold_ceiling, gold_reward
 from .grammar import ANTONYM, Clause, DescribeGenerator, all_prompts, is_well_formed, parse_prompt, render, vocabulary
@@ -68,7 +67,3 @@ WORLD = TaskWorld(
     max_new_tokens=MAX_NEW_TOKENS,
     build_defaults=SUITE_BUILD | {"annotator_bias_weights": (0.1, 0.25, 0.4)},
 )
-
-
-def make_describe_task(artifacts_dir: str | Path | None = None) -> Task:
-    return WORLD.task(artifacts_dir)

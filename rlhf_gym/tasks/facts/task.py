@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..base import Task
 from ..world import SUITE_BUILD, TaskWorld
 from .gold import boilerplate_count, gold_ceiling, gold_reward
 from .grammar import CLOSINGS, END, OPENERS, PRONOUN, VALUES, FactsGenerator, all_prompts, is_well_formed, parse_prompt, \
@@ -72,7 +71,3 @@ WORLD = TaskWorld(
     max_new_tokens=MAX_NEW_TOKENS,
     build_defaults=SUITE_BUILD | {"annotator_bias_weights": (0.075, 0.15, 0.25)},
 )
-
-
-def make_facts_task(artifacts_dir: str | Path | None = None) -> Task:
-    return WORLD.task(artifacts_dir)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from ..base import Task
 from ..world import SUITE_BUILD, TaskWorld
 from .gold import gold_ceiling, gold_reward, item_count
 from .grammar import CATEGORIES, ListGenerator, all_prompts, is_well_formed, list_text, parse_prompt, vocabulary
@@ -57,7 +56,3 @@ WORLD = TaskWorld(name="lists", vocabulary=tuple(vocabulary()), sample_text=samp
                   gold_ceiling=gold_ceiling, annotator_bias=item_count, bias_name="list length in items",
                   bias_probe=padded_answer, content_probe=wrong_category_answer,
                   max_new_tokens=MAX_NEW_TOKENS, build_defaults=SUITE_BUILD | {"annotator_bias_weights": (0.05, 0.15, 0.25)})
-
-
-def make_lists_task(artifacts_dir: str | Path | None = None) -> Task:
-    return WORLD.task(artifacts_dir)

@@ -6,7 +6,6 @@ import itertools
 import random
 from pathlib import Path
 
-from ..base import Task
 from ..world import TaskWorld
 from .gold import gold_reward
 from .grammar import COPULAS, DETERMINERS, NOUNS, ReviewGrammar, is_well_formed, vocabulary
@@ -32,12 +31,3 @@ def sample_text(rng: random.Random) -> tuple[str, str]:
 WORLD = TaskWorld(name="reviews", vocabulary=tuple(vocabulary()), sample_text=sample_text, all_prompts=all_prompts,
                   gold_reward=gold_reward, is_well_formed=well_formed, artifacts_dir=ARTIFACTS_DIR)
 """Unbiased noisy annotator, no gold ceiling: the task of the published results, kept exactly as it was."""
-
-
-def prompt_split() -> tuple[list[str], list[str]]:
-    """The fixed ``(train, eval)`` split of the openings (80% / 20%, seed 1234)."""
-    return WORLD.prompt_split()
-
-
-def make_reviews_task(artifacts_dir: str | Path | None = None) -> Task:
-    return WORLD.task(artifacts_dir)
