@@ -15,7 +15,7 @@ from rlhf_gym.gpt2 import gpt2_reward_model
 from rlhf_gym.reward_model import RewardModel, bradley_terry_loss
 from rlhf_gym.reward_training import (RewardTrainingConfig, evaluate_reward_model, save_reward_model, split_records,
                                       train_reward_model)
-from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
+from rlhf_gym.tasks.reviews.task import WORLD as REVIEWS
 from rlhf_gym.utils import resolve_device
 
 
@@ -42,7 +42,7 @@ def test_margin_shifts_the_gap():
 
 def tiny_reward_model(seed=0):
     torch.manual_seed(seed)
-    return gpt2_reward_model(build_tokenizer(), width=32, layers=1, heads=2)
+    return gpt2_reward_model(REVIEWS.tokenizer(), width=32, layers=1, heads=2)
 
 
 def synthetic_comparisons(n, seed):

@@ -15,7 +15,7 @@ from rlhf_gym.errors import DataError
 from rlhf_gym.gpt2 import gpt2_reward_model
 from rlhf_gym.reward_training import (RewardTrainingConfig, data_hash, evaluate_reward_model, save_reward_model,
                                       split_records, train_reward_model)
-from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
+from rlhf_gym.tasks.reviews.task import WORLD as REVIEWS
 
 WORDS = ["great", "awful", "big", "rude", "tasty", "bland", "clean", "dirty"]
 
@@ -23,7 +23,7 @@ WORDS = ["great", "awful", "big", "rude", "tasty", "bland", "clean", "dirty"]
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    reward_model = gpt2_reward_model(build_tokenizer(), width=32, layers=1, heads=2)
+    reward_model = gpt2_reward_model(REVIEWS.tokenizer(), width=32, layers=1, heads=2)
     with torch.no_grad():
         reward_model.model.score.weight.mul_(20.0)  # scores of order 1, so that every term counts
     return reward_model
@@ -109,7 +109,7 @@ def test_training_accuracy_and_held_out_evaluation(model):
 
 def test_training_moves_the_model_towards_the_labels():
     torch.manual_seed(0)
-    reward_model = gpt2_reward_model(build_tokenizer(), width=32, layers=1, heads=2)
+    reward_model = gpt2_reward_model(REVIEWS.tokenizer(), width=32, layers=1, heads=2)
     records = comparisons()
     config = RewardTrainingConfig(epochs=3, batch_size=4, learning_rate=3e-3, eval_fraction=0.25, seed=1)
     metrics = train_reward_model(reward_model, records, config, progress=False)

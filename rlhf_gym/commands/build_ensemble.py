@@ -34,7 +34,7 @@ from rlhf_gym.preferences import load_preferences
 from rlhf_gym.reward_training import REWARD_EPOCHS, RewardTrainingConfig, data_hash, save_reward_model, train_reward_model
 from rlhf_gym.tasks import load_task
 from rlhf_gym.tasks.building import BuildConfig, SeedStream, gold_agreement
-from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
+from rlhf_gym.tasks.reviews.task import WORLD as REVIEWS
 from rlhf_gym.utils import atomic_write_json
 
 
@@ -85,7 +85,7 @@ def main(args: Args) -> dict:
     members, manifest = [], []
     for seed in seeds:
         torch.manual_seed(seed)
-        member = gpt2_reward_model(build_tokenizer(), build.reward_width, build.reward_layers)
+        member = gpt2_reward_model(REVIEWS.tokenizer(), build.reward_width, build.reward_layers)
         metrics = train_reward_model(member, records, RewardTrainingConfig(epochs=args.epochs, seed=seed), progress=False)
         agreement = gold_agreement(task.gold_reward, member, policy, tokenizer, agreement_prompts, build.max_new_tokens,
                                    agreement_seed)

@@ -28,7 +28,7 @@ from rlhf_gym.preferences import PreferenceDataError, load_preferences
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.reward_training import RewardTrainingConfig, staged_directory, train_reward_model, write_reward_model
 from rlhf_gym.tasks.building import BuildConfig
-from rlhf_gym.tasks.reviews.tokenizer import build_tokenizer
+from rlhf_gym.tasks.reviews.task import WORLD as REVIEWS
 from rlhf_gym.utils import load_model, load_pretrained, resolve_device
 
 
@@ -83,7 +83,7 @@ def build_model(args: Args, device: torch.device) -> RewardModel:
         model = load_model(args.model, "reward_model", "--model", from_base=True)  # a causal LM gets a new score head
         return RewardModel(model.to(device), load_pretrained(AutoTokenizer.from_pretrained, args.model, "--model's tokenizer"))
     build = BuildConfig()
-    return gpt2_reward_model(build_tokenizer(), build.reward_width, build.reward_layers, device=device)
+    return gpt2_reward_model(REVIEWS.tokenizer(), build.reward_width, build.reward_layers, device=device)
 
 
 def main(args: Args) -> dict:
