@@ -21,6 +21,8 @@ import random
 from dataclasses import dataclass, replace
 from functools import cache
 
+from ..parsing import WordCursor
+
 NOUNS = [
     "soup", "coffee", "bread", "cake", "pizza", "salad", "tea", "room", "kitchen", "bed",
     "chair", "car", "bike", "phone", "book", "shirt", "lamp", "house", "train", "desk",
@@ -113,21 +115,8 @@ def render(clauses: list[Clause]) -> str:
     return " ".join(word for clause in clauses for word in clause.words())
 
 
-class _Parser:
+class _Parser(WordCursor):
     """Recursive-descent parser of responses; raises ``ValueError`` at the first bad word."""
-
-    def __init__(self, words: list[str]):
-        self.words, self.i = words, 0
-
-    def peek(self) -> str | None:
-        return self.words[self.i] if self.i < len(self.words) else None
-
-    def take(self, allowed) -> str:
-        word = self.peek()
-        if word is None or word not in allowed:
-            raise ValueError(f"unexpected {word!r} at word {self.i}")
-        self.i += 1
-        return word
 
     def clause(self) -> Clause:
         subject = self.take(NOUNS) if self.take({DETERMINER, PRONOUN}) == DETERMINER else None

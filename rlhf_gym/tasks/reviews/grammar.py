@@ -21,6 +21,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from ..parsing import WordCursor
+
 DETERMINERS = ["the", "our", "my", "this", "that", "their", "every", "each"]
 NOUNS = [
     # restaurants
@@ -182,21 +184,8 @@ class Clause:
     intensified: bool
 
 
-class _Parser:
+class _Parser(WordCursor):
     """Recursive-descent parser of the grammar; raises ``ValueError`` at the first bad word."""
-
-    def __init__(self, words: list[str]):
-        self.words, self.i = words, 0
-
-    def peek(self) -> str | None:
-        return self.words[self.i] if self.i < len(self.words) else None
-
-    def take(self, allowed) -> str:
-        word = self.peek()
-        if word is None or word not in allowed:
-            raise ValueError(f"unexpected {word!r} at word {self.i}")
-        self.i += 1
-        return word
 
     def clause(self) -> Clause:
         if self.peek() == "i":
