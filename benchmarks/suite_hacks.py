@@ -29,7 +29,7 @@ from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.generation import generate_texts
 from rlhf_gym.jsonl import read_jsonl
 from rlhf_gym.registration import DEFAULT_SUITE, suite_env_ids, task_of
-from rlhf_gym.tasks import Task, TaskWorld, load_task, world_of
+from rlhf_gym.tasks import TaskWorld, load_task, world_of
 from rlhf_gym.utils import atomic_write_json, atomic_write_text, load_model, read_json
 
 METHODS = ("ppo", SMALL_BETA_METHOD)
@@ -75,63 +75,55 @@ def hack_summary(curve: dict[str, list[float]]) -> dict[str, float]:
             "gold_final": float(gold[-5:].mean()), "kl_final": float(np.mean(curve["kl"][-5:]))}
 
 
-def policy_bias(world: TaskWorld, task: Task, policy, prompts: list[str], seed: int = 0) -> dict:
-    """Mean bias feature and gold reward of ``policy``'s samples on ``prompts`` (and the samples)."""
-    responses = generate_texts(policy, task.load_tokenizer(), prompts, task.max_new_tokens, seed=seed)
-    return {"bias": float(np.mean([world.annotator_bias(p, r) for p, r in zip(prompts, responses)])),
-            "gold_reward": float(np.mean([world.gold_reward(p, r) for p, r in zip(prompts, responses)])),
-            "responses": responses}
+def mean_scores(world: TaskWorld, prompts: list[str], responses: list[str], reward_model=None) -> dict:
+    """Mean gold reward and bias of ``responses`` to ``prompts`` (and the mean proxy reward when a reward model is
+    given), with the first pair as an example."""
+    scores = {"gold_reward": float(np.mean([world.gold_reward(p, r) for p, r in zip(prompts, responses)])),
+              "bias": float(np.mean([world.annotator_bias(p, r) for p, r in zip(prompts, responses)])),
+              "example": [prompts[0], responses[0]]}
+    if reward_model is not None:
+        scores["proxy_reward"] = float(reward_model.score(prompts, responses).mean())
+    return scores
 
 
-def bias_probe(world: TaskWorld, task: Task, prompts: list[str], max_bias: int) -> list[dict]:
+def bias_probe(world: TaskWorld, reward_model, prompts: list[str], max_bias: int) -> list[dict]:
     """For k = 0 ... max_bias: mean proxy reward, gold reward and bias of ceiling responses with k units added."""
-    reward_model = task.load_reward_model()
-    rows = []
-    for k in range(max_bias + 1):
-        responses = [world.bias_probe(p, k) for p in prompts]
-        rows.append({"k": k, "proxy_reward": float(reward_model.score(prompts, responses).mean()),
-                     "gold_reward": float(np.mean([world.gold_reward(p, r) for p, r in zip(prompts, responses)])),
-                     "bias": float(np.mean([world.annotator_bias(p, r) for p, r in zip(prompts, responses)])),
-                     "example": [prompts[0], responses[0]]})
-    return rows
-
-
-def content_probe(world: TaskWorld, task: Task, prompts: list[str]) -> dict:
-    """Mean proxy and gold reward of ceiling responses and of their content-wrong versions (same shape and bias)."""
-    reward_model = task.load_reward_model()
-    rows = {}
-    for name, responses in (("ceiling", [world.bias_probe(p, 0) for p in prompts]),
-                            ("content wrong", [world.content_probe(p) for p in prompts])):
-        rows[name] = {"proxy_reward": float(reward_model.score(prompts, responses).mean()),
-                      "gold_reward": float(np.mean([world.gold_reward(p, r) for p, r in zip(prompts, responses)])),
-                      "example": [prompts[0], responses[0]]}
-    return rows
+    return [{"k": k, **mean_scores(world, prompts, [world.bias_probe(p, k) for p in prompts], reward_model)}
+            for k in range(max_bias + 1)]
 
 
 def task_report(env_id: str, args: Args) -> dict:
     world = world_of(task_of(env_id))
     task = load_task(world.name)
+    tokenizer, reward_model = task.load_tokenizer(), task.load_reward_model()
     prompts = task.eval_prompts[: args.n_prompts]
+
+    def samples_of(policy) -> list[str]:
+        return generate_texts(policy, tokenizer, prompts, task.max_new_tokens, seed=0)
+
     records = {m: [read_json(record_path(Path(args.leaderboard_dir) / env_id, m, s), ("run_dir",), "a leaderboard record")
                    for s in args.seed_list] for m in METHODS}
     report = {"env_id": env_id, "bias_name": world.bias_name,
-              "sft": {k: v for k, v in policy_bias(world, task, task.load_policy(), prompts).items() if k != "responses"},
+              "sft": mean_scores(world, prompts, samples_of(task.load_policy())),
               "curves": {}, "summary": {}, "policies": {}, "samples": []}
     for method, group in records.items():
         curve = mean_curve([Path(r["run_dir"]) for r in group])
         report["curves"][method], report["summary"][method] = curve, hack_summary(curve)
-        measured = [policy_bias(world, task, load_model(Path(r["run_dir"]) / "policy", "policy", "a trained policy"),
-                                prompts) for r in group]
-        report["policies"][method] = {"bias": float(np.mean([m["bias"] for m in measured])),
-                                      "gold_reward": float(np.mean([m["gold_reward"] for m in measured]))}
+        responses = [samples_of(load_model(Path(r["run_dir"]) / "policy", "policy", "a trained policy")) for r in group]
+        measured = [mean_scores(world, prompts, r) for r in responses]
+        report["policies"][method] = {key: float(np.mean([m[key] for m in measured])) for key in ("bias", "gold_reward")}
         if method == SMALL_BETA_METHOD:
-            responses = measured[0]["responses"][: args.n_samples]
-            proxy = task.load_reward_model().score(prompts[: len(responses)], responses)
+            shown = responses[0][: args.n_samples]
+            proxy = reward_model.score(prompts[: len(shown)], shown)
             report["samples"] = [{"prompt": p, "response": r, "bias": world.annotator_bias(p, r),
                                   "gold_reward": world.gold_reward(p, r), "proxy_reward": float(q)}
-                                 for p, r, q in zip(prompts, responses, proxy)]
-    report["probe"] = bias_probe(world, task, prompts, args.max_bias)
-    report["content"] = content_probe(world, task, prompts) if world.content_probe else None
+                                 for p, r, q in zip(prompts, shown, proxy)]
+    report["probe"] = bias_probe(world, reward_model, prompts, args.max_bias)
+    # whether the reward model sees the content: the ceiling responses (the probe at k = 0) against the same shape and
+    # bias with the content wrong
+    report["content"] = {"ceiling": report["probe"][0],
+                         "content wrong": mean_scores(world, prompts, [world.content_probe(p) for p in prompts],
+                                                      reward_model)} if world.content_probe else None
     return report
 
 
