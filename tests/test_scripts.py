@@ -224,6 +224,7 @@ def test_build_task_takes_a_world_s_defaults_then_the_options():
     (["--task", "chess"], "unknown task 'chess'"),
     (["--annotator-bias-weights", "0.1,x"], "--annotator-bias-weights must be comma-separated numbers or 'none'"),
     (["--annotator-bias-weights", "0.5"], "--annotator-bias-weights: task 'reviews' has no annotator bias feature"),
+    (["--annotator-bias-weights", "0.1,nan"], "--annotator-bias-weights must be finite"),
 ])
 def test_build_task_bad_options_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:

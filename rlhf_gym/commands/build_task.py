@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 
 from rlhf_gym.checks import check_positive_options, check_seed, check_temperature
@@ -94,7 +95,7 @@ class Args:
         except ValueError:
             raise ConfigError("--annotator-bias-weights must be comma-separated numbers or 'none', "
                               f"got {self.annotator_bias_weights!r}") from None
-        if not all(w == w and abs(w) != float("inf") for w in weights):
+        if not all(math.isfinite(w) for w in weights):
             raise ConfigError(f"--annotator-bias-weights must be finite, got {self.annotator_bias_weights!r}")
         return weights
 
@@ -102,8 +103,9 @@ class Args:
         """The task's :class:`BuildConfig` with the options given here."""
         given = {f.name: getattr(self, f.name) for f in dataclasses.fields(BuildConfig)
                  if f.name != "annotator_bias_weights" and getattr(self, f.name) is not None}
-        if self.bias_weights() is not None:
-            given["annotator_bias_weights"] = self.bias_weights()
+        weights = self.bias_weights()
+        if weights is not None:
+            given["annotator_bias_weights"] = weights
         return BuildConfig.for_world(world_of(self.task), **given)
 
 
