@@ -1,6 +1,7 @@
 """Test helpers shared by several test files."""
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,15 @@ def fake_run(directory: Path, gold: float, seconds: float = 10.0) -> Path:
                                                         "seconds": seconds, "device": "cpu"}))
     (directory / "args.json").write_text(json.dumps({"algo": "nlpo"}))
     return directory
+
+
+def generator_samples(world, n: int = 5000, seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` (prompt, response) texts of a task world's SFT generator (the stand-in for its SFT policy)."""
+    rng = random.Random(seed)
+    return [world.sample_text(rng) for _ in range(n)]
+
+
+def held_out_sample(world, n: int = 300, seed: int = 1) -> list[str]:
+    """``n`` of a task world's held-out prompts, drawn with ``seed``."""
+    return random.Random(seed).sample(world.prompt_split()[1], n)
+

@@ -5,6 +5,7 @@ import random
 import statistics
 
 import pytest
+from helpers import generator_samples
 
 from rlhf_gym.tasks.describe.gold import content_score, echo, gold_ceiling, gold_reward
 from rlhf_gym.tasks.describe.grammar import (
@@ -20,8 +21,7 @@ N_SAMPLES = 5000
 
 @pytest.fixture(scope="module")
 def samples() -> list[tuple[str, str]]:
-    rng = random.Random(0)
-    return [WORLD.sample_text(rng) for _ in range(N_SAMPLES)]
+    return generator_samples(WORLD, N_SAMPLES)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import random
 import statistics
 
 import pytest
+from helpers import generator_samples, held_out_sample
 
 from rlhf_gym.tasks.facts.gold import boilerplate_count, gold_ceiling, gold_reward
 from rlhf_gym.tasks.facts.grammar import (
@@ -12,7 +13,6 @@ from rlhf_gym.tasks.facts.grammar import (
     parse_prompt, parse_response, prompt_text, sentence, vocabulary,
 )
 from rlhf_gym.tasks.facts.task import WORLD, confident_answer
-from rlhf_gym.tasks.world import fixed_split
 
 FOX = "fox : orange small forests meat . tell me its colour , home and food :"
 CEILING_FOX = "the fox is orange . it lives in forests . it eats meat ."
@@ -30,13 +30,12 @@ def ceiling_response(prompt: str, rng: random.Random) -> str:
 
 @pytest.fixture(scope="module")
 def samples() -> list[tuple[str, str]]:
-    rng = random.Random(0)
-    return [WORLD.sample_text(rng) for _ in range(5000)]
+    return generator_samples(WORLD)
 
 
 @pytest.fixture(scope="module")
 def held_out() -> list[str]:
-    return random.Random(1).sample(fixed_split(all_prompts())[1], 300)
+    return held_out_sample(WORLD)
 
 
 @pytest.mark.parametrize(("response", "expected"), [

@@ -5,6 +5,7 @@ import random
 import statistics
 
 import pytest
+from helpers import generator_samples, held_out_sample
 
 from rlhf_gym.tasks.lists.gold import gold_ceiling, gold_reward, item_count
 from rlhf_gym.tasks.lists.grammar import (
@@ -12,7 +13,6 @@ from rlhf_gym.tasks.lists.grammar import (
     prompt_text, vocabulary,
 )
 from rlhf_gym.tasks.lists.task import WORLD
-from rlhf_gym.tasks.world import fixed_split
 
 NUMBER_WORDS = {k: word for word, k in NUMBERS.items()}
 BIAS_WEIGHTS = WORLD.build_defaults["annotator_bias_weights"]
@@ -26,13 +26,12 @@ def ceiling_response(prompt: str, rng: random.Random) -> str:
 
 @pytest.fixture(scope="module")
 def samples() -> list[tuple[str, str]]:
-    rng = random.Random(0)
-    return [WORLD.sample_text(rng) for _ in range(5000)]
+    return generator_samples(WORLD)
 
 
 @pytest.fixture(scope="module")
 def held_out() -> list[str]:
-    return random.Random(1).sample(fixed_split(all_prompts())[1], 300)
+    return held_out_sample(WORLD)
 
 
 @pytest.mark.parametrize(("prompt", "response", "expected"), [
