@@ -13,7 +13,7 @@ where the final reward is paid).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -21,14 +21,22 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum(x * mask) / count``, the mean over the unmasked entries (``count``: their number, ``mask.sum()``)."""
+    return (x * mask).sum() / (mask.sum() if count is None else count).clamp(min=1)
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """``(x - mean) / std`` over the unmasked entries; masked entries become 0."""
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8,
+                  total: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """``(x - mean) / std`` over the unmasked entries; masked entries become 0.
+
+    ``total`` turns a local sum into the sum over all processes of a data-parallel run, so the mean and the variance
+    are those of every process's entries together (None: this tensor's alone).
+    """
+    total = total or (lambda value: value)
+    count = total(mask.sum())
+    mean = total((x * mask).sum()) / count.clamp(min=1)
+    var = total(((x - mean) ** 2 * mask).sum()) / count.clamp(min=1)
     return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
@@ -89,6 +97,8 @@ class SequenceRolloutBuffer(BaseBuffer):
                  with_action_masks: bool = False):
         super().__init__(buffer_size, observation_space, action_space, device, n_envs)
         self.gamma, self.gae_lambda, self.with_action_masks = gamma, gae_lambda, with_action_masks
+        # a local sum -> the sum over every process's rollout, for the advantage whitening (set by the agent)
+        self.sum_over_processes: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -134,8 +144,10 @@ class SequenceRolloutBuffer(BaseBuffer):
 
     def get(self, batch_size: int, generator: torch.Generator | None = None,
             normalize_advantage: bool = True) -> Iterator[SequenceSamples]:
-        """Minibatches of ``batch_size`` whole responses in random order (advantages whitened over the rollout)."""
-        advantages = masked_whiten(self.advantages, self.response_mask.float()) if normalize_advantage else self.advantages
+        """Minibatches of ``batch_size`` whole responses in random order (advantages whitened over the rollout, over
+        every process's rollout when :attr:`sum_over_processes` is set)."""
+        advantages = (masked_whiten(self.advantages, self.response_mask.float(), total=self.sum_over_processes)
+                      if normalize_advantage else self.advantages)
         order = torch.randperm(self.n_envs, generator=generator).to(self.device)
         for start in range(0, self.n_envs, batch_size):
             yield self._samples(order[start:start + batch_size], advantages)

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from rlhf_gym.jsonl import append_jsonl, read_jsonl, write_jsonl
@@ -28,15 +27,12 @@ class LearningCurveCallback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
-        infos = getattr(self.model, "last_rollout_infos", [])
-        if not infos:
+        means = getattr(self.model, "rollout_means", {})  # over every process's responses in a data-parallel run
+        if not means:
             return
         row = {"iteration": int(self.model.n_rollouts), "responses": int(self.model.num_responses),
                "timesteps": int(self.model.num_timesteps), "beta": float(self.model.env.get_attr("beta")[0])}
-        for key in EPISODE_METRICS:
-            values = [float(i[key]) for i in infos if key in i]
-            if values:
-                row[key] = float(np.mean(values))
+        row.update({key: means[key] for key in EPISODE_METRICS if key in means})
         append_jsonl(self.path, [row])
 
 

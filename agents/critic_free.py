@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import numpy as np
 import torch
 
 from rlhf_gym.divergence import check_finite_loss
 from rlhf_gym.errors import ConfigError
 
 from .buffer import SequenceRolloutBuffer, SequenceSamples
+from .parallel import DataParallel
 from .ppo import TokenPPO
 from .policy import TransformerPolicy
 from .vec_env import RLHFVecEnv, unwrap_bridge
@@ -49,6 +49,7 @@ class CriticFreeTokenPG(TokenPPO):
     """
 
     algorithm_name = "critic-free"
+    trains_value_head = False  # the value head is not part of the loss, so it is frozen (DDP refuses idle parameters)
 
     def __init__(
         self,
@@ -61,6 +62,7 @@ class CriticFreeTokenPG(TokenPPO):
         max_grad_norm: float = 1.0,
         group_size: int | None = None,
         amp: str | None = None,
+        parallel: DataParallel | None = None,
         n_envs: int = 64,
         env_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
@@ -86,7 +88,8 @@ class CriticFreeTokenPG(TokenPPO):
         self.group_size = group_size
         super().__init__(policy, env, learning_rate=learning_rate, batch_size=batch_size, n_epochs=n_epochs, gamma=1.0,
                          gae_lambda=1.0, clip_range=clip_range, clip_range_vf=None, normalize_advantage=False,
-                         ent_coef=0.0, vf_coef=0.0, max_grad_norm=max_grad_norm, amp=amp, n_envs=n_envs,
+                         ent_coef=0.0, vf_coef=0.0, max_grad_norm=max_grad_norm, amp=amp, parallel=parallel,
+                         n_envs=n_envs,
                          env_kwargs=env_kwargs, stats_window_size=stats_window_size, tensorboard_log=tensorboard_log,
                          policy_kwargs=policy_kwargs, verbose=verbose, seed=seed, device=device,
                          _init_setup_model=_init_setup_model)
@@ -114,8 +117,8 @@ class CriticFreeTokenPG(TokenPPO):
         rollout_buffer.advantages = advantages[:, None] * mask
         rollout_buffer.returns = torch.zeros_like(mask)
         groups = group_view(rewards, self.group_size)
-        self.logger.record("rollout/reward_std_in_group", float(groups.std(1).mean()))
-        self.logger.record("rollout/advantage_std", float(advantages.std()))
+        self.logger.record("rollout/reward_std_in_group", self.parallel.mean(groups.std(1).cpu().numpy()))
+        self.logger.record("rollout/advantage_std", float(self.parallel.gather(advantages).std()))
 
     def train(self) -> None:
         """``n_epochs`` passes of minibatches of whole responses, each one forward per sequence and one step."""
@@ -126,8 +129,8 @@ class CriticFreeTokenPG(TokenPPO):
         for epoch in range(self.n_epochs):
             for batch in self.rollout_buffer.get(self.batch_size, self._shuffle, normalize_advantage=False):
                 with self._autocast():
-                    logprobs, _, _ = self.policy.evaluate_sequences(batch.queries, batch.query_mask, batch.responses,
-                                                                    batch.response_mask)
+                    logprobs, _, _ = self._policy_call("evaluate_sequences", batch.queries, batch.query_mask,
+                                                       batch.responses, batch.response_mask)
                 loss, stats = self.policy_loss(batch, logprobs, clip_range)
                 check_finite_loss(loss, f"{self.algorithm_name} iteration {self.n_rollouts}, epoch {epoch + 1}")
                 for name, value in stats.items():
@@ -136,6 +139,6 @@ class CriticFreeTokenPG(TokenPPO):
                 self._optimizer_step(loss)
             self._n_updates += 1
         for name, values in logs.items():
-            self.logger.record(f"train/{name}", float(np.mean(values)))
+            self.logger.record(f"train/{name}", self.parallel.mean(values))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/clip_range", clip_range)

@@ -27,10 +27,10 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -48,6 +48,7 @@ from rlhf_gym.prompts import tokenize_prompts
 from rlhf_gym.reward_training import data_hash
 from rlhf_gym.utils import context_length, load_pretrained, resolve_device
 
+from .parallel import DataParallel, PolicyCall
 from .policy import OPTIMIZER_KWARGS, describe_model, disable_dropout, load_causal_lm
 
 LOSS_TYPES = ("sigmoid", "ipo")
@@ -142,6 +143,8 @@ class DPO:
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
     :param tensorboard_log: TensorBoard log directory (None: none).
     :param verbose: 1 prints the logged values.
+    :param parallel: the processes of a data-parallel run (:meth:`agents.parallel.DataParallel.from_launch`): each takes
+        its share of every minibatch of ``batch_size`` comparisons, and the main process writes. None: one process.
     """
 
     def __init__(
@@ -161,10 +164,11 @@ class DPO:
         device: torch.device | str = "auto",
         tensorboard_log: str | None = None,
         verbose: int = 0,
+        parallel: DataParallel | None = None,
     ):
         self._configure(beta=beta, loss_type=loss_type, label_smoothing=label_smoothing, learning_rate=learning_rate,
                         batch_size=batch_size, max_grad_norm=max_grad_norm, max_new_tokens=max_new_tokens, seed=seed,
-                        device=device, tensorboard_log=tensorboard_log, verbose=verbose)
+                        device=device, tensorboard_log=tensorboard_log, verbose=verbose, parallel=parallel)
         self._set_model(model, tokenizer)
         self._set_data(comparisons)
         self.ref_logps = self.reference_logps(self.policy if ref_model is None else ref_model)
@@ -172,7 +176,7 @@ class DPO:
     # ------------------------------------------------------------------------------------------ setup
     def _configure(self, *, beta: float, loss_type: str, label_smoothing: float, learning_rate: float, batch_size: int,
                    max_grad_norm: float, max_new_tokens: int | None, seed: int, device: torch.device | str,
-                   tensorboard_log: str | None, verbose: int) -> None:
+                   tensorboard_log: str | None, verbose: int, parallel: DataParallel | None = None) -> None:
         """Check and store the hyperparameters (each bad value a :class:`ConfigError` naming its option)."""
         check_number("beta", beta, 0.0, strict=True)
         if loss_type not in LOSS_TYPES:
@@ -194,6 +198,7 @@ class DPO:
         self.max_new_tokens, self.seed = max_new_tokens, seed
         self.device = resolve_device(device)
         self.tensorboard_log, self.verbose = tensorboard_log, verbose
+        self.parallel = parallel or DataParallel()
         self.num_comparisons = 0  # comparisons trained on so far, over all epochs (it also fixes the shuffle position)
         self.num_steps = 0  # optimizer steps so far
         self.logger = None  # SB3's logger, configured by learn()
@@ -220,6 +225,8 @@ class DPO:
             raise ConfigError("the tokenizer needs an EOS and a pad token (the EOS ends every response)")
         fused = self.device.type in ("cuda", "cpu")
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.learning_rate, fused=fused, **OPTIMIZER_KWARGS)
+        # the update's forward goes through one module, which a data-parallel engine wraps (agents.parallel)
+        self._policy_call, self.optimizer = self.parallel.prepare(PolicyCall(self.policy), self.optimizer)
 
     def _set_data(self, comparisons: list[dict] | str | Path | Any) -> None:
         """Validate and tokenise the comparisons once: ``prompt_ids[i]`` and ``response_ids[i] = (chosen, rejected)``."""
@@ -308,21 +315,33 @@ class DPO:
         return callback
 
     def train_step(self, indices: list[int]) -> dict[str, float]:
-        """One optimizer step on the comparisons ``indices`` (chosen and rejected in one forward); returns its stats."""
-        logps = sequence_logps(self.policy, *self._batch(indices)).view(2, -1)  # [chosen; rejected] rows
+        """One optimizer step on the comparisons ``indices`` (chosen and rejected in one forward); returns its stats.
+
+        In a data-parallel run this process takes every ``num_processes``-th of them, and its loss is its share of the
+        mean over all of ``indices`` (the sum of its losses over ``len(indices) / num_processes``), so the engine's
+        average of the gradients is the gradient of that mean.
+        """
+        everyone = len(indices)
+        share = everyone / self.parallel.num_processes
+        indices = indices[self.parallel.process_index::self.parallel.num_processes]
+        logps = sequence_logps(partial(self._policy_call, "__call__"), *self._batch(indices)).view(2, -1)  # [chosen; rejected]
         ref = self.ref_logps[indices]
         losses, chosen_rewards, rejected_rewards = dpo_loss(logps[0], logps[1], ref[:, 0], ref[:, 1], self.beta,
                                                             self.loss_type, self.label_smoothing)
-        loss = losses.mean()
+        loss = losses.sum() / share
         check_finite_loss(loss, f"DPO step {self.num_steps + 1} ({self.num_comparisons} comparisons done)",
                           "try a lower learning_rate")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        if self.parallel.distributed:
+            self.parallel.backward(loss)
+            grad_norm = self.parallel.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        else:
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
         check_finite_loss(grad_norm, f"DPO step {self.num_steps + 1}", "try a lower learning_rate",
                           what="the gradient norm")
         self.optimizer.step()
-        self.num_comparisons += len(indices)
+        self.num_comparisons += everyone
         self.num_steps += 1
         return {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(),
                 "rewards/chosen": chosen_rewards.mean().item(), "rewards/rejected": rejected_rewards.mean().item(),
@@ -345,6 +364,11 @@ class DPO:
         check_count("log_interval", log_interval)
         if not hasattr(self, "comparisons"):
             raise ConfigError("this DPO was loaded without comparisons: pass comparisons= to DPO.load to train it")
+        last_batch = len(self.comparisons) % self.batch_size
+        if self.batch_size < self.parallel.num_processes or 0 < last_batch < self.parallel.num_processes:
+            raise ConfigError(f"batch_size {self.batch_size} over {len(self.comparisons)} comparisons leaves a minibatch of "
+                              f"{min(self.batch_size, last_batch or self.batch_size)}: fewer comparisons than the "
+                              f"{self.parallel.num_processes} processes")
         self.logger = configure_logger(self.verbose, self.tensorboard_log, tb_log_name,
                                        reset_num_timesteps=self.num_comparisons == 0)
         callback = self._init_callback(callback)
@@ -368,8 +392,8 @@ class DPO:
 
     def _dump(self, window: list[dict[str, float]], started: float, start_count: int) -> None:
         """Record the means of the steps in ``window`` and write them (x axis: comparisons used)."""
-        for key in window[0]:
-            self.logger.record(key, float(np.mean([stats[key] for stats in window])))
+        for key in window[0]:  # means over the window's steps and all processes
+            self.logger.record(key, self.parallel.mean([stats[key] for stats in window]))
         self.logger.record("train/learning_rate", self.optimizer.param_groups[0]["lr"])
         self.logger.record("train/epoch", self.num_comparisons / len(self.comparisons))
         self.logger.record("time/comparisons", self.num_comparisons)
@@ -396,6 +420,8 @@ class DPO:
         """
         path = Path(path)
         check_finite_parameters(self.policy, f"the DPO policy to {path}")
+        if not self.parallel.is_main_process:  # every process holds the same weights; the main process writes
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
             staging = Path(tmp)
@@ -413,11 +439,13 @@ class DPO:
 
     @classmethod
     def load(cls, path: str | Path, comparisons: list[dict] | str | Path | Any | None = None,
-             device: torch.device | str = "auto", tensorboard_log: str | None = None, verbose: int = 0) -> DPO:
+             device: torch.device | str = "auto", tensorboard_log: str | None = None, verbose: int = 0,
+             parallel: DataParallel | None = None) -> DPO:
         """A DPO saved by :meth:`save`, ready to continue ``learn`` on the same ``comparisons`` to the same total.
 
         :param comparisons: the comparisons it was trained on (checked by hash); None: no training, only the policy
             (e.g. to export it).
+        :param parallel: the processes of a data-parallel run (see :class:`DPO`); None: one process.
         :raises MissingFileError: when ``path`` is no DPO checkpoint.
         :raises ConfigError: when ``comparisons`` are not the ones it was trained on.
         """
@@ -431,7 +459,8 @@ class DPO:
                 zf.extractall(tmp)
             state = torch.load(Path(tmp) / STATE_FILE, map_location="cpu", weights_only=True)
             self = cls.__new__(cls)
-            self._configure(**state["hyperparameters"], device=device, tensorboard_log=tensorboard_log, verbose=verbose)
+            self._configure(**state["hyperparameters"], device=device, tensorboard_log=tensorboard_log, verbose=verbose,
+                            parallel=parallel)
             self._set_model(Path(tmp) / POLICY_DIR, Path(tmp) / POLICY_DIR)
         self.optimizer.load_state_dict(state["optimizer"])
         self.num_comparisons, self.num_steps = state["num_comparisons"], state["num_steps"]

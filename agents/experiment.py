@@ -22,12 +22,12 @@ from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.evaluation import Evaluation, evaluate_policy
 from rlhf_gym.kl import KL_ESTIMATORS
-from rlhf_gym.utils import resolve_device
 
 from .critic_free import DEFAULT_GROUP_SIZE
 from .dpo import DPO
 from .dpo import LOSS_TYPES as DPO_LOSSES
 from .grpo import GRPO, LOSS_TYPES
+from .parallel import DataParallel
 from .ppo import AMP_DTYPES, TokenPPO
 from .rloo import RLOO
 from .vec_env import RLHFVecEnv
@@ -159,20 +159,32 @@ class TrainConfig:
         return self.batch_size if self.batch_size is not None else DPO_BATCH_SIZE if self.algo == "dpo" else 16
 
 
-def build_env_and_agent(config: TrainConfig, tensorboard_log: str | Path | None = None,
-                        resume: str | Path | None = None) -> tuple[RLHFVecEnv, TokenPPO | DPO]:
-    """The batched env (through Gymnasium's registry) and the agent on it, or the agent of checkpoint ``resume``."""
-    device = resolve_device(config.device)
-    env = RLHFVecEnv(num_envs=config.n_envs, env_id=config.env_id, **config.env_kwargs(device))
+def build_env_and_agent(config: TrainConfig, tensorboard_log: str | Path | None = None, resume: str | Path | None = None,
+                        parallel: DataParallel | None = None) -> tuple[RLHFVecEnv, TokenPPO | DPO]:
+    """The batched env (through Gymnasium's registry) and the agent on it, or the agent of checkpoint ``resume``.
+
+    With ``parallel`` (the processes of ``accelerate launch``), this process's env holds its share of ``n_envs`` rows,
+    its agent trains on its share of each minibatch, and only the main process logs to TensorBoard.
+    """
+    parallel = parallel or DataParallel()
+    device = parallel.device(config.device)
+    n_envs = parallel.share(config.n_envs, "--n-envs")
+    if config.algo in ("rloo", "grpo") and n_envs % config.group_size:
+        raise ConfigError(f"--n-envs {config.n_envs} over {parallel.num_processes} processes gives {n_envs} responses per "
+                          f"process, not whole groups of --group-size {config.group_size}")
+    env = RLHFVecEnv(num_envs=n_envs, env_id=config.env_id, **config.env_kwargs(device))
     if resume is not None and not Path(resume).is_file():
         raise MissingFileError(f"checkpoint not found: {resume}")
+    log = None if tensorboard_log is None or not parallel.is_main_process else str(tensorboard_log)
     if config.algo == "dpo":
-        return env, build_dpo(config, env, device, tensorboard_log, resume)
+        return env, build_dpo(config, env, device, log, resume, parallel)
+    batch_size = parallel.share(config.minibatch, "--batch-size")
     if resume is not None:
-        return env, RL_ALGOS[config.algo].load(resume, env=env, device=device)
-    common = dict(learning_rate=config.lr, batch_size=config.minibatch, n_epochs=config.epochs,
-                  amp=None if config.amp == "none" else config.amp, seed=config.seed, device=device,
-                  tensorboard_log=None if tensorboard_log is None else str(tensorboard_log),
+        return env, RL_ALGOS[config.algo].load(resume, env=env, device=device, parallel=parallel, batch_size=batch_size,
+                                               tensorboard_log=log)
+    common = dict(learning_rate=config.lr, batch_size=batch_size, n_epochs=config.epochs,
+                  amp=None if config.amp == "none" else config.amp, seed=config.seed, device=device, parallel=parallel,
+                  tensorboard_log=log,
                   policy_kwargs={"model_name_or_path": config.model, "temperature": env.batched_env.temperature})
     if config.algo == "rloo":
         return env, RLOO("TransformerPolicy", env, **common)
@@ -184,8 +196,8 @@ def build_env_and_agent(config: TrainConfig, tensorboard_log: str | Path | None 
     return env, agent
 
 
-def build_dpo(config: TrainConfig, env: RLHFVecEnv, device: torch.device, tensorboard_log: str | Path | None,
-              resume: str | Path | None) -> DPO:
+def build_dpo(config: TrainConfig, env: RLHFVecEnv, device: torch.device, tensorboard_log: str | None,
+              resume: str | Path | None, parallel: DataParallel) -> DPO:
     """DPO from the env's reference (or ``config.model``) on ``config.comparisons`` or the task's reward-model data; the
     env supplies the reference, tokenizer and response budget (and, after training, the evaluation)."""
     batched = env.batched_env
@@ -195,13 +207,13 @@ def build_dpo(config: TrainConfig, env: RLHFVecEnv, device: torch.device, tensor
         comparisons = batched.task.reward_model_comparisons()
     else:
         raise ConfigError("dpo needs comparisons: pass --comparisons, or use an env id with a task")
-    log = None if tensorboard_log is None else str(tensorboard_log)
     if resume is not None:
-        return DPO.load(resume, comparisons=comparisons, device=device, tensorboard_log=log)
+        return DPO.load(resume, comparisons=comparisons, device=device, tensorboard_log=tensorboard_log, parallel=parallel)
     return DPO(config.model or batched.ref_model, batched.ref_model, batched.tokenizer, comparisons,
                beta=DEFAULT_DPO_BETA if config.beta is None else config.beta, loss_type=config.dpo_loss,
                label_smoothing=config.label_smoothing, learning_rate=config.lr, batch_size=config.minibatch,
-               max_new_tokens=batched.max_new_tokens, seed=config.seed, device=device, tensorboard_log=log)
+               max_new_tokens=batched.max_new_tokens, seed=config.seed, device=device, tensorboard_log=tensorboard_log,
+               parallel=parallel)
 
 
 def env_settings(env: RLHFVecEnv) -> dict[str, Any]:

@@ -13,7 +13,7 @@ Every token of response i gets ``A_i``. The loss per token is PPO's clipped surr
 
 ``log pi_ref`` comes from the env's own scoring pass (``info["ref_token_logprobs"]``), not a second reference
 forward. Aggregation (``loss_type``): ``"dapo"`` (Yu et al. 2025, https://arxiv.org/abs/2503.14476; TRL's default,
-no length bias) sums over tokens and divides by the number of response tokens in the whole rollout, so the
+no length bias) sums over tokens and divides by the number of response tokens in the whole rollout (over all processes), so the
 ``n_envs / batch_size`` minibatch steps of a rollout each take their share of one objective over the rollout, as TRL
 does; ``"grpo"`` averages over each response's tokens, then over the minibatch's responses (the paper's formula).
 """
@@ -83,7 +83,10 @@ class GRPO(CriticFreeTokenPG):
         return rewards
 
     def group_advantages(self, rewards: torch.Tensor) -> torch.Tensor:
-        return grpo_advantages(rewards, self.group_size, self.scale_rewards)
+        if self.scale_rewards != "batch":
+            return grpo_advantages(rewards, self.group_size, self.scale_rewards)
+        # the std of every process's rewards (a process holds whole groups, so its part of the result is its own)
+        return self.parallel.own_part(grpo_advantages(self.parallel.gather(rewards), self.group_size, "batch"))
 
     def policy_loss(self, batch: SequenceSamples, logprobs: torch.Tensor, clip_range: float):
         mask = batch.response_mask.float()
@@ -93,7 +96,7 @@ class GRPO(CriticFreeTokenPG):
         kl = k3_kl(logprobs, batch.ref_logprobs)
         per_token = surrogate + self.kl_coef * kl
         if self.loss_type == "dapo":
-            loss = (per_token * mask).sum() / self.rollout_buffer.response_mask.sum().clamp(min=1)
+            loss = (per_token * mask).sum() / self.minibatch_tokens(self.rollout_buffer.response_mask).clamp(min=1)
         else:  # mean over each response's tokens, then over responses
             loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
         with torch.no_grad():

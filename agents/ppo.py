@@ -36,6 +36,7 @@ from rlhf_gym.tokenizers import check_same_tokenizer
 
 from .buffer import SequenceRolloutBuffer, masked_mean
 from .callbacks import ResponseProgressBar
+from .parallel import DataParallel, PolicyCall, ProcessGroupKLController
 from .policy import TransformerPolicy
 from .vec_env import RLHFVecEnv, row_infos, unwrap_bridge
 
@@ -69,6 +70,9 @@ class TokenPPO(PPO):
         The log-probs reported to the env for its KL term are the *unmasked* ones: the KL leash measures the
         policy itself against the reference, not the masked sampler.
     :param mask_refresh_every: NLPO: copy the policy into the env's masking model every this many rollouts.
+    :param parallel: the processes of a data-parallel run (:meth:`agents.parallel.DataParallel.from_launch`); the env
+        then holds this process's share of the rows, and ``batch_size`` is this process's share of a minibatch. None:
+        one process.
     :param n_envs: rows when ``env`` is an id.
     :param env_kwargs: keyword arguments of the env when ``env`` is an id (they override the id's registered ones).
     :param policy_kwargs: keyword arguments of :class:`agents.TransformerPolicy`; ``model_name_or_path`` defaults to
@@ -76,6 +80,7 @@ class TokenPPO(PPO):
     """
 
     policy_aliases = {"TransformerPolicy": TransformerPolicy}
+    trains_value_head = True
 
     def __init__(
         self,
@@ -97,6 +102,7 @@ class TokenPPO(PPO):
         amp: str | None = None,
         use_action_masks: bool = False,
         mask_refresh_every: int = 5,
+        parallel: DataParallel | None = None,
         n_envs: int = 64,
         env_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
@@ -114,6 +120,10 @@ class TokenPPO(PPO):
             raise ConfigError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
         if use_action_masks and batched is not None and not batched.has_action_masks:
             raise ConfigError("use_action_masks=True needs an env built with mask_top_p=... (and/or mask_top_k=...)")
+        self.parallel = parallel or DataParallel()
+        if self.parallel.distributed and amp == "fp16":
+            raise ConfigError("amp='fp16' keeps its own gradient scaler, which data-parallel runs do not use: use bf16, or "
+                              "set mixed_precision: fp16 in Accelerate's config")
         self.amp, self.normalize_rewards = amp, normalize_rewards
         self.use_action_masks, self.mask_refresh_every = use_action_masks, mask_refresh_every
         self.n_rollouts = 0  # PPO iterations so far: one rollout of n_envs responses, then one update
@@ -150,8 +160,29 @@ class TokenPPO(PPO):
             self.policy.lm.load_state_dict(self.batched_env.ref_model.state_dict())
         self._shuffle = torch.Generator().manual_seed(self.seed if self.seed is not None else 0)
         self._grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16" and self.device.type == "cuda")
-        if self.env is not None and self.kl_controller_state is not None:
-            self.batched_env.kl_controller.load_state_dict(self.kl_controller_state)
+        self.policy.value_head.requires_grad_(self.trains_value_head)
+        # every policy computation goes through one module, which a data-parallel engine wraps (agents.parallel)
+        self._policy_call, self.policy.optimizer = self.parallel.prepare(PolicyCall(self.policy), self.policy.optimizer)
+        self.rollout_buffer.sum_over_processes = self.parallel.sum
+        if self.env is not None:
+            self._synchronise_kl_controller()
+            if self.kl_controller_state is not None:
+                self.batched_env.kl_controller.load_state_dict(self.kl_controller_state)
+
+    def _synchronise_kl_controller(self) -> None:
+        """In a data-parallel run, the env's KL controller is updated once per rollout over all processes' responses."""
+        controller = self.batched_env.kl_controller
+        if self.parallel.distributed and not isinstance(controller, ProcessGroupKLController):
+            self.batched_env.set_kl_controller(ProcessGroupKLController(controller, self.parallel))
+
+    def set_random_seed(self, seed: int | None = None) -> None:
+        """SB3's seeding (torch, numpy, the env's prompts), at this process's seed in a data-parallel run."""
+        super().set_random_seed(self.parallel.process_seed(seed))
+
+    @property
+    def responses_per_rollout(self) -> int:
+        """Responses per rollout over all processes (``n_envs`` in one process)."""
+        return self.n_envs * self.parallel.num_processes
 
     def _fill_policy_model(self) -> bool:
         """Start the policy from the env's reference unless told otherwise (True when it does so); a policy given
@@ -177,19 +208,23 @@ class TokenPPO(PPO):
         return False
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_shuffle", "_grad_scaler", "_response_budget"]
+        return [*super()._excluded_save_params(), "_shuffle", "_grad_scaler", "_response_budget", "parallel",
+                "_policy_call"]
 
     def set_env(self, env, force_reset: bool = True) -> None:
         super().set_env(unwrap_bridge(env), force_reset)
+        self._synchronise_kl_controller()
         if self.kl_controller_state is not None:
             self.batched_env.kl_controller.load_state_dict(self.kl_controller_state)
 
     def save(self, path, exclude=None, include=None) -> None:
-        """SB3 ``save``, with the env's KL-controller state (beta) stored beside the weights and optimizer."""
+        """SB3 ``save``, with the env's KL-controller state (beta) stored beside the weights and optimizer; in a
+        data-parallel run the main process writes (every process holds the same weights)."""
         check_finite_parameters(self.policy, f"the agent to {path}")
         if self.env is not None:
             self.kl_controller_state = self.batched_env.kl_controller.state_dict()
-        super().save(path, exclude=exclude, include=include)
+        if self.parallel.is_main_process:
+            super().save(path, exclude=exclude, include=include)
 
     def export_pretrained(self, directory: str | Path) -> None:
         """Write the policy as a plain HF model directory with tokenizer (loadable by ``pipeline``)."""
@@ -224,9 +259,9 @@ class TokenPPO(PPO):
         if reset_num_timesteps:
             self.num_responses = self.n_rollouts = 0
         self._response_budget = total_responses
-        rollouts_left = max(0, -(-(total_responses - self.num_responses) // self.n_envs))
+        rollouts_left = max(0, -(-(total_responses - self.num_responses) // self.responses_per_rollout))
         # an upper bound in SB3's unit (a rollout takes at most n_steps steps); the response budget stops it first
-        bound = max(1, rollouts_left * self.n_envs * self.n_steps)
+        bound = max(1, rollouts_left * self.responses_per_rollout * self.n_steps)
         if progress_bar:
             callback = [ResponseProgressBar(total_responses), *(callback.callbacks if isinstance(callback, CallbackList)
                                                                   else [callback] if callback is not None else [])]
@@ -256,7 +291,7 @@ class TokenPPO(PPO):
         attention = query_mask  # grows by one column per step: the KV cache's attention mask
         episodes: dict[int, dict] = {}  # row -> the final info of its response
         with torch.no_grad(), self._autocast():
-            logits, values, caches = self.policy.start(queries, query_mask)
+            logits, values, caches = self._policy_call("start", queries, query_mask)
             for _ in range(n_rollout_steps):
                 logp = unmasked_logp = torch.log_softmax(logits.float(), dim=-1)
                 masks = None
@@ -272,7 +307,7 @@ class TokenPPO(PPO):
                 _, rewards, terminated, truncated, info = batched.step(actions.cpu().numpy())
                 rollout_buffer.add(actions, alive, chosen, values,
                                    torch.as_tensor(rewards, dtype=torch.float32, device=self.device), masks)
-                self.num_timesteps += self.n_envs
+                self.num_timesteps += self.responses_per_rollout
                 episodes.update(self._episode_infos(info))
                 callback.update_locals(locals())
                 if not callback.on_step():
@@ -281,8 +316,10 @@ class TokenPPO(PPO):
                 if not alive.any():
                     break
                 attention = torch.cat([attention, alive[:, None].long()], dim=1)
-                logits, values, caches = self.policy.advance(actions, attention, caches)
-        self.num_responses += self.n_envs
+                logits, values, caches = self._policy_call("advance", actions, attention, caches)
+        self.num_responses += self.responses_per_rollout
+        if isinstance(batched.kl_controller, ProcessGroupKLController):
+            batched.kl_controller.synchronise()
         self._record_rollout([episodes[row] for row in sorted(episodes)], batched.beta)
         self._compute_advantages(rollout_buffer, episodes)
         callback.update_locals(locals())
@@ -293,7 +330,7 @@ class TokenPPO(PPO):
         """PPO: rewards scaled by the running return std (``normalize_rewards``), then GAE with the critic's values.
         Critic-free subclasses (:class:`agents.RLOO`, :class:`agents.GRPO`) replace this with their group baselines."""
         if self.normalize_rewards:
-            returns = rollout_buffer.rewards.sum(1).cpu().numpy()
+            returns = self.parallel.gather(rollout_buffer.rewards.sum(1)).cpu().numpy()  # every process's responses
             self.return_rms.update(returns)
             rollout_buffer.rewards /= float(np.sqrt(self.return_rms.var + 1e-8))
         rollout_buffer.compute_returns_and_advantage()
@@ -306,25 +343,37 @@ class TokenPPO(PPO):
         return episodes
 
     def _record_rollout(self, infos: list[dict], beta: float) -> None:
-        for key in EPISODE_METRICS:
-            values = [float(i[key]) for i in infos if key in i]
-            if values:
-                self.logger.record(f"rlhf/{key}", float(np.mean(values)))
-        if infos:
-            self.logger.record("rlhf/eos_share", float(np.mean([i["eos"] for i in infos])))
+        """Log the rollout's means over every process's responses (``rlhf/<metric>``), kept in :attr:`rollout_means`;
+        this process's final infos are kept in :attr:`last_rollout_infos`."""
+        means = {key: self.parallel.mean([float(i[key]) for i in infos if key in i]) for key in (*EPISODE_METRICS, "eos")}
+        self.rollout_means = {key: value for key, value in means.items() if not np.isnan(value)}
+        for key, value in self.rollout_means.items():
+            self.logger.record("rlhf/eos_share" if key == "eos" else f"rlhf/{key}", value)
         self.logger.record("rlhf/beta", beta)
         self.last_rollout_infos = infos
 
     # ---------------------------------------------------------------------------------------- update
     def _optimizer_step(self, loss: torch.Tensor) -> None:
-        """Backward, gradient-norm clip and one optimizer step."""
+        """Backward, gradient-norm clip and one optimizer step (gradients averaged over the processes of a
+        data-parallel run)."""
         self.policy.optimizer.zero_grad(set_to_none=True)
+        if self.parallel.distributed:
+            self.parallel.backward(loss)
+            self.parallel.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+            return
         # fp16 scales the loss against underflow; the scaler is a pass-through for bf16 and float32
         self._grad_scaler.scale(loss).backward()
         self._grad_scaler.unscale_(self.policy.optimizer)
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
         self._grad_scaler.step(self.policy.optimizer)
         self._grad_scaler.update()
+
+    def minibatch_tokens(self, mask: torch.Tensor) -> torch.Tensor:
+        """The normaliser of a minibatch's token means: its response tokens, or in a data-parallel run the tokens of the
+        whole minibatch over all processes divided by their number. Each process's loss is then its share of the mean
+        over the global minibatch, and the engine's average of the gradients is the gradient of that mean."""
+        return self.parallel.sum(mask.sum()) / self.parallel.num_processes
 
     def train(self) -> None:
         """PPO epochs over minibatches of whole sequences (one forward pass per sequence per minibatch)."""
@@ -338,20 +387,23 @@ class TokenPPO(PPO):
         for epoch in range(self.n_epochs):
             for batch in buffer.get(self.batch_size, self._shuffle, self.normalize_advantage):
                 mask = batch.response_mask.float()
+                tokens = self.minibatch_tokens(mask)
                 with self._autocast():
-                    logprobs, entropy, values = self.policy.evaluate_sequences(
-                        batch.queries, batch.query_mask, batch.responses, batch.response_mask, batch.action_masks)
+                    logprobs, entropy, values = self._policy_call(
+                        "evaluate_sequences", batch.queries, batch.query_mask, batch.responses, batch.response_mask,
+                        batch.action_masks)
                 log_ratio = logprobs - batch.old_logprobs
                 ratio = torch.exp(log_ratio)
                 pg_loss = masked_mean(torch.max(-batch.advantages * ratio,
-                                                -batch.advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)), mask)
+                                                -batch.advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)), mask,
+                                      tokens)
                 if clip_range_vf is None:
                     values_pred = values
                 else:
                     values_pred = batch.old_values + torch.clamp(values - batch.old_values, -clip_range_vf, clip_range_vf)
                 value_error = torch.max((values - batch.returns) ** 2, (values_pred - batch.returns) ** 2)
-                value_loss = 0.5 * masked_mean(value_error, mask)
-                entropy_loss = -masked_mean(entropy, mask)
+                value_loss = 0.5 * masked_mean(value_error, mask, tokens)
+                entropy_loss = -masked_mean(entropy, mask, tokens)
                 loss = pg_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
                 check_finite_loss(loss, f"PPO iteration {self.n_rollouts}, epoch {epoch + 1} (policy-gradient loss "
                                         f"{pg_loss.item():.4g}, value loss {value_loss.item():.4g})")
@@ -373,11 +425,11 @@ class TokenPPO(PPO):
                 break
         mask = buffer.response_mask
         explained = explained_variance(buffer.values[mask].cpu().numpy(), buffer.returns[mask].cpu().numpy())
-        self.logger.record("train/entropy_loss", np.mean(entropy_losses))
-        self.logger.record("train/policy_gradient_loss", np.mean(pg_losses))
-        self.logger.record("train/value_loss", np.mean(value_losses))
-        self.logger.record("train/approx_kl", np.mean(approx_kls))
-        self.logger.record("train/clip_fraction", np.mean(clip_fractions))
+        self.logger.record("train/entropy_loss", self.parallel.mean(entropy_losses))
+        self.logger.record("train/policy_gradient_loss", self.parallel.mean(pg_losses))
+        self.logger.record("train/value_loss", self.parallel.mean(value_losses))
+        self.logger.record("train/approx_kl", self.parallel.mean(approx_kls))
+        self.logger.record("train/clip_fraction", self.parallel.mean(clip_fractions))
         self.logger.record("train/loss", loss.item())
         self.logger.record("train/explained_variance", explained)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

@@ -48,8 +48,9 @@ class RLOO(CriticFreeTokenPG):
 
     def group_advantages(self, rewards: torch.Tensor) -> torch.Tensor:
         advantages = rloo_advantages(rewards, self.group_size)
-        if self.standardize_advantages:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-4)  # TRL's epsilon
+        if self.standardize_advantages:  # over every process's responses
+            everyone = self.parallel.gather(advantages)
+            advantages = (advantages - everyone.mean()) / (everyone.std() + 1e-4)  # TRL's epsilon
         return advantages
 
     def policy_loss(self, batch: SequenceSamples, logprobs: torch.Tensor, clip_range: float):

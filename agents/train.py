@@ -13,6 +13,10 @@ curve.jsonl) and a before/after table on held-out prompts (summary.json).
     rlhf-gym train --algo dpo                       # DPO (Rafailov et al. 2023) on the reward model's comparisons
     rlhf-gym train --env-id RLHF-Reviews-Short-v0
     rlhf-gym train --resume runs/<run>/checkpoints/agent_000050_iterations.zip
+    accelerate launch --num_processes 4 scripts/train_agent.py --n-envs 256   # data-parallel (docs/scaling_out.md)
+
+Under ``accelerate launch`` every process trains its share of each rollout and minibatch, and the main process alone
+writes the run directory (the others print nothing).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from rlhf_gym.utils import atomic_write_json, read_json
 from .callbacks import IterationCheckpoint, LearningCurveCallback, read_curve, truncate_curve
 from .dpo import DPO
 from .experiment import DEFAULT_TOTAL_RESPONSES, TrainConfig, build_env_and_agent, env_settings, held_out_evaluator
+from .parallel import DataParallel
 from .ppo import TokenPPO
 
 
@@ -136,14 +141,14 @@ def describe_progress(model: TokenPPO | DPO, run_dir: Path) -> str:
             f"{model.batched_env.beta:.4f}; dropped {dropped} curve rows written after that checkpoint")
 
 
-def learn_online(model: TokenPPO, env, args: Args, run_dir: Path) -> dict:
+def learn_online(model: TokenPPO, env, args: Args, run_dir: Path, writes: bool = True) -> dict:
     """PPO, NLPO, RLOO or GRPO up to ``--total-responses``, with checkpoints and the learning curve (curve.jsonl and
-    learning_curve.png); returns the run's counters."""
+    learning_curve.png) when this process ``writes``; returns the run's counters."""
     callbacks = CallbackList([IterationCheckpoint(run_dir / "checkpoints", args.checkpoint_every),
-                              LearningCurveCallback(run_dir / "curve.jsonl")])
-    model.learn(total_responses=args.total_responses, callback=callbacks, progress_bar=args.progress_bar,
+                              LearningCurveCallback(run_dir / "curve.jsonl")] if writes else [])
+    model.learn(total_responses=args.total_responses, callback=callbacks, progress_bar=args.progress_bar and writes,
                 tb_log_name="tensorboard", reset_num_timesteps=not args.resume)
-    curve = read_curve(run_dir / "curve.jsonl")
+    curve = read_curve(run_dir / "curve.jsonl") if writes else []
     if curve:
         plot_learning_curve(curve, run_dir / "learning_curve.png", title=f"{args.env_id}: {args.algo}, beta={env.beta:g}, "
                                                                           f"seed={args.seed}")
@@ -151,17 +156,20 @@ def learn_online(model: TokenPPO, env, args: Args, run_dir: Path) -> dict:
             "timesteps": int(model.num_timesteps), "final_beta": float(env.beta)}
 
 
-def learn_dpo(model: DPO, args: Args, run_dir: Path) -> dict:
+def learn_dpo(model: DPO, args: Args, run_dir: Path, writes: bool = True) -> dict:
     """DPO up to ``--total-comparisons`` (default: one pass over the comparisons), a checkpoint every
-    ``--checkpoint-every`` optimizer steps (``checkpoints/agent_<comparisons>_steps.zip``); returns the run's counters."""
+    ``--checkpoint-every`` optimizer steps (``checkpoints/agent_<comparisons>_steps.zip``) when this process ``writes``;
+    returns the run's counters."""
     checkpoints = CheckpointCallback(args.checkpoint_every, str(run_dir / "checkpoints"), name_prefix="agent")
-    model.learn(args.total_comparisons or len(model.comparisons), callback=checkpoints, progress_bar=args.progress_bar,
-                tb_log_name="tensorboard")
+    model.learn(args.total_comparisons or len(model.comparisons), callback=checkpoints if writes else None,
+                progress_bar=args.progress_bar and writes, tb_log_name="tensorboard")
     return {"steps": int(model.num_steps), "comparisons": int(model.num_comparisons), "final_beta": model.beta}
 
 
 def main(args: Args) -> Path:
-    console = Console()
+    parallel = DataParallel.from_launch()
+    writes = parallel.is_main_process  # the other processes of a data-parallel run train and stay silent
+    console = Console(quiet=not writes)
     started = time.time()
     if args.resume:
         args = resumed_args(args)
@@ -171,24 +179,30 @@ def main(args: Args) -> Path:
                               "agent.zip, policy/ and summary.json; pass --overwrite true to do so")
     else:  # CleanRL's run name; the directory itself is created once the env and agent are built
         run_dir = Path(args.out_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    env, model = build_env_and_agent(args, tensorboard_log=run_dir, resume=args.resume)  # bad input fails before any file
-    if not args.resume:
-        run_dir = create_run_directory(args.out_dir, run_dir.name)
-        model.tensorboard_log = str(run_dir)
-    settings = {**asdict(args), "env": env_settings(env)}
-    atomic_write_json(run_dir / "args.json", settings)
-    console.print(f"[bold]run directory[/bold] {run_dir}  (device: {model.device})")
+    # bad input fails before any file
+    env, model = build_env_and_agent(args, tensorboard_log=run_dir, resume=args.resume, parallel=parallel)
+    if not args.resume:  # the main process names the directory, and every process writes to that one
+        run_dir = parallel.broadcast(create_run_directory(args.out_dir, run_dir.name) if writes else None)
+        model.tensorboard_log = str(run_dir) if writes else None
+    settings = {**asdict(args), "env": env_settings(env), "processes": parallel.num_processes}
+    if writes:
+        atomic_write_json(run_dir / "args.json", settings)
+    console.print(f"[bold]run directory[/bold] {run_dir}  (device: {model.device}, {parallel.describe()})")
     console.print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
     console.print("  env: " + ", ".join(f"{k} = {v}" for k, v in settings["env"].items()))
-    if args.resume:
+    if args.resume and writes:
         console.print(f"resumed from {args.resume}: {describe_progress(model, run_dir)}")
     evaluate = held_out_evaluator(env, args.n_eval_prompts, args.seed)
-    before = evaluate(env.batched_env.ref_model)
+    before = parallel.on_main(lambda: evaluate(env.batched_env.ref_model))
 
     learning_started = time.time()
-    counters = learn_dpo(model, args, run_dir) if isinstance(model, DPO) else learn_online(model, env, args, run_dir)
+    counters = (learn_dpo(model, args, run_dir, writes) if isinstance(model, DPO)
+                else learn_online(model, env, args, run_dir, writes))
     counters["train_seconds"] = round(time.time() - learning_started, 1)  # training alone: no loading, no evaluation
     model.save(run_dir / "agent.zip")
+    if not writes:
+        parallel.barrier()  # until the main process has written the run's results
+        return run_dir
     model.export_pretrained(run_dir / "policy")
 
     after = evaluate(model.policy if isinstance(model, DPO) else model.policy.lm)
@@ -197,4 +211,5 @@ def main(args: Args) -> Path:
     atomic_write_json(run_dir / "summary.json", summary)
     done = ", ".join(f"{counters[k]} {k}" for k in ("iterations", "responses", "steps", "comparisons") if k in counters)
     console.print(f"done in {summary['seconds']:.0f} s, {args.algo}: {done}; agent.zip, policy/, summary.json in {run_dir}")
+    parallel.barrier()
     return run_dir

@@ -72,6 +72,12 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         self._autoreset = np.zeros(num_envs, dtype=bool)
         self._started = False
 
+    def set_kl_controller(self, controller) -> None:
+        """Replace the KL controller that sets ``beta`` (an agent's own, e.g. one kept in step over data-parallel
+        processes); like :class:`rlhf_gym.kl.AdaptiveKLController` it has ``beta``, ``update(kl, n)``, ``state_dict``
+        and ``load_state_dict``."""
+        self._setup.kl_controller = controller
+
     def report_logprobs(self, logprobs) -> None:
         """Report ``log pi(a_t | s_t)`` for every row's next action (NaN for none): the log-prob channel.
 
