@@ -27,6 +27,7 @@ from .critic_free import DEFAULT_GROUP_SIZE
 from .dpo import DPO
 from .dpo import LOSS_TYPES as DPO_LOSSES
 from .grpo import GRPO, LOSS_TYPES
+from .lora import ALL_LINEAR, ALL_LINEAR_AND_HEAD, LoraSettings
 from .parallel import DataParallel
 from .ppo import AMP_DTYPES, TokenPPO
 from .rloo import RLOO
@@ -47,6 +48,9 @@ DEFAULT_TOTAL_RESPONSES = 12_800
 DEFAULT_LEARNING_RATE = 1e-4
 """With 200 iterations, the default that gives the same result over seeds (docs/training.md): at 3e-4 the policy
 flipped between a sound reply and the proxy's punctuation hack from one update to the next."""
+LORA_LEARNING_RATE = 1e-3
+"""The default with --lora-r: LoRA's adapters (rank 8 on every linear layer and the head) matched full fine-tuning on
+RLHF-v0 at 1e-3 (gold 1.261 +- 0.008 over 3 seeds, docs/scaling_out.md)."""
 EVAL_SEED_OFFSET = 10_000
 """Held-out evaluations sample with seed ``config.seed + EVAL_SEED_OFFSET``: a stream apart from training's."""
 
@@ -89,7 +93,13 @@ class TrainConfig:
     grpo_loss: str = arg("dapo", "grpo: average the loss over the minibatch's tokens (dapo, TRL's default) or over each "
                                  "response's tokens, then responses (grpo, the paper's)")
     learning_rate: float | None = arg(None, f"AdamW learning rate (default {DEFAULT_LEARNING_RATE:g}; dpo "
-                                             f"{DPO_LEARNING_RATE:g})")
+                                             f"{DPO_LEARNING_RATE:g}; with --lora-r {LORA_LEARNING_RATE:g})")
+    lora_r: int | None = arg(None, "train LoRA adapters of this rank instead of the whole policy (the lora extra); the "
+                                   "reference is the same model with the adapters off, so its weights are held once")
+    lora_alpha: float = arg(16.0, "LoRA scale numerator: the adapters' update is (alpha / r) * B A")
+    lora_target_modules: str = arg(ALL_LINEAR_AND_HEAD, f"layers to adapt: {ALL_LINEAR_AND_HEAD} (every linear layer and "
+                                                        f"the output head), {ALL_LINEAR} (without the head), or names "
+                                                        "separated by commas (e.g. c_attn,c_proj)")
     ent_coef: float = arg(0.0, "entropy bonus")
     vf_coef: float = arg(0.5, "value loss weight")
     gae_lambda: float = arg(0.95, "GAE lambda")
@@ -117,6 +127,14 @@ class TrainConfig:
                 raise ConfigError(f"{option} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0 < self.mask_top_p <= 1:
             raise ConfigError(f"--mask-top-p must be in (0, 1], got {self.mask_top_p}")
+        self._check_algorithm_options()
+        if self.comparisons is not None and not Path(self.comparisons).is_file():
+            raise MissingFileError(f"--comparisons: file not found: {self.comparisons}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ConfigError(f"--device must be cpu, cuda[:N] or auto, got {self.device!r}")
+
+    def _check_algorithm_options(self) -> None:
+        """The options that only some algorithms take, or take only in some combinations."""
         if self.algo in ("rloo", "grpo"):
             if self.group_size < 2 or self.n_envs % self.group_size:
                 raise ConfigError(f"--group-size {self.group_size}: {self.algo} needs at least 2 responses per prompt, and "
@@ -125,10 +143,11 @@ class TrainConfig:
                 raise ConfigError(f"--batch-size {self.minibatch} must divide --n-envs {self.n_envs} for {self.algo}")
         if self.algo in ("grpo", "dpo") and self.kl_target is not None:
             raise ConfigError(f"--kl-target adapts the env's beta; {self.algo}'s KL term is in its loss, with a fixed --beta")
-        if self.comparisons is not None and not Path(self.comparisons).is_file():
-            raise MissingFileError(f"--comparisons: file not found: {self.comparisons}")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ConfigError(f"--device must be cpu, cuda[:N] or auto, got {self.device!r}")
+        if self.lora_r is not None:
+            if self.algo == "dpo":
+                raise ConfigError("--lora-r trains adapters for the online algorithms (ppo, nlpo, rloo, grpo); dpo "
+                                  "fine-tunes the whole policy")
+            self.lora_settings()  # bad values fail here, before any model is loaded
 
     def env_kwargs(self, device: torch.device) -> dict[str, Any]:
         """Keyword arguments of the env: the fields that are set, the device, and NLPO's masks."""
@@ -142,6 +161,12 @@ class TrainConfig:
             kwargs["beta"] = 0.0  # GRPO's KL is in its loss; the env still measures and reports it
         return kwargs
 
+    def lora_settings(self) -> dict[str, Any] | None:
+        """``policy_kwargs["lora"]``: the LoRA settings, or None for full fine-tuning."""
+        if self.lora_r is None:
+            return None
+        return LoraSettings(self.lora_r, self.lora_alpha, self.lora_target_modules).as_dict()
+
     @property
     def epochs(self) -> int:
         """``n_epochs``, or the algorithm's default."""
@@ -150,7 +175,8 @@ class TrainConfig:
     @property
     def lr(self) -> float:
         """``learning_rate``, or the algorithm's default."""
-        default = DPO_LEARNING_RATE if self.algo == "dpo" else DEFAULT_LEARNING_RATE
+        default = (DPO_LEARNING_RATE if self.algo == "dpo" else LORA_LEARNING_RATE if self.lora_r is not None
+                   else DEFAULT_LEARNING_RATE)
         return self.learning_rate if self.learning_rate is not None else default
 
     @property
@@ -185,7 +211,8 @@ def build_env_and_agent(config: TrainConfig, tensorboard_log: str | Path | None 
     common = dict(learning_rate=config.lr, batch_size=batch_size, n_epochs=config.epochs,
                   amp=None if config.amp == "none" else config.amp, seed=config.seed, device=device, parallel=parallel,
                   tensorboard_log=log,
-                  policy_kwargs={"model_name_or_path": config.model, "temperature": env.batched_env.temperature})
+                  policy_kwargs={"model_name_or_path": config.model, "temperature": env.batched_env.temperature,
+                                 "lora": config.lora_settings()})
     if config.algo == "rloo":
         return env, RLOO("TransformerPolicy", env, **common)
     if config.algo == "grpo":

@@ -5,6 +5,10 @@ Critic: a linear value head on the LM's last hidden state (shared trunk, the def
 copy of the trunk (``share_trunk=False``), optionally initialised from a reward model
 (``value_init="reward_model"``, Ouyang et al. 2022). The zero-initialised head starts at ``V = 0``.
 
+With ``lora`` settings (:mod:`agents.lora`), the actor is the given model itself with LoRA adapters (Hu et al. 2021)
+through PEFT: only the adapters and the value head train, and :attr:`TransformerPolicy.reference_model` is the same
+model with the adapters off (the env's ``pi_ref``, one copy of the base weights for both).
+
 Two ways in: SB3's per-observation interface (``forward``, ``evaluate_actions``, ``predict``; one full
 forward per observation — what plain ``PPO`` uses), and the sequence interface of :class:`agents.TokenPPO`
 (``start``/``advance`` sample with a KV cache; ``evaluate_sequences`` runs one forward per sequence).
@@ -30,6 +34,8 @@ from rlhf_gym.generation import cache_kwargs, output_cache, positions, query_res
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.masking import apply_mask
 from rlhf_gym.utils import load_model
+
+from .lora import AdaptersDisabled, LoraSettings, adapts_tied_head, apply_lora, lora_base, merged_copy
 
 
 OPTIMIZER_KWARGS = {"eps": 1e-5}
@@ -66,12 +72,15 @@ class TransformerPolicy(BasePolicy):
     :param observation_space: ``Dict(input_ids, attention_mask)`` of the RLHF env (right-padded contexts).
     :param action_space: ``Discrete(vocab)``.
     :param lr_schedule: learning-rate schedule (SB3).
-    :param model_name_or_path: HF causal LM id or directory, or a model object (copied). :class:`agents.TokenPPO`
-        fills it with the env's reference model when it is not given.
+    :param model_name_or_path: HF causal LM id or directory, or a model object (copied, or adapted in place with
+        ``lora``). :class:`agents.TokenPPO` fills it with the env's reference model when it is not given.
     :param temperature: sampling temperature of the action distribution.
     :param share_trunk: value head on the actor's trunk (True) or on a separate copy (False).
     :param value_init: ``"zero"`` or ``"reward_model"`` (needs ``share_trunk=False`` and ``reward_model_path``).
     :param reward_model_path: reward model whose trunk and score head initialise the critic.
+    :param lora: train LoRA adapters instead of the whole actor (:class:`agents.lora.LoraSettings` or a dict of its
+        fields; None: full fine-tuning). A model object is then adapted in place, not copied: the policy shares its
+        base weights, and :attr:`reference_model` runs them with the adapters off.
     """
 
     def __init__(
@@ -84,6 +93,7 @@ class TransformerPolicy(BasePolicy):
         share_trunk: bool = True,
         value_init: str = "zero",
         reward_model_path: str | None = None,
+        lora: LoraSettings | dict[str, Any] | None = None,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.AdamW,
         optimizer_kwargs: dict[str, Any] | None = None,
         use_sde: bool = False,
@@ -96,10 +106,17 @@ class TransformerPolicy(BasePolicy):
             raise ValueError(f"value_init must be 'zero' or 'reward_model', got {value_init!r}")
         if model_name_or_path is None:
             raise ConfigError("TransformerPolicy needs model_name_or_path (TokenPPO fills it with the env's reference model)")
-        self.model_name_or_path = model_name_or_path if isinstance(model_name_or_path, nn.Module) else str(model_name_or_path)
+        # a model object is where the actor comes from (copied, or adapted in place with LoRA), not a part of this
+        # module: kept out of the module tree, or its weights would be in the state dict (and moved, trained) twice
+        self.__dict__["model_name_or_path"] = (model_name_or_path if isinstance(model_name_or_path, nn.Module)
+                                               else str(model_name_or_path))
         self.temperature, self.share_trunk, self.value_init = float(temperature), share_trunk, value_init
         self.reward_model_path = reward_model_path
-        self.lm = load_causal_lm(model_name_or_path)
+        self.lora = LoraSettings.parse(lora)
+        if self.lora is not None and isinstance(model_name_or_path, nn.Module):
+            self.lm = lora_base(model_name_or_path)  # the model itself: its weights are shared, not copied
+        else:
+            self.lm = load_causal_lm(model_name_or_path)
         vocab = self.lm.get_output_embeddings().weight.shape[0]
         if action_space.n != vocab:
             raise ConfigError(f"the env's action space Discrete({action_space.n}) does not match the policy "
@@ -119,19 +136,45 @@ class TransformerPolicy(BasePolicy):
                 self.value_head.weight.copy_(head.weight)
                 self.value_head.bias.copy_(head.bias if head.bias is not None else torch.zeros(1))
         else:
-            if not share_trunk:  # a separate copy of the actor's trunk (its initial weights)
-                self.critic_trunk = copy.deepcopy(self.lm.base_model)
+            if not share_trunk:  # a separate, trainable copy of the actor's trunk (its initial weights, without adapters)
+                self.critic_trunk = copy.deepcopy(self.lm.base_model).requires_grad_(True)
             self.value_head = nn.Linear(hidden, 1)
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
+        # the PEFT wrapper is kept out of the module tree too: its layers are lm's
+        self.__dict__["peft_model"] = None if self.lora is None else apply_lora(self.lm, self.lora)
         disable_dropout(self)
         self.action_dist = CategoricalDistribution(vocab)
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        trainable = [p for p in self.parameters() if p.requires_grad]  # with LoRA: the adapters and the value head
+        self.optimizer = self.optimizer_class(trainable, lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    @property
+    def reference_model(self) -> AdaptersDisabled:
+        """A LoRA policy's base model with its adapters off (a view sharing the weights): the reference ``pi_ref``."""
+        if self.peft_model is None:
+            raise ConfigError("reference_model is the base of a LoRA policy; this policy fine-tunes the whole model")
+        return AdaptersDisabled(self.peft_model)
+
+    def plain_lm(self, same_layout: bool = False) -> PreTrainedModel:
+        """The actor as a plain HF causal LM: ``lm`` itself, or for a LoRA policy a copy with the adapters merged.
+
+        :param same_layout: the model must have the reference's layout, because its weights go into a copy of the
+            reference (NLPO's masking model): a :class:`ConfigError` for a LoRA policy that adapts an output head tied
+            to the input embeddings, whose merged model unties them.
+        """
+        if self.peft_model is None:
+            return self.lm
+        if same_layout and adapts_tied_head(self.peft_model):
+            raise ConfigError("this LoRA policy adapts the output head, which the model ties to its input embeddings: "
+                              "its merged weights do not fit a copy of the tied reference (NLPO's masking model); "
+                              "leave the head out (--lora-target-modules all-linear)")
+        return merged_copy(self.peft_model)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(model_name_or_path=self.model_name_or_path, temperature=self.temperature, share_trunk=self.share_trunk,
-                    value_init=self.value_init, reward_model_path=self.reward_model_path)
+                    value_init=self.value_init, reward_model_path=self.reward_model_path,
+                    lora=None if self.lora is None else self.lora.as_dict())
         return data
 
     # ------------------------------------------------------------------------------------ core forward
@@ -219,12 +262,13 @@ class TransformerPolicy(BasePolicy):
 
     # ------------------------------------------------------------------------------------ export
     def export_pretrained(self, directory: str | Path, tokenizer=None) -> None:
-        """Write the actor as a plain HF model directory (with its tokenizer) that ``pipeline`` loads."""
+        """Write the actor as a plain HF model directory (with its tokenizer) that ``pipeline`` loads; a LoRA policy's
+        adapters are merged into the weights (in a copy: training can go on)."""
         if tokenizer is None:
             if not isinstance(self.model_name_or_path, str):
                 raise ConfigError("export_pretrained needs the tokenizer of a policy built from a model object")
             tokenizer = AutoTokenizer.from_pretrained(self.model_name_or_path)
-        self.lm.save_pretrained(directory)
+        self.plain_lm().save_pretrained(directory)
         tokenizer.save_pretrained(directory)
 
 

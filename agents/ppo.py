@@ -36,6 +36,7 @@ from rlhf_gym.tokenizers import check_same_tokenizer
 
 from .buffer import SequenceRolloutBuffer, masked_mean
 from .callbacks import ResponseProgressBar
+from .lora import builds_on_reference
 from .parallel import DataParallel, PolicyCall, ProcessGroupKLController
 from .policy import TransformerPolicy
 from .vec_env import RLHFVecEnv, row_infos, unwrap_bridge
@@ -76,7 +77,8 @@ class TokenPPO(PPO):
     :param n_envs: rows when ``env`` is an id.
     :param env_kwargs: keyword arguments of the env when ``env`` is an id (they override the id's registered ones).
     :param policy_kwargs: keyword arguments of :class:`agents.TransformerPolicy`; ``model_name_or_path`` defaults to
-        the env's reference model (and the policy's tokenizer must then be the env's).
+        the env's reference model (and the policy's tokenizer must then be the env's). With ``lora`` settings (a dict of
+        :class:`agents.lora.LoraSettings`' fields) the policy trains LoRA adapters on the reference's own weights.
     """
 
     policy_aliases = {"TransformerPolicy": TransformerPolicy}
@@ -153,10 +155,18 @@ class TokenPPO(PPO):
 
     def _setup_model(self) -> None:
         """SB3's setup (schedules, seeding, rollout buffer, policy, clip schedules), with the policy defaulting to
-        the env's reference model."""
+        the env's reference model. A LoRA policy on the reference is built on the reference object itself, and the env
+        then scores with its adapters off: one copy of the base weights (:mod:`agents.lora`)."""
         from_reference = self._fill_policy_model()
+        kwargs = self.policy_kwargs
+        lora_on_reference = self.env is not None and builds_on_reference(kwargs, self.batched_env.ref_model)
+        if lora_on_reference:  # for the build only: the saved kwargs keep the reference's directory
+            self.policy_kwargs = {**kwargs, "model_name_or_path": self.batched_env.ref_model}
         super()._setup_model()
-        if from_reference:  # the reference's weights, even where they differ from its files (a model built in memory)
+        self.policy_kwargs = kwargs
+        if lora_on_reference:
+            self.batched_env.share_reference(self.policy.reference_model)
+        elif from_reference:  # the reference's weights, even where they differ from its files (a model built in memory)
             self.policy.lm.load_state_dict(self.batched_env.ref_model.state_dict())
         self._shuffle = torch.Generator().manual_seed(self.seed if self.seed is not None else 0)
         self._grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16" and self.device.type == "cuda")
@@ -281,7 +291,7 @@ class TokenPPO(PPO):
         self.policy.set_training_mode(False)
         callback.on_rollout_start()
         if self.use_action_masks and batched.mask_model_refreshable and self.n_rollouts % self.mask_refresh_every == 0:
-            batched.refresh_mask_model(self.policy.lm)
+            batched.refresh_mask_model(self.policy.plain_lm(same_layout=True))
         self.n_rollouts += 1
         _, reset_info = batched.reset()
         queries, query_mask = left_pad([batched.prompt_ids[i] for i in reset_info["prompt_index"]], batched.pad_token_id,

@@ -8,6 +8,9 @@ in a fresh process (so that its peak RSS is its own):
   the value head sits on the policy's trunk;
 * ``ours-separate-critic``: the same with a separate value trunk initialised from the reward model
   (TRL's layout: two transformers are trained);
+* ``ours-lora``: ``ours`` training LoRA adapters (PEFT; rank 8 on every linear layer and the head) and the value head; the
+  reference is the same base model with the adapters off, so one copy of the weights is held, not two (not in the
+  default ``--systems``; needs the ``lora`` extra);
 * ``trl``: ``trl.experimental.ppo.PPOTrainer`` (TRL 0.29), which needs a separate value model (here a copy of
   the reward model, as in TRL's examples);
 * ``sb3-per-token``: ``stable_baselines3.PPO`` with :class:`agents.TransformerPolicy` on a ``DummyVecEnv`` of

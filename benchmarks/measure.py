@@ -17,11 +17,12 @@ from transformers.utils import logging as hf_logging
 from . import ours, sb3
 from .clock import PHASES, PhaseClock
 from .protocol import Run, Settings
-from .workloads import ModelFiles, Workload
+from .workloads import LORA, ModelFiles, Workload
 
 SYSTEMS = {
     "ours": "rlhf-gym TokenPPO + RLHFVecEnv (value head on the policy trunk)",
     "ours-separate-critic": "rlhf-gym TokenPPO, separate value trunk (TRL's layout)",
+    "ours-lora": "rlhf-gym TokenPPO training LoRA adapters (PEFT) and the value head; reference = base, adapters off",
     "trl": "TRL PPOTrainer (separate value model)",
     "sb3-per-token": "SB3 PPO + TransformerPolicy on DummyVecEnv(RLHFEnv), one forward per (state, action)",
 }
@@ -63,7 +64,8 @@ def run_system(system: str, workload: Workload, files: ModelFiles, settings: Set
         return trl.run(workload, files, settings, device, clock)
     if system == "sb3-per-token":
         return sb3.run(workload, files, settings, device, clock)
-    return ours.run(workload, files, settings, device, clock, separate_critic=system == "ours-separate-critic")
+    return ours.run(workload, files, settings, device, clock, separate_critic=system == "ours-separate-critic",
+                    lora=LORA if system == "ours-lora" else None)
 
 
 def measure(system: str, workload: Workload, files: ModelFiles, settings: Settings, device_name: str) -> dict[str, Any]:

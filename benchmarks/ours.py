@@ -3,8 +3,8 @@
 One rollout samples ``rollout_batch`` responses in lock step with a KV cache and scores them with one reference pass
 and one reward-model pass; the update runs one forward pass per whole sequence per minibatch. The value head sits on
 the policy's trunk, or (``separate_critic``) on a separate value trunk initialised from the reward model (TRL's
-layout: two transformers are trained). Responses always have the full length: the env gets a stop token outside the
-vocabulary (``stop_token=vocab_size``).
+layout: two transformers are trained); with LoRA (``ours-lora``) only adapters and the value head train. Responses
+always have the full length: the env gets a stop token outside the vocabulary (``stop_token=vocab_size``).
 
 Apart from ``env_overhead.py``, this module is the speed benchmark's only user of the env and TokenPPO API
 (constructors, ``batched_env``, ``_episodes.finish``, ``last_rollout_infos``): ``sb3.py`` builds its envs through
@@ -31,12 +31,13 @@ from .workloads import BETA, CLIP_RANGE, GAE_LAMBDA, LEARNING_RATE, VF_COEF, Mod
 
 
 def run(workload: Workload, files: ModelFiles, settings: Settings, device: torch.device, clock: PhaseClock,
-        separate_critic: bool = False) -> Run:
-    """TokenPPO on the batched env: KV-cached sampling, one reference and one reward pass per rollout."""
+        separate_critic: bool = False, lora: dict[str, Any] | None = None) -> Run:
+    """TokenPPO on the batched env: KV-cached sampling, one reference and one reward pass per rollout; with ``lora``
+    settings the policy trains LoRA adapters on the reference's own weights (one copy of the model)."""
     env = RLHFVecEnv(num_envs=workload.rollout_batch, task=None, ref_model=files.policy, reward_model=files.reward,
                      prompts=files.prompts, max_prompt_tokens=workload.prompt_length,
                      max_new_tokens=workload.response_length, beta=BETA, stop_token=workload.vocab_size, device=device)
-    policy_kwargs: dict[str, Any] = {"model_name_or_path": files.policy}
+    policy_kwargs: dict[str, Any] = {"model_name_or_path": files.policy, "lora": lora}
     if separate_critic:
         policy_kwargs.update(share_trunk=False, value_init="reward_model", reward_model_path=files.reward)
     model = TokenPPO("TransformerPolicy", env, learning_rate=LEARNING_RATE,

@@ -16,6 +16,8 @@ from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadMo
 
 # The same PPO hyper-parameters on every side (they do not change the amount of work).
 LEARNING_RATE, BETA, VF_COEF, CLIP_RANGE, GAE_LAMBDA = 1e-5, 0.05, 0.1, 0.2, 0.95
+LORA = {"r": 8, "alpha": 16}
+"""The ``ours-lora`` system's adapters (:class:`agents.lora.LoraSettings`): rank 8 on every linear layer and the head."""
 
 
 @dataclass(frozen=True)

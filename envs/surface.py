@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from rlhf_gym.errors import ConfigError
 from rlhf_gym.scoring import RewardFn
 from rlhf_gym.tasks import Task
 
@@ -44,6 +45,23 @@ class RLHFEnvSurface:
     def ref_model(self):
         """The frozen reference policy ``pi_ref`` (eval mode, no gradients): the KL anchor and a policy's default start."""
         return self._setup.ref_model
+
+    def share_reference(self, model) -> None:
+        """Score against ``model`` as ``pi_ref`` from now on, in place of :attr:`ref_model` (and of the NLPO masking
+        model where that is the reference itself).
+
+        For an agent whose policy is built on the reference's own weights: a LoRA policy (Hu et al. 2021) passes its
+        base model with the adapters off (``agents.lora.AdaptersDisabled``), so one copy of the weights serves both.
+        ``model`` must compute the same function as the reference it replaces (the env cannot check that): the same
+        tokenizer, and no gradients needed. Only its output vocabulary is checked.
+        """
+        vocab = model.get_output_embeddings().weight.shape[0]
+        if vocab != self._setup.vocab_size:
+            raise ConfigError(f"the shared reference has a vocabulary of {vocab}, the env's actions {self._setup.vocab_size}")
+        mask = self._setup.mask
+        if mask is not None and mask.model is self._setup.ref_model:
+            mask.model = model
+        self._setup.ref_model = model
 
     @property
     def reward_fn(self) -> RewardFn:
