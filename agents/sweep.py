@@ -7,6 +7,9 @@ gold reward, KL to the reference, well-formed share, with sample texts. It also 
 SFT policy (n = 1, 2, 4, ... chosen by the same proxy) at its analytic KL ``ln n - (n - 1)/n``, and fits the
 gold curve to Gao et al. (2022), ``R(d) = d (alpha - b ln d)`` with ``d = sqrt(KL)``.
 
+The runs (and best-of-n) are independent jobs of :func:`rlhf_gym.dispatch.run_all`: ``--workers`` local processes,
+or with ``--ray``/``--ray-address`` one Ray task each; this process stores each record as it finishes.
+
 Writes to ``--out-dir``: ``runs/beta<b>_seed<s>.json`` (one per finished run, written atomically: a rerun
 skips them), ``best_of_n.json``, ``sweep.json`` (every point), ``sweep.md`` (the table), ``sweep.png``
 (proxy and gold reward against sqrt(KL), one curve per beta, with best-of-n; gold reward against beta),
@@ -17,15 +20,16 @@ skips them), ``best_of_n.json``, ``sweep.json`` (every point), ``sweep.md`` (the
     rlhf-gym sweep --ensemble-objective worst --out-dir runs/sweep_worst --betas 0,0.01,0.03 \
         --compare runs/sweep_beta
     rlhf-gym sweep --quick true --out-dir /tmp/sweep   # smoke test, under a minute
+    rlhf-gym sweep --ray                               # each run a Ray task on a local Ray instance
+    rlhf-gym sweep --ray-address auto --out-dir /shared/sweep_beta   # on a running Ray cluster
 """
 
 from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,6 +37,7 @@ from stable_baselines3.common.callbacks import CallbackList
 
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
+from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.ensemble import ProxyRewardArgs
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.hacking.best_of_n import sample_best_of_n
@@ -49,10 +54,12 @@ from .experiment import TrainConfig, build_env_and_agent, held_out_evaluator
 # the settings a stored run must share with the sweep to be reused (else: an error naming the file)
 RUN_SETTINGS = ("iterations", "eval_every", "n_eval_prompts", "n_envs", "batch_size", "n_epochs", "learning_rate",
                 "max_new_tokens", "ensemble_objective", "uncertainty_coef", "ensemble_dir")
+BEST_OF_N_SETTINGS = ("best_of_n_max", "best_of_n_prompts", "max_new_tokens", "ensemble_objective", "uncertainty_coef",
+                      "ensemble_dir")
 
 
 @dataclass
-class Args(ProxyRewardArgs):
+class Args(ProxyRewardArgs, RayOptions):
     out_dir: str = arg("runs/sweep_beta", "where runs/, best_of_n.json, sweep.json, sweep.md and the figures go")
     betas: str = arg("0,0.01,0.03,0.1,0.3", "comma-separated KL coefficients")
     seeds: str = arg("0,1,2", "comma-separated seeds")
@@ -69,11 +76,15 @@ class Args(ProxyRewardArgs):
     best_of_n_prompts: int = arg(256, "held-out prompts of the best-of-n baseline")
     compare: str | None = arg(None, "comma-separated directories of finished sweeps whose gold curves compare.png "
                                     "draws beside this one's, beta by beta")
-    workers: int = arg(2, "runs trained in parallel (separate processes, one torch thread each)")
+    workers: int = arg(2, "runs trained in parallel (separate processes, one torch thread each); with Ray the "
+                          "cluster's free CPUs decide instead")
     quick: bool = arg(False, "smoke test: betas 0 and 0.1, seed 0, two tiny iterations, small evaluations (< 1 minute)")
+
+    ray_gpus_used = False  # the runs train on the CPU
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.ray_settings()  # checks the Ray options
         if self.quick:
             self.betas, self.seeds, self.iterations, self.eval_every = "0,0.1", "0", 2, 1
             self.n_envs, self.batch_size, self.n_epochs, self.max_new_tokens = 8, 4, 2, 12
@@ -109,9 +120,8 @@ def train_config(args: Args, beta: float, seed: int) -> TrainConfig:
 
 
 def train_one(args: Args, beta: float, seed: int) -> dict:
-    """Train one (beta, seed) run exactly as ``train_agent`` does (one builder), evaluating along the way; store and
-    return its record."""
-    torch.set_num_threads(1)
+    """Train one (beta, seed) run exactly as ``train_agent`` does (one builder), evaluating along the way; return its
+    record (a job: the driver stores it)."""
     started = time.time()
     env, model = build_env_and_agent(train_config(args, beta, seed))
     evaluate = held_out_evaluator(env, args.n_eval_prompts, seed)
@@ -120,14 +130,18 @@ def train_one(args: Args, beta: float, seed: int) -> dict:
     held_out = HeldOutEvaluation(evaluate, args.eval_every, args.n_samples_kept)
     model.learn(total_responses=args.iterations * args.n_envs,  # exactly args.iterations PPO iterations
                 callback=CallbackList([held_out, LearningCurveCallback(work_dir / "curve.jsonl")]))
-    record = {"beta": beta, "seed": seed, "config": args.run_config(), "points": held_out.points,
-              "train_curve": read_curve(work_dir / "curve.jsonl"), "timesteps": int(model.num_timesteps),
-              "seconds": round(time.time() - started, 1)}
-    save_run(args.out_dir, record)
+    return {"beta": beta, "seed": seed, "config": args.run_config(), "points": held_out.points,
+            "train_curve": read_curve(work_dir / "curve.jsonl"), "timesteps": int(model.num_timesteps),
+            "seconds": round(time.time() - started, 1)}
+
+
+def store_run(out_dir: str | Path, record: dict) -> None:
+    """Save a finished run's record (in the driver) and print its final point."""
+    save_run(out_dir, record)
     final = record["points"][-1]
-    print(f"beta={beta:g} seed={seed}: gold {final['gold_reward']:.3f}, proxy {final['proxy_reward']:.3f}, "
-          f"KL {final['kl']:.2f} after {held_out.iterations} iterations ({record['seconds']:.0f} s)", flush=True)
-    return record
+    print(f"beta={record['beta']:g} seed={record['seed']}: gold {final['gold_reward']:.3f}, proxy "
+          f"{final['proxy_reward']:.3f}, KL {final['kl']:.2f} after {final['iteration']} iterations "
+          f"({record['seconds']:.0f} s)", flush=True)
 
 
 def check_stored(path: Path, stored: dict, config: dict) -> dict:
@@ -138,19 +152,35 @@ def check_stored(path: Path, stored: dict, config: dict) -> dict:
     return stored
 
 
-def best_of_n(args: Args) -> list[dict]:
-    """Best-of-n from the SFT policy for n = 1, 2, 4, ..., chosen by the proxy reward (stored in best_of_n.json)."""
-    path = Path(args.out_dir) / "best_of_n.json"
-    config = {k: getattr(args, k) for k in ("best_of_n_max", "best_of_n_prompts", "max_new_tokens", "ensemble_objective",
-                                            "uncertainty_coef", "ensemble_dir")}
-    if path.exists():
-        return check_stored(path, read_json(path, ("curve", "config"), "a best-of-n result"), config)["curve"]
+def best_of_n(args: Args) -> dict:
+    """Best-of-n from the SFT policy for n = 1, 2, 4, ..., chosen by the proxy reward: the record of best_of_n.json
+    (a job: the driver stores it)."""
     started = time.time()
     task = load_task("reviews")
     curve = sample_best_of_n(task.load_policy(), task.load_tokenizer(), task.eval_prompts[: args.best_of_n_prompts],
                              args.load_proxy() or task.load_reward_model(), task, args.best_of_n_max, args.max_new_tokens)
-    atomic_write_json(path, {"curve": curve, "config": config, "seconds": round(time.time() - started, 1)})
-    return curve
+    return {"curve": curve, "config": {k: getattr(args, k) for k in BEST_OF_N_SETTINGS},
+            "seconds": round(time.time() - started, 1)}
+
+
+def jobs(args: Args) -> list[Job]:
+    """The work not stored yet: best-of-n (unless ``--best-of-n-max 0``) and the (beta, seed) runs; a stored result
+    made with other settings is a :class:`ConfigError` naming its file."""
+    out_dir = Path(args.out_dir)
+    todo = []
+    best_of_n_path = out_dir / "best_of_n.json"
+    if args.best_of_n_max > 0 and best_of_n_path.exists():
+        check_stored(best_of_n_path, read_json(best_of_n_path, ("curve", "config"), "a best-of-n result"),
+                     {k: getattr(args, k) for k in BEST_OF_N_SETTINGS})
+    elif args.best_of_n_max > 0:
+        todo.append(Job("best-of-n", best_of_n, (args,), partial(atomic_write_json, best_of_n_path)))
+    grid = [(b, s) for b in args.beta_list() for s in args.seed_list()]
+    done = [run_path(out_dir, b, s) for b, s in grid if run_path(out_dir, b, s).exists()]
+    for path in done:
+        check_stored(path, read_json(path, ("config",), "a sweep run"), args.run_config())
+    pending = [(b, s) for b, s in grid if not run_path(out_dir, b, s).exists()]
+    print(f"{len(done)} of {len(grid)} runs already done; training {len(pending)}", flush=True)
+    return todo + [Job(f"beta={b:g} seed={s}", train_one, (args, b, s), partial(store_run, out_dir)) for b, s in pending]
 
 
 def main(args: Args) -> dict:
@@ -159,21 +189,12 @@ def main(args: Args) -> dict:
     started = time.time()
     out_dir = Path(args.out_dir)
     print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
-    curve = best_of_n(args) if args.best_of_n_max > 0 else None
-    grid = [(b, s) for b in args.beta_list() for s in args.seed_list()]
-    done = [run_path(out_dir, b, s) for b, s in grid if run_path(out_dir, b, s).exists()]
-    for path in done:
-        check_stored(path, read_json(path, ("config",), "a sweep run"), args.run_config())
-    pending = [(b, s) for b, s in grid if not run_path(out_dir, b, s).exists()]
-    print(f"{len(done)} of {len(grid)} runs already done; training {len(pending)}", flush=True)
-    if args.workers == 1 or len(pending) <= 1:
-        for beta, seed in pending:
-            train_one(args, beta, seed)
-    else:
-        with ProcessPoolExecutor(min(args.workers, len(pending)), mp_context=get_context("spawn")) as pool:
-            for future in [pool.submit(train_one, args, b, s) for b, s in pending]:
-                future.result()
+    run_all(jobs(args), args.workers, args.ray_settings())
 
+    curve = None
+    if args.best_of_n_max > 0:
+        curve = read_json(out_dir / "best_of_n.json", ("curve",), "a best-of-n result")["curve"]
+    grid = [(b, s) for b in args.beta_list() for s in args.seed_list()]
     runs = [r for r in load_runs(out_dir) if (r["beta"], r["seed"]) in grid]
     rows = summarize(runs)
     smallest = [r for r in runs if r["beta"] == min(args.beta_list())]

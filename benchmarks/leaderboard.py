@@ -7,13 +7,16 @@ trains with the training command's defaults for it (``rlhf-gym train --algo <met
 exported and scored by the benchmark protocol (:mod:`agents.evaluate`: the held-out prompts, seed 0) — gold reward,
 the headline gold reward at KL <= 10 nats, proxy reward, KL, distinct-2, well-formed share — with its training
 time. One record per (method, seed) is
-stored as JSON in ``<out-dir>/records`` the moment it is finished, so a rerun skips what is done.
+stored as JSON in ``<out-dir>/records`` the moment it is finished, so a rerun skips what is done. The (method, seed)
+runs are independent jobs of :func:`rlhf_gym.dispatch.run_all`: one after another here (``--workers 1``), in local
+processes, or one Ray task each with ``--ray``/``--ray-address`` (with ``--suite``: the runs of every task at once).
 
     rlhf-gym leaderboard                                  # all methods, seeds 0,1,2, on RLHF-v0
     rlhf-gym leaderboard --methods ppo,rloo --seeds 0     # a subset
     rlhf-gym leaderboard --quick true                     # a smoke test of the whole pipeline (tiny budgets)
     rlhf-gym leaderboard --methods trl_dpo,trl_rloo,trl_grpo   # TRL's trainers, same settings (the bench extra)
     rlhf-gym leaderboard --suite RLHF-Suite-v0 --methods sft,best_of_n,ppo,ppo_small_beta   # every task of the suite
+    rlhf-gym leaderboard --ray-address auto --ray-num-gpus 1 --out-dir /shared/leaderboard  # a Ray cluster, a GPU each
 
 On a task with a gold ceiling each record also has the normalised score (0 = SFT, 1 = the ceiling). ``ppo_small_beta``
 is PPO with ``--small-beta`` (default 0.01) instead of the default 0.1: the leash at which the suite's designed
@@ -29,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,7 @@ from agents.experiment import DEFAULT_TOTAL_RESPONSES, RL_ALGOS
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.commands import best_of_n
+from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.registration import suite_env_ids, task_of
 from rlhf_gym.tasks import load_task
@@ -56,7 +61,7 @@ QUICK = {"n_envs": 8, "batch_size": 4, "max_new_tokens": 10, "total_responses": 
 
 
 @dataclass
-class Args:
+class Args(RayOptions):
     env_id: str = arg("RLHF-v0", "registered env id (its task gives the prompts, the gold reward and the comparisons)")
     methods: str = arg(",".join(DEFAULT_METHODS), f"comma-separated methods to run, of: {', '.join(METHODS)}")
     seeds: str = arg("0,1,2", "comma-separated training seeds (for sft and best_of_n: sampling seeds)")
@@ -67,6 +72,8 @@ class Args:
     quick: bool = arg(False, "tiny budgets, to check the pipeline end to end in about a minute")
     small_beta: float = arg(0.01, f"KL coefficient of {SMALL_BETA_METHOD} (PPO on a short leash)")
     suite: str | None = arg(None, "run every env id of this suite instead of --env-id (e.g. RLHF-Suite-v0)")
+    workers: int = arg(1, "runs at once in local processes (spawned, one torch thread each); 1: one after another in "
+                          "this process; with Ray the cluster's free resources decide instead")
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.method_list) - set(METHODS))
@@ -74,11 +81,12 @@ class Args:
             raise ConfigError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")
         if not all(s.strip().lstrip("-").isdigit() for s in self.seeds.split(",")):
             raise ConfigError(f"--seeds must be comma-separated integers, got {self.seeds!r}")
-        check_positive_options(self, ("total_responses", "n_eval_prompts", "kl_budget"))
+        check_positive_options(self, ("total_responses", "n_eval_prompts", "kl_budget", "workers"))
         if not self.small_beta >= 0:
             raise ConfigError(f"--small-beta must be >= 0, got {self.small_beta}")
         if self.suite is not None:
             suite_env_ids(self.suite)
+        self.ray_settings()  # checks the Ray options
 
     @property
     def method_list(self) -> list[str]:
@@ -148,7 +156,9 @@ def best_of_n_records(seed: int, args: Args) -> dict[str, dict]:
 
 
 def run_method(method: str, seed: int, args: Args) -> dict[str, dict]:
-    """The records of one (method, seed), ``{record name: record}``, with their normalised scores."""
+    """The records of one (method, seed), ``{record name: record}``, with their normalised scores (a job: the driver
+    stores them)."""
+    print(f"[leaderboard] {args.env_id}: {method}, seed {seed}", flush=True)
     records = method_records(method, seed, args)
     task = load_task(task_of(args.env_id))
     prompts = task.eval_prompts[: n_prompts(args)]
@@ -183,18 +193,29 @@ def train_trl_and_score(algo: str, seed: int, args: Args) -> dict:
             "optimizer_steps": trained["optimizer_steps"]}
 
 
+def jobs(args: Args) -> list[Job]:
+    """A job per (method, seed) that has no record yet: :func:`run_method` in a worker, its records stored here."""
+    return [Job(f"{args.env_id} {method} seed={seed}", run_method, (method, seed, args),
+                partial(store_records, args.out_dir, seed))
+            for seed in args.seed_list for method in args.method_list
+            if not all(record_path(args.out_dir, name, seed).exists() for name in record_names(method, args))]
+
+
+def store_records(out_dir: str | Path, seed: int, records: dict[str, dict]) -> None:
+    for name, record in records.items():
+        atomic_write_json(record_path(out_dir, name, seed), {"method": name, "seed": seed, **record})
+
+
+def read_records(args: Args) -> list[dict]:
+    """The stored records of the requested methods and seeds, seed by seed in the order of ``--methods``."""
+    return [read_json(record_path(args.out_dir, name, seed), ("method", "seed", "gold_reward", "kl"), "a leaderboard record")
+            for seed in args.seed_list for method in args.method_list for name in record_names(method, args)]
+
+
 def collect(args: Args) -> list[dict]:
     """Run every (method, seed) that has no record yet; return all records of the requested methods and seeds."""
-    records = []
-    for seed in args.seed_list:
-        for method in args.method_list:
-            paths = [record_path(args.out_dir, name, seed) for name in record_names(method, args)]
-            if not all(p.exists() for p in paths):
-                print(f"[leaderboard] {method}, seed {seed}", flush=True)
-                for name, record in run_method(method, seed, args).items():
-                    atomic_write_json(record_path(args.out_dir, name, seed), {"method": name, "seed": seed, **record})
-            records += [read_json(p, ("method", "seed", "gold_reward", "kl"), "a leaderboard record") for p in paths]
-    return records
+    run_all(jobs(args), args.workers, args.ray_settings())
+    return read_records(args)
 
 
 def aggregate(records: list[dict], kl_budget: float) -> list[dict]:
@@ -273,10 +294,11 @@ def plot(records: list[dict], path: str | Path, title: str, kl_budget: float) ->
 def main(args: Args) -> list[dict]:
     """One env id's leaderboard (its rows), or with ``--suite`` every env id's and ``suite.md`` (all rows)."""
     if args.suite is None:
-        return env_leaderboard(args)
-    by_env = {env_id: env_leaderboard(dataclasses.replace(args, env_id=env_id, suite=None,
-                                                          out_dir=str(Path(args.out_dir) / env_id)))
-              for env_id in suite_env_ids(args.suite)}
+        return env_leaderboard(args, collect(args))
+    by_args = [dataclasses.replace(args, env_id=env_id, suite=None, out_dir=str(Path(args.out_dir) / env_id))
+               for env_id in suite_env_ids(args.suite)]
+    run_all([job for env_args in by_args for job in jobs(env_args)], args.workers, args.ray_settings())
+    by_env = {env_args.env_id: env_leaderboard(env_args, read_records(env_args)) for env_args in by_args}
     table = suite_table(by_env)
     atomic_write_text(Path(args.out_dir) / "suite.md", f"Leaderboard on {args.suite} ({len(args.seed_list)} seeds: "
                                                        f"{args.seeds}; `rlhf-gym leaderboard`, arguments: "
@@ -304,8 +326,8 @@ def suite_table(by_env: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def env_leaderboard(args: Args) -> list[dict]:
-    records = collect(args)
+def env_leaderboard(args: Args, records: list[dict]) -> list[dict]:
+    """Write one env id's leaderboard.md, leaderboard.json and leaderboard.png from its records; return its rows."""
     rows = aggregate(records, args.kl_budget)
     out_dir = Path(args.out_dir)
     table = markdown_table(rows, args.kl_budget)
