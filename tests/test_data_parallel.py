@@ -161,6 +161,16 @@ def test_train_agent_under_accelerate_launch_writes_one_run_that_resumes(tmp_pat
 
 
 @pytest.mark.slow
+def test_grpo_with_lora_under_accelerate_launch(tmp_path):
+    launch("scripts/train_agent.py", "--algo", "grpo", "--lora-r", "4", "--n-envs", "16", "--batch-size", "8",
+           "--total-responses", "64", "--n-eval-prompts", "16", "--progress-bar", "false", "--out-dir", str(tmp_path))
+    (run,) = list(tmp_path.iterdir())
+    assert json.loads((run / "summary.json").read_text())["responses"] == 64
+    assert not (run / "policy" / "adapter_config.json").exists()  # the adapters are merged into a plain model
+    AutoModelForCausalLM.from_pretrained(run / "policy")
+
+
+@pytest.mark.slow
 def test_dpo_under_accelerate_launch(tmp_path, task):
     comparisons = tmp_path / "comparisons.jsonl"
     write_jsonl(comparisons, task.reward_model_comparisons()[:64])
