@@ -190,10 +190,6 @@ class DataParallel:
         """The global gradient norm, after clipping it to ``max_norm`` (sharded gradients are reduced first)."""
         return self.accelerator.clip_grad_norm_(parameters, max_norm)
 
-    def unwrap(self, module: nn.Module) -> nn.Module:
-        """The module inside its engine wrapper."""
-        return module if self.accelerator is None else self.accelerator.unwrap_model(module)
-
     def on_main(self, write: Callable[[], Any]) -> Any:
         """Run ``write`` on the main process only (logs, checkpoints, exports); the others wait until it is done."""
         result = write() if self.is_main_process else None
