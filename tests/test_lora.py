@@ -217,15 +217,3 @@ def test_the_command_line_builds_a_lora_agent_with_its_learning_rate(task):
     assert isinstance(env.batched_env.ref_model, AdaptersDisabled)
     assert TrainConfig(lora_r=4, learning_rate=3e-4).lr == 3e-4
 
-
-@pytest.mark.parametrize("argv, message", [
-    (["--lora-r", "0"], "--lora-r (the LoRA rank) must be a positive integer"),
-    (["--lora-r", "8", "--lora-alpha", "nan"], "--lora-alpha"),
-    (["--algo", "dpo", "--lora-r", "8"], "--lora-r trains adapters for the online algorithms"),
-])
-def test_bad_lora_options_are_usage_errors_naming_the_option(capsys, argv, message):
-    from rlhf_gym.cli import run_command
-
-    with pytest.raises(SystemExit) as exit_info:
-        run_command("train", argv)
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -122,6 +122,9 @@ def test_bad_input_leaves_no_run_directory(tmp_path, capsys):
     (["--algo", "dpo", "--dpo-loss", "hinge"], "--dpo-loss must be one of sigmoid, ipo"),
     (["--algo", "dpo", "--total-comparisons", "0"], "--total-comparisons must be > 0"),
     (["--algo", "dpo", "--comparisons", "/nonexistent/prefs.jsonl"], "--comparisons: file not found"),
+    (["--lora-r", "0"], "--lora-r (the LoRA rank) must be a positive integer"),
+    (["--lora-r", "8", "--lora-alpha", "nan"], "--lora-alpha"),
+    (["--algo", "dpo", "--lora-r", "8"], "--lora-r trains adapters for the online algorithms"),
 ])
 def test_train_agent_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
