@@ -364,11 +364,10 @@ class DPO:
         check_count("log_interval", log_interval)
         if not hasattr(self, "comparisons"):
             raise ConfigError("this DPO was loaded without comparisons: pass comparisons= to DPO.load to train it")
-        last_batch = len(self.comparisons) % self.batch_size
-        if self.batch_size < self.parallel.num_processes or 0 < last_batch < self.parallel.num_processes:
+        smallest = len(self.comparisons) % self.batch_size or self.batch_size  # an epoch's last minibatch
+        if smallest < self.parallel.num_processes:
             raise ConfigError(f"batch_size {self.batch_size} over {len(self.comparisons)} comparisons leaves a minibatch of "
-                              f"{min(self.batch_size, last_batch or self.batch_size)}: fewer comparisons than the "
-                              f"{self.parallel.num_processes} processes")
+                              f"{smallest}: fewer comparisons than the {self.parallel.num_processes} processes")
         self.logger = configure_logger(self.verbose, self.tensorboard_log, tb_log_name,
                                        reset_num_timesteps=self.num_comparisons == 0)
         callback = self._init_callback(callback)

@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, pipeline
 
 import data_parallel_worker as worker
-from agents import TokenPPO
+from agents import DPO, TokenPPO
 from agents.buffer import masked_whiten
 from agents.parallel import DataParallel, ProcessGroupKLController
 from rlhf_gym.errors import ConfigError
@@ -95,6 +95,15 @@ def test_kl_controller_updates_once_per_rollout_with_the_kl_of_all_processes():
     assert controller.beta == pytest.approx(0.1 * (1 + error * 8 / 100))
     controller.load_state_dict({"beta": 0.5})
     assert controller.state_dict()["beta"] == inner.beta == 0.5
+
+
+def test_dpo_refuses_a_minibatch_smaller_than_the_processes(task, ref_model, tokenizer):
+    """5 comparisons in minibatches of 2 end each epoch with a minibatch of 1, which 2 processes cannot share."""
+    dpo = DPO(ref_model, ref_model, tokenizer, task.reward_model_comparisons()[:5], batch_size=2, device="cpu")
+    dpo.parallel = TwoIdenticalProcesses()
+    with pytest.raises(ConfigError, match="leaves a minibatch of 1: fewer comparisons than the 2 processes"):
+        dpo.learn(5)
+    assert dpo.num_steps == 0
 
 
 @pytest.mark.parametrize("flag", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
