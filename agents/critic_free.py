@@ -130,7 +130,7 @@ class CriticFreeTokenPG(TokenPPO):
             for batch in self.rollout_buffer.get(self.batch_size, self._shuffle, normalize_advantage=False):
                 with self._autocast():
                     logprobs, _, _ = self._policy_call("evaluate_sequences", batch.queries, batch.query_mask,
-                                                       batch.responses, batch.response_mask)
+                                                       batch.responses, batch.response_mask, entropy_grad=False)
                 loss, stats = self.policy_loss(batch, logprobs, clip_range)
                 check_finite_loss(loss, f"{self.algorithm_name} iteration {self.n_rollouts}, epoch {epoch + 1}")
                 for name, value in stats.items():

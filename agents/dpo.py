@@ -224,7 +224,8 @@ class DPO:
         if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
             raise ConfigError("the tokenizer needs an EOS and a pad token (the EOS ends every response)")
         fused = self.device.type in ("cuda", "cpu")
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.learning_rate, fused=fused, **OPTIMIZER_KWARGS)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.learning_rate,
+                                           **{**OPTIMIZER_KWARGS, "fused": fused})
         # the update's forward goes through one module, which a data-parallel engine wraps (agents.parallel)
         self._policy_call, self.optimizer = self.parallel.prepare(PolicyCall(self.policy), self.optimizer)
 

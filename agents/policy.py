@@ -16,8 +16,9 @@ forward per observation — what plain ``PPO`` uses), and the sequence interface
 
 from __future__ import annotations
 
+import contextlib
 import copy
-
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,16 @@ from transformers import AutoTokenizer, PreTrainedModel
 
 from rlhf_gym.generation import cache_kwargs, output_cache, positions, query_response_inputs, response_slice
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.fused import fuse_gelu
 from rlhf_gym.masking import apply_mask
 from rlhf_gym.utils import load_model
 
 from .lora import AdaptersDisabled, LoraSettings, adapts_tied_head, apply_lora, lora_base, merged_copy
 
 
-OPTIMIZER_KWARGS = {"eps": 1e-5}
-"""AdamW settings of every trainer (torch's weight decay 0.01, eps 1e-5 as in the N implementation details of PPO)."""
+OPTIMIZER_KWARGS = {"eps": 1e-5, "fused": True}
+"""AdamW settings of every trainer (torch's weight decay 0.01, eps 1e-5 as in the N implementation details of PPO), with
+torch's fused implementation (one kernel for all parameters, CPU and CUDA; the default loops over them)."""
 
 
 def describe_model(model_name_or_path: str | nn.Module) -> str:
@@ -55,6 +58,7 @@ def load_causal_lm(model_name_or_path: str | nn.Module) -> PreTrainedModel:
         lm = copy.deepcopy(model_name_or_path)
         for p in lm.parameters():
             p.requires_grad_(True)
+        fuse_gelu(lm)  # our copy: the same function in one kernel (rlhf_gym.fused)
         return lm
     return load_model(model_name_or_path, "policy", "the policy model")
 
@@ -117,6 +121,8 @@ class TransformerPolicy(BasePolicy):
             self.lm = lora_base(model_name_or_path)  # the model itself: its weights are shared, not copied
         else:
             self.lm = load_causal_lm(model_name_or_path)
+        # transformers' causal LMs take logits_to_keep (the output head on the last positions only); a custom one may not
+        self._lm_keeps_logits = "logits_to_keep" in inspect.signature(self.lm.forward).parameters
         vocab = self.lm.get_output_embeddings().weight.shape[0]
         if action_space.n != vocab:
             raise ConfigError(f"the env's action space Discrete({action_space.n}) does not match the policy "
@@ -178,11 +184,13 @@ class TransformerPolicy(BasePolicy):
         return data
 
     # ------------------------------------------------------------------------------------ core forward
-    def _run(self, input_ids, attention_mask, position_ids, cache=None, critic_cache=None):
-        """Logits, values and KV caches for the given tokens (all positions)."""
+    def _run(self, input_ids, attention_mask, position_ids, cache=None, critic_cache=None, logits_to_keep: int = 0):
+        """Logits (of the last ``logits_to_keep`` positions; 0: all), values (all positions) and KV caches."""
         use_cache = cache is not False  # False: a full forward with no cache (the update); None: start a cache
+        # HF's logits_to_keep runs the output head on those positions only (it is a vocabulary-wide matmul)
+        keep = {"logits_to_keep": logits_to_keep} if logits_to_keep and self._lm_keeps_logits else {}
         out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache,
-                      output_hidden_states=self.critic_trunk is None,
+                      output_hidden_states=self.critic_trunk is None, **keep,
                       **({} if cache in (None, False) else cache_kwargs(self.lm, cache)))
         if self.critic_trunk is None:
             hidden, new_critic_cache = out.hidden_states[-1], None
@@ -193,12 +201,14 @@ class TransformerPolicy(BasePolicy):
             hidden, new_critic_cache = critic.last_hidden_state, (output_cache(critic) if use_cache else None)
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
         new_cache = output_cache(out) if use_cache else None
-        return out.logits.float() / self.temperature, values, new_cache, new_critic_cache
+        logits = out.logits if keep or not logits_to_keep else out.logits[:, -logits_to_keep:]
+        return logits.float() / self.temperature, values, new_cache, new_critic_cache
 
     # ------------------------------------------------------------------ sequence interface (TokenPPO)
     def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """First sampling step on left-padded prompts: next-token logits [B, V], values [B], caches."""
-        logits, values, cache, critic_cache = self._run(input_ids, attention_mask, positions(attention_mask), cache=None)
+        logits, values, cache, critic_cache = self._run(input_ids, attention_mask, positions(attention_mask), cache=None,
+                                                        logits_to_keep=1)
         return logits[:, -1], values[:, -1], (cache, critic_cache)
 
     def advance(self, tokens: torch.Tensor, attention_mask: torch.Tensor, caches):
@@ -209,18 +219,24 @@ class TransformerPolicy(BasePolicy):
                                                         cache=cache, critic_cache=critic_cache)
         return logits[:, -1], values[:, -1], (cache, critic_cache)
 
-    def evaluate_sequences(self, queries, query_mask, responses, response_mask, action_masks=None):
+    def evaluate_sequences(self, queries, query_mask, responses, response_mask, action_masks=None,
+                           entropy_grad: bool = True):
         """One forward per sequence ``[query; response]``: log-probs, entropies and values of every response token.
 
         ``queries`` are left-padded [B, P]; returns three [B, T] tensors (values of the state before each token).
-        ``action_masks`` [B, T, V] restricts each step's distribution (NLPO).
+        ``action_masks`` [B, T, V] restricts each step's distribution (NLPO). ``entropy_grad=False`` computes the
+        entropies outside the autograd graph (for logging, when the loss has no entropy bonus): no [B, T, V] backward.
         """
-        prompt_len = queries.shape[1]
-        logits, values, _, _ = self._run(*query_response_inputs(queries, query_mask, responses, response_mask), cache=False)
-        logits = apply_mask(response_slice(logits, prompt_len), action_masks)
+        prompt_len, n_tokens = queries.shape[1], responses.shape[1]
+        # the output head runs on the positions that predict the response tokens only: the last T + 1 positions of
+        # [query; response] less the very last (response_slice's rows), so the prompt's positions are skipped
+        logits, values, _, _ = self._run(*query_response_inputs(queries, query_mask, responses, response_mask), cache=False,
+                                         logits_to_keep=n_tokens + 1)
+        logits = apply_mask(logits[:, :-1], action_masks)
         logp_all = F.log_softmax(logits, dim=-1)
         logprobs = logp_all.gather(-1, responses[:, :, None]).squeeze(-1)  # log pi of the tokens taken  [B, T]
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        with contextlib.nullcontext() if entropy_grad else torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
         return logprobs, entropy, response_slice(values, prompt_len)
 
     # ------------------------------------------------------------ SB3 observation interface (slow path)

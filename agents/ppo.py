@@ -401,7 +401,7 @@ class TokenPPO(PPO):
                 with self._autocast():
                     logprobs, entropy, values = self._policy_call(
                         "evaluate_sequences", batch.queries, batch.query_mask, batch.responses, batch.response_mask,
-                        batch.action_masks)
+                        batch.action_masks, entropy_grad=self.ent_coef != 0)
                 log_ratio = logprobs - batch.old_logprobs
                 ratio = torch.exp(log_ratio)
                 pg_loss = masked_mean(torch.max(-batch.advantages * ratio,

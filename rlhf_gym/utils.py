@@ -16,6 +16,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from .errors import ConfigError, DataError, MissingFileError
+from .fused import fuse_gelu
 
 T = TypeVar("T")
 
@@ -82,6 +83,8 @@ def describe_architecture(architecture: str) -> str:
 def load_model(name_or_path: str | Path, kind: str, what: str, *, from_base: bool = False):
     """A policy (``kind="policy"``) or reward model (``kind="reward_model"``, one output) from a directory or hub id.
 
+    The model's tanh-approximate GELUs run as one fused kernel (:func:`rlhf_gym.fused.fuse_gelu`).
+
     Hugging Face loads any checkpoint into any head and only prints a report, so a policy given as a reward
     model would score with a random head, and a reward model given as a policy would act. This refuses a
     checkpoint whose saved ``architectures`` are of another kind, and one that lacks weights of the model
@@ -105,6 +108,7 @@ def load_model(name_or_path: str | Path, kind: str, what: str, *, from_base: boo
     if missing and not from_base:
         raise ConfigError(f"{what} {str(name_or_path)!r} lacks weights of {expected} ({', '.join(missing[:3])}"
                           f"{', ...' if len(missing) > 3 else ''}); they would be randomly initialised")
+    fuse_gelu(model)  # the same function in one kernel (rlhf_gym.fused)
     return model
 
 

@@ -84,3 +84,22 @@ def test_separate_critic_and_reward_model_initialisation(task):
     with pytest.raises(FileNotFoundError, match="cannot load the policy model"):
         TransformerPolicy(*space_args, model_name_or_path="/nonexistent/policy")
 
+
+
+def test_the_output_head_runs_on_the_response_positions_only_or_falls_back(agent):
+    """``logits_to_keep`` (the head on the last T + 1 positions) and the fallback for an LM without it (a full head,
+    sliced) give the same log-probs; entropies carry a graph only when the loss needs it."""
+    queries, qmask = torch.tensor([[0, 5, 6], [7, 8, 9]]), torch.tensor([[0, 1, 1], [1, 1, 1]])
+    tokens, rmask = torch.tensor([[10, 11, 1], [12, 1, 0]]), torch.tensor([[True, True, True], [True, True, False]])
+    policy = agent.policy
+    logprobs, entropy, values = policy.evaluate_sequences(queries, qmask, tokens, rmask)
+    detached = policy.evaluate_sequences(queries, qmask, tokens, rmask, entropy_grad=False)[1]
+    assert logprobs.grad_fn is not None and entropy.grad_fn is not None and detached.grad_fn is None
+    torch.testing.assert_close(detached, entropy.detach())
+    policy._lm_keeps_logits = False
+    try:
+        fallback = policy.evaluate_sequences(queries, qmask, tokens, rmask)
+    finally:
+        policy._lm_keeps_logits = True
+    for got, want in zip(fallback, (logprobs, entropy, values)):
+        torch.testing.assert_close(got, want)
