@@ -42,7 +42,7 @@ DEFAULT_GRPO_BETA = 0.04
 """GRPO's KL weight in the loss (Shao et al. 2024)."""
 DEFAULT_DPO_BETA, DPO_LEARNING_RATE, DPO_BATCH_SIZE = 0.5, 3e-4, 64
 """DPO's defaults, chosen for one epoch on RLHF-v0's comparisons (see agents.dpo.DPO and docs/algorithms.md)."""
-AMP_CHOICES = (*AMP_DTYPES, "none")
+AMP_CHOICES = ("auto", *AMP_DTYPES, "none")
 DEFAULT_TOTAL_RESPONSES = 12_800
 """The default run's budget: 200 PPO iterations of 64 responses (see DEFAULT_LEARNING_RATE)."""
 DEFAULT_LEARNING_RATE = 1e-4
@@ -106,7 +106,8 @@ class TrainConfig:
     mask_top_p: float = arg(0.9, "nlpo: keep the tokens in this top-p mass of the masking policy")
     mask_refresh_every: int = arg(5, "nlpo: copy the policy into the masking policy every this many rollouts")
     device: str = arg("auto", "cpu, cuda[:N] or auto (CUDA when present)")
-    amp: str = arg("bf16", "mixed precision on CUDA: bf16, fp16 or none (ignored on CPU)")
+    amp: str = arg("auto", "mixed precision: auto (bf16 on CUDA, none on the CPU), bf16 (autocast, also on the CPU), "
+                           "fp16 (CUDA only) or none")
 
     def __post_init__(self) -> None:
         check_positive_options(self, ("n_envs", "batch_size", "n_epochs", "learning_rate", "mask_refresh_every",
@@ -179,6 +180,11 @@ class TrainConfig:
                    else DEFAULT_LEARNING_RATE)
         return self.learning_rate if self.learning_rate is not None else default
 
+    def amp_on(self, device: torch.device) -> str | None:
+        """The agent's ``amp``: ``--amp``, with ``auto`` resolved to bf16 on CUDA and float32 (None) elsewhere."""
+        amp = ("bf16" if device.type == "cuda" else "none") if self.amp == "auto" else self.amp
+        return None if amp == "none" else amp
+
     @property
     def minibatch(self) -> int:
         """``batch_size``, or the algorithm's default."""
@@ -207,9 +213,9 @@ def build_env_and_agent(config: TrainConfig, tensorboard_log: str | Path | None 
     batch_size = parallel.share(config.minibatch, "--batch-size")
     if resume is not None:
         return env, RL_ALGOS[config.algo].load(resume, env=env, device=device, parallel=parallel, batch_size=batch_size,
-                                               tensorboard_log=log)
+                                               tensorboard_log=log, amp=config.amp_on(device))
     common = dict(learning_rate=config.lr, batch_size=batch_size, n_epochs=config.epochs,
-                  amp=None if config.amp == "none" else config.amp, seed=config.seed, device=device, parallel=parallel,
+                  amp=config.amp_on(device), seed=config.seed, device=device, parallel=parallel,
                   tensorboard_log=log,
                   policy_kwargs={"model_name_or_path": config.model, "temperature": env.batched_env.temperature,
                                  "lora": config.lora_settings()})

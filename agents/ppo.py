@@ -64,8 +64,8 @@ class TokenPPO(PPO):
     :param max_grad_norm: gradient-norm clip.
     :param target_kl: SB3's early stop: end the epochs of an update when the approximate KL passes
         ``1.5 * target_kl`` (not the env's adaptive-beta target, which is the env's ``kl_target``).
-    :param amp: mixed precision on CUDA: ``"bf16"``, ``"fp16"`` (with a gradient scaler) or None (float32).
-        Ignored on CPU.
+    :param amp: mixed precision: ``"bf16"`` (autocast on CUDA and on the CPU), ``"fp16"`` (CUDA only, with a gradient
+        scaler; ignored on the CPU) or None (float32).
     :param use_action_masks: NLPO (Ramamurthy et al. 2022): sample from, and compute the ratio and entropy of,
         the policy restricted to the env's top-p masks (``action_masks()``; the env needs ``mask_top_p``).
         The log-probs reported to the env for its KL term are the *unmasked* ones: the KL leash measures the
@@ -242,9 +242,11 @@ class TokenPPO(PPO):
         self.policy.export_pretrained(directory, self.batched_env.tokenizer if self.env is not None else None)
 
     def _autocast(self):
-        if self.amp is None or self.device.type != "cuda":
+        """Autocast of the policy's forward passes: bf16 on CUDA and on the CPU (where it pays on CPUs with bf16 matrix
+        instructions, AVX512-BF16 or AMX), fp16 on CUDA only; float32 otherwise."""
+        if self.amp is None or self.device.type not in ("cuda", "cpu") or (self.amp == "fp16" and self.device.type != "cuda"):
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=AMP_DTYPES[self.amp])
+        return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.amp])
 
     # -------------------------------------------------------------------------------------- learning
     def learn(self, total_timesteps: int | None = None, callback=None, log_interval: int = 1,

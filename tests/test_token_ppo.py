@@ -111,3 +111,13 @@ def test_amp_settings(task):
     assert not agent._grad_scaler.is_enabled()
     agent.learn(8 * 10, progress_bar=False)
     assert agent._n_updates > 0
+
+
+def test_bf16_autocasts_on_the_cpu(task):
+    agent = small_agent(task, amp="bf16")
+    head_dtypes = set()
+    agent.policy.lm.get_output_embeddings().register_forward_hook(lambda _m, _i, out: head_dtypes.add(out.dtype))
+    agent.learn(8 * 10, progress_bar=False)  # a rollout and an update under bf16 autocast
+    assert head_dtypes == {torch.bfloat16}  # the matmuls ran in bf16, sampling and update alike
+    assert agent._n_updates > 0 and all(p.dtype == torch.float32 for p in agent.policy.parameters())
+
