@@ -136,6 +136,13 @@ class SequenceRolloutBuffer(BaseBuffer):
         self.pos += 1
         self.full = self.pos == self.buffer_size
 
+    def add_late_rewards(self, rows: torch.Tensor, rewards: torch.Tensor) -> None:
+        """Add rewards paid after the responses ``rows`` ended (an env's deferred scoring), each at its response's
+        last token."""
+        # a response fills columns 0 .. length - 1 without gaps, so its last token is at column (live count - 1)
+        last = self.response_mask[rows].sum(1) - 1
+        self.rewards[rows, last] += rewards
+
     def compute_returns_and_advantage(self, last_values: torch.Tensor | None = None, dones=None) -> None:
         """GAE over the responses. ``last_values``/``dones`` (SB3's signature) are unused: every response ends
         inside the buffer, so the value after it is 0."""

@@ -175,13 +175,17 @@ class TokenPPO(PPO):
         self._policy_call, self.policy.optimizer = self.parallel.prepare(PolicyCall(self.policy), self.policy.optimizer)
         self.rollout_buffer.sum_over_processes = self.parallel.sum
         if self.env is not None:
-            self._synchronise_kl_controller()
+            self._attach_env()
             if self.kl_controller_state is not None:
                 self.batched_env.kl_controller.load_state_dict(self.kl_controller_state)
 
-    def _synchronise_kl_controller(self) -> None:
-        """In a data-parallel run, the env's KL controller is updated once per rollout over all processes' responses."""
-        controller = self.batched_env.kl_controller
+    def _attach_env(self) -> None:
+        """Drive the env as a lock-step agent: its scoring deferred to one pass per rollout where the KL is paid at the
+        end (:meth:`envs.RLHFVectorEnv.defer_scoring`), and in a data-parallel run its KL controller updated once per
+        rollout over all processes' responses."""
+        batched = self.batched_env
+        batched.defer_scoring(batched.config.kl_placement == "terminal")
+        controller = batched.kl_controller
         if self.parallel.distributed and not isinstance(controller, ProcessGroupKLController):
             self.batched_env.set_kl_controller(ProcessGroupKLController(controller, self.parallel))
 
@@ -223,7 +227,7 @@ class TokenPPO(PPO):
 
     def set_env(self, env, force_reset: bool = True) -> None:
         super().set_env(unwrap_bridge(env), force_reset)
-        self._synchronise_kl_controller()
+        self._attach_env()
         if self.kl_controller_state is not None:
             self.batched_env.kl_controller.load_state_dict(self.kl_controller_state)
 
@@ -317,10 +321,14 @@ class TokenPPO(PPO):
                 reported = unmasked_logp.gather(-1, actions[:, None]).squeeze(-1)
                 batched.report_logprobs(torch.where(alive, reported, torch.nan))
                 _, rewards, terminated, truncated, info = batched.step(actions.cpu().numpy())
-                rollout_buffer.add(actions, alive, chosen, values,
-                                   torch.as_tensor(rewards, dtype=torch.float32, device=self.device), masks)
+                rewards = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
+                rollout_buffer.add(actions, alive, chosen, values, torch.where(alive, rewards, 0.0), masks)
                 self.num_timesteps += self.responses_per_rollout
-                episodes.update(self._episode_infos(info))
+                ended = self._episode_infos(info)
+                # deferred scoring pays the rows that ended before this step now: at their own last token
+                late = torch.as_tensor([row for row in ended if not alive[row]], dtype=torch.long, device=self.device)
+                rollout_buffer.add_late_rewards(late, rewards[late])
+                episodes.update(ended)
                 callback.update_locals(locals())
                 if not callback.on_step():
                     return False

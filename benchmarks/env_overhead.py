@@ -1,11 +1,14 @@
-"""The batched env's own cost per step (no policy) against one policy forward pass of the default model.
+"""The batched env's own cost per step (no policy) against the policy's passes on the default model.
 
-Drives ``RLHFVectorEnv`` (autoreset disabled) with SFT-policy samples taken beforehand, so the env's time
-(bookkeeping, observations, and the one reference pass + one reward-model pass when responses end) is
-measured alone; then times one KV-cached policy step and one full-sequence policy forward on the same batch.
+Drives ``RLHFVectorEnv`` (autoreset disabled) with SFT-policy samples taken beforehand, so that the env's time is
+measured alone, in both scoring modes: each response scored at the step it ends (``on_finish``: one reference pass and
+one reward-model call per step where some row ends) and scoring deferred to the step where the batch's last row ends
+(``deferred``, what :class:`agents.TokenPPO` uses: one of each per batch). The env's time splits into its bookkeeping
+(appending tokens, flags, observations, infos) and scoring; then one KV-cached policy step and one full-sequence
+policy forward are timed on the same batch.
 
 :func:`time_env_steps` and the ``setup.ref_model`` read in :func:`measure` are this module's only reads of the
-env's API and internals.
+env's API and internals (``_episodes.finish`` is wrapped to time the scoring).
 """
 
 from __future__ import annotations
@@ -19,52 +22,79 @@ import torch
 from envs import RLHFVectorEnv
 from rlhf_gym.generation import Samples, cache_kwargs, left_pad, output_cache, positions, sample
 
+MODES = ("on_finish", "deferred")
+
+
+@dataclass(frozen=True)
+class ModeTiming:
+    """One scoring mode over the timed batches (medians over batches)."""
+
+    mode: str
+    bookkeeping_per_step: float  # seconds per env step outside scoring
+    scoring_per_batch: float  # seconds of scoring per batch of episodes
+    scoring_calls: float  # scoring calls (each one reference pass + one reward-model call) per batch
+
+    def per_step(self, steps: float) -> float:
+        """Seconds per env step, scoring spread over the batch's steps."""
+        return self.bookkeeping_per_step + self.scoring_per_batch / steps
+
 
 @dataclass(frozen=True)
 class EnvOverhead:
-    """One env step against two policy passes over the same batch (times: medians, in seconds)."""
+    """The env in both modes against two policy passes over the same batch (times in seconds)."""
 
     num_envs: int
     repeats: int
-    env_step: float  # one env step, scoring of finished responses included
     steps: float  # mean env steps per batch of episodes
+    modes: tuple[ModeTiming, ...]
     cached_step: float  # one KV-cached policy step
     full_forward: float  # one full policy forward over prompt + response
     context_length: int  # prompt + response tokens of the full forward
 
     def lines(self) -> list[str]:
-        """The three lines of the report."""
-        env_line = (f"batched env, {self.num_envs} rows: {self.env_step * 1e3:.2f} ms per step (median over "
-                    f"{self.repeats} batches of {int(self.steps)} steps, scoring included)")
-        cached_line = (f"one KV-cached policy step ({self.num_envs} rows): {self.cached_step * 1e3:.2f} ms; "
-                       f"env step / cached step = {self.env_step / self.cached_step:.2f}")
-        full_line = (f"one full policy forward over prompt + response ({self.num_envs} x {self.context_length} tokens): "
-                     f"{self.full_forward * 1e3:.2f} ms; env step / full forward = {self.env_step / self.full_forward:.2f}")
-        return [env_line, cached_line, full_line]
+        """The report: per mode, the env's time per step against a cached policy step, split into its parts."""
+        lines = [f"batched env, {self.num_envs} rows, {self.steps:.1f} steps per batch (medians over {self.repeats} "
+                 f"batches); one KV-cached policy step {self.cached_step * 1e3:.2f} ms, one full policy forward over "
+                 f"{self.num_envs} x {self.context_length} tokens {self.full_forward * 1e3:.2f} ms"]
+        for timing in self.modes:
+            lines.append(
+                f"{timing.mode:>9}: {timing.per_step(self.steps) * 1e3:.2f} ms per step "
+                f"({timing.per_step(self.steps) / self.cached_step:.0%} of a cached policy step) = bookkeeping "
+                f"{timing.bookkeeping_per_step * 1e3:.3f} ms ({timing.bookkeeping_per_step / self.cached_step:.1%}) + "
+                f"scoring {timing.scoring_per_batch * 1e3:.1f} ms per batch in {timing.scoring_calls:.1f} calls "
+                f"({timing.scoring_per_batch / self.full_forward:.2f} full policy forwards)")
+        return lines
 
 
-def time_env_steps(env: RLHFVectorEnv, seed: int, generator: torch.Generator
-                   ) -> tuple[float, int, torch.Tensor, torch.Tensor, Samples]:
-    """Reset the env, sample its responses from the reference (SFT) policy beforehand, then feed them to the env
-    token by token (with their log-probs) until every response is done.
+def time_env_steps(env: RLHFVectorEnv, samples: Samples) -> tuple[float, float, int, int]:
+    """Feed pre-sampled responses (and their log-probs) to a freshly reset env token by token until every row is done.
 
-    :return: seconds per env step, env steps, the left-padded prompts and their mask, and the samples
+    :return: seconds in total, seconds in scoring, env steps, scoring calls
     """
-    _, info = env.reset(seed=seed)
-    ids, mask = left_pad([env.prompt_ids[i] for i in info["prompt_index"]], env.pad_token_id)
-    samples = sample(env.ref_model, ids, mask, env.max_new_tokens, env.stop_token_id, env.pad_token_id,
-                     generator=generator)
+    episodes = env._episodes  # instrumentation: the scoring step has no public hook
+    finish, spent = episodes.finish, []
+
+    def timed_finish(rows):
+        start = time.perf_counter()
+        result = finish(rows)
+        spent.append(time.perf_counter() - start)
+        return result
+
+    episodes.finish = timed_finish
     tokens, logprobs = samples.tokens.numpy(), samples.logprobs.numpy()
     start, n = time.perf_counter(), 0
     done = np.zeros(env.num_envs, dtype=bool)
-    for t in range(tokens.shape[1]):
-        env.report_logprobs(logprobs[:, t])
-        _, _, terminated, truncated, _ = env.step(tokens[:, t])
-        done |= terminated | truncated
-        n += 1
-        if done.all():
-            break
-    return (time.perf_counter() - start) / n, n, ids, mask, samples
+    try:
+        for t in range(tokens.shape[1]):
+            env.report_logprobs(logprobs[:, t])
+            _, _, terminated, truncated, _ = env.step(tokens[:, t])
+            done |= terminated | truncated
+            n += 1
+            if done.all():
+                break
+    finally:
+        episodes.finish = finish
+    return time.perf_counter() - start, sum(spent), n, len(spent)
 
 
 def time_policy(policy: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, samples: Samples,
@@ -88,13 +118,27 @@ def time_policy(policy: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, 
 
 
 def measure(num_envs: int, repeats: int, seed: int) -> EnvOverhead:
-    """Time ``repeats`` batches of episodes through the env, then the policy passes on the last batch."""
+    """Time ``repeats`` batches of episodes through the env in each scoring mode (the same samples in both), then the
+    policy passes on the last batch."""
     env = RLHFVectorEnv(num_envs=num_envs, autoreset_mode="disabled")
-    env_times, steps = [], []
+    batches = []
     for repeat in range(repeats):
-        seconds, n, ids, mask, samples = time_env_steps(env, seed + repeat, torch.Generator().manual_seed(repeat))
-        env_times.append(seconds)
-        steps.append(n)
+        _, info = env.reset(seed=seed + repeat)
+        ids, mask = left_pad([env.prompt_ids[i] for i in info["prompt_index"]], env.pad_token_id)
+        samples = sample(env.ref_model, ids, mask, env.max_new_tokens, env.stop_token_id, env.pad_token_id,
+                         generator=torch.Generator().manual_seed(repeat))
+        batches.append((info["prompt_index"], samples))
+    timings, steps = [], []
+    for mode in MODES:
+        env.defer_scoring(mode == "deferred")
+        runs = []
+        for prompt_index, samples in batches:
+            env.reset(options={"prompt_indices": prompt_index})
+            runs.append(time_env_steps(env, samples))
+        steps = [n for _, _, n, _ in runs]
+        timings.append(ModeTiming(mode, float(np.median([(total - scoring) / n for total, scoring, n, _ in runs])),
+                                  float(np.median([scoring for _, scoring, _, _ in runs])),
+                                  float(np.mean([calls for *_, calls in runs]))))
     cached, full = time_policy(env.ref_model, ids, mask, samples)
-    return EnvOverhead(num_envs, repeats, float(np.median(env_times)), float(np.mean(steps)), float(np.median(cached)),
+    return EnvOverhead(num_envs, repeats, float(np.mean(steps)), tuple(timings), float(np.median(cached)),
                        float(np.median(full)), ids.shape[1] + samples.tokens.shape[1])

@@ -24,36 +24,43 @@ LOGPROB_RULE = "a log-probability is a finite number <= 0"
 
 
 class EpisodeBatch:
-    """``num_rows`` episodes stepped together; each row starts, grows by one token a step, and finishes."""
+    """``num_rows`` episodes stepped together; each row starts, grows by one token a step, and finishes.
+
+    The per-step state is kept in NumPy on the host: a step is a handful of array writes, with no device op, no
+    host-device copy and no torch dispatch. The models see it (on their device) only when they run: scoring, the
+    per-token KL, the NLPO masks.
+    """
 
     def __init__(self, setup: EnvSetup, num_rows: int):
         self.setup, self.num_rows = setup, num_rows
-        device, length = setup.device, setup.context_length
+        length = setup.context_length
         # contexts[i] = [prompt_i (prompt_lens[i] tokens), response_i (response_lens[i] tokens), pad...]  [N, P + T]
-        self.contexts = torch.full((num_rows, length), setup.pad_token_id, dtype=torch.long, device=device)
-        self.prompt_lens = torch.zeros(num_rows, dtype=torch.long, device=device)
-        self.response_lens = torch.zeros(num_rows, dtype=torch.long, device=device)
+        self.contexts = np.full((num_rows, length), setup.pad_token_id, dtype=np.int64)
+        self.prompt_lens = np.zeros(num_rows, dtype=np.int64)
+        self.response_lens = np.zeros(num_rows, dtype=np.int64)
         # policy_logprobs[i, t] = the reported log pi of response token t of row i (NaN: not reported)  [N, T]
-        self.policy_logprobs = torch.full((num_rows, setup.max_new_tokens), float("nan"), device=device)
-        self.reported = torch.full((num_rows,), float("nan"), device=device)  # for the next action only
+        self.policy_logprobs = np.full((num_rows, setup.max_new_tokens), np.nan, dtype=np.float32)
+        self.reported = np.full(num_rows, np.nan, dtype=np.float32)  # for the next action only
         self.prompt_index = np.zeros(num_rows, dtype=np.int64)
         self.done = np.ones(num_rows, dtype=bool)
         self.eos = np.zeros(num_rows, dtype=bool)
+        self.pending = np.zeros(num_rows, dtype=bool)  # finished, scoring deferred (RLHFVectorEnv.defer_scoring)
+        self._columns = np.arange(length)
 
     def start(self, rows: np.ndarray, prompt_indices: np.ndarray) -> None:
         """Begin new episodes in ``rows`` with the given prompts."""
         for row, index in zip(rows.tolist(), prompt_indices.tolist()):
             ids = self.setup.prompt_ids[index]
-            self.contexts[row].fill_(self.setup.pad_token_id)
-            self.contexts[row, : len(ids)] = torch.tensor(ids, device=self.setup.device)
+            self.contexts[row] = self.setup.pad_token_id
+            self.contexts[row, : len(ids)] = ids
             self.prompt_lens[row] = len(ids)
             self.prompt_index[row] = index
-        rows_t = torch.as_tensor(rows, device=self.setup.device)
-        self.response_lens[rows_t] = 0
-        self.policy_logprobs[rows_t] = float("nan")
-        self.reported[rows_t] = float("nan")
+        self.response_lens[rows] = 0
+        self.policy_logprobs[rows] = np.nan
+        self.reported[rows] = np.nan
         self.done[rows] = False
         self.eos[rows] = False
+        self.pending[rows] = False
 
     def report(self, logprobs) -> None:
         """Store ``log pi(a_t | s_t)`` of the actions about to be taken (NaN: not reported).
@@ -61,53 +68,53 @@ class EpisodeBatch:
         :raises ConfigError: for a value that is no log-probability (inf, -inf, > 0), which would make the reward infinite
             or reward the KL, naming the row.
         """
-        if torch.is_tensor(logprobs):
-            values = logprobs.detach().float().reshape(-1).to(self.setup.device)
-        else:
-            try:
-                values = torch.as_tensor(np.asarray(logprobs, dtype=np.float32).reshape(-1), device=self.setup.device)
-            except (TypeError, ValueError):
-                raise ConfigError(f"report_logprobs: expected {self.num_rows} numbers, got {logprobs!r}") from None
+        try:
+            values = np.asarray(logprobs.detach().float().cpu() if torch.is_tensor(logprobs) else logprobs,
+                                dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError):
+            raise ConfigError(f"report_logprobs: expected {self.num_rows} numbers, got {logprobs!r}") from None
         if values.shape[0] != self.num_rows:
             raise ValueError(f"expected {self.num_rows} log-probs, got {values.shape[0]}")
-        bad = torch.isinf(values) | (values > MAX_LOGPROB)
+        bad = np.isinf(values) | (values > MAX_LOGPROB)
         if bad.any():
-            row = int(bad.nonzero()[0, 0])
-            raise ConfigError(f"report_logprobs: row {row}: {values[row].item()}; {LOGPROB_RULE} "
-                              "(NaN: no report for that row)")
-        self.reported.copy_(values)
+            row = int(np.flatnonzero(bad)[0])
+            raise ConfigError(f"report_logprobs: row {row}: {values[row]}; {LOGPROB_RULE} (NaN: no report for that row)")
+        self.reported[:] = values
 
     def observation(self) -> dict[str, np.ndarray]:
-        lengths = (self.prompt_lens + self.response_lens)[:, None]
-        mask = torch.arange(self.setup.context_length, device=self.setup.device)[None, :] < lengths
-        return {"input_ids": self.contexts.cpu().numpy().copy(), "attention_mask": mask.long().cpu().numpy().copy()}
+        lengths = self.prompt_lens + self.response_lens
+        mask = (self._columns[None, :] < lengths[:, None]).astype(np.int64)
+        return {"input_ids": self.contexts.copy(), "attention_mask": mask}
 
     def append(self, rows: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Add one token to each of ``rows``; return the (terminated, truncated) flags of those rows."""
-        rows_t = torch.as_tensor(rows, device=self.setup.device)
-        tokens = torch.as_tensor(actions, dtype=torch.long, device=self.setup.device)
-        steps = self.response_lens[rows_t]  # index of the new token within each response
+        steps = self.response_lens[rows]  # index of the new token within each response
         # the new token's column in the right-padded context: just after the prompt and the response so far
-        self.contexts[rows_t, self.prompt_lens[rows_t] + steps] = tokens
-        self.policy_logprobs[rows_t, steps] = self.reported[rows_t]  # the report made before this step
-        self.reported[rows_t] = float("nan")
-        self.response_lens[rows_t] = steps + 1
+        self.contexts[rows, self.prompt_lens[rows] + steps] = actions
+        self.policy_logprobs[rows, steps] = self.reported[rows]  # the report made before this step
+        self.reported[rows] = np.nan
+        self.response_lens[rows] = steps + 1
         terminated = np.asarray(actions) == self.setup.stop_token_id
-        truncated = ~terminated & (self.response_lens[rows_t].cpu().numpy() >= self.setup.max_new_tokens)
+        truncated = ~terminated & (steps + 1 >= self.setup.max_new_tokens)
         self.eos[rows] = terminated
         self.done[rows] = terminated | truncated
         return terminated, truncated
 
+    def _device_view(self, rows: np.ndarray, width: int | None = None) -> tuple[torch.Tensor, ...]:
+        """``contexts`` (its first ``width`` columns), ``prompt_lens`` and ``response_lens`` of ``rows``, on the device."""
+        device = self.setup.device
+        contexts = self.contexts[rows] if width is None else self.contexts[rows, :width]
+        return tuple(torch.as_tensor(a, device=device) for a in (contexts, self.prompt_lens[rows], self.response_lens[rows]))
+
     def last_token_kl(self, rows: np.ndarray) -> np.ndarray:
         """Per-token mode: the KL estimate of each row's newest token (one reference pass for the rows)."""
-        rows_t = torch.as_tensor(rows, device=self.setup.device)
-        steps = self.response_lens[rows_t]
-        ref = reference_logprobs(self.setup.ref_model, self.contexts[rows_t], self.prompt_lens[rows_t],
-                                 int(steps.max()), self.setup.config.temperature)
+        contexts, prompt_lens, steps = self._device_view(rows)
+        ref = reference_logprobs(self.setup.ref_model, contexts, prompt_lens, int(steps.max()),
+                                 self.setup.config.temperature)
         # ref[:, t] is log pi_ref of response token t; the newest token of each row is at t = response_len - 1
         ref_last = ref.gather(1, (steps - 1)[:, None]).squeeze(1)
-        policy_last = self.policy_logprobs[rows_t].gather(1, (steps - 1)[:, None]).squeeze(1)
-        return kl_per_token(torch.nan_to_num(policy_last, nan=0.0), ref_last, self.setup.config.kl_estimator).cpu().numpy()
+        policy = torch.as_tensor(self.policy_logprobs[rows, self.response_lens[rows] - 1], device=ref.device)
+        return kl_per_token(torch.nan_to_num(policy, nan=0.0), ref_last, self.setup.config.kl_estimator).cpu().numpy()
 
     @torch.no_grad()
     def action_masks(self) -> torch.Tensor:
@@ -115,9 +122,10 @@ class EpisodeBatch:
         mask = self.setup.mask
         if mask is None:
             raise RuntimeError("this env has no action masks: create it with mask_top_p=... (and/or mask_top_k=...)")
-        lengths = self.prompt_lens + self.response_lens
-        attention = (torch.arange(self.setup.context_length, device=self.setup.device)[None, :] < lengths[:, None]).long()
-        logits = mask.model(input_ids=self.contexts, attention_mask=attention, position_ids=positions(attention)).logits
+        contexts, prompt_lens, response_lens = self._device_view(np.arange(self.num_rows))
+        lengths = prompt_lens + response_lens
+        attention = (torch.arange(contexts.shape[1], device=contexts.device)[None, :] < lengths[:, None]).long()
+        logits = mask.model(input_ids=contexts, attention_mask=attention, position_ids=positions(attention)).logits
         # the next-token distribution of each row sits at its last real position (right padding follows it)
         last = logits[torch.arange(self.num_rows, device=logits.device), (lengths - 1).clamp(min=0)]
         return top_p_mask(last / self.setup.config.temperature, mask.top_p, mask.top_k, mask.min_tokens, mask.always_allowed)
@@ -145,11 +153,13 @@ class EpisodeBatch:
         afterwards.
         """
         setup = self.setup
-        rows_t = torch.as_tensor(rows, device=setup.device)
         texts = [self.texts(int(r)) for r in rows]
         prompts, responses = [t[0] for t in texts], [t[1] for t in texts]
-        episodes = score_episodes(setup.ref_model, setup.reward_fn, self.contexts[rows_t], self.prompt_lens[rows_t],
-                                  self.response_lens[rows_t], self.policy_logprobs[rows_t], prompts, responses,
+        # the reference pass reads the columns up to the longest prompt + response of these rows, not the whole budget
+        width = int((self.prompt_lens[rows] + self.response_lens[rows]).max())
+        contexts, prompt_lens, response_lens = self._device_view(rows, width)
+        episodes = score_episodes(setup.ref_model, setup.reward_fn, contexts, prompt_lens, response_lens,
+                                  torch.as_tensor(self.policy_logprobs[rows], device=setup.device), prompts, responses,
                                   self.eos[rows].tolist(), setup.config.kl_estimator, setup.config.temperature,
                                   setup.config.no_eos_penalty)
         beta = setup.kl_controller.beta
@@ -169,14 +179,19 @@ class EpisodeBatch:
         setup.kl_controller.update(float(np.mean([e.kl for e in episodes])), len(episodes))
         return infos
 
-    def rewards(self, rows: np.ndarray, finished: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-        """Rewards of a step for ``rows`` (``finished`` marks those whose episode ended now) and their infos."""
+    def rewards(self, rows: np.ndarray, finished: np.ndarray, defer: bool = False) -> tuple[np.ndarray, list[dict]]:
+        """Rewards of a step for ``rows`` (``finished`` marks those whose episode ended now) and their infos.
+
+        :param defer: leave the finished rows unscored (``pending``) for :meth:`score_pending`: reward 0, no info.
+        """
         rewards = np.zeros(len(rows), dtype=np.float64)
         beta = self.setup.kl_controller.beta
         if self.setup.config.kl_placement == "per_token" and len(rows):
             rewards -= beta * self.last_token_kl(rows)
         infos: list[dict] = [{} for _ in rows]
-        if finished.any():
+        if defer:
+            self.pending[rows[finished]] = True
+        elif finished.any():
             final = self.finish(rows[finished])
             for j, info in zip(np.flatnonzero(finished), final):
                 if self.setup.config.kl_placement == "terminal":
@@ -185,6 +200,13 @@ class EpisodeBatch:
                     rewards[j] += info["proxy_reward"] - info["penalty"]
                 infos[j] = info
         return rewards, infos
+
+    def score_pending(self) -> tuple[np.ndarray, list[dict]]:
+        """Score every pending row in one reference pass and one reward call: the rows and their final infos (whose
+        ``terminal_reward`` is each row's reward; deferral needs the KL paid at the end)."""
+        rows = np.flatnonzero(self.pending)
+        self.pending[rows] = False
+        return rows, (self.finish(rows) if rows.size else [])
 
     def render(self, row: int) -> str:
         prompt, response = self.texts(row)

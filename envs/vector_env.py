@@ -12,6 +12,11 @@ Group sampling (``group_size=k``, for RLOO and GRPO): rows ``[g*k, (g+1)*k)`` fo
 drawn once per group; groups reset as a whole (a ``reset_mask`` must cover whole groups), and with ``"next_step"``
 autoreset a finished row waits, ignoring actions, until every row of its group has finished, then the group restarts.
 
+Deferred scoring (:meth:`RLHFVectorEnv.defer_scoring`, for lock-step agents with autoreset disabled): a row that ends
+gets reward 0 and no final info at that step; the step where the last running row ends scores every finished row at
+once (one reference pass, one reward-model pass per batch instead of one per step where some row ends) and returns their
+terminal rewards and final infos, so a row that ended earlier is paid late: its reward belongs to its last token.
+
 Final-episode infos follow Gymnasium's vector convention: ``info[key]`` is an array over rows and
 ``info["_" + key]`` the mask of the rows where it is set.
 """
@@ -71,6 +76,25 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self._autoreset = np.zeros(num_envs, dtype=bool)
         self._started = False
+        self._deferred = False
+
+    def defer_scoring(self, enabled: bool = True) -> None:
+        """Score a batch's responses together, when its last row ends (see the module docstring), or again each as it
+        ends (``enabled=False``).
+
+        :raises ConfigError: unless autoreset is disabled (rows must wait for each other) and the KL is paid at the end
+            (``kl_placement="terminal"``: per-token KL rewards need the reference at every step anyway).
+        """
+        if enabled and self.metadata["autoreset_mode"] != AutoresetMode.DISABLED:
+            raise ConfigError("deferred scoring needs autoreset_mode='disabled': a lock-step agent's rows wait for each other")
+        if enabled and self._setup.config.kl_placement != "terminal":
+            raise ConfigError("deferred scoring needs kl_placement='terminal' (per-token KL rewards are paid every step)")
+        self._deferred = enabled
+
+    @property
+    def scoring_deferred(self) -> bool:
+        """Whether :meth:`defer_scoring` is on."""
+        return self._deferred
 
     def set_kl_controller(self, controller) -> None:
         """Replace the KL controller that sets ``beta`` (an agent's own, e.g. one kept in step over data-parallel
@@ -110,6 +134,9 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         super().reset(seed=seed)
         options = options or {}
         mask = np.asarray(options.get("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
+        if self._deferred and not mask.all() and self._episodes.pending[mask].any():
+            raise ConfigError("deferred scoring pays a batch when its last row ends: reset every row, or step until then "
+                              f"(rows {np.flatnonzero(mask & self._episodes.pending).tolist()} are waiting to be scored)")
         rows = np.flatnonzero(mask)
         indices = options.get("prompt_indices")
         indices = self._pick_prompts(rows) if indices is None else np.asarray(indices, dtype=np.int64)[: len(rows)]
@@ -144,9 +171,15 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         infos: dict[str, Any] = {}
         if active.size:
             term, trunc = self._episodes.append(active, actions[active])
-            rewards[active], row_infos = self._episodes.rewards(active, term | trunc)
+            rewards[active], row_infos = self._episodes.rewards(active, term | trunc, defer=self._deferred)
             terminated[active], truncated[active] = term, trunc
             for row, info in zip(active.tolist(), row_infos):
+                for key, value in info.items():
+                    self._add_info(infos, key, value, row)
+        if self._deferred and self._episodes.done.all():  # the batch's last row ended: score every finished row at once
+            rows, final = self._episodes.score_pending()
+            for row, info in zip(rows.tolist(), final):
+                rewards[row] = info["terminal_reward"]
                 for key, value in info.items():
                     self._add_info(infos, key, value, row)
         if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:

@@ -29,7 +29,7 @@ def test_top_p_mask_by_hand():
 def expected_mask(model, env):
     state = env._episodes
     length = int(state.prompt_lens[0] + state.response_lens[0])
-    ids = state.contexts[:, :length]
+    ids = torch.as_tensor(state.contexts[:, :length])
     with torch.no_grad():
         logits = model(input_ids=ids).logits[:, -1]
     return top_p_mask(logits, 0.5, always_allowed=[env.stop_token_id])[0].numpy()

@@ -121,3 +121,21 @@ def test_bf16_autocasts_on_the_cpu(task):
     assert head_dtypes == {torch.bfloat16}  # the matmuls ran in bf16, sampling and update alike
     assert agent._n_updates > 0 and all(p.dtype == torch.float32 for p in agent.policy.parameters())
 
+
+@pytest.mark.parametrize("placement", ["terminal", "per_token"])
+def test_every_reward_lands_on_its_response_tokens(task, placement):
+    """Deferred scoring (the default with the KL paid at the end) pays rows that ended early in the last step: the agent
+    puts each reward on the row's last token, where an on-finish env pays it (and per-token rewards stay dense)."""
+    agent = small_agent(task, env_kwargs={"kl_placement": placement})
+    assert agent.batched_env.scoring_deferred == (placement == "terminal")
+    agent.learn(8 * 10, progress_bar=False)
+    buffer, infos = agent.rollout_buffer, agent.last_rollout_infos
+    lengths = buffer.response_mask.sum(1)
+    assert lengths.min() < lengths.max()  # some rows ended before others
+    rows = torch.arange(8)
+    paid = (buffer.rewards * buffer.response_mask).sum(1)
+    if placement == "terminal":
+        assert torch.count_nonzero(buffer.rewards[rows, lengths - 1]) == 8
+        assert torch.count_nonzero(buffer.rewards * buffer.response_mask) == 8
+    expected = torch.tensor([i["proxy_reward"] - i["beta"] * i["kl"] - i["penalty"] for i in infos])
+    torch.testing.assert_close(paid, expected, atol=1e-5, rtol=0)

@@ -139,3 +139,56 @@ def test_batched_report_logprobs_refuses_impossible_values(task, ref_model, toke
         with pytest.raises(ConfigError, match=rf"report_logprobs: {message}; a log-probability is a finite number <= 0"):
             envs.report_logprobs(values)
     envs.report_logprobs([float("nan"), -0.5])  # NaN: no report for that row (a finished row, say)
+
+
+def run_batch(env, tokens, logprobs, rows_per_call=None):
+    """Step ``tokens`` [N, T] through ``env`` with their log-probs; the rewards [N, T], the final infos by row, and
+    the number of scoring calls (counted by wrapping the env's scoring)."""
+    calls = []
+    finish = env._episodes.finish
+    env._episodes.finish = lambda rows: calls.append(len(rows)) or finish(rows)
+    env.reset(seed=0, options={"prompt_indices": list(range(5, 5 + env.num_envs))})
+    rewards, infos = np.zeros(tokens.shape), {}
+    for t in range(tokens.shape[1]):
+        env.report_logprobs(logprobs[:, t])
+        _, step_rewards, _, _, info = env.step(tokens[:, t])
+        rewards[:, t] = step_rewards
+        for row in np.flatnonzero(info.get("_kl", [])):
+            infos[row] = {k: info[k][row] for k in info if not k.startswith("_")}
+    return rewards, infos, calls
+
+
+def test_deferred_scoring_pays_every_row_in_one_pass_when_the_last_row_ends(task, ref_model, tokenizer):
+    rng = np.random.default_rng(1)
+    n, horizon = 4, 6
+    tokens = rng.integers(3, len(tokenizer), size=(n, horizon))
+    tokens[0, 1] = tokens[2, 3] = tokenizer.eos_token_id  # rows 0 and 2 end early, rows 1 and 3 at the budget
+    logprobs = -rng.random((n, horizon))
+    envs = [RLHFVectorEnv(num_envs=n, autoreset_mode="disabled", max_new_tokens=horizon, **kwargs(task, ref_model, tokenizer))
+            for _ in range(2)]
+    envs[1].defer_scoring()
+    (on_finish, infos, calls), (deferred, deferred_infos, deferred_calls) = (run_batch(e, tokens, logprobs) for e in envs)
+    assert calls == [1, 1, 2] and deferred_calls == [4]  # rows end at steps 2, 4 and 6: three passes, or one
+    # the same rewards, paid at each row's end, or all at the last step
+    np.testing.assert_allclose(deferred[:, :-1], 0.0)
+    np.testing.assert_allclose(deferred[:, -1], on_finish.sum(1), atol=1e-6)
+    assert on_finish[0, 1] != 0 and on_finish[0, 2:].sum() == 0
+    for row in range(n):
+        assert deferred_infos[row]["response_length"] == infos[row]["response_length"]
+        assert deferred_infos[row]["kl"] == pytest.approx(infos[row]["kl"], abs=1e-5)
+
+
+def test_deferred_scoring_is_refused_where_it_cannot_hold(task, ref_model, tokenizer):
+    with pytest.raises(ConfigError, match="autoreset_mode='disabled'"):
+        RLHFVectorEnv(num_envs=2, **kwargs(task, ref_model, tokenizer)).defer_scoring()
+    with pytest.raises(ConfigError, match="kl_placement='terminal'"):
+        RLHFVectorEnv(num_envs=2, autoreset_mode="disabled",
+                      **kwargs(task, ref_model, tokenizer, kl_placement="per_token")).defer_scoring()
+    env = RLHFVectorEnv(num_envs=2, autoreset_mode="disabled", max_new_tokens=4, **kwargs(task, ref_model, tokenizer))
+    env.defer_scoring()
+    env.reset(seed=0)
+    env.step(np.array([tokenizer.eos_token_id, 5]))  # row 0 ends and waits to be scored with row 1
+    with pytest.raises(ConfigError, match=r"rows \[0\] are waiting to be scored"):
+        env.reset(options={"reset_mask": np.array([True, False])})
+    env.reset()  # a new batch: every row starts again
+    assert env.scoring_deferred and not env._episodes.pending.any()
