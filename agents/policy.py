@@ -37,6 +37,7 @@ from rlhf_gym.fused import fuse_gelu
 from rlhf_gym.masking import apply_mask
 from rlhf_gym.utils import load_model
 
+from .buckets import length_buckets
 from .lora import AdaptersDisabled, LoraSettings, adapts_tied_head, apply_lora, lora_base, merged_copy
 
 
@@ -85,6 +86,8 @@ class TransformerPolicy(BasePolicy):
     :param lora: train LoRA adapters instead of the whole actor (:class:`agents.lora.LoraSettings` or a dict of its
         fields; None: full fine-tuning). A model object is then adapted in place, not copied: the policy shares its
         base weights, and :attr:`reference_model` runs them with the adapters off.
+    :param max_length_buckets: the update's forward pass over responses of very different lengths runs in up to this
+        many length buckets (:mod:`agents.buckets`; 1: one pass padded to the longest response).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class TransformerPolicy(BasePolicy):
         value_init: str = "zero",
         reward_model_path: str | None = None,
         lora: LoraSettings | dict[str, Any] | None = None,
+        max_length_buckets: int = 4,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.AdamW,
         optimizer_kwargs: dict[str, Any] | None = None,
         use_sde: bool = False,
@@ -117,6 +121,9 @@ class TransformerPolicy(BasePolicy):
         self.temperature, self.share_trunk, self.value_init = float(temperature), share_trunk, value_init
         self.reward_model_path = reward_model_path
         self.lora = LoraSettings.parse(lora)
+        if not isinstance(max_length_buckets, int) or max_length_buckets < 1:
+            raise ConfigError(f"max_length_buckets must be an integer >= 1, got {max_length_buckets!r}")
+        self.max_length_buckets = max_length_buckets
         if self.lora is not None and isinstance(model_name_or_path, nn.Module):
             self.lm = lora_base(model_name_or_path)  # the model itself: its weights are shared, not copied
         else:
@@ -180,7 +187,7 @@ class TransformerPolicy(BasePolicy):
         data = super()._get_constructor_parameters()
         data.update(model_name_or_path=self.model_name_or_path, temperature=self.temperature, share_trunk=self.share_trunk,
                     value_init=self.value_init, reward_model_path=self.reward_model_path,
-                    lora=None if self.lora is None else self.lora.as_dict())
+                    lora=None if self.lora is None else self.lora.as_dict(), max_length_buckets=self.max_length_buckets)
         return data
 
     # ------------------------------------------------------------------------------------ core forward
@@ -223,10 +230,32 @@ class TransformerPolicy(BasePolicy):
                            entropy_grad: bool = True):
         """One forward per sequence ``[query; response]``: log-probs, entropies and values of every response token.
 
-        ``queries`` are left-padded [B, P]; returns three [B, T] tensors (values of the state before each token).
-        ``action_masks`` [B, T, V] restricts each step's distribution (NLPO). ``entropy_grad=False`` computes the
-        entropies outside the autograd graph (for logging, when the loss has no entropy bonus): no [B, T, V] backward.
+        ``queries`` are left-padded [B, P]; returns three [B, T] tensors (values of the state before each token; entries
+        past a response's end are not meaningful and must be masked). ``action_masks`` [B, T, V] restricts each step's
+        distribution (NLPO). ``entropy_grad=False`` computes the entropies outside the autograd graph (for logging, when
+        the loss has no entropy bonus): no [B, T, V] backward. Rows of very different lengths run in length buckets
+        (:mod:`agents.buckets`), each forward
+        cut to its bucket's longest response.
         """
+        lengths = response_mask.sum(1)
+        buckets = length_buckets(lengths, queries.shape[1], self.max_length_buckets)
+        if len(buckets) == 1:
+            return self._evaluate(queries, query_mask, responses, response_mask, action_masks, entropy_grad)
+        outputs = []
+        for rows in buckets:
+            n = int(lengths[rows].max())
+            used = int(query_mask[rows].any(0).long().argmax())  # left padding that no row of the bucket uses is cut
+            outputs.append(self._evaluate(queries[rows, used:], query_mask[rows, used:], responses[rows, :n],
+                                          response_mask[rows, :n], None if action_masks is None else action_masks[rows, :n],
+                                          entropy_grad))
+        # back to one [B, T] tensor per output, rows in their original order, zeros past each bucket's length
+        inverse = torch.argsort(torch.cat(buckets))
+        width = responses.shape[1]
+        return tuple(torch.cat([F.pad(part[i], (0, width - part[i].shape[1])) for part in outputs])[inverse]
+                     for i in range(3))
+
+    def _evaluate(self, queries, query_mask, responses, response_mask, action_masks, entropy_grad):
+        """:meth:`evaluate_sequences` in one forward pass."""
         prompt_len, n_tokens = queries.shape[1], responses.shape[1]
         # the output head runs on the positions that predict the response tokens only: the last T + 1 positions of
         # [query; response] less the very last (response_slice's rows), so the prompt's positions are skipped

@@ -1,0 +1,42 @@
+"""Length buckets for the update's forward pass: fewer padded tokens, the same result.
+
+A minibatch of responses that end at different lengths is padded to its longest one: with the default task's
+responses (3 to 24 tokens, 11.6 on average) about 40 % of the update's tokens are padding. Sorting the rows by length
+and running the shortest and the longest ones as separate forward passes, each cut to its own longest response,
+computes the same per-token log-probs, entropies and values (causal attention never lets right padding change a real
+position) on fewer tokens. The losses are then taken over the reassembled minibatch as before, so the gradient and the
+optimizer step are those of the whole minibatch (only the rounding differs). Each extra forward pass has a fixed cost,
+so a bucket is split only when that removes a good share of its tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+MIN_SAVING = 0.2
+"""Split a bucket in two only when that removes at least this share of its tokens (each forward pass has a fixed cost)."""
+
+
+def length_buckets(lengths: torch.Tensor, prompt_len: int, max_buckets: int = 4,
+                   min_saving: float = MIN_SAVING) -> list[torch.Tensor]:
+    """Row indices of each bucket: the rows sorted by ``lengths`` [B] and cut in halves, the cut that saves the most
+    tokens (``rows * (prompt_len + longest)`` per bucket) first, while it saves ``min_saving`` of its bucket's tokens,
+    into at most ``max_buckets``. One bucket of every row, in order, when no cut pays."""
+    if max_buckets <= 1 or lengths.numel() < 2 or bool((lengths == lengths.max()).all()):
+        return [torch.arange(lengths.numel(), device=lengths.device)]
+
+    def tokens(rows: torch.Tensor) -> int:
+        return len(rows) * (prompt_len + int(lengths[rows[-1]]))  # sorted: the last row is the longest
+
+    def saving(rows: torch.Tensor) -> int:
+        half = len(rows) // 2
+        return tokens(rows) - tokens(rows[:half]) - tokens(rows[half:]) if half else 0
+
+    buckets = [torch.argsort(lengths, stable=True)]
+    while len(buckets) < max_buckets:
+        best = max(range(len(buckets)), key=lambda i: saving(buckets[i]))
+        rows = buckets[best]
+        if saving(rows) < min_saving * tokens(rows):
+            break
+        buckets[best:best + 1] = [rows[:len(rows) // 2], rows[len(rows) // 2:]]
+    return buckets
