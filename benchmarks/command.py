@@ -1,4 +1,4 @@
-"""Throughput benchmark: our TokenPPO on the batched env vs TRL's PPOTrainer vs plain SB3 PPO per token.
+"""Throughput benchmark: our TokenPPO (and RLOO, GRPO, DPO) vs TRL's trainers vs plain SB3 PPO per token.
 
 One invocation runs the same PPO work through every system, one after the other on the same machine, each
 in a fresh process (so that its peak RSS is its own):
@@ -15,7 +15,14 @@ in a fresh process (so that its peak RSS is its own):
   the reward model, as in TRL's examples);
 * ``sb3-per-token``: ``stable_baselines3.PPO`` with :class:`agents.TransformerPolicy` on a ``DummyVecEnv`` of
   single :class:`envs.RLHFEnv` envs -- one full forward pass per (state, action) sample, in the rollout and in
-  every update epoch (the design that the closest prior library measured at about 16 tokens/s).
+  every update epoch (the design that the closest prior library measured at about 16 tokens/s);
+* ``ours-rloo`` / ``trl-rloo``, ``ours-grpo`` / ``trl-grpo``: :class:`agents.RLOO` / :class:`agents.GRPO` on the batched
+  env with groups of k = 4 responses per prompt against TRL's ``RLOOTrainer`` / ``GRPOTrainer`` (one generation batch
+  of 64 responses to 16 prompts, 4 minibatches x 4 epochs; :mod:`benchmarks.critic_free`, :mod:`benchmarks.trl_online`);
+* ``ours-dpo`` / ``trl-dpo``: :class:`agents.DPO` against TRL's ``DPOTrainer``, 4 epochs over 64 fixed comparisons in
+  minibatches of 16 per iteration, reference log-probs precomputed (:mod:`benchmarks.dpo`).
+
+The six systems of the new trainers are not in the default ``--systems``; each ours-X is compared with trl-X.
 
 Models are built locally from configs (random-init ``GPT2LMHeadModel`` policy and ``GPT2ForSequenceClassification``
 reward model of the same size, a word-level tokenizer); no hub. Responses always have the full length: our env
@@ -25,9 +32,15 @@ token"), and SB3 runs episodes of exactly ``response_length`` steps. Optimizer s
 optimizer steps per iteration on every side (TRL: ``per_device_train_batch_size=64``,
 ``gradient_accumulation_steps=1``, ``num_mini_batches=4``; SB3: ``batch_size = 64 * 24 / 4`` (state, action) samples).
 
+The ``reviews`` workload is the real one: the default task's SFT policy, reward model and train prompts in the shape of
+``scripts/train_agent.py``, responses ending at EOS (``ours`` and ``trl`` with the task's stop token) against
+``ours-fixed-length``, the same run forced to the full 24 tokens.
+
     rlhf-gym benchmark                                   # small + medium, all systems, scaling sweep
     rlhf-gym benchmark --quick --systems ours            # smoke test, under a minute
     rlhf-gym benchmark --configs gpt2 --device cuda --amp bf16 --sweep false
+    rlhf-gym benchmark --configs reviews --systems ours,ours-fixed-length,trl --sweep false
+    rlhf-gym benchmark --systems ours-rloo,trl-rloo,ours-grpo,trl-grpo,ours-dpo,trl-dpo --sweep false
 
 Writes ``benchmark.json`` and ``benchmark.md`` to ``--out-dir`` and prints the tables.
 """
@@ -43,7 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .measure import SYSTEMS, quiet
+from .measure import NEW_TRAINER_SYSTEMS, SYSTEMS, TRL_SYSTEMS, quiet
 from .protocol import Settings
 from .report import build_report, write_report
 from .runner import run_all, split, sweep_points
@@ -55,7 +68,8 @@ from rlhf_gym.utils import resolve_device
 
 @dataclass
 class Args:
-    configs: str = arg("small,medium", "comma-separated workloads: small, medium, gpt2 (CUDA only)")
+    configs: str = arg("small,medium", "comma-separated workloads: small, medium, gpt2 (CUDA only), reviews (the default "
+                                       "task of RLHF-v0 in train_agent.py's shape, responses ending at EOS)")
     systems: str = arg("ours,ours-separate-critic,trl,sb3-per-token", f"comma-separated systems: {', '.join(SYSTEMS)}")
     iterations: int = arg(5, "timed PPO iterations per system (the median is reported)")
     warmup: int = arg(1, "untimed PPO iterations run first")
@@ -67,7 +81,10 @@ class Args:
     quick: bool = arg(False, "tiny workload, 2 iterations, tiny sweep, 1 thread unless --threads: a smoke test "
                              "(overrides --configs, the iteration counts and the sweep sizes)")
     device: str = arg("auto", "auto, cpu or cuda")
-    amp: str = arg("none", "mixed precision on CUDA: bf16 or none (float32); ignored on CPU")
+    amp: str = arg("none", "mixed precision: bf16 (autocast, on CUDA and on the CPU, for every system but the per-token "
+                           "SB3 baseline) or none (float32)")
+    response_length: int = arg(0, "every workload's response length instead of its own (0: keep it; synthetic "
+                                  "workloads only)")
     peak_tflops: float | None = arg(None, "peak TFLOP/s of the card for the update's MFU (default: by device name "
                                           "for H100/H200, for --amp's precision)")
     threads: int = arg(0, "torch CPU threads per process (0: torch's default)")
@@ -86,6 +103,11 @@ class Args:
         unknown = [s for s in split(self.systems) if s not in SYSTEMS]
         if unknown:
             raise ValueError(f"--systems: unknown system {unknown[0]!r} (known: {', '.join(SYSTEMS)})")
+        synthetic_only = [s for s in split(self.systems) if s in NEW_TRAINER_SYSTEMS]
+        task_configs = [c for c in split(self.configs) if WORKLOADS[c].task is not None]
+        if synthetic_only and task_configs:
+            raise ValueError(f"--systems {synthetic_only[0]} runs on the synthetic workloads only (their full-length "
+                             f"responses and random comparisons), not on {task_configs[0]!r}")
         for name in ("iterations", "sb3_iterations"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -93,6 +115,15 @@ class Args:
             raise ValueError("--warmup and --threads must be >= 0")
         if self.amp not in ("bf16", "none"):
             raise ValueError(f"--amp must be bf16 or none, got {self.amp!r}")
+        if self.response_length < 0:
+            raise ValueError(f"--response-length must be >= 0, got {self.response_length}")
+        for config in split(self.configs) if self.response_length else []:
+            workload = WORKLOADS[config]
+            if workload.task is not None:
+                raise ValueError(f"--response-length: {config!r} is a task workload, whose responses end at EOS")
+            if workload.prompt_length + self.response_length > workload.n_positions:
+                raise ValueError(f"--response-length {self.response_length}: {config!r}'s model has "
+                                 f"{workload.n_positions} positions for a prompt of {workload.prompt_length}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
 
@@ -103,16 +134,20 @@ def main(args: Args) -> dict[str, Any]:
     configs, systems = split(args.configs), split(args.systems)
     if "gpt2" in configs and device.type != "cuda":
         raise ConfigError("--configs gpt2 runs on CUDA only (--device cuda)")
-    if "trl" in systems and importlib.util.find_spec("trl") is None:
-        print("trl is not installed (pip install trl==0.29.1): skipping the TRL baseline")
-        systems.remove("trl")
+    skipped = [s for s in systems if s in TRL_SYSTEMS] if importlib.util.find_spec("trl") is None else []
+    if skipped:
+        print(f"trl is not installed (pip install trl==0.29.1): skipping {', '.join(skipped)}")
+        systems = [s for s in systems if s not in skipped]
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; device {device}")
     settings = Settings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Settings)})
     base = WORKLOADS[args.sweep_config]
     sweep = sweep_points(base, map(int, split(args.sweep_response_lengths)),
                          map(int, split(args.sweep_rollout_batches))) if args.sweep else None
-    results, sweep_rows = run_all(configs, systems, settings, device, base, sweep)
+    workloads = [WORKLOADS[c] if not args.response_length else
+                 dataclasses.replace(WORKLOADS[c], name=f"{c}-{args.response_length}", response_length=args.response_length)
+                 for c in configs]
+    results, sweep_rows = run_all(workloads, systems, settings, device, base, sweep)
     command = shlex.join(["rlhf-gym", "benchmark", *sys.argv[1:]])
-    report = build_report(dataclasses.asdict(args), command, device, configs, results, sweep_rows)
+    report = build_report(dataclasses.asdict(args), command, device, results, sweep_rows)
     write_report(report, Path(args.out_dir))
     return report

@@ -14,18 +14,29 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers.utils import logging as hf_logging
 
-from . import ours, sb3
+from . import critic_free, dpo, ours, sb3
 from .clock import PHASES, PhaseClock
 from .protocol import Run, Settings
 from .workloads import LORA, ModelFiles, Workload
 
 SYSTEMS = {
     "ours": "rlhf-gym TokenPPO + RLHFVecEnv (value head on the policy trunk)",
+    "ours-fixed-length": "rlhf-gym TokenPPO + RLHFVecEnv, every response forced to the full budget (no stop token)",
     "ours-separate-critic": "rlhf-gym TokenPPO, separate value trunk (TRL's layout)",
     "ours-lora": "rlhf-gym TokenPPO training LoRA adapters (PEFT) and the value head; reference = base, adapters off",
     "trl": "TRL PPOTrainer (separate value model)",
     "sb3-per-token": "SB3 PPO + TransformerPolicy on DummyVecEnv(RLHFEnv), one forward per (state, action)",
+    "ours-rloo": f"rlhf-gym RLOO + RLHFVecEnv, groups of k = {critic_free.GROUP_SIZE} responses per prompt",
+    "trl-rloo": f"TRL RLOOTrainer, k = {critic_free.GROUP_SIZE} generations per prompt",
+    "ours-grpo": f"rlhf-gym GRPO + RLHFVecEnv, groups of k = {critic_free.GROUP_SIZE} responses per prompt",
+    "trl-grpo": f"TRL GRPOTrainer, k = {critic_free.GROUP_SIZE} generations per prompt",
+    "ours-dpo": "rlhf-gym DPO on rollout-batch fixed comparisons, reference log-probs cached",
+    "trl-dpo": "TRL DPOTrainer on the same comparisons, precompute_ref_log_probs=True",
 }
+TRL_SYSTEMS = tuple(name for name in SYSTEMS if name.startswith("trl"))
+"""The systems that need the optional ``trl`` package."""
+NEW_TRAINER_SYSTEMS = tuple(f"{side}-{algo}" for algo in ("rloo", "grpo", "dpo") for side in ("ours", "trl"))
+"""The systems of RLOO, GRPO and DPO (ours and TRL's), which run on the synthetic workloads only."""
 # Dense peak TFLOP/s per card, (bf16, fp32 without TF32), from NVIDIA's data sheets; the first name found in
 # torch.cuda.get_device_name() wins.
 PEAK_TFLOPS = {"H100 PCIe": (756.0, 51.0), "H100 NVL": (835.0, 60.0), "H100": (989.0, 67.0), "H200": (989.0, 67.0)}
@@ -64,8 +75,18 @@ def run_system(system: str, workload: Workload, files: ModelFiles, settings: Set
         return trl.run(workload, files, settings, device, clock)
     if system == "sb3-per-token":
         return sb3.run(workload, files, settings, device, clock)
+    if system in ("ours-rloo", "ours-grpo"):
+        return critic_free.run(system.removeprefix("ours-"), workload, files, settings, device, clock)
+    if system in ("trl-rloo", "trl-grpo"):
+        from . import trl_online  # an optional extra: imported only when selected
+
+        return trl_online.run(system.removeprefix("trl-"), workload, files, settings, device, clock)
+    if system == "ours-dpo":
+        return dpo.run_ours(workload, files, settings, device, clock)
+    if system == "trl-dpo":
+        return dpo.run_trl(workload, files, settings, device, clock)
     return ours.run(workload, files, settings, device, clock, separate_critic=system == "ours-separate-critic",
-                    lora=LORA if system == "ours-lora" else None)
+                    lora=LORA if system == "ours-lora" else None, fixed_length=system == "ours-fixed-length")
 
 
 def measure(system: str, workload: Workload, files: ModelFiles, settings: Settings, device_name: str) -> dict[str, Any]:
@@ -86,15 +107,17 @@ def measure(system: str, workload: Workload, files: ModelFiles, settings: Settin
     timed = run.iterations[settings.warmup:]
     median = {key: float(np.median([it.get(key, 0.0) for it in timed])) for key in ("seconds", *PHASES, "other",
                                                                                       "optimizer_steps")}
-    tokens = workload.rollout_batch * run.mean_response_length
+    responses = workload.rollout_batch * (dpo.RESPONSES_PER_COMPARISON if system.endswith("-dpo") else 1)
+    tokens = responses * run.mean_response_length
     update_flops = 6 * run.trainable_parameters * run.update_tokens
     peak = peak_tflops(settings, device)
     return {
-        "config": workload.name, "system": system, "description": SYSTEMS[system],
+        "config": workload.name, "workload": dataclasses.asdict(workload), "system": system, "description": SYSTEMS[system],
         "seconds_per_iteration": median["seconds"], "response_tokens_per_second": tokens / median["seconds"],
         "phases": {key: median[key] for key in (*PHASES, "other")},
         "optimizer_steps_per_iteration": int(median["optimizer_steps"]),
-        "mean_response_length": run.mean_response_length, "trainable_parameters": run.trainable_parameters,
+        "responses_per_iteration": responses, "mean_response_length": run.mean_response_length,
+        "trainable_parameters": run.trainable_parameters,
         "update_tokens_per_iteration": run.update_tokens,
         "update_tflops_per_second": update_flops / median["update"] / 1e12,
         "update_mfu": update_flops / median["update"] / (peak * 1e12) if peak else None,

@@ -14,7 +14,7 @@ import torch
 
 from .measure import measure, measure_sweep
 from .protocol import Settings
-from .workloads import WORKLOADS, Workload, build_models
+from .workloads import Workload, build_models
 
 
 def split(text: str) -> list[str]:
@@ -36,19 +36,20 @@ def in_fresh_process(fn: Callable, *fn_args: Any) -> Any:
         return pool.submit(fn, *fn_args).result()
 
 
-def run_all(configs: list[str], systems: list[str], settings: Settings, device: torch.device, sweep_base: Workload,
-            sweep: list[tuple[int, int]] | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def run_all(workloads: list[Workload], systems: list[str], settings: Settings, device: torch.device,
+            sweep_base: Workload, sweep: list[tuple[int, int]] | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The results of every (workload, system) pair and, unless ``sweep`` is None, the sweep rows of ours at its
     points on ``sweep_base``'s model. Models are built once per workload in a temporary directory."""
     results: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rlhf-gym-benchmark-") as tmp:
         files = {}
-        for config in configs:
-            files[config] = build_models(WORKLOADS[config], Path(tmp) / config, settings.seed)
+        for workload in workloads:
+            config = workload.name
+            files[config] = build_models(workload, Path(tmp) / config, settings.seed)
             for system in systems:
                 print(f"[{config}] {system} ...", flush=True)
-                results.append(in_fresh_process(measure, system, WORKLOADS[config], files[config], settings, str(device)))
+                results.append(in_fresh_process(measure, system, workload, files[config], settings, str(device)))
                 print(f"[{config}] {system}: {results[-1]['seconds_per_iteration']:.3f} s/iteration", flush=True)
         if sweep is not None:
             if sweep_base.name not in files:

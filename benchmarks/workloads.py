@@ -1,11 +1,15 @@
-"""The benchmarked work: model sizes and PPO shapes, the shared PPO hyper-parameters, and the locally built models.
+"""The benchmarked work: model sizes and PPO shapes, the shared PPO hyper-parameters, and the models.
 
-Models are built from configs (random-init ``GPT2LMHeadModel`` policy and ``GPT2ForSequenceClassification`` reward
-model of the same size, a word-level tokenizer); no hub.
+Synthetic workloads build their models from configs (random-init ``GPT2LMHeadModel`` policy and
+``GPT2ForSequenceClassification`` reward model of the same size, a word-level tokenizer; no hub); their responses are
+forced to the full length. The ``reviews`` workload is the real one: the embedded default task of ``RLHF-v0`` (its SFT
+policy, reward model and train prompts) in the default training shape of ``scripts/train_agent.py``, where responses
+end at the task's EOS.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +17,9 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.tasks import load_task
 
 # The same PPO hyper-parameters on every side (they do not change the amount of work).
 LEARNING_RATE, BETA, VF_COEF, CLIP_RANGE, GAE_LAMBDA = 1e-5, 0.05, 0.1, 0.2, 0.95
@@ -22,7 +29,12 @@ LORA = {"r": 8, "alpha": 16}
 
 @dataclass(frozen=True)
 class Workload:
-    """One benchmark point: the model size and the PPO shape, identical for every system."""
+    """One benchmark point: the model size and the PPO shape, identical for every system.
+
+    ``task``: the embedded task whose SFT policy (also the reference), reward model and train prompts are used instead
+    of random-init models (the sizes here must be its policy's); its responses end at the task's EOS, so the response
+    length is a budget, not the length.
+    """
 
     name: str
     n_layer: int
@@ -34,6 +46,7 @@ class Workload:
     minibatches: int = 4  # optimizer steps per epoch
     epochs: int = 4
     n_positions: int = 128
+    task: str | None = None
 
     @property
     def optimizer_steps(self) -> int:
@@ -41,13 +54,19 @@ class Workload:
 
     @property
     def update_tokens(self) -> int:
-        """Tokens through forward + backward per iteration when the update runs one pass per whole sequence."""
+        """Tokens through forward + backward per iteration when the update runs one pass per whole full-length sequence
+        (systems count the tokens they actually process on a ``task`` workload: :mod:`benchmarks.tally`)."""
         return self.epochs * self.rollout_batch * (self.prompt_length + self.response_length)
 
     def describe(self) -> str:
-        return (f"{self.n_layer} layers, width {self.n_embd}, vocabulary {self.vocab_size}; prompt {self.prompt_length}, "
-                f"response {self.response_length}, rollout batch {self.rollout_batch}, {self.minibatches} minibatches x "
-                f"{self.epochs} epochs = {self.optimizer_steps} optimizer steps per iteration")
+        models = (f"{self.n_layer} layers, width {self.n_embd}, vocabulary {self.vocab_size}" if self.task is None else
+                  f"the {self.task} task's SFT policy ({self.n_layer} layers, width {self.n_embd}, vocabulary "
+                  f"{self.vocab_size}), reward model and train prompts")
+        response = (f"response {self.response_length}" if self.task is None else
+                    f"responses of at most {self.response_length} tokens ending at EOS")
+        return (f"{models}; prompt {self.prompt_length}, {response}, rollout batch {self.rollout_batch}, "
+                f"{self.minibatches} minibatches x {self.epochs} epochs = {self.optimizer_steps} optimizer steps per "
+                "iteration")
 
 
 WORKLOADS = {
@@ -56,6 +75,10 @@ WORKLOADS = {
     "small": Workload("small", n_layer=4, n_embd=128, vocab_size=512),
     "medium": Workload("medium", n_layer=6, n_embd=256, vocab_size=2048),
     "gpt2": Workload("gpt2", n_layer=12, n_embd=768, vocab_size=50257, n_positions=1024),
+    # RLHF-v0's task in the shape of `python scripts/train_agent.py`: 64 responses per rollout (--n-envs), minibatches of
+    # 16 (--batch-size), 4 epochs (ppo's --n-epochs), a budget of 24 tokens (the task's max_new_tokens)
+    "reviews": Workload("reviews", n_layer=2, n_embd=128, vocab_size=262, prompt_length=3, n_positions=64,
+                        task="reviews"),
 }
 
 
@@ -79,7 +102,9 @@ def word_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
 
 def build_models(workload: Workload, directory: Path, seed: int) -> ModelFiles:
     """Random-init GPT-2 policy and reward model of the workload's size, saved with their tokenizer, and prompts
-    of exactly ``prompt_length`` words (so that no system pads them)."""
+    of exactly ``prompt_length`` words (so that no system pads them); for a ``task`` workload, the task's files."""
+    if workload.task is not None:
+        return task_models(workload)
     tokenizer = word_tokenizer(workload.vocab_size)
     config = {"vocab_size": workload.vocab_size, "n_positions": workload.n_positions, "n_embd": workload.n_embd,
               "n_layer": workload.n_layer, "n_head": max(1, workload.n_embd // 64),
@@ -96,3 +121,26 @@ def build_models(workload: Workload, directory: Path, seed: int) -> ModelFiles:
     prompts = [" ".join(f"w{rng.randrange(3, workload.vocab_size)}" for _ in range(workload.prompt_length))
                for _ in range(n_prompts)]
     return ModelFiles(str(policy), str(reward), prompts)
+
+
+def task_models(workload: Workload) -> ModelFiles:
+    """The files of ``workload.task``: its SFT policy directory (policy and reference), its reward model directory and
+    its train prompts, checked against the workload's sizes, response budget and prompt length (all prompts of that
+    length: no system pads them).
+
+    :raises ConfigError: if the task's policy, budget or prompts do not have the workload's shape.
+    """
+    task = load_task(workload.task)
+    config = json.loads((task.policy_dir / "config.json").read_text())
+    sizes = ("n_layer", "n_embd", "vocab_size", "n_positions")
+    actual = {**{key: config[key] for key in sizes}, "response_length": task.max_new_tokens}
+    expected = {**{key: getattr(workload, key) for key in sizes}, "response_length": workload.response_length}
+    if actual != expected:
+        raise ConfigError(f"task {task.name!r} (policy and response budget) is not the {workload.name!r} workload: "
+                          f"{actual} != {expected}")
+    tokenizer = task.load_tokenizer()
+    lengths = {len(ids) for ids in tokenizer(task.train_prompts, add_special_tokens=False)["input_ids"]}
+    if lengths != {workload.prompt_length}:
+        raise ConfigError(f"task {task.name!r}'s train prompts have {sorted(lengths)} tokens, the {workload.name!r} "
+                          f"workload {workload.prompt_length}")
+    return ModelFiles(str(task.policy_dir), str(task.reward_dir), list(task.train_prompts))
