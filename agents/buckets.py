@@ -6,7 +6,8 @@ and running the shortest and the longest ones as separate forward passes, each c
 computes the same per-token log-probs, entropies and values (causal attention never lets right padding change a real
 position) on fewer tokens. The losses are then taken over the reassembled minibatch as before, so the gradient and the
 optimizer step are those of the whole minibatch (only the rounding differs). Each extra forward pass has a fixed cost,
-so a bucket is split only when that removes a good share of its tokens.
+so a bucket is split only when that removes a good share of its tokens, and small models gain nothing: it is off by
+default (:class:`agents.TransformerPolicy`'s ``max_length_buckets``).
 """
 
 from __future__ import annotations
