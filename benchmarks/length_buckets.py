@@ -30,7 +30,9 @@ def time_update_pass(size: str, rounds: int = 2, repeats: int = 4, prompt_length
     """Median seconds of one forward and backward pass over the minibatch, with 1 and with 4 length buckets."""
     n_layer, n_embd, vocab, stretch = SIZES[size]
     torch.manual_seed(0)
-    lm = GPT2LMHeadModel(GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_embd // 64, vocab_size=vocab, n_positions=256))
+    config = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_embd // 64, vocab_size=vocab, n_positions=256,
+                        bos_token_id=0, eos_token_id=0)
+    lm = GPT2LMHeadModel(config)
     policy = TransformerPolicy(spaces.Dict({}), spaces.Discrete(vocab), lambda _: 1e-4, model_name_or_path=lm)
     lengths = torch.tensor(LENGTHS) * stretch
     queries = torch.randint(3, vocab, (len(LENGTHS), prompt_length))

@@ -14,6 +14,11 @@ EOS token, whereas our env scores the decoded prompt and response text, which dr
 response with its EOS turned into padding (:func:`without_stop_token`), which gives our ``RewardModel``'s scores on
 the task's word-level tokenizer (the text re-tokenises to the same ids), at the same cost.
 
+Mixed precision: TRL's PPOTrainer builds its ``Accelerator`` without a ``mixed_precision`` argument, so it ignores
+``bf16=True`` and takes the precision from Accelerate's environment (``accelerate launch --mixed_precision bf16`` or
+``ACCELERATE_MIXED_PRECISION``): with ``--amp bf16`` this process sets ``ACCELERATE_MIXED_PRECISION=bf16``, and
+Accelerate then runs the wrapped policy and value model under bf16 autocast, on CUDA and on the CPU.
+
 TRL is an optional extra: this module imports it only inside :func:`run`, and is itself imported only when the
 ``trl`` system is selected.
 """
@@ -36,6 +41,8 @@ from .workloads import BETA, CLIP_RANGE, GAE_LAMBDA, LEARNING_RATE, VF_COEF, Mod
 def run(workload: Workload, files: ModelFiles, settings: Settings, device: torch.device, clock: PhaseClock) -> Run:
     """TRL's PPOTrainer with the same models, batch shape and PPO epochs (and its own separate value model)."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    if settings.amp == "bf16":  # this system's own process: the setting goes with it
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
     tally = TokenTally()
     # TRL's Trainer creates its output directory even when it saves nothing: a temporary one, not the model's parent
     # (for a task workload, that is the package's own artifacts directory)

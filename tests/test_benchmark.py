@@ -232,3 +232,12 @@ def test_a_response_length_override_names_the_workload_and_is_checked():
     with pytest.raises(ValueError, match="128 positions"):
         Args(configs="small", response_length=200)
     assert Args(configs="small", response_length=96).response_length == 96
+
+
+@pytest.mark.slow  # a subprocess
+def test_the_profile_of_ours_names_its_phases_and_operators():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.profile", "--config", "quick", "--iterations", "1", "--rows", "5"],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout
+    first = out.splitlines()[0]
+    assert first.startswith("quick, ") and all(f"{phase} " in first for phase in ("sampling", "scoring", "update"))
+    assert "aten::" in out and "Self CPU" in out
