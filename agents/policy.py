@@ -236,9 +236,8 @@ class TransformerPolicy(BasePolicy):
         ``queries`` are left-padded [B, P]; returns three [B, T] tensors (values of the state before each token; entries
         past a response's end are not meaningful and must be masked). ``action_masks`` [B, T, V] restricts each step's
         distribution (NLPO). ``entropy_grad=False`` computes the entropies outside the autograd graph (for logging, when
-        the loss has no entropy bonus): no [B, T, V] backward. Rows of very different lengths run in length buckets
-        (:mod:`agents.buckets`), each forward
-        cut to its bucket's longest response.
+        the loss has no entropy bonus): no [B, T, V] backward. Rows of very different lengths may run in length buckets
+        (:mod:`agents.buckets`, ``max_length_buckets``), each forward cut to its bucket's longest response.
         """
         lengths = response_mask.sum(1)
         buckets = length_buckets(lengths, queries.shape[1], self.max_length_buckets)

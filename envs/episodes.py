@@ -81,10 +81,12 @@ class EpisodeBatch:
             raise ConfigError(f"report_logprobs: row {row}: {values[row]}; {LOGPROB_RULE} (NaN: no report for that row)")
         self.reported[:] = values
 
+    def attention_mask(self) -> np.ndarray:
+        """1 on each row's prompt and response so far, 0 on the right padding  [N, P + T]."""
+        return (self._columns[None, :] < (self.prompt_lens + self.response_lens)[:, None]).astype(np.int64)
+
     def observation(self) -> dict[str, np.ndarray]:
-        lengths = self.prompt_lens + self.response_lens
-        mask = (self._columns[None, :] < lengths[:, None]).astype(np.int64)
-        return {"input_ids": self.contexts.copy(), "attention_mask": mask}
+        return {"input_ids": self.contexts.copy(), "attention_mask": self.attention_mask()}
 
     def append(self, rows: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Add one token to each of ``rows``; return the (terminated, truncated) flags of those rows."""
@@ -123,11 +125,10 @@ class EpisodeBatch:
         if mask is None:
             raise RuntimeError("this env has no action masks: create it with mask_top_p=... (and/or mask_top_k=...)")
         contexts, prompt_lens, response_lens = self._device_view(np.arange(self.num_rows))
-        lengths = prompt_lens + response_lens
-        attention = (torch.arange(contexts.shape[1], device=contexts.device)[None, :] < lengths[:, None]).long()
+        attention = torch.as_tensor(self.attention_mask(), device=contexts.device)
         logits = mask.model(input_ids=contexts, attention_mask=attention, position_ids=positions(attention)).logits
         # the next-token distribution of each row sits at its last real position (right padding follows it)
-        last = logits[torch.arange(self.num_rows, device=logits.device), (lengths - 1).clamp(min=0)]
+        last = logits[torch.arange(self.num_rows, device=logits.device), (prompt_lens + response_lens - 1).clamp(min=0)]
         return top_p_mask(last / self.setup.config.temperature, mask.top_p, mask.top_k, mask.min_tokens, mask.always_allowed)
 
     def refresh_mask_model(self, model) -> None:

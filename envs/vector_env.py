@@ -173,15 +173,11 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
             term, trunc = self._episodes.append(active, actions[active])
             rewards[active], row_infos = self._episodes.rewards(active, term | trunc, defer=self._deferred)
             terminated[active], truncated[active] = term, trunc
-            for row, info in zip(active.tolist(), row_infos):
-                for key, value in info.items():
-                    self._add_info(infos, key, value, row)
+            self._add_infos(infos, active, row_infos)
         if self._deferred and self._episodes.done.all():  # the batch's last row ended: score every finished row at once
             rows, final = self._episodes.score_pending()
-            for row, info in zip(rows.tolist(), final):
-                rewards[row] = info["terminal_reward"]
-                for key, value in info.items():
-                    self._add_info(infos, key, value, row)
+            rewards[rows] = [info["terminal_reward"] for info in final]
+            self._add_infos(infos, rows, final)
         if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
             # a group restarts on the next step once its last row has finished (with group_size 1: every finished row)
             k = self.group_size
@@ -191,13 +187,16 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
             self.render()
         return self._episodes.observation(), rewards, terminated, truncated, infos
 
-    def _add_info(self, infos: dict, key: str, value: Any, row: int) -> None:
-        if key not in infos:
-            dtype = object if isinstance(value, str) else type(value)
-            infos[key] = np.zeros(self.num_envs, dtype=dtype)
-            infos["_" + key] = np.zeros(self.num_envs, dtype=bool)
-        infos[key][row] = value
-        infos["_" + key][row] = True
+    def _add_infos(self, infos: dict, rows: np.ndarray, row_infos: list[dict]) -> None:
+        """Put each row's info into Gymnasium's vector form (``infos[key]`` over rows, ``infos["_" + key]`` set)."""
+        for row, info in zip(rows.tolist(), row_infos):
+            for key, value in info.items():
+                if key not in infos:
+                    dtype = object if isinstance(value, str) else type(value)
+                    infos[key] = np.zeros(self.num_envs, dtype=dtype)
+                    infos["_" + key] = np.zeros(self.num_envs, dtype=bool)
+                infos[key][row] = value
+                infos["_" + key][row] = True
 
     def render(self) -> str | None:
         text = "\n".join(f"[{i}] {self._episodes.render(i)}" for i in range(self.num_envs))
