@@ -60,7 +60,8 @@ def test_quick_leaderboard_runs_every_method_end_to_end(tmp_path):
     # every trained method exported a policy that the protocol scored
     for method in ("ppo", "nlpo", "rloo", "grpo", "dpo"):
         stored = json.loads(leaderboard.record_path(tmp_path, method, 0).read_text())
-        assert stored["responses" if method != "dpo" else "seconds"] > 0 and len(stored["samples"]) == 5
+        # the work it did (not its seconds: a quick DPO run now trains in under 0.05 s, which rounds to 0.0)
+        assert stored["responses" if method != "dpo" else "comparisons"] > 0 and len(stored["samples"]) == 5
 
 
 def test_suite_table_shows_the_normalised_score_or_else_the_gold_reward():
