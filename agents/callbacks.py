@@ -101,21 +101,23 @@ class ResponseProgressBar(BaseCallback):
 
 class HeldOutEvaluation(BaseCallback):
     """Scores the policy on held-out prompts before training, after every ``every`` PPO iterations and at the end,
-    keeping the summaries and a few samples in :attr:`points`.
+    keeping the summaries and a few samples in :attr:`points` and the latest evaluation in :attr:`last`.
 
     :param evaluate: ``evaluate(lm) -> rlhf_gym.evaluation.Evaluation`` (see :func:`agents.experiment.held_out_evaluator`).
     :param every: PPO iterations between evaluations.
     :param n_samples: sample texts kept per evaluation.
+    :param start: PPO iterations already done (a run continued): the points carry the run's iteration numbers.
     """
 
-    def __init__(self, evaluate: Callable[[Any], Any], every: int, n_samples: int):
+    def __init__(self, evaluate: Callable[[Any], Any], every: int, n_samples: int, start: int = 0):
         super().__init__()
         self.evaluate, self.every, self.n_samples = evaluate, every, n_samples
         self.points: list[dict] = []
-        self.iterations = 0
+        self.iterations = start
+        self.last = None
 
     def record(self) -> None:
-        ev = self.evaluate(self.model.policy.lm)
+        self.last = ev = self.evaluate(self.model.policy.lm)
         samples = [[p, r] for p, r in zip(ev.prompts[: self.n_samples], ev.responses[: self.n_samples])]
         self.points.append({"iteration": self.iterations, "timesteps": int(self.model.num_timesteps), **ev.summary(),
                             "samples": samples})
@@ -124,7 +126,8 @@ class HeldOutEvaluation(BaseCallback):
         self.record()
 
     def _on_rollout_start(self) -> None:  # the policy has been updated `iterations` times
-        if self.iterations > 0 and self.iterations % self.every == 0:
+        # (a continued run has been evaluated at its start: not twice)
+        if self.iterations % self.every == 0 and self.points[-1]["iteration"] != self.iterations:
             self.record()
 
     def _on_rollout_end(self) -> None:

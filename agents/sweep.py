@@ -53,9 +53,9 @@ from .experiment import TrainConfig, build_env_and_agent, held_out_evaluator
 
 # the settings a stored run must share with the sweep to be reused (else: an error naming the file)
 RUN_SETTINGS = ("iterations", "eval_every", "n_eval_prompts", "n_envs", "batch_size", "n_epochs", "learning_rate",
-                "max_new_tokens", "ensemble_objective", "uncertainty_coef", "ensemble_dir")
+                "max_new_tokens", "ensemble_objective", "uncertainty_coef", "ensemble_dir", "reward_model")
 BEST_OF_N_SETTINGS = ("best_of_n_max", "best_of_n_prompts", "max_new_tokens", "ensemble_objective", "uncertainty_coef",
-                      "ensemble_dir")
+                      "ensemble_dir", "reward_model")
 
 
 @dataclass
@@ -145,9 +145,11 @@ def store_run(out_dir: str | Path, record: dict) -> None:
 
 
 def check_stored(path: Path, stored: dict, config: dict) -> dict:
-    """A stored result, or a ``ValueError`` naming the file if it was made with other settings."""
-    if stored.get("config") != config:
-        different = sorted(k for k in config if stored.get("config", {}).get(k) != config[k])
+    """A stored result, or a :class:`ConfigError` naming the file if it was made with other settings."""
+    stored_config = stored.get("config") or {}
+    # a setting added after the file was written reads as its default, None
+    different = sorted(k for k in config if stored_config.get(k) != config[k])
+    if different:
         raise ConfigError(f"{path} was made with other settings ({', '.join(different)}); use another --out-dir or delete it")
     return stored
 

@@ -265,9 +265,9 @@ def per_seed(records: list[dict]) -> str:
 def plot(records: list[dict], path: str | Path, title: str, kl_budget: float) -> None:
     """Gold reward against sqrt(KL): one marker per seed, the mean with its std as error bars (squares: TRL's
     trainers), best-of-n as a line, the headline's KL budget as a dotted line."""
-    from rlhf_gym.hacking.figures import _pyplot, _save
+    from rlhf_gym.hacking.figures import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))
     curves = [r["curve"] for r in records if "curve" in r]
     if curves:
@@ -288,7 +288,7 @@ def plot(records: list[dict], path: str | Path, title: str, kl_budget: float) ->
     ax.set_ylabel("gold reward (held-out prompts)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    _save(fig, path, title, dpi=90)
+    save_figure(fig, path, title, dpi=90)
 
 
 def main(args: Args) -> list[dict]:

@@ -129,9 +129,9 @@ def task_report(env_id: str, args: Args) -> dict:
 
 def plot(report: dict, path: Path) -> None:
     """Left: mean proxy (dashed) and gold (solid) reward per iteration, default and small beta. Right: the probe."""
-    from rlhf_gym.hacking.figures import _pyplot, _save
+    from rlhf_gym.hacking.figures import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, ax_probe) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.5, 1]})
     for method, colour in zip(METHODS, ("tab:blue", "tab:red")):
         curve = report["curves"][method]
@@ -149,7 +149,7 @@ def plot(report: dict, path: Path) -> None:
     ax_probe.set_ylabel("reward (mean over held-out prompts)")
     ax_probe.grid(alpha=0.3)
     ax_probe.legend(fontsize=8)
-    _save(fig, path, f"{report['env_id']}: the designed hack ({report['bias_name']})", dpi=90)
+    save_figure(fig, path, f"{report['env_id']}: the designed hack ({report['bias_name']})", dpi=90)
 
 
 def markdown(reports: list[dict], args: Args) -> str:

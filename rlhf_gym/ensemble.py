@@ -148,17 +148,26 @@ class ProxyRewardArgs:
                                                "uncertainty (default: the task's single reward model)")
     uncertainty_coef: float = arg(1.0, "lambda of the uncertainty objective (mean - lambda * std)")
     ensemble_dir: str = arg(str(DEFAULT_ENSEMBLE_DIR), "directory of the ensemble (ensemble.json and its members)")
+    reward_model: str | None = arg(None, "directory of another reward model to use as the proxy (default: the task's)")
 
     def __post_init__(self) -> None:
         if self.ensemble_objective is not None and self.ensemble_objective not in OBJECTIVES:
             raise ConfigError(f"--ensemble-objective must be one of {OBJECTIVES}, got {self.ensemble_objective!r}")
+        if self.ensemble_objective is not None and self.reward_model is not None:
+            raise ConfigError("--reward-model and --ensemble-objective each choose the proxy: give one of them")
+        if self.reward_model is not None and not Path(self.reward_model).is_dir():
+            raise MissingFileError(f"--reward-model: no such directory: {self.reward_model}")
 
     @property
     def proxy_name(self) -> str:
+        if self.reward_model is not None:
+            return f"reward model {Path(self.reward_model).name}"
         return f"ensemble ({self.ensemble_objective})" if self.ensemble_objective else "reward model"
 
-    def load_proxy(self) -> RewardEnsemble | None:
-        """The ensemble, or None for the task's reward model (which the env or the caller loads)."""
+    def load_proxy(self) -> RewardEnsemble | RewardModel | None:
+        """The ensemble or ``--reward-model``, or None for the task's reward model (which the env or the caller loads)."""
+        if self.reward_model is not None:
+            return RewardModel.from_pretrained(self.reward_model)
         if self.ensemble_objective is None:
             return None
         return RewardEnsemble.from_pretrained(self.ensemble_dir, self.ensemble_objective, self.uncertainty_coef)

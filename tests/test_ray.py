@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from agents import sweep
+from agents import diverse_ensembles, iterated, rm_scaling, sweep
 from benchmarks import leaderboard
 from rlhf_gym import registration
 from rlhf_gym.checks import check_seed
@@ -19,7 +19,7 @@ from rlhf_gym.dispatch import Job, RaySettings, RunFailedError, connect, import_
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.hacking.run_store import run_path
 
-COMMANDS = (sweep, leaderboard, best_of_n)
+COMMANDS = (sweep, leaderboard, best_of_n, iterated, rm_scaling, diverse_ensembles)
 RECORD_KEYS = ("gold_reward", "normalised_score", "proxy_reward", "kl", "distinct_2", "well_formed", "samples")
 """What a leaderboard record measures (its time and run directory differ from run to run)."""
 
@@ -38,7 +38,8 @@ def test_bad_ray_options(command, argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [sweep, best_of_n], ids=["sweep", "best_of_n"])
+@pytest.mark.parametrize("command", [sweep, best_of_n, iterated, rm_scaling, diverse_ensembles],
+                         ids=["sweep", "best_of_n", "iterated", "rm_scaling", "diverse_ensembles"])
 def test_a_gpu_is_refused_where_the_runs_use_the_cpu(command):
     with pytest.raises(ConfigError, match="--ray-num-gpus 1: this command's runs use the CPU only"):
         command.Args(ray=True, ray_num_gpus=1)

@@ -15,26 +15,23 @@ The result is bit-identical for the same seeds, torch version and ``--threads``.
 from __future__ import annotations
 
 import platform
-import random
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import transformers
 
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.ensemble import DEFAULT_ENSEMBLE_DIR, RewardEnsemble
-from rlhf_gym.generation import generate_texts
-from rlhf_gym.gpt2 import gpt2_reward_model
-from rlhf_gym.preferences import load_preferences
-from rlhf_gym.reward_training import REWARD_EPOCHS, RewardTrainingConfig, data_hash, save_reward_model, train_reward_model
+from rlhf_gym.hacking.proxies import (ProxySpec, measure_gold_agreement, shipped_comparisons, standardisation,
+                                      standardisation_samples, train_proxy)
+from rlhf_gym.reward_model import RewardModel
+from rlhf_gym.reward_training import REWARD_EPOCHS, data_hash
 from rlhf_gym.tasks import load_task
-from rlhf_gym.tasks.building import BuildConfig, SeedStream, gold_agreement
-from rlhf_gym.tasks.reviews.task import WORLD as REVIEWS
+from rlhf_gym.tasks.building import BuildConfig
 from rlhf_gym.utils import atomic_write_json
 
 
@@ -67,48 +64,37 @@ def main(args: Args) -> dict:
     seeds = args.seed_list()
     task = load_task("reviews")
     build = BuildConfig()
-    records = load_preferences(task.artifacts_dir / "preferences.jsonl")
-    policy, tokenizer = task.load_policy(), task.load_tokenizer()
+    records = shipped_comparisons(task)
     out_dir = Path(args.out_dir)
     staging = out_dir.with_name(out_dir.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
 
-    # the pairs and prompts on which build.py measured the shipped reward model
-    agreement_prompts = random.Random(build.seed_for(SeedStream.EVAL_SAMPLE)).sample(task.eval_prompts,
-                                                                                       build.n_eval_samples)
-    agreement_seed = build.seed_for(SeedStream.GOLD_AGREEMENT)
-    norm_seed = build.seed_for(SeedStream.ENSEMBLE_NORM)
-    norm_prompts = random.Random(norm_seed).choices(task.train_prompts, k=args.n_norm_samples)
-    norm_responses = generate_texts(policy, tokenizer, norm_prompts, build.max_new_tokens, seed=norm_seed)
+    norm_prompts, norm_responses = standardisation_samples(args.n_norm_samples)
 
     members, manifest = [], []
     for seed in seeds:
-        torch.manual_seed(seed)
-        member = gpt2_reward_model(REVIEWS.tokenizer(), build.reward_width, build.reward_layers)
-        metrics = train_reward_model(member, records, RewardTrainingConfig(epochs=args.epochs, seed=seed), progress=False)
-        agreement = gold_agreement(task.gold_reward, member, policy, tokenizer, agreement_prompts, build.max_new_tokens,
-                                   agreement_seed)
-        metrics.update(agreement)
-        save_reward_model(member, staging / f"member_{seed}", metrics)
-        scores = member(norm_prompts, norm_responses).astype(np.float64)
-        manifest.append({"path": f"member_{seed}", "seed": seed, "shift": float(scores.mean()), "scale": float(scores.std()),
-                         "eval_accuracy": metrics["eval_accuracy"], "gold_agreement": agreement["gold_agreement"]})
+        member_dir = staging / f"member_{seed}"
+        metrics = train_proxy(ProxySpec(build.reward_width, build.reward_layers, len(records), seed), member_dir, records,
+                              epochs=args.epochs)
+        member = RewardModel.from_pretrained(member_dir)
+        shift, scale = standardisation(member, norm_prompts, norm_responses)
+        manifest.append({"path": f"member_{seed}", "seed": seed, "shift": shift, "scale": scale,
+                         "eval_accuracy": metrics["eval_accuracy"], "gold_agreement": metrics["gold_agreement"]})
         members.append(member)
         print(f"member {seed}: held-out accuracy {metrics['eval_accuracy']:.3f}, gold agreement "
-              f"{agreement['gold_agreement']:.3f}, SFT mean {scores.mean():.3f} std {scores.std():.3f}")
+              f"{metrics['gold_agreement']:.3f}, SFT mean {shift:.3f} std {scale:.3f}")
 
     ensemble_agreement = {}
     for objective in ("mean", "worst", "uncertainty"):
         ensemble = RewardEnsemble(members, objective, shifts=[m["shift"] for m in manifest],
                                   scales=[m["scale"] for m in manifest])
-        ensemble_agreement[objective] = gold_agreement(task.gold_reward, ensemble, policy, tokenizer, agreement_prompts,
-                                                       build.max_new_tokens, agreement_seed)["gold_agreement"]
+        ensemble_agreement[objective] = measure_gold_agreement(ensemble, task)["gold_agreement"]
     print("ensemble agreement with gold:", ", ".join(f"{k} {v:.3f}" for k, v in ensemble_agreement.items()))
     metadata = {
         "members": manifest,
         "ensemble_gold_agreement": ensemble_agreement,
-        "n_agreement_pairs": len(agreement_prompts),
+        "n_agreement_pairs": build.n_eval_samples,
         "standardisation": f"mean and std of each member on {args.n_norm_samples} SFT samples (train prompts)",
         "args": {k: v for k, v in asdict(args).items() if k != "out_dir"},
         "data_sha256": data_hash(records),

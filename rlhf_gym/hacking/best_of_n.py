@@ -51,20 +51,39 @@ def best_of_n_curve(proxy: np.ndarray, values: dict[str, np.ndarray], ns: list[i
     return rows
 
 
+def power_of_two_ns(n_max: int) -> list[int]:
+    """``[1, 2, 4, ..., n_max]``; a :class:`ConfigError` unless ``n_max`` is a power of two."""
+    if n_max < 1 or n_max & (n_max - 1):
+        raise ConfigError(f"n_max must be a power of two, got {n_max}")
+    return [2 ** k for k in range(n_max.bit_length())]
+
+
+def draw_samples(policy, tokenizer, prompts: list[str], task, n_max: int = 64,
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, seed: int = 20_000) -> dict:
+    """``n_max`` responses per prompt from ``policy`` with their gold values: ``{"prompts", "responses", "values"}``
+    (flat lists, prompt-major; ``values``: the task's gold reward and well-formed share), to rank by any proxy."""
+    power_of_two_ns(n_max)
+    repeated = [p for p in prompts for _ in range(n_max)]
+    responses = generate_texts(policy, tokenizer, repeated, max_new_tokens, seed=seed)
+    values = {name: v.tolist() for name, v in task.gold_scores(repeated, responses).items()}
+    return {"prompts": repeated, "responses": responses, "values": values, "n_max": n_max}
+
+
+def rank_samples(samples: dict, reward_fn) -> list[dict]:
+    """:func:`best_of_n_curve` of :func:`draw_samples`' responses chosen by ``reward_fn``, for n = 1, 2, 4, ..., n_max."""
+    shape = (-1, samples["n_max"])
+    proxy = checked_scores(reward_fn(samples["prompts"], samples["responses"]), samples["prompts"]).reshape(shape)
+    values = {name: np.asarray(v).reshape(shape) for name, v in samples["values"].items()}
+    return best_of_n_curve(proxy, values, power_of_two_ns(samples["n_max"]))
+
+
 def sample_best_of_n(policy, tokenizer, prompts: list[str], reward_fn, task, n_max: int = 64,
                      max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, seed: int = 20_000) -> list[dict]:
     """Sample ``n_max`` responses per prompt from ``policy`` and return :func:`best_of_n_curve` for n = 1, 2, 4, ..., n_max.
 
     The values averaged are the task's gold reward and well-formed share.
     """
-    if n_max < 1 or n_max & (n_max - 1):
-        raise ConfigError(f"n_max must be a power of two, got {n_max}")
-    repeated = [p for p in prompts for _ in range(n_max)]
-    responses = generate_texts(policy, tokenizer, repeated, max_new_tokens, seed=seed)
-    shape = (len(prompts), n_max)
-    proxy = checked_scores(reward_fn(repeated, responses), repeated).reshape(shape)
-    values = {name: v.reshape(shape) for name, v in task.gold_scores(repeated, responses).items()}
-    return best_of_n_curve(proxy, values, [2 ** k for k in range(n_max.bit_length())])
+    return rank_samples(draw_samples(policy, tokenizer, prompts, task, n_max, max_new_tokens, seed), reward_fn)
 
 
 def interpolate_best_of_n(curve: list[dict], kl: float) -> float | None:

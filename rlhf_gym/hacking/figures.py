@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .gao import fit_gao, gao_rl, gold_gain_points
+from .gao import GaoFit, best_of_n_gain_points, fit_gao, gao_rl, gold_gain_points
 from .run_store import peak_point
 
 
@@ -30,7 +30,7 @@ def plot_sweep(runs: list[dict], path: str | Path, best_of_n: list[dict] | None 
     over all seeds' evaluation points; dots: every point's gold reward), best-of-n in black, the Gao fit of the
     smallest beta.
     Right: gold reward at the end of training and at its peak against beta."""
-    plt = _pyplot()
+    plt = pyplot()
     betas = sorted({r["beta"] for r in runs})
     colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(betas)))
     fig, (ax, ax_beta) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [1.6, 1]})
@@ -75,13 +75,13 @@ def plot_sweep(runs: list[dict], path: str | Path, best_of_n: list[dict] | None 
     ax_beta.set_ylabel("gold reward (held-out prompts)")
     ax_beta.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     ax_beta.grid(alpha=0.3)
-    _save(fig, path, title, dpi=90)
+    save_figure(fig, path, title, dpi=90)
 
 
 def plot_training(runs: list[dict], path: str | Path, title: str = "") -> None:
     """One panel per beta: gold (green) and proxy (blue) reward and sqrt(KL) (grey, right axis) over PPO iterations,
     one line per seed."""
-    plt = _pyplot()
+    plt = pyplot()
     betas = sorted({r["beta"] for r in runs})
     fig, axes = plt.subplots(1, len(betas), figsize=(2.6 * len(betas), 3.2), sharey=True, squeeze=False)
     d_max = float(np.sqrt(max(max(p["kl"] for p in r["points"]) for r in runs)))
@@ -100,29 +100,102 @@ def plot_training(runs: list[dict], path: str | Path, title: str = "") -> None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("gold (green), proxy (blue dashed)", fontsize=8)
     kl_ax.set_ylabel("sqrt(KL) (grey)", fontsize=8)
-    _save(fig, path, title, dpi=80)
+    save_figure(fig, path, title, dpi=80)
 
 
 def plot_comparison(sweeps: dict[str, list[dict]], path: str | Path, title: str = "") -> None:
     """One panel per beta that every sweep ran: gold reward against sqrt(KL) (:func:`binned_by_kl`), one colour per
     sweep (e.g. the single reward model against the ensemble objectives). Proxies differ in scale, so only gold."""
-    plt = _pyplot()
     betas = sorted(set.intersection(*({r["beta"] for r in runs} for runs in sweeps.values())))
-    fig, axes = plt.subplots(1, len(betas), figsize=(3.4 * len(betas), 3.4), sharey=True, squeeze=False)
-    colours = plt.get_cmap("tab10")(np.arange(len(sweeps)))
-    for ax, beta in zip(axes[0], betas):
-        for (label, runs), colour in zip(sweeps.items(), colours):
-            group = [r for r in runs if r["beta"] == beta]
-            ax.plot(*binned_by_kl(group, "gold_reward"), "-o", color=colour, markersize=3, label=label)
-        ax.set_title(f"beta={beta:g}", fontsize=9)
+    plot_groups({f"beta={beta:g}": {label: [r for r in runs if r["beta"] == beta] for label, runs in sweeps.items()}
+                 for beta in betas}, path, title)
+
+
+def plot_groups(panels: dict[str, dict[str, list[dict]]], path: str | Path, title: str = "") -> None:
+    """One panel per group: gold reward against sqrt(KL) (:func:`binned_by_kl`), one colour per set of runs in it
+    (the same label, the same colour in every panel)."""
+    plt = pyplot()
+    labels = list(dict.fromkeys(label for sweeps in panels.values() for label in sweeps))
+    colours = dict(zip(labels, plt.get_cmap("tab10")(np.arange(len(labels)) % 10)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), sharey=True, squeeze=False)
+    for ax, (name, sweeps) in zip(axes[0], panels.items()):
+        for label, runs in sweeps.items():
+            ax.plot(*binned_by_kl(runs, "gold_reward"), "-o", color=colours[label], markersize=3, label=label)
+        ax.set_title(name, fontsize=9)
         ax.set_xlabel("sqrt(KL)", fontsize=8)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
     axes[0][0].set_ylabel("gold reward (held-out prompts)", fontsize=8)
-    axes[0][0].legend(fontsize=7)
-    _save(fig, path, title, dpi=80)
+    save_figure(fig, path, title, dpi=80)
 
 
-def _pyplot():
+def plot_scaling(rows: list[dict], runs: dict[str, list[dict]], path: str | Path, title: str = "") -> None:
+    """Gao et al.'s Figure 1 for a grid of proxies: gold reward gained against sqrt(KL), best-of-n (top row) and RL
+    (bottom row), one column per number of comparisons, one colour per proxy size; dots are measurements (every
+    best-of-n n; every evaluation point of every seed), lines the fitted form.
+
+    :param rows: :func:`.scaling.summarize_cell` rows.
+    :param runs: proxy name -> its PPO runs (for the dots of the RL row).
+    """
+    plt = pyplot()
+    sizes = sorted({r["parameters"] for r in rows})
+    data = sorted({r["n_comparisons"] for r in rows})
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(sizes)))
+    fig, axes = plt.subplots(2, len(data), figsize=(4.2 * len(data), 7.0), squeeze=False, sharey="row")
+    for column, n in enumerate(data):
+        for r in (r for r in rows if r["n_comparisons"] == n):
+            colour = colours[sizes.index(r["parameters"])]
+            label = f"{r['width']}x{r['layers']} ({r['parameters'] / 1e3:.0f}k)"
+            for row, (kl, gain, fit) in enumerate([(*best_of_n_gain_points(r["best_of_n"]), r["best_of_n_fit"]),
+                                                   (*gold_gain_points(runs[r["name"]]), r["rl_fit"])]):
+                ax = axes[row][column]
+                d = np.sqrt(np.clip(kl, 0, None))
+                ax.scatter(d, gain, s=8 if row else 14, color=colour, alpha=0.5 if row else 0.9)
+                grid = np.linspace(0.0, d.max(), 100)
+                ax.plot(grid, GaoFit(fit["alpha"], fit["b"], fit["r2"], fit["n_points"], fit["form"]).predict(grid),
+                        color=colour, linewidth=1.5, label=f"{label}, R² {fit['r2']:.2f}")
+        for row, name in enumerate(("best-of-n: d (alpha - b d)", "PPO, beta 0: d (alpha - b ln d)")):
+            ax = axes[row][column]
+            ax.set_title(f"{name}\nproxy trained on {n:,} comparisons", fontsize=8)
+            ax.axhline(0.0, color="grey", linewidth=0.5)
+            ax.set_xlabel("d = sqrt(KL(pi || pi_SFT)) (nats^0.5)", fontsize=8)
+            ax.legend(fontsize=6)
+    for row in range(2):
+        axes[row][0].set_ylabel("gold reward gained (held-out prompts)", fontsize=8)
+    save_figure(fig, path, title, dpi=80)
+
+
+def plot_coefficients(rows: list[dict], path: str | Path, title: str = "") -> None:
+    """Gao et al.'s coefficient plots: alpha and b of both forms against the proxy's parameters (log scale), one line
+    per number of comparisons; and where the gold reward peaks (KL) against the proxy's parameters."""
+    plt = pyplot()
+    data = sorted({r["n_comparisons"] for r in rows})
+    colours = plt.get_cmap("plasma")(np.linspace(0.0, 0.8, len(data)))
+    fig, axes = plt.subplots(2, 3, figsize=(12.0, 6.5), squeeze=False)
+    for colour, n in zip(colours, data):
+        group = sorted((r for r in rows if r["n_comparisons"] == n), key=lambda r: r["parameters"])
+        x = [r["parameters"] for r in group]
+        for row, key in enumerate(("best_of_n_fit", "rl_fit")):
+            for column, coefficient in enumerate(("alpha", "b")):
+                axes[row][column].plot(x, [r[key][coefficient] for r in group], "o-", color=colour,
+                                       label=f"{n:,} comparisons")
+        fitted = [r["best_of_n_fit"]["peak_kl"] for r in group]
+        axes[0][2].plot(x, [np.nan if k is None else k for k in fitted], "o-", color=colour, label=f"{n:,} comparisons")
+        axes[1][2].errorbar(x, [r["rl_peak_kl"][0] for r in group], yerr=[r["rl_peak_kl"][1] for r in group], fmt="o-",
+                            color=colour, capsize=3, label=f"{n:,} comparisons")
+    names = [["best-of-n alpha", "best-of-n b", "best-of-n: fitted peak KL"],
+             ["RL alpha", "RL b", "PPO: KL at the gold peak (runs, mean ± std)"]]
+    for row in range(2):
+        for column in range(3):
+            ax = axes[row][column]
+            ax.set_xscale("log")
+            ax.set_title(names[row][column], fontsize=9)
+            ax.set_xlabel("proxy parameters", fontsize=8)
+            ax.legend(fontsize=6)
+    save_figure(fig, path, title, dpi=80)
+
+
+def pyplot():
     """``matplotlib.pyplot`` on the Agg backend (no display), imported when a figure is drawn."""
     import matplotlib
 
@@ -132,10 +205,10 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path, title: str, dpi: int) -> None:
+def save_figure(fig, path: str | Path, title: str, dpi: int) -> None:
     """Give ``fig`` its title, write it to ``path`` and free it."""
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
-    _pyplot().close(fig)
+    pyplot().close(fig)

@@ -9,23 +9,39 @@ from .gao import fit_gao, gold_gain_points
 from .run_store import peak_point
 
 
+HACKED_WELL_FORMED = 0.5
+"""A run ends *hacked* when fewer than this share of its final held-out responses are well-formed."""
+
+
+def mean_std(values: list[float]) -> list[float]:
+    """``[mean, std]`` over seeds."""
+    return [float(np.mean(values)), float(np.std(values))]
+
+
+def plus_minus(pair: list[float], digits: int = 2) -> str:
+    """``"mean ± std"`` of a :func:`mean_std` pair."""
+    return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
+
+
+def hacked_count(runs: list[dict]) -> int:
+    """Runs whose last evaluation is mostly ill-formed (:data:`HACKED_WELL_FORMED`)."""
+    return sum(r["points"][-1]["well_formed"] < HACKED_WELL_FORMED for r in runs)
+
+
 def summarize(runs: list[dict]) -> list[dict]:
     """One row per beta: mean and std over seeds of the start, peak and end of training, and the Gao fit."""
     rows = []
     for beta in sorted({r["beta"] for r in runs}):
         group = [r for r in runs if r["beta"] == beta]
 
-        def stat(values: list[float]) -> list[float]:
-            return [float(np.mean(values)), float(np.std(values))]
-
         row = {"beta": beta, "seeds": [r["seed"] for r in group],
-               "gold_start": stat([r["points"][0]["gold_reward"] for r in group]),
-               "gold_peak": stat([peak_point(r)["gold_reward"] for r in group]),
-               "kl_at_peak": stat([peak_point(r)["kl"] for r in group]),
-               "iteration_at_peak": stat([peak_point(r)["iteration"] for r in group]),
+               "gold_start": mean_std([r["points"][0]["gold_reward"] for r in group]),
+               "gold_peak": mean_std([peak_point(r)["gold_reward"] for r in group]),
+               "kl_at_peak": mean_std([peak_point(r)["kl"] for r in group]),
+               "iteration_at_peak": mean_std([peak_point(r)["iteration"] for r in group]),
                "iterations": group[0]["points"][-1]["iteration"]}
         for key in EVALUATION_METRICS:
-            row[f"final_{key}"] = stat([r["points"][-1][key] for r in group])
+            row[f"final_{key}"] = mean_std([r["points"][-1][key] for r in group])
         row["gao_fit"] = fit_gao(*gold_gain_points(group)).as_dict()
         rows.append(row)
     return rows
@@ -33,9 +49,7 @@ def summarize(runs: list[dict]) -> list[dict]:
 
 def markdown_table(rows: list[dict]) -> str:
     """The per-beta summary as a markdown table (mean ± std over seeds)."""
-    def pm(pair: list[float], digits: int = 2) -> str:
-        return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
-
+    pm = plus_minus
     lines = [("| beta | seeds | gold start | gold peak (KL, iteration) | gold final | proxy final | KL final | "
              "well-formed final | Gao alpha, b (R²) |"), "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

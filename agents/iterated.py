@@ -1,0 +1,334 @@
+"""Iterated (online) RLHF: rounds of Stage 1 -> 2 -> 3 against a single round, at equal budgets (issue item 1).
+
+InstructGPT (Ouyang et al. 2022) labels samples of the SFT policy once, fits a reward model and optimises against
+it; the policy then leaves the region the reward model was fitted on, and at a small beta it finds the proxy's hack.
+Iterated online RLHF (Bai et al. 2022, section 4.5; Llama 2's rounds, Touvron et al. 2023) labels the *current*
+policy's samples each round, so the reward model sees, and learns to rank down, the text the policy drifts to.
+
+A run is a schedule of ``R`` rounds and a seed. Round ``k`` (1-based):
+
+1. **Collect** ``total_comparisons / R`` comparisons on the task's train prompts, two samples per prompt
+   (temperature 1, the response budget) from the current policy: the SFT policy in round 1, else the policy saved at
+   the end of round ``k - 1``; labelled by the task's simulated annotator(s) (``--labeler simulated``, the biased pool
+   of the shipped data for the suite's tasks), by you at the terminal, or on the labelling page (``--labeler page``:
+   the pairs are written, the command stops and says how to label them; rerun it once they are labelled).
+2. **Reward model**: trained from scratch (the task's architecture and recipe) on the comparisons of rounds ``1..k``.
+3. **Policy**: ``iterations / R`` more PPO iterations at ``--beta`` against this round's reward model, continued from
+   where the last round stopped (optimizer, counters); the KL reference stays the SFT policy. Held-out evaluations
+   every ``--eval-every`` iterations (proxy: this round's reward model; gold; KL to the SFT policy).
+
+Runs are independent jobs (``--workers`` processes, or Ray tasks); each trains its rounds in order. Everything is
+written to the run store of :mod:`rlhf_gym.hacking.rounds` as it finishes, by the job itself (on a Ray cluster of
+several machines ``--out-dir`` must be on a shared filesystem): a rerun skips finished rounds and resumes an
+unfinished one at its first unfinished stage; a stored run made with other settings is refused. The study's
+``iterated.json`` (every run and point, the final policies' samples), ``iterated.md`` (the table, also printed) and
+``iterated.png`` (gold reward against sqrt(KL) per schedule, points coloured by round; gold over PPO iterations) go
+to ``--out-dir``.
+
+    rlhf-gym iterate                                         # reviews, 1 against 3 rounds, 3 seeds, beta 0
+    rlhf-gym iterate --task lists --out-dir runs/iterated_lists
+    rlhf-gym iterate --labeler page --rounds 3 --seeds 0 --total-comparisons 300 --out-dir runs/iterated_page
+    rlhf-gym iterate --quick true --out-dir /tmp/iterated    # smoke test, well under a minute
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlhf_gym.checks import check_positive_options
+from rlhf_gym.cli import arg
+from rlhf_gym.collect import collect_preferences, existing_pair_ids
+from rlhf_gym.dispatch import Job, RayOptions, run_all
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.hacking.rounds import (AGENT_FILE, COMPARISONS_FILE, PAIRS_FILE, REWARD_DIR, ROUND_FILE, ROUND_SEED_STRIDE,
+                                     RUN_FILE, load_run, markdown_table, plot_iterated, round_dir, round_prompts, round_seed,
+                                     run_dir, summarize_schedules)
+from rlhf_gym.labelers import Labeler, TerminalLabeler
+from rlhf_gym.preferences import load_preferences
+from rlhf_gym.reward_model import RewardModel
+from rlhf_gym.reward_training import METADATA_FILE, RewardTrainingConfig, data_hash, save_reward_model, train_reward_model
+from rlhf_gym.tasks import TASKS, Task, load_task, world_of
+from rlhf_gym.tasks.building import BuildConfig, annotator, gold_agreement, initial_reward_model
+from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
+
+from .callbacks import HeldOutEvaluation
+from .experiment import EVAL_SEED_OFFSET, TrainConfig, build_env_and_agent, held_out_evaluator
+from .ppo import TokenPPO
+from .sweep import check_stored
+
+LABELERS = ("simulated", "terminal", "page")
+RUN_SETTINGS = ("task", "total_comparisons", "iterations", "beta", "eval_every", "n_eval_prompts", "n_envs", "batch_size",
+                "n_epochs", "learning_rate", "max_new_tokens", "labeler", "rm_epochs")
+"""The settings a stored run must share with the study to be reused (else: an error naming the file)."""
+
+
+@dataclass
+class Args(RayOptions):
+    out_dir: str = arg("runs/iterated", "where the runs, iterated.json, iterated.md and iterated.png go")
+    task: str = arg("reviews", f"task: {', '.join(TASKS)}")
+    rounds: str = arg("1,3", "comma-separated schedules to compare, in rounds (each must divide --iterations and "
+                             "--total-comparisons)")
+    seeds: str = arg("0,1,2", "comma-separated seeds")
+    total_comparisons: int = arg(3000, "comparisons per run, split evenly over its rounds")
+    iterations: int = arg(60, "PPO iterations per run, split evenly over its rounds")
+    beta: float = arg(0.0, "KL coefficient of the env's reward r - beta*KL")
+    eval_every: int = arg(5, "evaluate on held-out prompts every this many PPO iterations (and at each round's start "
+                             "and end)")
+    n_eval_prompts: int = arg(256, "held-out prompts per evaluation (and of the reward models' gold agreement)")
+    n_samples_kept: int = arg(8, "sample texts stored per evaluation point")
+    n_envs: int = arg(64, "responses per rollout")
+    batch_size: int = arg(16, "minibatch size in responses")
+    n_epochs: int = arg(4, "PPO epochs per rollout")
+    learning_rate: float = arg(3e-4, "AdamW learning rate")
+    max_new_tokens: int | None = arg(None, "response budget in tokens (default: the task's)")
+    labeler: str = arg("simulated", "simulated (the task's simulated annotators), terminal (you, --workers 1) or page "
+                                    "(the labelling page: the command stops until each round's pairs are labelled)")
+    rm_epochs: int | None = arg(None, "reward-model passes (default: the task's build recipe)")
+    workers: int = arg(2, "runs trained in parallel (separate processes, one torch thread each); with Ray the "
+                          "cluster's free CPUs decide instead")
+    quick: bool = arg(False, "smoke test: schedules 1 and 2, seed 0, 32 comparisons, two tiny iterations (< 1 minute)")
+
+    ray_gpus_used = False  # the runs train on the CPU
+
+    def __post_init__(self) -> None:
+        self.ray_settings()  # checks the Ray options
+        if self.quick:
+            self.rounds, self.seeds, self.total_comparisons, self.iterations, self.eval_every = "1,2", "0", 32, 2, 1
+            self.n_envs, self.batch_size, self.n_epochs, self.max_new_tokens = 8, 4, 2, 12
+            self.n_eval_prompts, self.workers, self.rm_epochs = 16, 1, 1
+        world = world_of(self.task)  # ConfigError naming the known tasks
+        if self.max_new_tokens is None:
+            self.max_new_tokens = world.max_new_tokens
+        if self.rm_epochs is None:
+            self.rm_epochs = BuildConfig.for_world(world).reward_epochs
+        check_positive_options(self, ("total_comparisons", "iterations", "eval_every", "n_eval_prompts", "n_envs",
+                                      "batch_size", "n_epochs", "learning_rate", "max_new_tokens", "rm_epochs", "workers"))
+        self._check_schedules()
+        if self.labeler not in LABELERS:
+            raise ConfigError(f"--labeler must be one of {', '.join(LABELERS)}, got {self.labeler!r}")
+        if self.labeler == "terminal" and (self.workers != 1 or self.ray or self.ray_address is not None):
+            raise ConfigError("--labeler terminal reads your judgements in this process: use --workers 1, without Ray")
+        self.train_config(0, None)  # TrainConfig's own checks (--batch-size against --n-envs, --beta...)
+
+    def _check_schedules(self) -> None:
+        try:
+            schedules, seeds = self.schedule_list(), self.seed_list()
+        except ValueError:
+            raise ConfigError(f"--rounds and --seeds must be comma-separated integers, got {self.rounds!r} and "
+                              f"{self.seeds!r}") from None
+        if not schedules or not seeds or not 1 <= min(schedules) <= max(schedules) < ROUND_SEED_STRIDE:
+            raise ConfigError(f"need at least one schedule of 1 to {ROUND_SEED_STRIDE - 1} rounds and one seed, got "
+                              f"--rounds {self.rounds!r} --seeds {self.seeds!r}")
+        limit = (2**32 - max(schedules)) // ROUND_SEED_STRIDE  # every round's seed must seed NumPy too
+        if min(seeds) < 0 or max(seeds) >= limit:
+            raise ConfigError(f"--seeds must be in [0, {limit}) (round k of seed s is seeded with {ROUND_SEED_STRIDE} s + k), "
+                              f"got {self.seeds!r}")
+        for option in ("iterations", "total_comparisons"):
+            value = getattr(self, option)
+            uneven = [r for r in schedules if value % r]
+            if uneven:
+                raise ConfigError(f"--{option.replace('_', '-')} {value} does not split evenly over {uneven[0]} rounds "
+                                  f"(--rounds {self.rounds})")
+
+    def schedule_list(self) -> list[int]:
+        return [int(r) for r in self.rounds.split(",") if r.strip()]
+
+    def seed_list(self) -> list[int]:
+        return [int(s) for s in self.seeds.split(",") if s.strip()]
+
+    def run_config(self) -> dict:
+        """The settings a stored run must share with this study to be reused."""
+        return {k: getattr(self, k) for k in RUN_SETTINGS}
+
+    def train_config(self, seed: int, reward_model: str | None) -> TrainConfig:
+        """One round's Stage 3: ``train_agent``'s configuration with this study's budget, beta, seed and reward model."""
+        return TrainConfig(task=self.task, seed=seed, beta=self.beta, reward_model=reward_model,
+                           max_new_tokens=self.max_new_tokens, n_envs=self.n_envs, batch_size=self.batch_size,
+                           n_epochs=self.n_epochs, learning_rate=self.learning_rate, device="cpu")
+
+
+def sampling_policy(task: Task, run: Path, k: int):
+    """The policy round ``k`` samples its comparisons from: the SFT policy in round 1, else the HF causal LM of the agent
+    saved at the end of round ``k - 1``."""
+    if k == 1:
+        return task.load_policy()
+    return TokenPPO.load(round_dir(run, k - 1) / AGENT_FILE, device="cpu").policy.lm.eval()
+
+
+def round_labeler(args: Args, task: Task, seed: int) -> Labeler | None:
+    """The labeller of a round: the task's simulated annotator(s) seeded by ``seed``, you, or None (the page)."""
+    if args.labeler == "page":
+        return None
+    if args.labeler == "terminal":
+        return TerminalLabeler()
+    world = world_of(task.name)
+    return annotator(world, BuildConfig.for_world(world, seed=seed))
+
+
+def collect_round(args: Args, task: Task, run: Path, k: int, seed: int, n_pairs: int) -> int:
+    """Stage 1 of round ``k`` (resumable); returns how many pairs still wait for a judgement on the page (0: the
+    round's comparisons are complete)."""
+    directory = round_dir(run, k)
+    labeler = round_labeler(args, task, round_seed(seed, k))
+    out = directory / (COMPARISONS_FILE if labeler is not None else PAIRS_FILE)
+    collect_preferences(sampling_policy(task, run, k), task.load_tokenizer(), round_prompts(task.train_prompts, seed, k),
+                        labeler, out, n_pairs, args.max_new_tokens, temperature=1.0, seed=round_seed(seed, k),
+                        batch_size=1 if args.labeler == "terminal" else 128, progress=False)
+    if labeler is not None:
+        return 0
+    judged = directory / COMPARISONS_FILE  # the label store's export: ties and skips count as judged
+    return len(existing_pair_ids(out, labelled=False) - existing_pair_ids(judged))
+
+
+def train_round_reward_model(args: Args, task: Task, run: Path, k: int, seed: int) -> dict:
+    """Stage 2 of round ``k``: a reward model trained from scratch on the comparisons of rounds ``1..k`` (ties and
+    skips left out), with its gold agreement on fresh SFT pairs; a stored one trained on the same data is reused."""
+    records = [r for j in range(1, k + 1) for r in load_preferences(round_dir(run, j) / COMPARISONS_FILE)]
+    directory = round_dir(run, k) / REWARD_DIR
+    if (directory / METADATA_FILE).is_file():
+        stored = read_json(directory / METADATA_FILE, ("data_sha256",), "a reward model's metadata")
+        if stored["data_sha256"] == data_hash(records):
+            return stored
+    world = world_of(task.name)
+    torch.manual_seed(round_seed(seed, k))
+    reward_model = initial_reward_model(world, BuildConfig.for_world(world), task.policy_dir)
+    metrics = train_reward_model(reward_model, records, RewardTrainingConfig(epochs=args.rm_epochs, seed=round_seed(seed, k)),
+                                 progress=False)
+    metrics.update(gold_agreement(world.gold_reward, reward_model, task.load_policy(), task.load_tokenizer(),
+                                  task.eval_prompts[: args.n_eval_prompts], args.max_new_tokens, seed + EVAL_SEED_OFFSET))
+    metrics.update(round=k, n_comparisons=len(records))
+    save_reward_model(reward_model, directory, metrics)
+    return metrics
+
+
+def train_round_policy(args: Args, run: Path, k: int, rounds: int, seed: int) -> HeldOutEvaluation:
+    """Stage 3 of round ``k``: ``iterations / rounds`` PPO iterations against this round's reward model, from the SFT
+    policy (round 1) or the agent of round ``k - 1``, evaluated on held-out prompts; the agent is saved atomically."""
+    per_round = args.iterations // rounds
+    env, model = build_env_and_agent(args.train_config(seed, str(round_dir(run, k) / REWARD_DIR)),
+                                     resume=None if k == 1 else round_dir(run, k - 1) / AGENT_FILE)
+    model.set_random_seed(round_seed(seed, k))  # the same stream whether the run goes on or resumes here
+    env.reset()  # a loaded agent keeps its last observation, so learn() would not reset (and seed) the env itself
+    held_out = HeldOutEvaluation(held_out_evaluator(env, args.n_eval_prompts, seed), args.eval_every, args.n_samples_kept,
+                               start=(k - 1) * per_round)
+    model.learn(total_responses=k * per_round * args.n_envs, callback=held_out, reset_num_timesteps=False)
+    staged = round_dir(run, k) / f".tmp.{AGENT_FILE}"  # SB3 writes .zip files: the staged name keeps the suffix
+    model.save(staged)
+    os.replace(staged, round_dir(run, k) / AGENT_FILE)
+    return held_out
+
+
+def ill_formed_share(task: Task, records: list[dict]) -> float:
+    """Share of the responses of ``records`` (both sides, ties and skips included) that are not well-formed."""
+    if not records:
+        return float("nan")
+    return 1.0 - float(np.mean([task.is_well_formed(r["prompt"], text) for r in records
+                                for text in (r["chosen"], r["rejected"])]))
+
+
+def train_round(args: Args, task: Task, rounds: int, seed: int, k: int) -> int:
+    """Round ``k`` of the run, from its first unfinished stage; its record is written last. Returns the pairs left to
+    label on the page (0: the round is finished)."""
+    started = time.time()
+    run = run_dir(args.out_dir, rounds, seed)
+    n_pairs = args.total_comparisons // rounds
+    if not (round_dir(run, k) / REWARD_DIR / METADATA_FILE).is_file():
+        left = collect_round(args, task, run, k, seed, n_pairs)
+        if left:
+            return left
+    metrics = train_round_reward_model(args, task, run, k, seed)
+    held_out = train_round_policy(args, run, k, rounds, seed)
+    first = RewardModel.from_pretrained(round_dir(run, 1) / REWARD_DIR)
+    comparisons = load_preferences(round_dir(run, k) / COMPARISONS_FILE, include_non_preferences=True)
+    atomic_write_json(round_dir(run, k) / ROUND_FILE, {
+        "round": k, "rounds": rounds, "seed": seed, "config": args.run_config(), "n_comparisons": len(comparisons),
+        "comparisons_ill_formed": ill_formed_share(task, comparisons), "points": held_out.points,
+        "reward_model": {key: metrics[key] for key in ("eval_accuracy", "gold_agreement", "n_train", "n_eval",
+                                                       "n_comparisons", "data_sha256")},
+        "first_round_proxy": float(first.score(held_out.last.prompts, held_out.last.responses).mean()),
+        "seconds": round(time.time() - started, 1)})
+    return 0
+
+
+def train_run(args: Args, rounds: int, seed: int) -> dict:
+    """A job: the unfinished rounds of one run, in order; stops at a round whose pairs wait for the labelling page."""
+    started = time.time()
+    torch.set_num_threads(1)
+    task = load_task(args.task)
+    run = run_dir(args.out_dir, rounds, seed)
+    for k in range(1, rounds + 1):
+        if (round_dir(run, k) / ROUND_FILE).is_file():
+            continue
+        left = train_round(args, task, rounds, seed, k)
+        if left:
+            return {"rounds": rounds, "seed": seed, "waiting": {"round": k, "left": left, "directory": str(round_dir(run, k))}}
+    return {"rounds": rounds, "seed": seed, "waiting": None, "seconds": round(time.time() - started, 1)}
+
+
+def report(result: dict) -> None:
+    """Print how a run's job ended (in the driver)."""
+    if result["waiting"] is None:
+        print(f"rounds={result['rounds']} seed={result['seed']}: done ({result['seconds']:.0f} s)", flush=True)
+
+
+def labelling_instructions(waiting: list[dict]) -> str:
+    """What to run for each round whose pairs wait for the labelling page."""
+    lines = ["Stopped: these rounds wait for judgements on the labelling page (ties and skips count as judged):"]
+    for w in waiting:
+        directory = Path(w["directory"])
+        lines.append(f"  {directory}: {w['left']} pair(s) left to label\n    rlhf-gym label --pairs {directory / PAIRS_FILE} "
+                     f"--out {directory / COMPARISONS_FILE}")
+    lines.append("Then rerun this same command: it continues where it stopped.")
+    return "\n".join(lines)
+
+
+def jobs(args: Args) -> list[Job]:
+    """The runs not finished yet; a stored run or round made with other settings is a :class:`ConfigError` naming its
+    file. A new run's settings are written to its ``run.json`` first."""
+    todo = []
+    for rounds in args.schedule_list():
+        for seed in args.seed_list():
+            run = run_dir(args.out_dir, rounds, seed)
+            stored = [run / RUN_FILE] + [round_dir(run, k) / ROUND_FILE for k in range(1, rounds + 1)]
+            for path in (p for p in stored if p.is_file()):
+                check_stored(path, read_json(path, ("config",), "an iterated-RLHF record"), args.run_config())
+            if not (run / RUN_FILE).is_file():
+                atomic_write_json(run / RUN_FILE, {"rounds": rounds, "seed": seed, "config": args.run_config()})
+            if load_run(args.out_dir, rounds, seed) is None:
+                todo.append(Job(f"rounds={rounds} seed={seed}", train_run, (args, rounds, seed), report))
+    n_runs = len(args.schedule_list()) * len(args.seed_list())
+    print(f"{n_runs - len(todo)} of {n_runs} runs already done; training {len(todo)}", flush=True)
+    return todo
+
+
+def main(args: Args) -> dict:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per run; inherited by the worker processes
+    torch.set_num_threads(1)
+    started = time.time()
+    out_dir = Path(args.out_dir)
+    print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
+    results = run_all(jobs(args), args.workers, args.ray_settings())
+    waiting = [r["waiting"] for r in results if r["waiting"] is not None]
+    if waiting:
+        print(labelling_instructions(waiting), flush=True)
+        return {"waiting": waiting}
+
+    runs = [load_run(out_dir, rounds, seed) for rounds in args.schedule_list() for seed in args.seed_list()]
+    rows = summarize_schedules(runs)
+    result = {"args": asdict(args), "summary": rows, "runs": runs}
+    atomic_write_json(out_dir / "iterated.json", result)
+    table = markdown_table(rows)
+    heading = (f"# Iterated RLHF, task {args.task}, beta {args.beta:g}: {args.total_comparisons} comparisons and "
+               f"{args.iterations} PPO iterations per run, split over its rounds ({args.labeler} labeller)")
+    atomic_write_text(out_dir / "iterated.md", f"{heading}\n\n{table}")
+    plot_iterated(runs, out_dir / "iterated.png", title=f"{args.task}, beta={args.beta:g}, held-out prompts, "
+                                                        f"{len(args.seed_list())} seed(s)")
+    print(table)
+    print(f"done in {time.time() - started:.0f} s: iterated.json, iterated.md, iterated.png in {out_dir}")
+    return result

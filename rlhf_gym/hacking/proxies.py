@@ -1,0 +1,124 @@
+"""Proxy reward models of the reviews task at other sizes, data and seeds (Gao et al. 2022; Coste et al. 2023).
+
+A :class:`ProxySpec` names one proxy: a ``width`` x ``layers`` GPT-2 classifier (the shipped reward model is 64 x 2)
+trained from scratch with the shipped recipe on the slice ``records[offset : offset + n_comparisons]`` of the
+shipped comparisons (``preferences.jsonl``, 10,000 noisy judgements of SFT pairs), initialised and shuffled with
+``seed``. :func:`train_proxy` trains and saves it with its held-out accuracy and its agreement with the gold reward
+on the fresh SFT pairs the build measured the shipped reward model on, so every proxy is measured alike.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..generation import generate_texts
+from ..gpt2 import gpt2_reward_model
+from ..preferences import load_preferences
+from ..reward_model import RewardModel
+from ..reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
+from ..tasks import load_task
+from ..tasks.base import Task
+from ..tasks.building import BuildConfig, SeedStream, gold_agreement
+from ..tasks.reviews.task import WORLD as REVIEWS
+
+
+@dataclass(frozen=True)
+class ProxySpec:
+    """One proxy reward model: its size, its slice of the shipped comparisons and its seed."""
+
+    width: int
+    layers: int
+    n_comparisons: int
+    seed: int = 0
+    offset: int = 0
+
+    @property
+    def name(self) -> str:
+        """A directory name, e.g. ``w64_l2_n10000`` (``_from3333``, ``_seed1`` when not the defaults)."""
+        return (f"w{self.width}_l{self.layers}_n{self.n_comparisons}" + (f"_from{self.offset}" if self.offset else "")
+                + (f"_seed{self.seed}" if self.seed else ""))
+
+
+def parse_sizes(text: str, option: str = "--sizes") -> list[tuple[int, int]]:
+    """``"32x1,64x2"`` -> ``[(32, 1), (64, 2)]`` (width x layers); a :class:`ConfigError` naming ``option`` otherwise."""
+    try:
+        sizes = [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",") if item.strip()]
+    except ValueError:
+        sizes = []
+    # GPT-2's attention has 4 heads here, so the width must split into them
+    if not sizes or any(len(s) != 2 or s[0] < 4 or s[0] % 4 or s[1] < 1 for s in sizes):
+        raise ConfigError(f"{option} must list WIDTHxLAYERS sizes (width a multiple of 4), e.g. 32x1,64x2; got {text!r}")
+    return sizes  # type: ignore[return-value]
+
+
+def parse_ints(text: str, option: str, minimum: int = 0) -> list[int]:
+    """Comma-separated integers ``>= minimum``, each once; a :class:`ConfigError` naming ``option`` otherwise."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < minimum or len(set(values)) != len(values):
+        raise ConfigError(f"{option} must list distinct integers >= {minimum}, got {text!r}")
+    return values
+
+
+def shipped_comparisons(task: Task | None = None) -> list[dict]:
+    """The reviews task's shipped comparisons, in collection order (each a fresh prompt: any slice is a random sample)."""
+    task = task or load_task("reviews")
+    return load_preferences(task.artifacts_dir / "preferences.jsonl")
+
+
+def parameter_count(reward_model: RewardModel) -> int:
+    """Parameters of the reward model, embeddings included."""
+    return sum(p.numel() for p in reward_model.model.parameters())
+
+
+def train_proxy(spec: ProxySpec, out_dir: str | Path, records: list[dict] | None = None, epochs: int = REWARD_EPOCHS,
+                progress: bool = False) -> dict:
+    """Train ``spec`` on its slice of ``records`` (default: the shipped comparisons), measure it, save it to ``out_dir``
+    (HF format, replaced only once complete); return its metrics.
+
+    :raises ConfigError: when the slice runs past the comparisons.
+    """
+    task = load_task("reviews")
+    records = shipped_comparisons(task) if records is None else records
+    if spec.offset + spec.n_comparisons > len(records):
+        raise ConfigError(f"proxy {spec.name}: comparisons {spec.offset}..{spec.offset + spec.n_comparisons} run past the "
+                          f"{len(records)} shipped ones")
+    torch.manual_seed(spec.seed)  # the weights are drawn when the model is built
+    proxy = gpt2_reward_model(REVIEWS.tokenizer(), spec.width, spec.layers)
+    data = records[spec.offset: spec.offset + spec.n_comparisons]
+    metrics = train_reward_model(proxy, data, RewardTrainingConfig(epochs=epochs, seed=spec.seed), progress=progress)
+    metrics.update(measure_gold_agreement(proxy, task))
+    metrics.update(spec=asdict(spec), parameters=parameter_count(proxy))
+    save_reward_model(proxy, out_dir, metrics)
+    return metrics
+
+
+def measure_gold_agreement(reward_fn, task: Task | None = None) -> dict:
+    """``{"gold_agreement", "n_pairs"}`` of ``reward_fn`` (anything with ``score(prompts, responses)``) on the fresh SFT
+    pairs of held-out prompts on which the task's build measured the shipped reward model."""
+    task, build = task or load_task("reviews"), BuildConfig()
+    prompts = random.Random(build.seed_for(SeedStream.EVAL_SAMPLE)).sample(task.eval_prompts, build.n_eval_samples)
+    return gold_agreement(task.gold_reward, reward_fn, task.load_policy(), task.load_tokenizer(), prompts,
+                          build.max_new_tokens, build.seed_for(SeedStream.GOLD_AGREEMENT))
+
+
+def standardisation_samples(n_samples: int) -> tuple[list[str], list[str]]:
+    """The SFT samples (train prompts) on which ensemble members are standardised: the build's ENSEMBLE_NORM stream."""
+    task, build = load_task("reviews"), BuildConfig()
+    seed = build.seed_for(SeedStream.ENSEMBLE_NORM)
+    prompts = random.Random(seed).choices(task.train_prompts, k=n_samples)
+    return prompts, generate_texts(task.load_policy(), task.load_tokenizer(), prompts, build.max_new_tokens, seed=seed)
+
+
+def standardisation(member, prompts: list[str], responses: list[str]) -> tuple[float, float]:
+    """``(shift, scale)``: the member's mean and std on the standardisation samples (Coste et al. 2023)."""
+    scores = np.asarray(member(prompts, responses), dtype=np.float64)
+    return float(scores.mean()), float(scores.std())
