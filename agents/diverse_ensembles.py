@@ -53,7 +53,7 @@ class Args(RayOptions):
     n_comparisons: int = arg(10000, "shipped comparisons the members share out (disjoint kinds: a third each)")
     n_norm_samples: int = arg(2000, "SFT samples that standardise each member")
     betas: str = arg("0", "comma-separated KL coefficients of the PPO runs")
-    seeds: str = arg("0,1", "PPO seeds")
+    seeds: str = arg("0,1,2", "PPO seeds")
     iterations: int = arg(48, "PPO iterations per run")
     eval_every: int = arg(4, "held-out evaluation every this many PPO iterations")
     n_eval_prompts: int = arg(256, "held-out prompts per evaluation")

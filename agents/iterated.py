@@ -11,7 +11,10 @@ A run is a schedule of ``R`` rounds and a seed. Round ``k`` (1-based):
    (temperature 1, the response budget) from the current policy: the SFT policy in round 1, else the policy saved at
    the end of round ``k - 1``; labelled by the task's simulated annotator(s) (``--labeler simulated``, the biased pool
    of the shipped data for the suite's tasks), by you at the terminal, or on the labelling page (``--labeler page``:
-   the pairs are written, the command stops and says how to label them; rerun it once they are labelled).
+   the pairs are written, the command stops and says how to label them; rerun it once they are labelled). With
+   ``--pair-with sft`` the second sample of each pair comes from the SFT policy instead: pairs of two samples of a
+   policy that already hacks contrast one hack with another and never teach the reward model that the hack is worse
+   than the text it started from (measured in docs/reward_hacking.md).
 2. **Reward model**: trained from scratch (the task's architecture and recipe) on the comparisons of rounds ``1..k``.
 3. **Policy**: ``iterations / R`` more PPO iterations at ``--beta`` against this round's reward model, continued from
    where the last round stopped (optimizer, counters); the KL reference stays the SFT policy. Held-out evaluations
@@ -25,8 +28,9 @@ unfinished one at its first unfinished stage; a stored run made with other setti
 ``iterated.png`` (gold reward against sqrt(KL) per schedule, points coloured by round; gold over PPO iterations) go
 to ``--out-dir``.
 
-    rlhf-gym iterate                                         # reviews, 1 against 3 rounds, 3 seeds, beta 0
-    rlhf-gym iterate --task lists --out-dir runs/iterated_lists
+    rlhf-gym iterate                                         # reviews, 1, 3 and 6 rounds, 5 seeds, beta 0
+    rlhf-gym iterate --pair-with sft --out-dir runs/iterated_sft
+    rlhf-gym iterate --task lists --beta 0.01 --rounds 1,3 --seeds 0,1,2 --out-dir runs/iterated_lists
     rlhf-gym iterate --labeler page --rounds 3 --seeds 0 --total-comparisons 300 --out-dir runs/iterated_page
     rlhf-gym iterate --quick true --out-dir /tmp/iterated    # smoke test, well under a minute
 """
@@ -63,8 +67,9 @@ from .ppo import TokenPPO
 from .sweep import check_stored
 
 LABELERS = ("simulated", "terminal", "page")
+PAIRINGS = ("current", "sft")
 RUN_SETTINGS = ("task", "total_comparisons", "iterations", "beta", "eval_every", "n_eval_prompts", "n_envs", "batch_size",
-                "n_epochs", "learning_rate", "max_new_tokens", "labeler", "rm_epochs")
+                "n_epochs", "learning_rate", "max_new_tokens", "labeler", "rm_epochs", "pair_with")
 """The settings a stored run must share with the study to be reused (else: an error naming the file)."""
 
 
@@ -72,9 +77,9 @@ RUN_SETTINGS = ("task", "total_comparisons", "iterations", "beta", "eval_every",
 class Args(RayOptions):
     out_dir: str = arg("runs/iterated", "where the runs, iterated.json, iterated.md and iterated.png go")
     task: str = arg("reviews", f"task: {', '.join(TASKS)}")
-    rounds: str = arg("1,3", "comma-separated schedules to compare, in rounds (each must divide --iterations and "
+    rounds: str = arg("1,3,6", "comma-separated schedules to compare, in rounds (each must divide --iterations and "
                              "--total-comparisons)")
-    seeds: str = arg("0,1,2", "comma-separated seeds")
+    seeds: str = arg("0,1,2,3,4", "comma-separated seeds")
     total_comparisons: int = arg(3000, "comparisons per run, split evenly over its rounds")
     iterations: int = arg(60, "PPO iterations per run, split evenly over its rounds")
     beta: float = arg(0.0, "KL coefficient of the env's reward r - beta*KL")
@@ -90,6 +95,9 @@ class Args(RayOptions):
     labeler: str = arg("simulated", "simulated (the task's simulated annotators), terminal (you, --workers 1) or page "
                                     "(the labelling page: the command stops until each round's pairs are labelled)")
     rm_epochs: int | None = arg(None, "reward-model passes (default: the task's build recipe)")
+    pair_with: str = arg("current", "where the second response of each pair comes from in rounds 2 and later: current "
+                                    "(the current policy, like the first) or sft (the SFT policy: each pair contrasts "
+                                    "where the policy went with where it started)")
     workers: int = arg(2, "runs trained in parallel (separate processes, one torch thread each); with Ray the "
                           "cluster's free CPUs decide instead")
     quick: bool = arg(False, "smoke test: schedules 1 and 2, seed 0, 32 comparisons, two tiny iterations (< 1 minute)")
@@ -110,6 +118,8 @@ class Args(RayOptions):
         check_positive_options(self, ("total_comparisons", "iterations", "eval_every", "n_eval_prompts", "n_envs",
                                       "batch_size", "n_epochs", "learning_rate", "max_new_tokens", "rm_epochs", "workers"))
         self._check_schedules()
+        if self.pair_with not in PAIRINGS:
+            raise ConfigError(f"--pair-with must be one of {', '.join(PAIRINGS)}, got {self.pair_with!r}")
         if self.labeler not in LABELERS:
             raise ConfigError(f"--labeler must be one of {', '.join(LABELERS)}, got {self.labeler!r}")
         if self.labeler == "terminal" and (self.workers != 1 or self.ray or self.ray_address is not None):
@@ -177,9 +187,10 @@ def collect_round(args: Args, task: Task, run: Path, k: int, seed: int, n_pairs:
     directory = round_dir(run, k)
     labeler = round_labeler(args, task, round_seed(seed, k))
     out = directory / (COMPARISONS_FILE if labeler is not None else PAIRS_FILE)
+    second = task.load_policy() if args.pair_with == "sft" and k > 1 else None
     collect_preferences(sampling_policy(task, run, k), task.load_tokenizer(), round_prompts(task.train_prompts, seed, k),
                         labeler, out, n_pairs, args.max_new_tokens, temperature=1.0, seed=round_seed(seed, k),
-                        batch_size=1 if args.labeler == "terminal" else 128, progress=False)
+                        batch_size=1 if args.labeler == "terminal" else 128, progress=False, second_policy=second)
     if labeler is not None:
         return 0
     judged = directory / COMPARISONS_FILE  # the label store's export: ties and skips count as judged
@@ -320,7 +331,8 @@ def main(args: Args) -> dict:
         return {"waiting": waiting}
 
     runs = [load_run(out_dir, rounds, seed) for rounds in args.schedule_list() for seed in args.seed_list()]
-    rows = summarize_schedules(runs)
+    world = world_of(args.task)
+    rows = summarize_schedules(runs, world.annotator_bias, world.bias_name)
     result = {"args": asdict(args), "summary": rows, "runs": runs}
     atomic_write_json(out_dir / "iterated.json", result)
     table = markdown_table(rows)

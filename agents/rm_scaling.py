@@ -13,7 +13,7 @@ with other settings):
 * ``ppo/<name>/runs/beta0_seed<s>.json``: the PPO runs (a beta sweep's store per proxy);
 * ``scaling.json``, ``scaling.md`` (the table), ``scaling.png`` (Gao's Figure 1), ``coefficients.png``.
 
-    rlhf-gym rm-scaling                                  # 3 sizes x 3 data sizes, 2 seeds, 2 workers
+    rlhf-gym rm-scaling                                  # 3 sizes x 3 data sizes, 3 seeds, 2 workers
     rlhf-gym rm-scaling --quick true --out-dir /tmp/rms  # smoke test
 """
 
@@ -52,7 +52,7 @@ class Args(RayOptions):
     sizes: str = arg("32x1,64x2,128x3", "proxy sizes, WIDTHxLAYERS (the shipped reward model is 64x2)")
     n_comparisons: str = arg("1000,3000,10000", "numbers of comparisons (the first n of the shipped 10,000)")
     proxy_seed: int = arg(0, "seed of every proxy's initialisation, data order and held-out split")
-    seeds: str = arg("0,1", "PPO seeds per proxy")
+    seeds: str = arg("0,1,2", "PPO seeds per proxy")
     iterations: int = arg(48, "PPO iterations per run (beta 0)")
     eval_every: int = arg(4, "held-out evaluation every this many PPO iterations")
     n_eval_prompts: int = arg(256, "held-out prompts per evaluation")

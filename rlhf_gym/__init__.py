@@ -3,7 +3,7 @@
 ``import rlhf_gym`` registers the Gymnasium environment ids (``RLHF-v0``, ...).
 """
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 from .preferences import PreferenceDataError, load_preferences
 from .reward_model import RewardModel, bradley_terry_loss

@@ -80,11 +80,13 @@ def collect_preferences(
     seed: int = 0,
     batch_size: int = 128,
     progress: bool = True,
+    second_policy=None,
 ) -> int:
     """Append up to ``n_pairs`` comparisons to ``out_path``; return how many were added this call.
 
     With ``labeler=None`` the pairs are written unlabelled (``response_a``/``response_b``), for a person
-    to judge later in the labelling page.
+    to judge later in the labelling page. With ``second_policy`` each pair's second response comes from it (e.g. the
+    SFT policy, to contrast a trained policy's text with its starting point), with the seed it would have had.
 
     :raises ConfigError: for a temperature or response budget the policy cannot sample with, or when another
         collector is writing ``out_path``.
@@ -103,7 +105,8 @@ def collect_preferences(
                 batch_prompts = [prompts[k % len(prompts)] for k in range(start, start + batch_size)]
                 batch_seed = seed * 7919 + 2 * start
                 first = generate_texts(policy, tokenizer, batch_prompts, max_new_tokens, temperature, seed=batch_seed)
-                second = generate_texts(policy, tokenizer, batch_prompts, max_new_tokens, temperature, seed=batch_seed + 1)
+                second = generate_texts(second_policy or policy, tokenizer, batch_prompts, max_new_tokens, temperature,
+                                        seed=batch_seed + 1)
                 records = []
                 for k in ids:
                     i = k - start

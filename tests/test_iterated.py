@@ -12,8 +12,8 @@ from agents.ppo import TokenPPO
 from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.collect import collect_preferences
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.hacking.rounds import (AGENT_FILE, COMPARISONS_FILE, PAIRS_FILE, REWARD_DIR, ROUND_FILE, round_dir,
-                                     round_prompts, round_seed, run_dir)
+from rlhf_gym.hacking.rounds import (AGENT_FILE, COMPARISONS_FILE, PAIRS_FILE, REWARD_DIR, ROUND_FILE, markdown_table,
+                                     round_dir, round_prompts, round_seed, run_dir, summarize_schedules)
 from rlhf_gym.jsonl import read_jsonl
 from rlhf_gym.labelling import LabelStore, load_pairs
 from rlhf_gym.preferences import load_preferences
@@ -93,6 +93,20 @@ def test_round_2_comparisons_are_drawn_from_the_round_1_policy(study, task, toke
     assert sampled(round_1_policy, 2) == stored[2]
     assert sampled(ref_model, 2) != stored[2]  # not the SFT policy's samples
     assert sampled(ref_model, 1) == stored[1]  # round 1 samples the SFT policy
+
+
+def test_pairing_with_the_sft_policy_draws_each_second_response_from_it(tmp_path, task, tokenizer, ref_model):
+    args = parse_dataclass(command.Args, "", [*TINY, "--rounds", "2", "--pair-with", "sft", "--out-dir", str(tmp_path)])
+    command.main(args)
+    run = run_dir(tmp_path, 2, 0)
+    round_1_policy = TokenPPO.load(round_dir(run, 1) / AGENT_FILE, device="cpu").policy.lm.eval()
+    expected = tmp_path / "expected.jsonl"
+    collect_preferences(round_1_policy, tokenizer, round_prompts(task.train_prompts, 0, 2), None, expected, 8,
+                        args.max_new_tokens, seed=round_seed(0, 2), progress=False, second_policy=ref_model)
+    stored = {r["pair_id"]: {r["chosen"], r["rejected"]} for r in read_jsonl(round_dir(run, 2) / COMPARISONS_FILE)}
+    assert stored == {r["pair_id"]: {r["response_a"], r["response_b"]} for r in read_jsonl(expected)}  # 8 pairs a round
+    with pytest.raises(ConfigError, match="--pair-with must be one of current, sft"):
+        command.Args(pair_with="reference")
 
 
 def test_an_interrupted_run_resumes_to_the_same_result(study, tmp_path):
@@ -206,3 +220,17 @@ def test_bad_options_exit_2_with_one_line(capsys, argv, message):
 def test_args_refuse_an_unknown_task():
     with pytest.raises(ConfigError, match="unknown task 'nope'; known tasks"):
         command.Args(task="nope")
+
+
+def test_the_table_reports_a_biased_task_s_bias_on_the_final_samples():
+    def run(rounds: int, seed: int, words: int) -> dict:
+        point = {"iteration": 0, "gold_reward": 0.0, "proxy_reward": 0.0, "kl": 0.0, "well_formed": 1.0,
+                 "response_length": 1.0, "distinct_2": 1.0, "samples": [["list two :", "a " * words]]}
+        return {"rounds": rounds, "seed": seed, "beta": 0.0, "points": [point], "first_round_proxy_final": 0.0,
+                "comparisons_ill_formed": [0.0] * rounds, "final_samples": point["samples"]}
+
+    rows = summarize_schedules([run(1, 0, 2), run(1, 1, 4), run(2, 0, 6)], lambda p, r: len(r.split()), "words")
+    assert [row["final_bias"] for row in rows] == [[3.0, 1.0], [6.0, 0.0]]  # mean ± std of each run's mean
+    table = markdown_table(rows)
+    assert "| words (final samples) |" in table and table.rstrip().endswith("| 6.00 ± 0.00 |")
+    assert "final samples" not in markdown_table(summarize_schedules([run(1, 0, 2)]))  # an unbiased task: no column

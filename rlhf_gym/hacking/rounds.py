@@ -15,6 +15,7 @@ held-out evaluations with the run's global PPO iteration numbers, ``first_round_
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -68,10 +69,13 @@ def load_run(out_dir: str | Path, rounds: int, seed: int) -> dict | None:
             "seconds": round(sum(r["seconds"] for r in records), 1)}
 
 
-def summarize_schedules(runs: list[dict]) -> list[dict]:
+def summarize_schedules(runs: list[dict], bias: Callable[[str, str], float] | None = None,
+                        bias_name: str | None = None) -> list[dict]:
     """One row per schedule (number of rounds): :func:`.tables.summarize` of its seeds (start, peak and end of
-    training, mean and std), the runs ending hacked, the round-1 reward model's score of the final samples, and per
-    round the share of ill-formed responses among the comparisons (the labels a hacked policy's text gets)."""
+    training, mean and std), the runs ending hacked, the round-1 reward model's score of the final samples, per
+    round the share of ill-formed responses among the comparisons (the labels a hacked policy's text gets) and, for a
+    task whose annotators have a ``bias`` (its feature of a response, e.g. a list's length), its mean over each run's
+    final samples."""
     rows = []
     for rounds in sorted({r["rounds"] for r in runs}):
         group = [r for r in runs if r["rounds"] == rounds]
@@ -80,20 +84,25 @@ def summarize_schedules(runs: list[dict]) -> list[dict]:
                    first_round_proxy_final=mean_std([r["first_round_proxy_final"] for r in group]),
                    comparisons_ill_formed=[mean_std(list(shares)) for shares in zip(*(r["comparisons_ill_formed"]
                                                                                       for r in group))])
+        if bias is not None:
+            row.update(bias_name=bias_name, final_bias=mean_std([np.mean([bias(p, r) for p, r in run["final_samples"]])
+                                                                 for run in group]))
         rows.append(row)
     return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The per-schedule summary as a markdown table (mean ± std over seeds)."""
+    biased = "final_bias" in rows[0]
     lines = ["| rounds | seeds | gold start | gold peak (KL) | gold final | proxy final | round-1 proxy final | KL final | "
-             "well-formed final | hacked runs | ill-formed comparisons, by round |", "|---" * 11 + "|"]
+             "well-formed final | hacked runs | ill-formed comparisons, by round |"
+             + (f" {rows[0]['bias_name']} (final samples) |" if biased else ""), "|---" * (11 + biased) + "|"]
     for r in rows:
         shares = ", ".join(pm(s) for s in r["comparisons_ill_formed"])
         lines.append(f"| {r['rounds']} | {len(r['seeds'])} | {pm(r['gold_start'])} | {pm(r['gold_peak'])} "
                      f"({r['kl_at_peak'][0]:.1f}) | {pm(r['final_gold_reward'])} | {pm(r['final_proxy_reward'])} | "
                      f"{pm(r['first_round_proxy_final'])} | {pm(r['final_kl'], 1)} | {pm(r['final_well_formed'])} | "
-                     f"{r['hacked']} of {len(r['seeds'])} | {shares} |")
+                     f"{r['hacked']} of {len(r['seeds'])} | {shares} |" + (f" {pm(r['final_bias'])} |" if biased else ""))
     return "\n".join(lines) + "\n"
 
 

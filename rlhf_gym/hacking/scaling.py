@@ -14,7 +14,8 @@ import numpy as np
 
 from .gao import best_of_n_gain_points, fit_gao, gold_gain_points
 from .run_store import peak_point
-from .tables import mean_std
+from .tables import HACKED_WELL_FORMED, mean_std
+from .tables import plus_minus as pm
 
 
 def summarize_cell(name: str, metrics: dict, best_of_n: list[dict], runs: list[dict]) -> dict:
@@ -31,6 +32,7 @@ def summarize_cell(name: str, metrics: dict, best_of_n: list[dict], runs: list[d
         "gold_agreement": metrics["gold_agreement"], "best_of_n": best_of_n,
         "best_of_n_fit": fit_gao(*best_of_n_gain_points(best_of_n), form="best_of_n").as_dict(),
         "rl_fit": fit_gao(*gold_gain_points(runs), form="rl").as_dict(),
+        "rl_fit_well_formed": fit_gao(*gold_gain_points(well_formed_points(runs)), form="rl").as_dict(),
         "seeds": [r["seed"] for r in runs],
         "rl_gold_start": float(np.mean([r["points"][0]["gold_reward"] for r in runs])),
         "rl_peak_gold": mean_std([p["gold_reward"] for p in peaks]),
@@ -41,23 +43,30 @@ def summarize_cell(name: str, metrics: dict, best_of_n: list[dict], runs: list[d
     }
 
 
+def well_formed_points(runs: list[dict]) -> list[dict]:
+    """``runs`` with only their evaluation points before the collapse: those with at least
+    :data:`~.tables.HACKED_WELL_FORMED` of their samples well-formed (the first point, before training, always is)."""
+    return [{**r, "points": [p for p in r["points"] if p["well_formed"] >= HACKED_WELL_FORMED]} for r in runs]
+
+
 def _fit_cell(fit: dict) -> str:
     peak = "—" if fit["peak_kl"] is None else f"{fit['peak_kl']:.1f}"
     return f"{fit['alpha']:.2f}, {fit['b']:.2f} ({fit['r2']:.2f}) | {peak}"
 
 
 def scaling_table(rows: list[dict]) -> str:
-    """The grid as a markdown table: one row per proxy (by size, then data)."""
-    lines = ["| proxy (width x layers) | parameters | comparisons | held-out accuracy | gold agreement | "
-             "best-of-n alpha, b (R²) | fitted peak KL | gold at best-of-max | RL alpha, b (R²) | fitted peak KL | "
-             "RL gold peak (KL at peak) | RL gold final (KL) | well-formed final |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["parameters"], r["n_comparisons"])):
-        last = r["best_of_n"][-1]
-        lines.append(
-            f"| {r['width']} x {r['layers']} | {r['parameters']:,} | {r['n_comparisons']:,} | {r['eval_accuracy']:.3f} | "
-            f"{r['gold_agreement']:.3f} | {_fit_cell(r['best_of_n_fit'])} | {last['gold_reward']:.3f} (n={last['n']}) | "
-            f"{_fit_cell(r['rl_fit'])} | {r['rl_peak_gold'][0]:.2f} ± {r['rl_peak_gold'][1]:.2f} "
-            f"({r['rl_peak_kl'][0]:.1f} ± {r['rl_peak_kl'][1]:.1f}) | {r['rl_final_gold'][0]:.2f} ± "
-            f"{r['rl_final_gold'][1]:.2f} ({r['rl_final_kl'][0]:.1f}) | {r['rl_final_well_formed'][0]:.2f} |")
-    return "\n".join(lines) + "\n"
+    """The grid as two markdown tables, one row per proxy (by size, then data): the proxies and best-of-n; PPO."""
+    rows = sorted(rows, key=lambda r: (r["parameters"], r["n_comparisons"]))
+    proxies = ["| proxy (width x layers) | parameters | comparisons | held-out accuracy | gold agreement | "
+               "best-of-n alpha, b (R²) | fitted peak KL | gold gained at best-of-max |", "|---" * 8 + "|"]
+    ppo = ["| proxy | comparisons | RL alpha, b (R²), all points | fitted peak KL | the same, well-formed points only "
+           "| fitted peak KL | gold peak (KL at peak) | gold final (KL) | well-formed final |", "|---" * 9 + "|"]
+    for r in rows:
+        last, first = r["best_of_n"][-1], r["best_of_n"][0]
+        proxies.append(f"| {r['width']} x {r['layers']} | {r['parameters']:,} | {r['n_comparisons']:,} | "
+                       f"{r['eval_accuracy']:.3f} | {r['gold_agreement']:.3f} | {_fit_cell(r['best_of_n_fit'])} | "
+                       f"{last['gold_reward'] - first['gold_reward']:.3f} (n={last['n']}) |")
+        ppo.append(f"| {r['width']} x {r['layers']} | {r['n_comparisons']:,} | {_fit_cell(r['rl_fit'])} | "
+                   f"{_fit_cell(r['rl_fit_well_formed'])} | {pm(r['rl_peak_gold'])} ({pm(r['rl_peak_kl'], 1)}) | "
+                   f"{pm(r['rl_final_gold'])} ({r['rl_final_kl'][0]:.1f}) | {r['rl_final_well_formed'][0]:.2f} |")
+    return "\n".join(proxies) + "\n\nPPO at beta 0 against each proxy (mean ± std over seeds):\n\n" + "\n".join(ppo) + "\n"
