@@ -22,7 +22,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
@@ -37,13 +36,14 @@ from rlhf_gym.hacking.run_store import load_runs
 from rlhf_gym.hacking.tables import hacked_count, summarize
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.reward_training import METADATA_FILE
-from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, load_task
+from rlhf_gym.tasks import load_task
 from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
 
 from . import sweep
+from .sweep import start_study
 
 @dataclass
-class Args(RayOptions):
+class Args(RayOptions, sweep.PPORunOptions):
     out_dir: str = arg("runs/diverse_ensembles", "the run store: members/, ensembles/, ppo/, the table and the figure")
     kinds: str = arg("disjoint,mixed", f"comma-separated kinds of ensemble: {', '.join(KINDS)}")
     objectives: str = arg(",".join(OBJECTIVES), "comma-separated ensemble objectives")
@@ -53,17 +53,9 @@ class Args(RayOptions):
     n_comparisons: int = arg(10000, "shipped comparisons the members share out (disjoint kinds: a third each)")
     n_norm_samples: int = arg(2000, "SFT samples that standardise each member")
     betas: str = arg("0", "comma-separated KL coefficients of the PPO runs")
-    seeds: str = arg("0,1,2", "PPO seeds")
     iterations: int = arg(48, "PPO iterations per run")
     eval_every: int = arg(4, "held-out evaluation every this many PPO iterations")
-    n_eval_prompts: int = arg(256, "held-out prompts per evaluation")
-    n_envs: int = arg(64, "responses per rollout")
-    batch_size: int = arg(16, "minibatch size in responses")
-    n_epochs: int = arg(4, "PPO epochs per rollout")
-    learning_rate: float = arg(3e-4, "AdamW learning rate")
-    max_new_tokens: int = arg(DEFAULT_MAX_NEW_TOKENS, "response budget in tokens")
     compare: str | None = arg(None, "a finished sweep store with the single reward model's runs (same PPO settings)")
-    workers: int = arg(2, "jobs in parallel (processes, one torch thread each); with Ray the cluster decides")
     quick: bool = arg(False, "smoke test: tiny members, one kind, two objectives, two PPO iterations")
 
     ray_gpus_used = False
@@ -106,13 +98,9 @@ class Args(RayOptions):
 
     def sweep_args(self, kind: str, objective: str) -> sweep.Args:
         """The beta sweep against one ensemble and objective, storing its runs under ``ppo/<kind>_<objective>``."""
-        ray = {k: getattr(self, k) for k in ("ray", "ray_address", "ray_num_cpus")}
-        return sweep.Args(out_dir=str(Path(self.out_dir) / "ppo" / f"{kind}_{objective}"), betas=self.betas,
-                          seeds=self.seeds, iterations=self.iterations, eval_every=self.eval_every,
-                          n_eval_prompts=self.n_eval_prompts, n_envs=self.n_envs, batch_size=self.batch_size,
-                          n_epochs=self.n_epochs, learning_rate=self.learning_rate, max_new_tokens=self.max_new_tokens,
-                          best_of_n_max=0, ensemble_objective=objective, uncertainty_coef=self.uncertainty_coef,
-                          ensemble_dir=str(self.ensemble_dir(kind)), workers=self.workers, **ray)
+        return super().sweep_args(Path(self.out_dir) / "ppo" / f"{kind}_{objective}", self.betas,
+                                  ensemble_objective=objective, uncertainty_coef=self.uncertainty_coef,
+                                  ensemble_dir=str(self.ensemble_dir(kind)))
 
 
 def member_jobs(args: Args) -> list[Job]:
@@ -154,11 +142,8 @@ def measure_disagreement(args: Args, kind: str, runs: list[dict], norm: tuple[li
 
 
 def main(args: Args) -> dict:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per job; inherited by the worker processes
-    torch.set_num_threads(1)
-    started = time.time()
+    started = start_study(args)
     out_dir = Path(args.out_dir)
-    print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
     run_all(member_jobs(args), args.workers, args.ray_settings())
     norm = standardisation_samples(args.n_norm_samples)
     for kind in args.kind_list():

@@ -64,7 +64,7 @@ from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
 from .callbacks import HeldOutEvaluation
 from .experiment import EVAL_SEED_OFFSET, TrainConfig, build_env_and_agent, held_out_evaluator
 from .ppo import TokenPPO
-from .sweep import check_stored
+from .sweep import PPORunOptions, check_stored, start_study
 
 LABELERS = ("simulated", "terminal", "page")
 PAIRINGS = ("current", "sft")
@@ -74,7 +74,7 @@ RUN_SETTINGS = ("task", "total_comparisons", "iterations", "beta", "eval_every",
 
 
 @dataclass
-class Args(RayOptions):
+class Args(RayOptions, PPORunOptions):
     out_dir: str = arg("runs/iterated", "where the runs, iterated.json, iterated.md and iterated.png go")
     task: str = arg("reviews", f"task: {', '.join(TASKS)}")
     rounds: str = arg("1,3,6", "comma-separated schedules to compare, in rounds (each must divide --iterations and "
@@ -83,14 +83,6 @@ class Args(RayOptions):
     total_comparisons: int = arg(3000, "comparisons per run, split evenly over its rounds")
     iterations: int = arg(60, "PPO iterations per run, split evenly over its rounds")
     beta: float = arg(0.0, "KL coefficient of the env's reward r - beta*KL")
-    eval_every: int = arg(5, "evaluate on held-out prompts every this many PPO iterations (and at each round's start "
-                             "and end)")
-    n_eval_prompts: int = arg(256, "held-out prompts per evaluation (and of the reward models' gold agreement)")
-    n_samples_kept: int = arg(8, "sample texts stored per evaluation point")
-    n_envs: int = arg(64, "responses per rollout")
-    batch_size: int = arg(16, "minibatch size in responses")
-    n_epochs: int = arg(4, "PPO epochs per rollout")
-    learning_rate: float = arg(3e-4, "AdamW learning rate")
     max_new_tokens: int | None = arg(None, "response budget in tokens (default: the task's)")
     labeler: str = arg("simulated", "simulated (the task's simulated annotators), terminal (you, --workers 1) or page "
                                     "(the labelling page: the command stops until each round's pairs are labelled)")
@@ -98,8 +90,6 @@ class Args(RayOptions):
     pair_with: str = arg("current", "where the second response of each pair comes from in rounds 2 and later: current "
                                     "(the current policy, like the first) or sft (the SFT policy: each pair contrasts "
                                     "where the policy went with where it started)")
-    workers: int = arg(2, "runs trained in parallel (separate processes, one torch thread each); with Ray the "
-                          "cluster's free CPUs decide instead")
     quick: bool = arg(False, "smoke test: schedules 1 and 2, seed 0, 32 comparisons, two tiny iterations (< 1 minute)")
 
     ray_gpus_used = False  # the runs train on the CPU
@@ -319,11 +309,8 @@ def jobs(args: Args) -> list[Job]:
 
 
 def main(args: Args) -> dict:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per run; inherited by the worker processes
-    torch.set_num_threads(1)
-    started = time.time()
+    started = start_study(args)
     out_dir = Path(args.out_dir)
-    print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
     results = run_all(jobs(args), args.workers, args.ray_settings())
     waiting = [r["waiting"] for r in results if r["waiting"] is not None]
     if waiting:

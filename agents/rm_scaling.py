@@ -19,13 +19,11 @@ with other settings):
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-import torch
 
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
@@ -37,33 +35,25 @@ from rlhf_gym.hacking.run_store import load_runs
 from rlhf_gym.hacking.scaling import scaling_table, summarize_cell
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.reward_training import METADATA_FILE
-from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, load_task
+from rlhf_gym.tasks import load_task
 from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
 
 from . import sweep
-from .sweep import check_stored
+from .sweep import check_stored, start_study
 
 BEST_OF_N_SETTINGS = ("best_of_n_max", "best_of_n_prompts", "max_new_tokens")
 
 
 @dataclass
-class Args(RayOptions):
+class Args(RayOptions, sweep.PPORunOptions):
     out_dir: str = arg("runs/rm_scaling", "the run store: proxies/, ppo/, the table and the figures")
     sizes: str = arg("32x1,64x2,128x3", "proxy sizes, WIDTHxLAYERS (the shipped reward model is 64x2)")
     n_comparisons: str = arg("1000,3000,10000", "numbers of comparisons (the first n of the shipped 10,000)")
     proxy_seed: int = arg(0, "seed of every proxy's initialisation, data order and held-out split")
-    seeds: str = arg("0,1,2", "PPO seeds per proxy")
     iterations: int = arg(48, "PPO iterations per run (beta 0)")
     eval_every: int = arg(4, "held-out evaluation every this many PPO iterations")
-    n_eval_prompts: int = arg(256, "held-out prompts per evaluation")
-    n_envs: int = arg(64, "responses per rollout")
-    batch_size: int = arg(16, "minibatch size in responses")
-    n_epochs: int = arg(4, "PPO epochs per rollout")
-    learning_rate: float = arg(3e-4, "AdamW learning rate (the beta sweep's: over-optimises at beta 0)")
-    max_new_tokens: int = arg(DEFAULT_MAX_NEW_TOKENS, "response budget in tokens")
     best_of_n_max: int = arg(256, "best-of-n for n = 1, 2, 4, ... up to this power of two")
     best_of_n_prompts: int = arg(128, "held-out prompts of best-of-n")
-    workers: int = arg(2, "jobs in parallel (processes, one torch thread each); with Ray the cluster decides")
     quick: bool = arg(False, "smoke test: two tiny proxies x two data sizes, one seed, two PPO iterations")
 
     ray_gpus_used = False
@@ -88,14 +78,9 @@ class Args(RayOptions):
     def proxy_dir(self, spec: ProxySpec) -> Path:
         return Path(self.out_dir) / "proxies" / spec.name
 
-    def sweep_args(self, spec: ProxySpec) -> sweep.Args:
-        """The beta sweep (beta 0, ``--seeds``) against one proxy, storing its runs under ``ppo/<name>``."""
-        ray = {k: getattr(self, k) for k in ("ray", "ray_address", "ray_num_cpus")}
-        return sweep.Args(out_dir=str(Path(self.out_dir) / "ppo" / spec.name), betas="0", seeds=self.seeds,
-                          iterations=self.iterations, eval_every=self.eval_every, n_eval_prompts=self.n_eval_prompts,
-                          n_envs=self.n_envs, batch_size=self.batch_size, n_epochs=self.n_epochs,
-                          learning_rate=self.learning_rate, max_new_tokens=self.max_new_tokens, best_of_n_max=0,
-                          reward_model=str(self.proxy_dir(spec)), workers=self.workers, **ray)
+    def ppo_dir(self, spec: ProxySpec) -> Path:
+        """The beta sweep's store of the PPO runs (beta 0, ``--seeds``) against one proxy."""
+        return Path(self.out_dir) / "ppo" / spec.name
 
 
 def sample_sft(args: Args) -> dict:
@@ -138,16 +123,13 @@ def second_jobs(args: Args) -> list[Job]:
         if not curve_path.exists():
             todo.append(Job(f"best-of-n {spec.name}", rank_by_proxy, (str(samples_path), str(args.proxy_dir(spec))),
                             partial(atomic_write_json, curve_path)))
-        todo += sweep.jobs(args.sweep_args(spec))
+        todo += sweep.jobs(args.sweep_args(args.ppo_dir(spec), reward_model=str(args.proxy_dir(spec))))
     return todo
 
 
 def main(args: Args) -> dict:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per job; inherited by the worker processes
-    torch.set_num_threads(1)
-    started = time.time()
+    started = start_study(args)
     out_dir = Path(args.out_dir)
-    print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
     run_all(first_jobs(args), args.workers, args.ray_settings())
     run_all(second_jobs(args), args.workers, args.ray_settings())
 
@@ -156,7 +138,7 @@ def main(args: Args) -> dict:
         proxy_dir = args.proxy_dir(spec)
         metrics = read_json(proxy_dir / METADATA_FILE, ("spec", "parameters", "gold_agreement"), "a proxy's metadata")
         curve = read_json(proxy_dir / "best_of_n.json", ("curve",), "a best-of-n curve")["curve"]
-        runs[spec.name] = load_runs(Path(args.out_dir) / "ppo" / spec.name)
+        runs[spec.name] = load_runs(args.ppo_dir(spec))
         rows.append(summarize_cell(spec.name, metrics, curve, runs[spec.name]))
     result = {"args": asdict(args), "rows": rows, "seconds": round(time.time() - started, 1)}
     atomic_write_json(out_dir / "scaling.json", result)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
 
@@ -59,9 +59,11 @@ BEST_OF_N_SETTINGS = ("best_of_n_max", "best_of_n_prompts", "max_new_tokens", "e
 
 
 @dataclass
-class Args(ProxyRewardArgs, RayOptions):
-    out_dir: str = arg("runs/sweep_beta", "where runs/, best_of_n.json, sweep.json, sweep.md and the figures go")
-    betas: str = arg("0,0.01,0.03,0.1,0.3", "comma-separated KL coefficients")
+class PPORunOptions:
+    """The PPO runs of a study — seeds, budget, evaluation, optimisation, workers: the beta sweep's, shared by the
+    studies that run its runs against other proxies (``rlhf-gym rm-scaling``, ``rlhf-gym diverse-ensembles``) and by
+    ``rlhf-gym iterate``."""
+
     seeds: str = arg("0,1,2", "comma-separated seeds")
     iterations: int = arg(60, "PPO iterations per run (one iteration: --n-envs responses, then --n-epochs epochs)")
     eval_every: int = arg(5, "evaluate on held-out prompts every this many PPO iterations (and before the first)")
@@ -70,14 +72,27 @@ class Args(ProxyRewardArgs, RayOptions):
     n_envs: int = arg(64, "responses per rollout")
     batch_size: int = arg(16, "minibatch size in responses")
     n_epochs: int = arg(4, "PPO epochs per rollout")
-    learning_rate: float = arg(3e-4, "AdamW learning rate")
+    learning_rate: float = arg(3e-4, "AdamW learning rate (over-optimises at small beta in 60 iterations)")
     max_new_tokens: int = arg(DEFAULT_MAX_NEW_TOKENS, "response budget in tokens")
+    workers: int = arg(2, "runs trained in parallel (separate processes, one torch thread each); with Ray the "
+                          "cluster's free CPUs decide instead")
+
+    def sweep_args(self, out_dir: str | Path, betas: str = "0", **proxy) -> Args:
+        """A beta sweep (no best-of-n) with these runs' options and Ray options, storing its runs under ``out_dir``;
+        ``proxy``: :class:`ProxyRewardArgs` fields (``reward_model=...``, or the ensemble's)."""
+        options = {f.name: getattr(self, f.name) for f in fields(PPORunOptions)}
+        ray = {k: getattr(self, k) for k in ("ray", "ray_address", "ray_num_cpus") if hasattr(self, k)}
+        return Args(out_dir=str(out_dir), betas=betas, best_of_n_max=0, **options, **ray, **proxy)
+
+
+@dataclass
+class Args(ProxyRewardArgs, RayOptions, PPORunOptions):
+    out_dir: str = arg("runs/sweep_beta", "where runs/, best_of_n.json, sweep.json, sweep.md and the figures go")
+    betas: str = arg("0,0.01,0.03,0.1,0.3", "comma-separated KL coefficients")
     best_of_n_max: int = arg(64, "best-of-n baseline for n = 1, 2, 4, ... up to this power of two (0: skip)")
     best_of_n_prompts: int = arg(256, "held-out prompts of the best-of-n baseline")
     compare: str | None = arg(None, "comma-separated directories of finished sweeps whose gold curves compare.png "
                                     "draws beside this one's, beta by beta")
-    workers: int = arg(2, "runs trained in parallel (separate processes, one torch thread each); with Ray the "
-                          "cluster's free CPUs decide instead")
     quick: bool = arg(False, "smoke test: betas 0 and 0.1, seed 0, two tiny iterations, small evaluations (< 1 minute)")
 
     ray_gpus_used = False  # the runs train on the CPU
@@ -185,12 +200,18 @@ def jobs(args: Args) -> list[Job]:
     return todo + [Job(f"beta={b:g} seed={s}", train_one, (args, b, s), partial(store_run, out_dir)) for b, s in pending]
 
 
-def main(args: Args) -> dict:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per run; inherited by the worker processes
+def start_study(args) -> float:
+    """What every study command does first: one torch thread per run (``OMP_NUM_THREADS``, inherited by the worker
+    processes), print its options; returns the start time."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
-    started = time.time()
-    out_dir = Path(args.out_dir)
     print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
+    return time.time()
+
+
+def main(args: Args) -> dict:
+    started = start_study(args)
+    out_dir = Path(args.out_dir)
     run_all(jobs(args), args.workers, args.ray_settings())
 
     curve = None
