@@ -118,7 +118,19 @@ class Args(ProxyRewardArgs, RayOptions, PPORunOptions):
 
     def run_config(self) -> dict:
         """The settings a stored run must share with this sweep to be reused."""
-        return {k: getattr(self, k) for k in RUN_SETTINGS}
+        return self.settings(RUN_SETTINGS)
+
+    def best_of_n_config(self) -> dict:
+        """The settings a stored best-of-n result must share with this sweep to be reused."""
+        return self.settings(BEST_OF_N_SETTINGS)
+
+    def settings(self, names: tuple[str, ...]) -> dict:
+        """These options' values; the ensemble's own are None without an ensemble (they do not apply, and the default
+        directory is inside the installed package: a reinstall elsewhere must not make stored runs look different)."""
+        values = {k: getattr(self, k) for k in names}
+        if self.ensemble_objective is None:
+            values.update(ensemble_dir=None, uncertainty_coef=None)
+        return values
 
     def beta_list(self) -> list[float]:
         return [float(b) for b in self.betas.split(",") if b.strip()]
@@ -176,7 +188,7 @@ def best_of_n(args: Args) -> dict:
     task = load_task("reviews")
     curve = sample_best_of_n(task.load_policy(), task.load_tokenizer(), task.eval_prompts[: args.best_of_n_prompts],
                              args.load_proxy() or task.load_reward_model(), task, args.best_of_n_max, args.max_new_tokens)
-    return {"curve": curve, "config": {k: getattr(args, k) for k in BEST_OF_N_SETTINGS},
+    return {"curve": curve, "config": args.best_of_n_config(),
             "seconds": round(time.time() - started, 1)}
 
 
@@ -188,7 +200,7 @@ def jobs(args: Args) -> list[Job]:
     best_of_n_path = out_dir / "best_of_n.json"
     if args.best_of_n_max > 0 and best_of_n_path.exists():
         check_stored(best_of_n_path, read_json(best_of_n_path, ("curve", "config"), "a best-of-n result"),
-                     {k: getattr(args, k) for k in BEST_OF_N_SETTINGS})
+                     args.best_of_n_config())
     elif args.best_of_n_max > 0:
         todo.append(Job("best-of-n", best_of_n, (args,), partial(atomic_write_json, best_of_n_path)))
     grid = [(b, s) for b in args.beta_list() for s in args.seed_list()]

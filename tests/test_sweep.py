@@ -83,3 +83,12 @@ def test_best_of_n_estimator_matches_brute_force():
     assert best_of_n_kl(1) == 0.0
     assert interpolate_best_of_n(curve, 0.0) == pytest.approx(gold.mean())
     assert interpolate_best_of_n(curve, 100.0) is None
+
+
+def test_stored_settings_do_not_depend_on_where_the_package_is_installed():
+    # the ensemble's default directory lies inside the installed package; without an ensemble it must not count
+    here, elsewhere = command.Args(quick=True), command.Args(quick=True, ensemble_dir="/elsewhere/artifacts_ensemble")
+    assert here.run_config() == elsewhere.run_config() and here.best_of_n_config() == elsewhere.best_of_n_config()
+    assert here.run_config()["ensemble_dir"] is None
+    worst = command.Args(quick=True, ensemble_objective="worst")
+    assert worst.run_config() != command.Args(quick=True, ensemble_objective="worst", ensemble_dir="/x").run_config()
