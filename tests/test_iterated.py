@@ -234,3 +234,18 @@ def test_the_table_reports_a_biased_task_s_bias_on_the_final_samples():
     table = markdown_table(rows)
     assert "| words (final samples) |" in table and table.rstrip().endswith("| 6.00 ± 0.00 |")
     assert "final samples" not in markdown_table(summarize_schedules([run(1, 0, 2)]))  # an unbiased task: no column
+
+
+def test_a_run_hacked_and_pulled_back_counts_as_hacked_once_but_not_at_the_end():
+    def point(iteration: int, well_formed: float) -> dict:
+        return {"iteration": iteration, "gold_reward": 0.0, "proxy_reward": 0.0, "kl": 0.0, "well_formed": well_formed,
+                "response_length": 1.0, "distinct_2": 1.0, "samples": []}
+
+    def run(seed: int, shares: list[float]) -> dict:
+        points = [point(i, w) for i, w in enumerate(shares)]
+        return {"rounds": 2, "seed": seed, "beta": 0.0, "points": points, "first_round_proxy_final": 0.0,
+                "comparisons_ill_formed": [0.0, 0.9], "final_samples": []}
+
+    row, = summarize_schedules([run(0, [1.0, 0.1, 0.9]), run(1, [1.0, 0.2, 0.3]), run(2, [1.0, 0.8, 1.0])])
+    assert (row["ever_hacked"], row["hacked"]) == (2, 1)
+    assert "| 2, 1 of 3 |" in markdown_table([row])

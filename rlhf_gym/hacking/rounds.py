@@ -22,7 +22,7 @@ import numpy as np
 
 from ..utils import read_json
 from .figures import pyplot, save_figure
-from .tables import hacked_count, mean_std, summarize
+from .tables import HACKED_WELL_FORMED, hacked_count, mean_std, summarize
 from .tables import plus_minus as pm
 
 RUN_FILE, ROUND_FILE = "run.json", "round.json"
@@ -72,7 +72,8 @@ def load_run(out_dir: str | Path, rounds: int, seed: int) -> dict | None:
 def summarize_schedules(runs: list[dict], bias: Callable[[str, str], float] | None = None,
                         bias_name: str | None = None) -> list[dict]:
     """One row per schedule (number of rounds): :func:`.tables.summarize` of its seeds (start, peak and end of
-    training, mean and std), the runs ending hacked, the round-1 reward model's score of the final samples, per
+    training, mean and std), the runs hacked at some evaluation and at the end (a run hacked and then not has been
+    pulled back), the round-1 reward model's score of the final samples, per
     round the share of ill-formed responses among the comparisons (the labels a hacked policy's text gets) and, for a
     task whose annotators have a ``bias`` (its feature of a response, e.g. a list's length), its mean over each run's
     final samples."""
@@ -80,7 +81,8 @@ def summarize_schedules(runs: list[dict], bias: Callable[[str, str], float] | No
     for rounds in sorted({r["rounds"] for r in runs}):
         group = [r for r in runs if r["rounds"] == rounds]
         row = summarize(group)[0]  # one beta per study: one row
-        row.update(rounds=rounds, hacked=hacked_count(group),
+        ever = sum(any(p["well_formed"] < HACKED_WELL_FORMED for p in r["points"]) for r in group)
+        row.update(rounds=rounds, hacked=hacked_count(group), ever_hacked=ever,
                    first_round_proxy_final=mean_std([r["first_round_proxy_final"] for r in group]),
                    comparisons_ill_formed=[mean_std(list(shares)) for shares in zip(*(r["comparisons_ill_formed"]
                                                                                       for r in group))])
@@ -95,14 +97,15 @@ def markdown_table(rows: list[dict]) -> str:
     """The per-schedule summary as a markdown table (mean ± std over seeds)."""
     biased = "final_bias" in rows[0]
     lines = ["| rounds | seeds | gold start | gold peak (KL) | gold final | proxy final | round-1 proxy final | KL final | "
-             "well-formed final | hacked runs | ill-formed comparisons, by round |"
+             "well-formed final | runs hacked: at some point, at the end | ill-formed comparisons, by round |"
              + (f" {rows[0]['bias_name']} (final samples) |" if biased else ""), "|---" * (11 + biased) + "|"]
     for r in rows:
         shares = ", ".join(pm(s) for s in r["comparisons_ill_formed"])
         lines.append(f"| {r['rounds']} | {len(r['seeds'])} | {pm(r['gold_start'])} | {pm(r['gold_peak'])} "
                      f"({r['kl_at_peak'][0]:.1f}) | {pm(r['final_gold_reward'])} | {pm(r['final_proxy_reward'])} | "
                      f"{pm(r['first_round_proxy_final'])} | {pm(r['final_kl'], 1)} | {pm(r['final_well_formed'])} | "
-                     f"{r['hacked']} of {len(r['seeds'])} | {shares} |" + (f" {pm(r['final_bias'])} |" if biased else ""))
+                     f"{r['ever_hacked']}, {r['hacked']} of {len(r['seeds'])} | {shares} |"
+                     + (f" {pm(r['final_bias'])} |" if biased else ""))
     return "\n".join(lines) + "\n"
 
 
