@@ -185,10 +185,13 @@ def plot_coefficients(rows: list[dict], path: str | Path, title: str = "") -> No
                             color=colour, capsize=3, label=f"{n:,} comparisons")
     names = [["best-of-n alpha", "best-of-n b", "best-of-n: fitted peak KL"],
              ["RL alpha", "RL b", "PPO: KL at the gold peak (runs, mean ± std)"]]
+    sizes = sorted({r["parameters"] for r in rows})
     for row in range(2):
         for column in range(3):
             ax = axes[row][column]
             ax.set_xscale("log")
+            ax.set_xticks(sizes, [f"{p / 1e3:.0f}k" for p in sizes])  # the proxies' own sizes, not the log grid's
+            ax.minorticks_off()
             ax.set_title(names[row][column], fontsize=9)
             ax.set_xlabel("proxy parameters", fontsize=8)
             ax.legend(fontsize=6)
