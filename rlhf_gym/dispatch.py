@@ -9,7 +9,7 @@ job run in this process raises its error as it is).
 
 * **In this process** (``workers == 1`` or a single job, no Ray): one job after another, with this process's threads.
 * **Local process pool** (``workers > 1``): a ``ProcessPoolExecutor`` of spawned processes (torch is not fork-safe),
-  one torch thread each.
+  one torch thread each; a worker exits when the driver is killed, so a rerun never shares the run store with it.
 * **Ray** (:class:`RaySettings`): each job is a Ray task reserving ``num_cpus`` CPUs (and its torch threads) and
   ``num_gpus`` GPUs, on a local Ray instance started here (``address=None``) or an existing cluster (``"auto"``,
   ``"ray://head:10001"``); the driver collects results with ``ray.wait`` as they finish. The dashboard and Ray's
@@ -20,6 +20,7 @@ job run in this process raises its error as it is).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -155,7 +156,8 @@ def run_all(jobs: Sequence[Job], workers: int = 1, ray: RaySettings | None = Non
             finish(i, result)
     else:
         print(f"[dispatch] {len(jobs)} runs in {min(workers, len(jobs))} worker processes", flush=True)
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn"), initializer=_exit_with_driver,
+                                 initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_call, job.fn, job.args, 1): i for i, job in enumerate(jobs)}
             for future in as_completed(futures):
                 try:
@@ -168,6 +170,18 @@ def run_all(jobs: Sequence[Job], workers: int = 1, ray: RaySettings | None = Non
         failures.sort(key=lambda failure: failure[0])  # reported in the order of the jobs, not of their finishing
         raise _failure(jobs, failures) from failures[0][1]
     return results
+
+
+def _exit_with_driver(driver_pid: int, poll_seconds: float = 1.0) -> None:
+    """Pool initializer: the worker exits within ``poll_seconds`` of its driver's death (a kill, which lets no cleanup
+    run) instead of finishing its run alone, where it would keep a core busy and could write to the run store beside a
+    rerun of the same command. (An orphan's parent becomes another process, so ``getppid`` changes.)"""
+    def watch() -> None:
+        while os.getppid() == driver_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-driver", daemon=True).start()
 
 
 def _call(fn: Callable[..., Any], args: tuple, threads: int) -> Any:

@@ -57,3 +57,12 @@ def held_out_sample(world, n: int = 300, seed: int = 1) -> list[str]:
     """``n`` of a task world's held-out prompts, drawn with ``seed``."""
     return random.Random(seed).sample(world.prompt_split()[1], n)
 
+
+
+def record_pid_and_sleep(directory: str, seconds: float) -> None:
+    """A slow job of a process pool: writes its process id to ``directory/<pid>``, then sleeps."""
+    import os
+    import time
+
+    (Path(directory) / str(os.getpid())).touch()
+    time.sleep(seconds)

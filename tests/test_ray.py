@@ -4,7 +4,10 @@ instance of 2 CPUs (the sweep and the leaderboard through Ray give the records o
 import json
 import math
 import os
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -81,6 +84,36 @@ def test_the_local_pool_runs_one_torch_thread_per_process_and_names_a_failure():
     with pytest.raises(RunFailedError, match=r"ValueError: math domain error \(run sqrt\(-1\); 1 of 3 runs failed"):
         run_all(jobs, workers=2)
     assert sorted(stored) == [1, 3.0]  # one torch thread in each worker, as the sweep's workers always had
+
+
+@pytest.mark.slow
+def test_the_pool_s_workers_exit_when_their_driver_is_killed(tmp_path):
+    """A killed driver (SIGKILL: no cleanup runs) must not leave its workers training on: a rerun of the command would
+    share the run store with them."""
+    driver = subprocess.Popen([sys.executable, "-c", (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from helpers import record_pid_and_sleep\n"
+        "from rlhf_gym.dispatch import Job, run_all\n"
+        f"run_all([Job(str(i), record_pid_and_sleep, ({str(tmp_path)!r}, 120.0)) for i in range(2)], workers=2)\n")])
+    deadline = time.time() + 120
+    while len(list(tmp_path.iterdir())) < 2 and time.time() < deadline:  # both workers are in their jobs
+        time.sleep(0.2)
+    workers = [int(p.name) for p in tmp_path.iterdir()]
+    assert len(workers) == 2
+    driver.kill()
+    driver.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return not Path(f"/proc/{pid}/stat").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+    deadline = time.time() + 30
+    while any(alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers)  # gone within seconds, not after their 120 s jobs
 
 
 def test_an_address_without_a_cluster_is_a_config_error(monkeypatch):
