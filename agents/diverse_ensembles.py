@@ -179,7 +179,7 @@ def main(args: Args) -> dict:
     panels = {kind: {**baseline, **{objective: sweeps[f"{kind}, {objective}"] for objective in args.objective_list()}}
               for kind in args.kind_list()}
     plot_groups(panels, out_dir / "ensembles.png", title="gold reward against sqrt(KL): ensembles of diverse members "
-                f"(PPO, beta {args.betas}, {len(parse_ints(args.seeds, '--seeds'))} seed(s))")
+                f"(PPO, beta {args.betas}, {len(args.seed_list())} seed(s))")
     print(table)
     print(f"done in {time.time() - started:.0f} s: ensembles.json, ensembles.md, ensembles.png in {out_dir}")
     return result

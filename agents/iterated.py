@@ -139,9 +139,6 @@ class Args(RayOptions, PPORunOptions):
     def schedule_list(self) -> list[int]:
         return [int(r) for r in self.rounds.split(",") if r.strip()]
 
-    def seed_list(self) -> list[int]:
-        return [int(s) for s in self.seeds.split(",") if s.strip()]
-
     def run_config(self) -> dict:
         """The settings a stored run must share with this study to be reused."""
         return {k: getattr(self, k) for k in RUN_SETTINGS}

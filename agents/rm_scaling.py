@@ -145,7 +145,7 @@ def main(args: Args) -> dict:
     table = scaling_table(rows)
     atomic_write_text(out_dir / "scaling.md", f"# Reward-model scaling of over-optimisation (reviews task)\n\n{table}")
     title = (f"reviews task: {len(rows)} proxies ({args.sizes} x {args.n_comparisons} comparisons), PPO at beta 0 over "
-             f"{len(parse_ints(args.seeds, '--seeds'))} seed(s), best-of-n up to {args.best_of_n_max}")
+             f"{len(args.seed_list())} seed(s), best-of-n up to {args.best_of_n_max}")
     plot_scaling(rows, runs, out_dir / "scaling.png", title=title)
     plot_coefficients(rows, out_dir / "coefficients.png", title=title)
     print(table)

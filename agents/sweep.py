@@ -77,6 +77,10 @@ class PPORunOptions:
     workers: int = arg(2, "runs trained in parallel (separate processes, one torch thread each); with Ray the "
                           "cluster's free CPUs decide instead")
 
+    def seed_list(self) -> list[int]:
+        """The seeds of ``--seeds``, in order."""
+        return [int(s) for s in self.seeds.split(",") if s.strip()]
+
     def sweep_args(self, out_dir: str | Path, betas: str = "0", **proxy) -> Args:
         """A beta sweep (no best-of-n) with these runs' options and Ray options, storing its runs under ``out_dir``;
         ``proxy``: :class:`ProxyRewardArgs` fields (``reward_model=...``, or the ensemble's)."""
@@ -134,9 +138,6 @@ class Args(ProxyRewardArgs, RayOptions, PPORunOptions):
 
     def beta_list(self) -> list[float]:
         return [float(b) for b in self.betas.split(",") if b.strip()]
-
-    def seed_list(self) -> list[int]:
-        return [int(s) for s in self.seeds.split(",") if s.strip()]
 
 
 def train_config(args: Args, beta: float, seed: int) -> TrainConfig:
