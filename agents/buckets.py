@@ -7,7 +7,7 @@ computes the same per-token log-probs, entropies and values (causal attention ne
 position) on fewer tokens. The losses are then taken over the reassembled minibatch as before, so the gradient and the
 optimizer step are those of the whole minibatch (only the rounding differs). Each extra forward pass has a fixed cost,
 so a bucket is split only when that removes a good share of its tokens, and small models gain nothing: it is off by
-default (:class:`agents.TransformerPolicy`'s ``max_length_buckets``).
+default (:class:`rlhf_gym.agents.TransformerPolicy`'s ``max_length_buckets``).
 """
 
 from __future__ import annotations

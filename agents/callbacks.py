@@ -103,7 +103,8 @@ class HeldOutEvaluation(BaseCallback):
     """Scores the policy on held-out prompts before training, after every ``every`` PPO iterations and at the end,
     keeping the summaries and a few samples in :attr:`points` and the latest evaluation in :attr:`last`.
 
-    :param evaluate: ``evaluate(lm) -> rlhf_gym.evaluation.Evaluation`` (see :func:`agents.experiment.held_out_evaluator`).
+    :param evaluate: ``evaluate(lm) -> rlhf_gym.evaluation.Evaluation`` (see
+        :func:`rlhf_gym.agents.experiment.held_out_evaluator`).
     :param every: PPO iterations between evaluations.
     :param n_samples: sample texts kept per evaluation.
     :param start: PPO iterations already done (a run continued): the points carry the run's iteration numbers.

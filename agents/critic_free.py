@@ -1,10 +1,10 @@
 """What RLOO and GRPO share: k responses per prompt and a baseline from the group instead of a critic.
 
-Both sample with :class:`agents.TokenPPO`'s KV-cached lock-step rollout on an env built with ``group_size=k``
+Both sample with :class:`rlhf_gym.agents.TokenPPO`'s KV-cached lock-step rollout on an env built with ``group_size=k``
 (rows ``[g*k, (g+1)*k)`` answer the same prompt), turn each response's scalar reward into one advantage from its
 group (:meth:`CriticFreeTokenPG.group_advantages`), give that advantage to every token of the response, and
 update with a clipped importance ratio over ``n_epochs`` passes of minibatches (one forward per sequence). The
-value head of :class:`agents.TransformerPolicy` is neither used nor trained.
+value head of :class:`rlhf_gym.agents.TransformerPolicy` is neither used nor trained.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def group_view(values: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 class CriticFreeTokenPG(TokenPPO):
-    """Base of :class:`agents.RLOO` and :class:`agents.GRPO` (not used directly).
+    """Base of :class:`rlhf_gym.agents.RLOO` and :class:`rlhf_gym.agents.GRPO` (not used directly).
 
-    :param env: an :class:`agents.RLHFVecEnv` whose batched env has ``group_size >= 2``, or an env id (built with
+    :param env: an :class:`rlhf_gym.agents.RLHFVecEnv` whose batched env has ``group_size >= 2``, or an env id (built with
         ``group_size``).
     :param group_size: responses per prompt, k (default: the env's; :data:`DEFAULT_GROUP_SIZE` for an env id).
     :param n_envs: responses per rollout when ``env`` is an id (``n_envs / k`` prompts).
@@ -45,7 +45,7 @@ class CriticFreeTokenPG(TokenPPO):
     :param n_epochs: passes over each rollout (TRL's ``num_iterations``, GRPO's mu).
     :param clip_range: clip of the importance ratio (TRL's ``epsilon``).
 
-    The other parameters are :class:`agents.TokenPPO`'s.
+    The other parameters are :class:`rlhf_gym.agents.TokenPPO`'s.
     """
 
     algorithm_name = "critic-free"

@@ -80,7 +80,7 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
 def tokenize_response(tokenizer, response: str, max_new_tokens: int | None = None) -> list[int]:
     """The token ids the env's policy sampled for a decoded ``response``: the text's ids and the EOS that ended it.
 
-    The env decodes a response with ``skip_special_tokens=True`` and strips it (``envs.episodes.EpisodeBatch.texts``);
+    The env decodes a response with ``skip_special_tokens=True`` and strips it (``rlhf_gym.envs.episodes.EpisodeBatch.texts``);
     with the task's word-level tokenizer, tokenising that text gives the sampled ids back. A response of
     ``max_new_tokens`` tokens or more hit the budget and ended without EOS (None: every response ends with EOS).
     """
@@ -134,7 +134,7 @@ class DPO:
     :param loss_type: ``"sigmoid"`` (DPO) or ``"ipo"`` (IPO).
     :param label_smoothing: conservative DPO's label-flip probability, in [0, 0.5) (``"sigmoid"`` only).
     :param learning_rate: AdamW learning rate (constant; the AdamW settings of every rlhf-gym trainer,
-        :data:`agents.policy.OPTIMIZER_KWARGS`, with torch's weight decay 0.01).
+        :data:`rlhf_gym.agents.policy.OPTIMIZER_KWARGS`, with torch's weight decay 0.01).
     :param batch_size: comparisons per optimizer step (one forward over their 2 * batch_size sequences).
     :param max_grad_norm: gradient-norm clip.
     :param max_new_tokens: the response budget the comparisons were sampled with (the env's), so that a response
@@ -143,7 +143,8 @@ class DPO:
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
     :param tensorboard_log: TensorBoard log directory (None: none).
     :param verbose: 1 prints the logged values.
-    :param parallel: the processes of a data-parallel run (:meth:`agents.parallel.DataParallel.from_launch`): each takes
+    :param parallel: the processes of a data-parallel run (:meth:`rlhf_gym.agents.parallel.DataParallel.from_launch`):
+        each takes
         its share of every minibatch of ``batch_size`` comparisons, and the main process writes. None: one process.
     """
 
@@ -226,7 +227,7 @@ class DPO:
         fused = self.device.type in ("cuda", "cpu")
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=self.learning_rate,
                                            **{**OPTIMIZER_KWARGS, "fused": fused})
-        # the update's forward goes through one module, which a data-parallel engine wraps (agents.parallel)
+        # the update's forward goes through one module, which a data-parallel engine wraps (rlhf_gym.agents.parallel)
         self._policy_call, self.optimizer = self.parallel.prepare(PolicyCall(self.policy), self.optimizer)
 
     def _set_data(self, comparisons: list[dict] | str | Path | Any) -> None:

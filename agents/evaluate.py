@@ -1,6 +1,6 @@
 """Score any saved agent on held-out prompts: the evaluation protocol of the rlhf-gym benchmark.
 
-The agent is a TokenPPO ``.zip`` (``agents.TokenPPO.load``), an exported Hugging Face policy directory, or
+The agent is a TokenPPO ``.zip`` (``rlhf_gym.agents.TokenPPO.load``), an exported Hugging Face policy directory, or
 ``sft`` (the task's reference policy). On the held-out prompts of the env id's task, one response per prompt
 is sampled (temperature 1, seed ``--seed``) and scored with the id's proxy reward, the gold reward and the KL
 to the reference (``sum_t log pi(y_t) - log pi_ref(y_t)`` on the policy's own samples).
@@ -33,11 +33,11 @@ import torch
 from transformers import AutoTokenizer
 
 import rlhf_gym  # noqa: F401  (registers the env ids)
-from envs import RLHFEnvSurface
+from rlhf_gym.envs import RLHFEnvSurface
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.evaluation import distinct_n, evaluate_policy
-from rlhf_gym.hacking.best_of_n import interpolate_best_of_n
+from rlhf_gym.best_of_n import interpolate_best_of_n
 from rlhf_gym.registration import DEFAULT_SUITE, suite_env_ids, task_of
 from rlhf_gym.tokenizers import check_same_tokenizer
 from rlhf_gym.utils import atomic_write_json, load_model, read_json, resolve_device

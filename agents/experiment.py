@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from envs.config import KL_PLACEMENTS
+from rlhf_gym.envs.config import KL_PLACEMENTS
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError

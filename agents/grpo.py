@@ -50,13 +50,13 @@ def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
 
 class GRPO(CriticFreeTokenPG):
     """GRPO on the batched RLHF env, on SB3's machinery (learn, callbacks, logger, save/load) like
-    :class:`agents.TokenPPO`, whose rollout it shares.
+    :class:`rlhf_gym.agents.TokenPPO`, whose rollout it shares.
 
     :param beta: weight of the k3 KL term in the loss (0: no KL term).
     :param scale_rewards: ``"group"``, ``"batch"`` or ``"none"`` (Dr. GRPO), see the module docstring.
     :param loss_type: ``"dapo"`` or ``"grpo"``, see the module docstring.
 
-    The other parameters are :class:`agents.critic_free.CriticFreeTokenPG`'s.
+    The other parameters are :class:`rlhf_gym.agents.critic_free.CriticFreeTokenPG`'s.
     """
 
     algorithm_name = "GRPO"

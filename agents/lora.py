@@ -41,7 +41,7 @@ SHORTHANDS = (ALL_LINEAR, ALL_LINEAR_AND_HEAD)
 
 @dataclass(frozen=True)
 class LoraSettings:
-    """What to adapt and how (``policy_kwargs["lora"]`` of :class:`agents.TransformerPolicy`, as this or a dict).
+    """What to adapt and how (``policy_kwargs["lora"]`` of :class:`rlhf_gym.agents.TransformerPolicy`, as this or a dict).
 
     LoRA dropout is always 0: the project disables dropout so that the rollout and the update see the same function
     (the first PPO ratio is 1).

@@ -56,7 +56,8 @@ class PolicyCall(nn.Module):
 
     A data-parallel wrapper acts on forward calls: DDP arms its gradient all-reduce in the forward of the update, and
     FSDP and ZeRO-3 gather their sharded parameters there, for sampling as much as for the update. Routing each call
-    (``start``, ``advance``, ``evaluate_sequences`` of :class:`agents.TransformerPolicy`; ``__call__`` of a plain causal
+    (``start``, ``advance``, ``evaluate_sequences`` of :class:`rlhf_gym.agents.TransformerPolicy`; ``__call__`` of a
+    plain causal
     LM) through one module lets the same trainer code run unwrapped, or under any engine Accelerate prepares.
     """
 

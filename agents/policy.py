@@ -5,12 +5,12 @@ Critic: a linear value head on the LM's last hidden state (shared trunk, the def
 copy of the trunk (``share_trunk=False``), optionally initialised from a reward model
 (``value_init="reward_model"``, Ouyang et al. 2022). The zero-initialised head starts at ``V = 0``.
 
-With ``lora`` settings (:mod:`agents.lora`), the actor is the given model itself with LoRA adapters (Hu et al. 2021)
+With ``lora`` settings (:mod:`rlhf_gym.agents.lora`), the actor is the given model itself with LoRA adapters (Hu et al. 2021)
 through PEFT: only the adapters and the value head train, and :attr:`TransformerPolicy.reference_model` is the same
 model with the adapters off (the env's ``pi_ref``, one copy of the base weights for both).
 
 Two ways in: SB3's per-observation interface (``forward``, ``evaluate_actions``, ``predict``; one full
-forward per observation — what plain ``PPO`` uses), and the sequence interface of :class:`agents.TokenPPO`
+forward per observation — what plain ``PPO`` uses), and the sequence interface of :class:`rlhf_gym.agents.TokenPPO`
 (``start``/``advance`` sample with a KV cache; ``evaluate_sequences`` runs one forward per sequence).
 """
 
@@ -78,19 +78,20 @@ class TransformerPolicy(BasePolicy):
     :param action_space: ``Discrete(vocab)``.
     :param lr_schedule: learning-rate schedule (SB3).
     :param model_name_or_path: HF causal LM id or directory, or a model object (copied, or adapted in place with
-        ``lora``). :class:`agents.TokenPPO` fills it with the env's reference model when it is not given.
+        ``lora``). :class:`rlhf_gym.agents.TokenPPO` fills it with the env's reference model when it is not given.
     :param temperature: sampling temperature of the action distribution.
     :param share_trunk: value head on the actor's trunk (True) or on a separate copy (False).
     :param value_init: ``"zero"`` or ``"reward_model"`` (needs ``share_trunk=False`` and ``reward_model_path``).
     :param reward_model_path: reward model whose trunk and score head initialise the critic.
-    :param lora: train LoRA adapters instead of the whole actor (:class:`agents.lora.LoraSettings` or a dict of its
+    :param lora: train LoRA adapters instead of the whole actor (:class:`rlhf_gym.agents.lora.LoraSettings` or a dict of its
         fields; None: full fine-tuning). A model object is then adapted in place, not copied: the policy shares its
         base weights, and :attr:`reference_model` runs them with the adapters off.
     :param max_length_buckets: the update's forward pass over responses of very different lengths runs in up to this
-        many length buckets (:mod:`agents.buckets`); 1 (the default): one pass padded to the longest response. Each pass
+        many length buckets (:mod:`rlhf_gym.agents.buckets`); 1 (the default): one pass padded to the longest response.
+        Each pass
         has a fixed cost, so 4 buckets pay where compute dominates (a third of the update pass of an 8-layer, width-512
         model on responses of 12 to 96 tokens) and hardly on the default task's small model (``python -m
-        benchmarks.length_buckets``).
+        rlhf_gym.benchmarks.length_buckets``).
     """
 
     def __init__(
@@ -237,7 +238,7 @@ class TransformerPolicy(BasePolicy):
         past a response's end are not meaningful and must be masked). ``action_masks`` [B, T, V] restricts each step's
         distribution (NLPO). ``entropy_grad=False`` computes the entropies outside the autograd graph (for logging, when
         the loss has no entropy bonus): no [B, T, V] backward. Rows of very different lengths may run in length buckets
-        (:mod:`agents.buckets`, ``max_length_buckets``), each forward cut to its bucket's longest response.
+        (:mod:`rlhf_gym.agents.buckets`, ``max_length_buckets``), each forward cut to its bucket's longest response.
         """
         lengths = response_mask.sum(1)
         buckets = length_buckets(lengths, queries.shape[1], self.max_length_buckets)

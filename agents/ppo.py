@@ -26,7 +26,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.utils import explained_variance
 from transformers import AutoTokenizer
 
-from envs import RLHFVectorEnv
+from rlhf_gym.envs import RLHFVectorEnv
 from rlhf_gym.divergence import check_finite_loss, check_finite_parameters
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.generation import left_pad
@@ -48,7 +48,7 @@ class TokenPPO(PPO):
     """PPO over tokens on the batched RLHF env.
 
     :param policy: ``"TransformerPolicy"`` (or the class).
-    :param env: an :class:`agents.RLHFVecEnv` (``n_envs`` rows = responses per rollout), or a registered env id,
+    :param env: an :class:`rlhf_gym.agents.RLHFVecEnv` (``n_envs`` rows = responses per rollout), or a registered env id,
         built with ``gym.make_vec(env, num_envs=n_envs, **env_kwargs)`` through Gymnasium's registry.
     :param learning_rate: AdamW learning rate (or schedule).
     :param batch_size: minibatch size, in *sequences*.
@@ -71,14 +71,14 @@ class TokenPPO(PPO):
         The log-probs reported to the env for its KL term are the *unmasked* ones: the KL leash measures the
         policy itself against the reference, not the masked sampler.
     :param mask_refresh_every: NLPO: copy the policy into the env's masking model every this many rollouts.
-    :param parallel: the processes of a data-parallel run (:meth:`agents.parallel.DataParallel.from_launch`); the env
+    :param parallel: the processes of a data-parallel run (:meth:`rlhf_gym.agents.parallel.DataParallel.from_launch`); the env
         then holds this process's share of the rows, and ``batch_size`` is this process's share of a minibatch. None:
         one process.
     :param n_envs: rows when ``env`` is an id.
     :param env_kwargs: keyword arguments of the env when ``env`` is an id (they override the id's registered ones).
-    :param policy_kwargs: keyword arguments of :class:`agents.TransformerPolicy`; ``model_name_or_path`` defaults to
+    :param policy_kwargs: keyword arguments of :class:`rlhf_gym.agents.TransformerPolicy`; ``model_name_or_path`` defaults to
         the env's reference model (and the policy's tokenizer must then be the env's). With ``lora`` settings (a dict of
-        :class:`agents.lora.LoraSettings`' fields) the policy trains LoRA adapters on the reference's own weights.
+        :class:`rlhf_gym.agents.lora.LoraSettings`' fields) the policy trains LoRA adapters on the reference's own weights.
     """
 
     policy_aliases = {"TransformerPolicy": TransformerPolicy}
@@ -156,7 +156,7 @@ class TokenPPO(PPO):
     def _setup_model(self) -> None:
         """SB3's setup (schedules, seeding, rollout buffer, policy, clip schedules), with the policy defaulting to
         the env's reference model. A LoRA policy on the reference is built on the reference object itself, and the env
-        then scores with its adapters off: one copy of the base weights (:mod:`agents.lora`)."""
+        then scores with its adapters off: one copy of the base weights (:mod:`rlhf_gym.agents.lora`)."""
         from_reference = self._fill_policy_model()
         kwargs = self.policy_kwargs
         lora_on_reference = self.env is not None and builds_on_reference(kwargs, self.batched_env.ref_model)
@@ -171,7 +171,7 @@ class TokenPPO(PPO):
         self._shuffle = torch.Generator().manual_seed(self.seed if self.seed is not None else 0)
         self._grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16" and self.device.type == "cuda")
         self.policy.value_head.requires_grad_(self.trains_value_head)
-        # every policy computation goes through one module, which a data-parallel engine wraps (agents.parallel)
+        # every policy computation goes through one module, which a data-parallel engine wraps (rlhf_gym.agents.parallel)
         self._policy_call, self.policy.optimizer = self.parallel.prepare(PolicyCall(self.policy), self.policy.optimizer)
         self.rollout_buffer.sum_over_processes = self.parallel.sum
         if self.env is not None:
@@ -181,7 +181,7 @@ class TokenPPO(PPO):
 
     def _attach_env(self) -> None:
         """Drive the env as a lock-step agent: its scoring deferred to one pass per rollout where the KL is paid at the
-        end (:meth:`envs.RLHFVectorEnv.defer_scoring`), and in a data-parallel run its KL controller updated once per
+        end (:meth:`rlhf_gym.envs.RLHFVectorEnv.defer_scoring`), and in a data-parallel run its KL controller updated once per
         rollout over all processes' responses."""
         batched = self.batched_env
         batched.defer_scoring(batched.config.kl_placement == "terminal")
@@ -348,7 +348,8 @@ class TokenPPO(PPO):
 
     def _compute_advantages(self, rollout_buffer: SequenceRolloutBuffer, episodes: dict[int, dict]) -> None:
         """PPO: rewards scaled by the running return std (``normalize_rewards``), then GAE with the critic's values.
-        Critic-free subclasses (:class:`agents.RLOO`, :class:`agents.GRPO`) replace this with their group baselines."""
+        Critic-free subclasses (:class:`rlhf_gym.agents.RLOO`, :class:`rlhf_gym.agents.GRPO`) replace this with their
+        group baselines."""
         if self.normalize_rewards:
             returns = self.parallel.gather(rollout_buffer.rewards.sum(1)).cpu().numpy()  # every process's responses
             self.return_rms.update(returns)

@@ -29,11 +29,11 @@ def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 
 class RLOO(CriticFreeTokenPG):
     """RLOO on the batched RLHF env, on SB3's machinery (learn, callbacks, logger, save/load) like
-    :class:`agents.TokenPPO`, whose rollout it shares.
+    :class:`rlhf_gym.agents.TokenPPO`, whose rollout it shares.
 
     :param normalize_advantage: standardise the advantages over the rollout (TRL's ``normalize_advantages``).
 
-    The other parameters are :class:`agents.critic_free.CriticFreeTokenPG`'s.
+    The other parameters are :class:`rlhf_gym.agents.critic_free.CriticFreeTokenPG`'s.
     """
 
     algorithm_name = "RLOO"

@@ -1,4 +1,4 @@
-"""Train an RLHF policy with token-level PPO (or NLPO, RLOO, GRPO) on a registered env id — the main job of rlhf-gym.
+"""Train a policy with any registered algorithm (PPO by default) on a registered env id: the main job of rlhf-gym.
 
 With no arguments it runs the embedded default end to end, offline, on CPU or GPU: build ``RLHF-v0``'s
 batched env, train, and write to ``runs/<env_id>__<exp_name>__<seed>__<time>/``: the SB3 agent (agent.zip),
@@ -45,7 +45,7 @@ from .ppo import TokenPPO
 
 @dataclass
 class Args(TrainConfig):
-    """A training run: :class:`agents.experiment.TrainConfig` plus its budget and outputs."""
+    """A training run: :class:`rlhf_gym.agents.experiment.TrainConfig` plus its budget and outputs."""
 
     exp_name: str = arg("train_agent", "name of this experiment (part of the run directory's name)")
     total_responses: int = arg(DEFAULT_TOTAL_RESPONSES, "budget: responses to sample in all (TRL's total_episodes); the run "

@@ -1,11 +1,11 @@
-"""Bridge from the batched RLHF env (:class:`envs.RLHFVectorEnv`) to Stable-Baselines3's ``VecEnv`` interface.
+"""Bridge from the batched RLHF env (:class:`rlhf_gym.envs.RLHFVectorEnv`) to Stable-Baselines3's ``VecEnv`` interface.
 
 SB3 resets a finished row within the same ``step`` and passes the last observation of the episode in
 ``infos[i]["terminal_observation"]``; the episode's final info (proxy reward, KL, gold reward, text...)
 is in ``infos[i]`` too, with ``infos[i]["episode"] = {"r", "l"}`` as SB3's Monitor writes it.
 
-Lock-step agents (:class:`agents.TokenPPO`) drive :attr:`RLHFVecEnv.batched_env` directly through its public
-surface (:class:`envs.RLHFEnvSurface` plus ``reset``/``step``), because their rows must wait for each other
+Lock-step agents (:class:`rlhf_gym.agents.TokenPPO`) drive :attr:`RLHFVecEnv.batched_env` directly through its public
+surface (:class:`rlhf_gym.envs.RLHFEnvSurface` plus ``reset``/``step``), because their rows must wait for each other
 instead of restarting. They refuse a ``VecEnvWrapper`` around the bridge rather than silently bypass it.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvWrapper
 
-from envs import RLHFEnvSurface, RLHFVectorEnv
+from rlhf_gym.envs import RLHFEnvSurface, RLHFVectorEnv
 from rlhf_gym.errors import ConfigError
 
 BATCHED_METHODS = ("action_masks",)
@@ -46,7 +46,7 @@ class RLHFVecEnv(VecEnv):
     :param num_envs: rows; or pass ``vector_env`` to wrap an existing one, or ``env_id`` to build one from the
         Gymnasium registry.
     :param env_id: a registered id (``"RLHF-v0"``...); its registered keyword arguments apply, ``kwargs`` override.
-    :param kwargs: fields of :class:`envs.RLHFEnvConfig`.
+    :param kwargs: fields of :class:`rlhf_gym.envs.RLHFEnvConfig`.
     """
 
     def __init__(self, num_envs: int = 8, vector_env: RLHFVectorEnv | None = None, env_id: str | None = None,
@@ -57,7 +57,7 @@ class RLHFVecEnv(VecEnv):
         elif vector_env.metadata["autoreset_mode"] != AutoresetMode.DISABLED:
             raise ConfigError("RLHFVecEnv needs a vector env built with autoreset_mode='disabled'")
         self.batched_env: RLHFVectorEnv = vector_env
-        """The Gymnasium batched env; use only its public surface (:class:`envs.RLHFEnvSurface`)."""
+        """The Gymnasium batched env; use only its public surface (:class:`rlhf_gym.envs.RLHFEnvSurface`)."""
         super().__init__(vector_env.num_envs, vector_env.single_observation_space, vector_env.single_action_space)
         self._actions: np.ndarray | None = None
         self._seed: int | None = None
@@ -138,6 +138,6 @@ def unwrap_bridge(env: VecEnv) -> RLHFVecEnv:
                         "and would bypass it; pass the RLHFVecEnv itself (TokenPPO has normalize_rewards=True for "
                         "VecNormalize's reward scaling)")
     if not isinstance(env, RLHFVecEnv):
-        raise TypeError(f"needs an agents.RLHFVecEnv (the batched RLHF env), got {type(env).__name__}; "
+        raise TypeError(f"needs an rlhf_gym.agents.RLHFVecEnv (the batched RLHF env), got {type(env).__name__}; "
                         "plain stable_baselines3.PPO runs on single RLHF-v0 envs")
     return env

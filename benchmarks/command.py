@@ -3,7 +3,7 @@
 One invocation runs the same PPO work through every system, one after the other on the same machine, each
 in a fresh process (so that its peak RSS is its own):
 
-* ``ours``: :class:`agents.TokenPPO` on :class:`agents.RLHFVecEnv` -- one rollout samples ``rollout_batch``
+* ``ours``: :class:`rlhf_gym.agents.TokenPPO` on :class:`rlhf_gym.agents.RLHFVecEnv` -- one rollout samples ``rollout_batch``
   responses in lock step with a KV cache; the update runs one forward pass per whole sequence per minibatch;
   the value head sits on the policy's trunk;
 * ``ours-separate-critic``: the same with a separate value trunk initialised from the reward model
@@ -13,14 +13,16 @@ in a fresh process (so that its peak RSS is its own):
   default ``--systems``; needs the ``lora`` extra);
 * ``trl``: ``trl.experimental.ppo.PPOTrainer`` (TRL 0.29), which needs a separate value model (here a copy of
   the reward model, as in TRL's examples);
-* ``sb3-per-token``: ``stable_baselines3.PPO`` with :class:`agents.TransformerPolicy` on a ``DummyVecEnv`` of
-  single :class:`envs.RLHFEnv` envs -- one full forward pass per (state, action) sample, in the rollout and in
+* ``sb3-per-token``: ``stable_baselines3.PPO`` with :class:`rlhf_gym.agents.TransformerPolicy` on a ``DummyVecEnv`` of
+  single :class:`rlhf_gym.envs.RLHFEnv` envs -- one full forward pass per (state, action) sample, in the rollout and in
   every update epoch (the design that the closest prior library measured at about 16 tokens/s);
-* ``ours-rloo`` / ``trl-rloo``, ``ours-grpo`` / ``trl-grpo``: :class:`agents.RLOO` / :class:`agents.GRPO` on the batched
+* ``ours-rloo`` / ``trl-rloo``, ``ours-grpo`` / ``trl-grpo``: :class:`rlhf_gym.agents.RLOO` /
+:class:`rlhf_gym.agents.GRPO` on the batched
   env with groups of k = 4 responses per prompt against TRL's ``RLOOTrainer`` / ``GRPOTrainer`` (one generation batch
-  of 64 responses to 16 prompts, 4 minibatches x 4 epochs; :mod:`benchmarks.critic_free`, :mod:`benchmarks.trl_online`);
-* ``ours-dpo`` / ``trl-dpo``: :class:`agents.DPO` against TRL's ``DPOTrainer``, 4 epochs over 64 fixed comparisons in
-  minibatches of 16 per iteration, reference log-probs precomputed (:mod:`benchmarks.dpo`).
+  of 64 responses to 16 prompts, 4 minibatches x 4 epochs; :mod:`rlhf_gym.benchmarks.critic_free`,
+  :mod:`rlhf_gym.benchmarks.trl_online`);
+* ``ours-dpo`` / ``trl-dpo``: :class:`rlhf_gym.agents.DPO` against TRL's ``DPOTrainer``, 4 epochs over 64 fixed comparisons in
+  minibatches of 16 per iteration, reference log-probs precomputed (:mod:`rlhf_gym.benchmarks.dpo`).
 
 The six systems of the new trainers are not in the default ``--systems``; each ours-X is compared with trl-X.
 

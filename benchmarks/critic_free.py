@@ -1,14 +1,15 @@
-"""Our critic-free systems ``ours-rloo`` and ``ours-grpo``: :class:`agents.RLOO` / :class:`agents.GRPO` on the batched
-:class:`agents.RLHFVecEnv` with group sampling (``group_size=k``), the work that ``trl-rloo`` / ``trl-grpo`` do.
+"""Our critic-free systems ``ours-rloo`` and ``ours-grpo``: :class:`rlhf_gym.agents.RLOO` /
+:class:`rlhf_gym.agents.GRPO` on the batched
+:class:`rlhf_gym.agents.RLHFVecEnv` with group sampling (``group_size=k``), the work that ``trl-rloo`` / ``trl-grpo`` do.
 
-Matched work (:mod:`benchmarks.trl_online` does the same with TRL): one iteration is one generation batch of
+Matched work (:mod:`rlhf_gym.benchmarks.trl_online` does the same with TRL): one iteration is one generation batch of
 ``rollout_batch`` responses, ``rollout_batch / k`` prompts x k = :data:`GROUP_SIZE` responses each, all of the full
 ``response_length`` (the env's stop token is outside the vocabulary, ``stop_token=vocab_size``), scored by the
 reference (KV-cached sampling gives the old log-probs) and by the reward model on the prompt and response text; then
 ``epochs`` passes of ``minibatches`` optimizer steps of ``rollout_batch / minibatches`` responses each
 (``Workload.optimizer_steps`` per iteration), one forward per whole sequence. The KL coefficients are the matched TRL
-defaults of :mod:`benchmarks.trl_algorithms` (RLOO: ``beta`` 0.1 in the env's reward; GRPO: 0.04 on the per-token k3
-term in the loss, the env's reward without KL), clip 0.2, the learning rate of :mod:`benchmarks.workloads`.
+defaults of :mod:`rlhf_gym.benchmarks.trl_algorithms` (RLOO: ``beta`` 0.1 in the env's reward; GRPO: 0.04 on the per-token k3
+term in the loss, the env's reward without KL), clip 0.2, the learning rate of :mod:`rlhf_gym.benchmarks.workloads`.
 
 Phases as for ``ours``: sampling = the rollout less the env's scoring of finished responses (reference log-probs and
 reward), update = the epochs of minibatches.
@@ -19,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agents import GRPO, RLOO, RLHFVecEnv
-from agents.critic_free import DEFAULT_GROUP_SIZE
+from rlhf_gym.agents import GRPO, RLOO, RLHFVecEnv
+from rlhf_gym.agents.critic_free import DEFAULT_GROUP_SIZE
 
 from .clock import LapAtRolloutStart, PhaseClock
 from .ours import time_scoring

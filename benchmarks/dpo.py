@@ -1,4 +1,5 @@
-"""The DPO systems ``ours-dpo`` (:class:`agents.DPO`) and ``trl-dpo`` (``trl.DPOTrainer``, TRL 0.29.1) on the same work.
+"""The DPO systems ``ours-dpo`` (:class:`rlhf_gym.agents.DPO`) and ``trl-dpo`` (``trl.DPOTrainer``, TRL 0.29.1) on the
+same work.
 
 Matched work: one iteration is ``epochs`` epochs over a fixed set of ``rollout_batch`` comparisons in minibatches of
 ``rollout_batch / minibatches`` comparisons (``Workload.optimizer_steps`` optimizer steps per iteration; every
@@ -11,8 +12,8 @@ computed once before the clock starts on both sides (ours caches them at constru
 ``precompute_ref_log_probs=True``, at construction too). The response tokens of an iteration are
 ``2 x rollout_batch x response_length`` (:data:`RESPONSES_PER_COMPARISON`); the update's tokens are twice the RL
 workloads'. Loss: sigmoid, ``beta`` 0.5 (our DPO's default and ``scripts/trl_baselines.py``'s), gradient norm
-clipped at 1.0, the learning rate of :mod:`benchmarks.workloads`, AdamW with eps 1e-5 and weight decay 0.01 on both
-sides (TRL's config is :func:`benchmarks.trl_online.trl_common`'s), dropout off on both.
+clipped at 1.0, the learning rate of :mod:`rlhf_gym.benchmarks.workloads`, AdamW with eps 1e-5 and weight decay 0.01 on both
+sides (TRL's config is :func:`rlhf_gym.benchmarks.trl_online.trl_common`'s), dropout off on both.
 
 Phases: everything is the update (no sampling, no scoring), from the first training step of an iteration (ours:
 ``train_step``, with its minibatch's padding; TRL: ``compute_loss``, after collating its first minibatch) to its last
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from agents import DPO
+from rlhf_gym.agents import DPO
 
 from .clock import PhaseClock
 from .protocol import Run, Settings, trainable
@@ -67,7 +68,7 @@ def autocast(settings: Settings, device: torch.device) -> contextlib.AbstractCon
 
 
 def run_ours(workload: Workload, files: ModelFiles, settings: Settings, device: torch.device, clock: PhaseClock) -> Run:
-    """:class:`agents.DPO`: one ``learn`` call per iteration, each ``epochs`` epochs over the comparisons."""
+    """:class:`rlhf_gym.agents.DPO`: one ``learn`` call per iteration, each ``epochs`` epochs over the comparisons."""
     records = comparisons(workload, files, settings.seed)
     dpo = DPO(files.policy, files.policy, files.policy, records, beta=BETA, learning_rate=LEARNING_RATE,
               batch_size=workload.rollout_batch // workload.minibatches, seed=settings.seed, device=device)
@@ -90,7 +91,7 @@ def run_ours(workload: Workload, files: ModelFiles, settings: Settings, device: 
 
 def run_trl(workload: Workload, files: ModelFiles, settings: Settings, device: torch.device, clock: PhaseClock) -> Run:
     """``trl.DPOTrainer`` on the same comparisons (responses with a leading space: TRL tokenises prompt + response as
-    one string, see ``benchmarks.trl_algorithms.ADAPTATIONS``), lapping every ``optimizer_steps`` steps."""
+    one string, see ``rlhf_gym.benchmarks.trl_algorithms.ADAPTATIONS``), lapping every ``optimizer_steps`` steps."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from datasets import Dataset, disable_progress_bars
     from transformers import AutoTokenizer, PrinterCallback

@@ -3,7 +3,7 @@
 Drives ``RLHFVectorEnv`` (autoreset disabled) with SFT-policy samples taken beforehand, so that the env's time is
 measured alone, in both scoring modes: each response scored at the step it ends (``on_finish``: one reference pass and
 one reward-model call per step where some row ends) and scoring deferred to the step where the batch's last row ends
-(``deferred``, what :class:`agents.TokenPPO` uses: one of each per batch). The env's time splits into its bookkeeping
+(``deferred``, what :class:`rlhf_gym.agents.TokenPPO` uses: one of each per batch). The env's time splits into its bookkeeping
 (appending tokens, flags, observations, infos) and scoring; then one KV-cached policy step and one full-sequence
 policy forward are timed on the same batch.
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from envs import RLHFVectorEnv
+from rlhf_gym.envs import RLHFVectorEnv
 from rlhf_gym.generation import Samples, cache_kwargs, left_pad, output_cache, positions, sample
 
 MODES = ("on_finish", "deferred")

@@ -1,10 +1,10 @@
-"""The update's forward and backward pass in one padded pass against length buckets (:mod:`agents.buckets`).
+"""The update's forward and backward pass in one padded pass against length buckets (:mod:`rlhf_gym.agents.buckets`).
 
 A minibatch of 16 responses with the default task's spread of lengths (3 to 24 tokens, 11 on average; ``large``: 4
 times as long) after prompts of 8 tokens, on random-init GPT-2 policies of three sizes; the settings alternate, and the
 median of each is reported.
 
-    python -m benchmarks.length_buckets
+    python -m rlhf_gym.benchmarks.length_buckets
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from gymnasium import spaces
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from agents import TransformerPolicy
+from rlhf_gym.agents import TransformerPolicy
 
 LENGTHS = [3, 4, 4, 6, 8, 9, 9, 10, 10, 11, 12, 13, 14, 17, 20, 24]
 """Response lengths of the minibatch: the spread of the default task's SFT responses."""

@@ -1,4 +1,5 @@
-"""Our system: :class:`agents.TokenPPO` on the batched :class:`agents.RLHFVecEnv`, and our single env for the SB3 baseline.
+"""Our system: :class:`rlhf_gym.agents.TokenPPO` on the batched :class:`rlhf_gym.agents.RLHFVecEnv`, and our single env
+for the SB3 baseline.
 
 One rollout samples ``rollout_batch`` responses in lock step with a KV cache; the env scores the finished responses
 with the reference and the reward model (one pass each when all end together); the update runs one forward pass per
@@ -9,13 +10,13 @@ adapters and the value head train.
 Response length: on the synthetic workloads, and with ``fixed_length`` (``ours-fixed-length``), responses have the
 full length: the env gets a stop token outside the vocabulary (``stop_token=vocab_size``). On a task workload
 (``reviews``) they end at the task's EOS, as in ``scripts/train_agent.py``: the rollout stops once every row has ended,
-and each update minibatch is cut to its longest live response (:class:`agents.buffer.SequenceRolloutBuffer`). The
-live response tokens and the tokens through the update are counted per iteration (:mod:`benchmarks.tally`).
+and each update minibatch is cut to its longest live response (:class:`rlhf_gym.agents.buffer.SequenceRolloutBuffer`). The
+live response tokens and the tokens through the update are counted per iteration (:mod:`rlhf_gym.benchmarks.tally`).
 
 Apart from ``env_overhead.py``, this module is the speed benchmark's only user of the env and TokenPPO API
 (constructors, ``batched_env``, ``_episodes.finish``, ``last_rollout_infos``, ``policy.evaluate_sequences``):
 ``sb3.py`` builds its envs through :func:`single_env_factory` and :func:`time_scoring`, and takes only
-:class:`agents.TransformerPolicy` from ``agents``.
+:class:`rlhf_gym.agents.TransformerPolicy` from ``agents``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import gymnasium as gym
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from agents import RLHFVecEnv, TokenPPO
-from envs import RLHFEnv
+from rlhf_gym.agents import RLHFVecEnv, TokenPPO
+from rlhf_gym.envs import RLHFEnv
 from rlhf_gym.reward_model import RewardModel
 
 from .clock import LapAtRolloutStart, PhaseClock
@@ -84,12 +85,12 @@ def count_tokens(model: TokenPPO, tally: TokenTally) -> None:
         tally.update(queries.shape[0], queries.shape[1] + responses.shape[1])
         return evaluate(queries, query_mask, responses, *args, **kwargs)
 
-    # an instance attribute: TokenPPO reaches the policy's methods by name (agents.parallel.PolicyCall)
+    # an instance attribute: TokenPPO reaches the policy's methods by name (rlhf_gym.agents.parallel.PolicyCall)
     model.policy.evaluate_sequences = evaluate_sequences
 
 
 def single_env_factory(workload: Workload, files: ModelFiles, device: torch.device) -> Callable[[], RLHFEnv]:
-    """Single :class:`envs.RLHFEnv` envs of the workload sharing one tokenizer, reference and reward model; episodes
+    """Single :class:`rlhf_gym.envs.RLHFEnv` envs of the workload sharing one tokenizer, reference and reward model; episodes
     last exactly ``response_length`` steps (the stop token is outside the vocabulary)."""
     tokenizer = AutoTokenizer.from_pretrained(files.policy)
     ref_model = AutoModelForCausalLM.from_pretrained(files.policy)

@@ -1,6 +1,6 @@
 """Where ours spends an iteration: ``torch.profiler``'s operator table over PPO iterations of a benchmark workload.
 
-    python -m benchmarks.profile --config medium          # 1 warm-up and 2 profiled iterations, torch's threads
+    python -m rlhf_gym.benchmarks.profile --config medium          # 1 warm-up and 2 profiled iterations, torch's threads
 
 Prints the mean seconds per profiled iteration and its phases (as the speed benchmark splits them), then the
 operators by self CPU time (summed over the threads).
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from agents import RLHFVecEnv, TokenPPO
+from rlhf_gym.agents import RLHFVecEnv, TokenPPO
 
 from .clock import PHASES, LapAtRolloutStart, PhaseClock
 from .ours import time_scoring

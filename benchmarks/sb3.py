@@ -1,5 +1,5 @@
-"""The per-token baseline: plain ``stable_baselines3.PPO`` with :class:`agents.TransformerPolicy` on a ``DummyVecEnv``
-of single :class:`envs.RLHFEnv` envs.
+"""The per-token baseline: plain ``stable_baselines3.PPO`` with :class:`rlhf_gym.agents.TransformerPolicy` on a ``DummyVecEnv``
+of single :class:`rlhf_gym.envs.RLHFEnv` envs.
 
 Every (state, action) sample is one full forward pass over its context, in the rollout and in every update epoch
 (the design that the closest prior library measured at about 16 tokens/s). Episodes last exactly
@@ -15,7 +15,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents import TransformerPolicy
+from rlhf_gym.agents import TransformerPolicy
 
 from .clock import LapAtRolloutStart, PhaseClock
 from .ours import single_env_factory, time_scoring

@@ -3,7 +3,7 @@
 On a workload whose responses end at a stop token both vary from one iteration to the next, so a system counts them
 (not the workload's full-length shape): the live length of a response counts its tokens up to and including the stop
 token; the update's tokens are ``batch x (prompt + response columns)`` of every sequence forward with gradients,
-summed over the iteration's minibatches and epochs. The :class:`benchmarks.protocol.Run` reports their means over the
+summed over the iteration's minibatches and epochs. The :class:`rlhf_gym.benchmarks.protocol.Run` reports their means over the
 timed iterations, and every iteration's record (in the JSON) gets its own values.
 """
 

@@ -9,7 +9,8 @@ stop token"), and the reported length is the generated columns. On a task worklo
 token, ``stop_token="eos"``: ``generate`` stops once every row has sampled EOS, the responses are cut after their first
 EOS, and the reported length is TRL's own ``sequence_lengths + 1`` (the live tokens, EOS included, as ours counts);
 the update forwards every sequence with all the generated columns (TRL does not trim minibatches), and those tokens
-are counted (:mod:`benchmarks.tally`). One adaptation there: TRL's ``get_reward`` reads the reward model's score at the
+are counted (:mod:`rlhf_gym.benchmarks.tally`). One adaptation there: TRL's ``get_reward`` reads the reward model's
+score at the
 EOS token, whereas our env scores the decoded prompt and response text, which drops EOS; so the reward model gets the
 response with its EOS turned into padding (:func:`without_stop_token`), which gives our ``RewardModel``'s scores on
 the task's word-level tokenizer (the text re-tokenises to the same ids), at the same cost.

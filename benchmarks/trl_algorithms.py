@@ -1,8 +1,10 @@
-"""TRL 0.29.1's ``DPOTrainer``, ``RLOOTrainer`` and ``GRPOTrainer`` on RLHF-v0, with our settings, scored by our evaluation.
+"""TRL 0.29.1's DPO, RLOO and GRPO trainers on RLHF-v0 with our settings, scored by our evaluation.
+
+The trainers are ``DPOTrainer``, ``RLOOTrainer`` and ``GRPOTrainer``.
 
 Each run starts from the reviews task's SFT policy, trains with TRL offline (no hub, ``report_to="none"``, no
 checkpoints), exports a plain Hugging Face policy directory (``<out-dir>/policy``, model + tokenizer) and scores it
-with the benchmark protocol of ``rlhf-gym evaluate`` (:func:`agents.evaluate.main`). ``<out-dir>/result.json`` holds
+with the benchmark protocol of ``rlhf-gym evaluate`` (:func:`rlhf_gym.agents.evaluate.main`). ``<out-dir>/result.json`` holds
 the settings, the TRL config values that matter, every place where TRL needed adapting, wall times, TRL's log
 history and the evaluation metrics (gold reward, KL, proxy, well-formed, ...).
 
@@ -274,8 +276,8 @@ def versions() -> dict[str, str]:
 
 def evaluate_trl(policy_dir: str | Path, n_eval_prompts: int = 256, seed: int = 0, device: str = "cpu") -> dict:
     """Our benchmark evaluation (``rlhf-gym evaluate --agent <policy_dir>``) of an exported policy."""
-    from agents.evaluate import Args as EvaluateArgs
-    from agents.evaluate import main as evaluate
+    from rlhf_gym.agents.evaluate import Args as EvaluateArgs
+    from rlhf_gym.agents.evaluate import main as evaluate
 
     return evaluate(EvaluateArgs(agent=str(policy_dir), env_id=ENV_ID, n_eval_prompts=n_eval_prompts, seed=seed,
                                  device=device))

@@ -1,7 +1,7 @@
 """TRL's critic-free systems ``trl-rloo`` and ``trl-grpo``: ``trl.RLOOTrainer`` / ``trl.GRPOTrainer`` (TRL 0.29.1)
-doing the work of ``ours-rloo`` / ``ours-grpo`` (:mod:`benchmarks.critic_free`, whose module docstring defines it).
+doing the work of ``ours-rloo`` / ``ours-grpo`` (:mod:`rlhf_gym.benchmarks.critic_free`, whose module docstring defines it).
 
-The configuration is that of ``scripts/trl_baselines.py`` (:func:`benchmarks.trl_algorithms.common_config`: fp32,
+The configuration is that of ``scripts/trl_baselines.py`` (:func:`rlhf_gym.benchmarks.trl_algorithms.common_config`: fp32,
 no gradient checkpointing, constant learning rate, AdamW eps 1e-5 and weight decay 0.01, dropout off; the reward
 function is our :class:`rlhf_gym.reward_model.RewardModel` on the prompt and response text, as the env scores) with the
 benchmark's shapes and TRL's own default optimizer (fused AdamW, as ours):
@@ -82,7 +82,7 @@ def mark_update(trainer, clock: PhaseClock) -> None:
 
 def run(algo: str, workload: Workload, files: ModelFiles, settings: Settings, device: torch.device,
         clock: PhaseClock) -> Run:
-    """TRL's ``algo`` ("rloo" or "grpo") trainer on the work of :mod:`benchmarks.critic_free`."""
+    """TRL's ``algo`` ("rloo" or "grpo") trainer on the work of :mod:`rlhf_gym.benchmarks.critic_free`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback

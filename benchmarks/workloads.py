@@ -24,7 +24,8 @@ from rlhf_gym.tasks import load_task
 # The same PPO hyper-parameters on every side (they do not change the amount of work).
 LEARNING_RATE, BETA, VF_COEF, CLIP_RANGE, GAE_LAMBDA = 1e-5, 0.05, 0.1, 0.2, 0.95
 LORA = {"r": 8, "alpha": 16}
-"""The ``ours-lora`` system's adapters (:class:`agents.lora.LoraSettings`): rank 8 on every linear layer and the head."""
+"""The ``ours-lora`` system's adapters (:class:`rlhf_gym.agents.lora.LoraSettings`): rank 8 on every linear layer and
+the head."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Workload:
     @property
     def update_tokens(self) -> int:
         """Tokens through forward + backward per iteration when the update runs one pass per whole full-length sequence
-        (systems count the tokens they actually process on a ``task`` workload: :mod:`benchmarks.tally`)."""
+        (systems count the tokens they actually process on a ``task`` workload: :mod:`rlhf_gym.benchmarks.tally`)."""
         return self.epochs * self.rollout_batch * (self.prompt_length + self.response_length)
 
     def describe(self) -> str:

@@ -1,6 +1,6 @@
 """Gymnasium environments of rlhf-gym: ``RLHF-v0`` (single) and its batched form, with their config.
 
-No Stable-Baselines3 here: the SB3 ``VecEnv`` bridge is :class:`agents.RLHFVecEnv`.
+No Stable-Baselines3 here: the SB3 ``VecEnv`` bridge is :class:`rlhf_gym.agents.RLHFVecEnv`.
 """
 
 from rlhf_gym.registration import register_envs

@@ -1,9 +1,9 @@
 """The RLHF environment's configuration: one documented dataclass, checked when it is built.
 
-Both :class:`envs.RLHFEnv` and :class:`envs.RLHFVectorEnv` take an :class:`RLHFEnvConfig` (or its fields as
+Both :class:`rlhf_gym.envs.RLHFEnv` and :class:`rlhf_gym.envs.RLHFVectorEnv` take an :class:`RLHFEnvConfig` (or its fields as
 keyword arguments, which is what ``gym.make("RLHF-v0", beta=0.1)`` passes). Cheap checks of single values
 run in ``__post_init__``; checks that need the loaded models (vocabulary, context length, prompt lengths)
-run in :mod:`envs.setup`.
+run in :mod:`rlhf_gym.envs.setup`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ time; at the end the reward model scores it and the KL leash to the frozen refer
 
 ## Arguments
 
-An :class:`envs.RLHFEnvConfig`, or its fields as keyword arguments (``gym.make("RLHF-v0", beta=0.05)``), plus
+An :class:`rlhf_gym.envs.RLHFEnvConfig`, or its fields as keyword arguments (``gym.make("RLHF-v0", beta=0.05)``), plus
 ``render_mode`` (``"ansi"``: ``render()`` returns the text; ``"human"``: prints it) and ``seed`` (of the first
 ``reset`` when that call gives none). Deprecated names: ``target_kl`` (now ``kl_target``), ``kl_penalty`` (now
 ``kl_placement``).
@@ -93,7 +93,7 @@ def as_token_id(action: Any, vocab_size: int) -> int:
 
 
 class RLHFEnv(RLHFEnvSurface, gym.Env):
-    """Token-level RLHF environment (see the module docstring and :class:`envs.RLHFEnvConfig`).
+    """Token-level RLHF environment (see the module docstring and :class:`rlhf_gym.envs.RLHFEnvConfig`).
 
     :param config: the configuration (or pass its fields as keyword arguments).
     :param render_mode: ``"ansi"`` or ``"human"``.

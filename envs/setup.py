@@ -1,6 +1,6 @@
-"""Loading an :class:`envs.config.RLHFEnvConfig` into models, tokenizer, prompts and controllers.
+"""Loading an :class:`rlhf_gym.envs.config.RLHFEnvConfig` into models, tokenizer, prompts and controllers.
 
-Shared by :class:`envs.rlhf_env.RLHFEnv` and :class:`envs.vector_env.RLHFVectorEnv`, so that both see the
+Shared by :class:`rlhf_gym.envs.rlhf_env.RLHFEnv` and :class:`rlhf_gym.envs.vector_env.RLHFVectorEnv`, so that both see the
 same world for the same config. :func:`resolve_setup` composes one small loader per concern; each raises a
 :mod:`rlhf_gym.errors` error naming the argument, file or model at fault.
 """

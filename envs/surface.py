@@ -1,6 +1,6 @@
 """The public surface of the RLHF environments: what agents, scripts and wrappers may rely on.
 
-Both :class:`envs.RLHFEnv` and :class:`envs.RLHFVectorEnv` have it (reach it through ``env.unwrapped``).
+Both :class:`rlhf_gym.envs.RLHFEnv` and :class:`rlhf_gym.envs.RLHFVectorEnv` have it (reach it through ``env.unwrapped``).
 Everything else on an env (``_setup``, ``_episodes``) is internal and may change without notice.
 """
 
@@ -51,7 +51,7 @@ class RLHFEnvSurface:
         model where that is the reference itself).
 
         For an agent whose policy is built on the reference's own weights: a LoRA policy (Hu et al. 2021) passes its
-        base model with the adapters off (``agents.lora.AdaptersDisabled``), so one copy of the weights serves both.
+        base model with the adapters off (``rlhf_gym.agents.lora.AdaptersDisabled``), so one copy of the weights serves both.
         ``model`` must compute the same function as the reference it replaces (the env cannot check that): the same
         tokenizer, and no gradients needed. Only its output vocabulary is checked.
         """

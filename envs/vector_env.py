@@ -2,11 +2,11 @@
 
 ``gym.make_vec("RLHF-v0", num_envs=N)`` builds it through the ``vector_entry_point``. Episode state stays on
 the device; at every step the responses that ended are scored with one reference forward pass and one
-reward-model call. Rewards and infos equal those of :class:`envs.rlhf_env.RLHFEnv` for the same tokens.
+reward-model call. Rewards and infos equal those of :class:`rlhf_gym.envs.rlhf_env.RLHFEnv` for the same tokens.
 
 Autoreset modes (Gymnasium 1.x): ``"next_step"`` (default: a finished row restarts on the next ``step``,
 whose action for that row is ignored) or ``"disabled"`` (finished rows wait, ignoring actions, until
-``reset(options={"reset_mask": mask})``; what a lock-step agent such as :class:`agents.TokenPPO` uses).
+``reset(options={"reset_mask": mask})``; what a lock-step agent such as :class:`rlhf_gym.agents.TokenPPO` uses).
 
 Group sampling (``group_size=k``, for RLOO and GRPO): rows ``[g*k, (g+1)*k)`` form group ``g`` and share one prompt,
 drawn once per group; groups reset as a whole (a ``reset_mask`` must cover whole groups), and with ``"next_step"``
@@ -42,7 +42,7 @@ _MODES = {"next_step": AutoresetMode.NEXT_STEP, "disabled": AutoresetMode.DISABL
 
 
 class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
-    """Batched RLHF environment with the public surface of :class:`envs.surface.RLHFEnvSurface`.
+    """Batched RLHF environment with the public surface of :class:`rlhf_gym.envs.surface.RLHFEnvSurface`.
 
     :param num_envs: rows stepped together.
     :param config: the env configuration (or pass its fields as keyword arguments, as ``gym.make_vec`` does).

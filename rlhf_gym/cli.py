@@ -23,32 +23,10 @@ from collections.abc import Callable
 from dataclasses import field
 from typing import Any, TypeVar
 
+from .command_registry import COMMANDS, GROUPS
 from .errors import RLHFGymError
 
 T = TypeVar("T")
-
-COMMANDS: dict[str, str] = {
-    "train": "agents.train",
-    "evaluate": "agents.evaluate",
-    "leaderboard": "benchmarks.leaderboard",
-    "trl-baselines": "benchmarks.trl_algorithms",
-    "suite-hacks": "benchmarks.suite_hacks",
-    "sweep": "agents.sweep",
-    "iterate": "agents.iterated",
-    "rm-scaling": "agents.rm_scaling",
-    "diverse-ensembles": "agents.diverse_ensembles",
-    "collect": "rlhf_gym.commands.collect",
-    "label": "rlhf_gym.commands.label",
-    "train-rm": "rlhf_gym.commands.train_rm",
-    "build-task": "rlhf_gym.commands.build_task",
-    "build-ensemble": "rlhf_gym.commands.build_ensemble",
-    "best-of-n": "rlhf_gym.commands.best_of_n",
-    "summarize": "rlhf_gym.commands.summarize",
-    "benchmark": "benchmarks.command",
-    "env-overhead": "benchmarks.env_overhead_command",
-}
-"""``rlhf-gym`` subcommand -> module (imported only when its command runs, so ``label`` never imports SB3)."""
-
 
 def arg(default: Any, help: str) -> Any:
     """A dataclass field with its command-line help."""
@@ -135,9 +113,23 @@ def run(main: Callable[[T], Any], cls: type[T], description: str, argv: list[str
 
 
 def run_command(name: str, argv: list[str] | None = None) -> Any:
-    """Run the command ``name`` of :data:`COMMANDS` (its module's ``main`` with its ``Args``)."""
-    module = importlib.import_module(COMMANDS[name])
+    """Run the command ``name`` of :data:`rlhf_gym.command_registry.COMMANDS` (its module's ``main`` with its ``Args``)."""
+    module = importlib.import_module(COMMANDS[name].module)
     return run(module.main, module.Args, module.__doc__, argv, prog=f"rlhf-gym {name}")
+
+
+def overview() -> str:
+    """``rlhf-gym --help``: every command with its one-line summary, in the groups of
+    :data:`rlhf_gym.command_registry.GROUPS` (no command module is imported)."""
+    lines = ["usage: rlhf-gym <command> [options]      rlhf-gym <command> --help: its options",
+             "       rlhf-gym --version", "",
+             "Reinforcement learning from human feedback: preference data, reward models, the RLHF-v0 environment,",
+             "trainers (PPO, NLPO, RLOO, GRPO, DPO), studies of reward hacking and speed benchmarks."]
+    width = max(len(name) for name in COMMANDS) + 2
+    for group in GROUPS:
+        lines += ["", f"{group}:"]
+        lines += [f"  {c.name:<{width}}{c.summary}" for c in COMMANDS.values() if c.group == group]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,9 +140,12 @@ def main(argv: list[str] | None = None) -> None:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: rlhf-gym <command> [options]   (rlhf-gym <command> --help for its options)\n\ncommands:")
-        for name, module in COMMANDS.items():
-            print(f"  {name:<15} {module}")
+        print(overview())
+        return
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"rlhf-gym {__version__}")
         return
     if argv[0] not in COMMANDS:
         print(f"rlhf-gym: error: unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)

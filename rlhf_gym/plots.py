@@ -1,17 +1,13 @@
-"""Figures (matplotlib, no display needed)."""
+"""Figures (matplotlib on the Agg backend, no display needed, imported only when a figure is drawn)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 
 def plot_learning_curve(rows: list[dict], path: str | Path, title: str = "RLHF training") -> None:
     """Proxy and gold reward (left axis) and KL (right axis) against environment steps."""
+    plt = pyplot()
     steps = [r["timesteps"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(steps, [r["proxy_reward"] for r in rows], label="proxy reward r_phi", color="tab:blue")
@@ -28,3 +24,22 @@ def plot_learning_curve(rows: list[dict], path: str | Path, title: str = "RLHF t
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (no display), imported when a figure is drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, title: str, dpi: int) -> None:
+    """Give ``fig`` its title, write it to ``path`` and free it."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)

@@ -7,8 +7,8 @@ from gymnasium.envs.registration import register, registry, spec
 from .ensemble import LazyRewardEnsemble
 from .errors import ConfigError
 
-ENTRY_POINT = "envs.rlhf_env:RLHFEnv"
-VECTOR_ENTRY_POINT = "envs.vector_env:RLHFVectorEnv"
+ENTRY_POINT = "rlhf_gym.envs.rlhf_env:RLHFEnv"
+VECTOR_ENTRY_POINT = "rlhf_gym.envs.vector_env:RLHFVectorEnv"
 ENV_IDS: dict[str, dict] = {
     "RLHF-v0": {},
     # the reviews task with the reward-model ensemble of artifacts_ensemble/ (rlhf-gym build-ensemble) as r_phi

@@ -17,8 +17,8 @@ import sys
 import torch
 from stable_baselines3.common.logger import configure
 
-from agents import DPO, GRPO, RLOO, RLHFVecEnv, TokenPPO
-from agents.parallel import DataParallel
+from rlhf_gym.agents import DPO, GRPO, RLOO, RLHFVecEnv, TokenPPO
+from rlhf_gym.agents.parallel import DataParallel
 from rlhf_gym.generation import left_pad
 from rlhf_gym.tasks import load_task
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.experiment import TrainConfig
-from benchmarks.command import Args
-from benchmarks.dpo import comparisons
-from benchmarks.report import check_targets, our_system, ours_vs_trl
-from benchmarks.workloads import WORKLOADS, ModelFiles, build_models
+from rlhf_gym.agents.experiment import TrainConfig
+from rlhf_gym.benchmarks.command import Args
+from rlhf_gym.benchmarks.dpo import comparisons
+from rlhf_gym.benchmarks.report import check_targets, our_system, ours_vs_trl
+from rlhf_gym.benchmarks.workloads import WORKLOADS, ModelFiles, build_models
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.tasks import load_task
 
@@ -169,7 +169,7 @@ def test_reviews_workload_is_the_default_task_in_the_train_commands_shape(tmp_pa
 
 
 def test_trl_scores_the_reviews_task_as_our_env_does(monkeypatch):
-    """TRL's get_reward on [query; response without its EOS] (benchmarks.trl.without_stop_token) gives our
+    """TRL's get_reward on [query; response without its EOS] (rlhf_gym.benchmarks.trl.without_stop_token) gives our
     RewardModel's scores of the decoded text; reading the score at the EOS itself, as TRL does, would not."""
     pytest.importorskip("trl")
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -178,7 +178,7 @@ def test_trl_scores_the_reviews_task_as_our_env_does(monkeypatch):
     from trl.experimental.ppo.ppo_trainer import truncate_response
     from trl.experimental.utils import get_reward
 
-    from benchmarks.trl import without_stop_token
+    from rlhf_gym.benchmarks.trl import without_stop_token
 
     task = load_task("reviews")
     tokenizer = AutoTokenizer.from_pretrained(task.policy_dir)
@@ -236,7 +236,8 @@ def test_a_response_length_override_names_the_workload_and_is_checked():
 
 @pytest.mark.slow  # a subprocess
 def test_the_profile_of_ours_names_its_phases_and_operators():
-    out = subprocess.run([sys.executable, "-m", "benchmarks.profile", "--config", "quick", "--iterations", "1", "--rows", "5"],
+    out = subprocess.run([sys.executable, "-m", "rlhf_gym.benchmarks.profile", "--config", "quick", "--iterations", "1",
+                          "--rows", "5"],
                          capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout
     first = out.splitlines()[0]
     assert first.startswith("quick, ") and all(f"{phase} " in first for phase in ("sampling", "scoring", "update"))

@@ -3,8 +3,8 @@
 import torch
 from gymnasium import spaces
 
-from agents import SequenceRolloutBuffer, SequenceSamples, compute_gae
-from agents.buffer import masked_whiten
+from rlhf_gym.agents import SequenceRolloutBuffer, SequenceSamples, compute_gae
+from rlhf_gym.agents.buffer import masked_whiten
 
 
 def test_gae_by_hand_with_masking_after_eos():

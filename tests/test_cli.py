@@ -12,7 +12,9 @@ import pytest
 
 from helpers import fake_run
 
-from rlhf_gym.cli import COMMANDS, arg, main, run
+import rlhf_gym
+from rlhf_gym.cli import arg, main, run
+from rlhf_gym.command_registry import COMMANDS, GROUPS
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
 
 
@@ -101,15 +103,22 @@ def test_bad_options_exit_2_naming_the_option(capsys):
 
 
 def test_every_command_module_has_args_main_and_a_docstring():
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
+    for name, command in COMMANDS.items():
+        module = importlib.import_module(command.module)
         assert callable(module.main) and module.Args.__dataclass_fields__ and module.__doc__, name
+        assert command.group in GROUPS and command.summary == module.__doc__.strip().splitlines()[0], name
+        assert len(command.summary) <= 120 and "issue" not in command.summary, name  # one short line for --help
 
 
 def test_dispatcher_lists_commands_and_refuses_unknown_ones(capsys):
     main(["--help"])
     listing = capsys.readouterr().out
-    assert all(name in listing for name in COMMANDS)
+    for command in COMMANDS.values():  # one line each, under its group's heading
+        assert f"  {command.name} " in listing and command.summary in listing
+        assert listing.index(f"\n{command.group}:") < listing.index(f"  {command.name} ")
+    assert "rlhf_gym." not in listing  # descriptions, not module paths
+    main(["--version"])
+    assert capsys.readouterr().out.strip() == f"rlhf-gym {rlhf_gym.__version__}"
     with pytest.raises(SystemExit) as exit_info:
         main(["trian"])
     assert exit_info.value.code == 2 and "unknown command 'trian'" in capsys.readouterr().err

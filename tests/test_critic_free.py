@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents import GRPO, RLOO, RLHFVecEnv, TokenPPO
-from agents.buffer import SequenceSamples
-from agents.grpo import grpo_advantages, k3_kl
-from agents.rloo import rloo_advantages
+from rlhf_gym.agents import GRPO, RLOO, RLHFVecEnv, TokenPPO
+from rlhf_gym.agents.buffer import SequenceSamples
+from rlhf_gym.agents.grpo import grpo_advantages, k3_kl
+from rlhf_gym.agents.rloo import rloo_advantages
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.scoring import reference_logprobs
 from tests.helpers import NoCallback

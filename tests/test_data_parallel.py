@@ -1,4 +1,5 @@
-"""Data-parallel training on Accelerate (agents.parallel): the reductions by hand, the engines refused, one update on two
+"""Data-parallel training on Accelerate (rlhf_gym.agents.parallel): the reductions by hand, the engines refused, one
+update on two
 processes against one process over the same global batch, and ``train_agent.py`` under ``accelerate launch``.
 
 Two CPU processes talk over gloo: ``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2`` (the
@@ -17,9 +18,9 @@ import torch
 from transformers import AutoModelForCausalLM, pipeline
 
 import data_parallel_worker as worker
-from agents import DPO, TokenPPO
-from agents.buffer import masked_whiten
-from agents.parallel import DataParallel, ProcessGroupKLController
+from rlhf_gym.agents import DPO, TokenPPO
+from rlhf_gym.agents.buffer import masked_whiten
+from rlhf_gym.agents.parallel import DataParallel, ProcessGroupKLController
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.jsonl import read_jsonl, write_jsonl
 from rlhf_gym.kl import AdaptiveKLController

@@ -4,7 +4,7 @@ non-finite weights is never saved, and ``learn(total_responses=...)`` runs exact
 import pytest
 import torch
 
-from agents import RLHFVecEnv, TokenPPO
+from rlhf_gym.agents import RLHFVecEnv, TokenPPO
 from rlhf_gym.divergence import check_finite_loss, check_finite_parameters, non_finite_parameters
 from rlhf_gym.errors import ConfigError, TrainingDivergedError
 

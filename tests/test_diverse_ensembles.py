@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from agents import diverse_ensembles as command
+from rlhf_gym.studies import diverse_ensembles as command
 from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.ensemble import RewardEnsemble
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.hacking.diversity import disagreement, ensemble_members, stored_samples
-from rlhf_gym.hacking.proxies import ProxySpec
+from rlhf_gym.studies.analysis.diversity import disagreement, ensemble_members, stored_samples
+from rlhf_gym.proxies import ProxySpec
 
 SIZES, SEEDS = [(32, 1), (64, 2), (128, 3)], [1, 2, 3]
 

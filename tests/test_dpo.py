@@ -9,7 +9,7 @@ import torch
 from stable_baselines3.common.callbacks import CheckpointCallback
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from agents.dpo import DPO, dpo_loss, sequence_logps, tokenize_response
+from rlhf_gym.agents.dpo import DPO, dpo_loss, sequence_logps, tokenize_response
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError, TrainingDivergedError
 from rlhf_gym.generation import decode_responses, left_pad, sample
 from rlhf_gym.gpt2 import gpt2_config

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rlhf_gym  # noqa: F401  (registers the ids)
-from envs import RLHFEnv
+from rlhf_gym.envs import RLHFEnv
 from rlhf_gym.ensemble import DEFAULT_ENSEMBLE_DIR, LazyRewardEnsemble, RewardEnsemble, combine
 from rlhf_gym.registration import ENV_IDS
 

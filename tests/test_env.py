@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import rlhf_gym  # noqa: F401  (registers the ids)
-from envs import RLHFEnv
+from rlhf_gym.envs import RLHFEnv
 from rlhf_gym.errors import ConfigError, DataError
 
 

@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs import RLHFEnv, RLHFEnvConfig, RLHFVectorEnv
+from rlhf_gym.envs import RLHFEnv, RLHFEnvConfig, RLHFVectorEnv
 from rlhf_gym.errors import ConfigError
 
 

@@ -1,6 +1,6 @@
 """rlhf-gym env-overhead: the batched env's own time per step in both scoring modes, split into bookkeeping and scoring."""
 
-from benchmarks.env_overhead import measure
+from rlhf_gym.benchmarks.env_overhead import measure
 
 
 def test_the_env_is_timed_in_both_scoring_modes_on_the_same_samples():

@@ -6,10 +6,10 @@ import shutil
 import pytest
 from transformers import AutoTokenizer
 
-from agents import TokenPPO
-from agents import RLHFVecEnv
+from rlhf_gym.agents import TokenPPO
+from rlhf_gym.agents import RLHFVecEnv
 from rlhf_gym.cli import parse_dataclass
-from agents import evaluate as command
+from rlhf_gym.agents import evaluate as command
 
 METRICS = {"gold_reward", "proxy_reward", "kl", "response_length", "distinct_1", "distinct_2", "well_formed"}
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from agents import SequenceRolloutBuffer, compute_gae
-from agents.buffer import masked_mean, masked_whiten
+from rlhf_gym.agents import SequenceRolloutBuffer, compute_gae
+from rlhf_gym.agents.buffer import masked_mean, masked_whiten
 
 GAMMA, LAMBDA = 0.9, 0.5
 LENGTHS = [3, 1, 2]

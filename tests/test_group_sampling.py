@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import rlhf_gym  # noqa: F401
-from envs import RLHFVectorEnv
+from rlhf_gym.envs import RLHFVectorEnv
 from rlhf_gym.errors import ConfigError
 
 

@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 
-from agents import iterated as command
-from agents.ppo import TokenPPO
+from rlhf_gym.studies import iterated as command
+from rlhf_gym.agents.ppo import TokenPPO
 from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.collect import collect_preferences
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.hacking.rounds import (AGENT_FILE, COMPARISONS_FILE, PAIRS_FILE, REWARD_DIR, ROUND_FILE, markdown_table,
+from rlhf_gym.studies.analysis.rounds import (AGENT_FILE, COMPARISONS_FILE, PAIRS_FILE, REWARD_DIR, ROUND_FILE, markdown_table,
                                      round_dir, round_prompts, round_seed, run_dir, summarize_schedules)
 from rlhf_gym.jsonl import read_jsonl
 from rlhf_gym.labelling import LabelStore, load_pairs

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from envs import RLHFVectorEnv
+from rlhf_gym.envs import RLHFVectorEnv
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.kl import AdaptiveKLController, FixedKLController, kl_per_token, make_kl_controller
 

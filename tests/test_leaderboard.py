@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import leaderboard
+from rlhf_gym.studies import leaderboard
 from rlhf_gym.tasks import load_task
 from rlhf_gym.tasks.lists.grammar import parse_prompt
 from rlhf_gym.errors import ConfigError
@@ -76,7 +76,7 @@ def test_suite_table_shows_the_normalised_score_or_else_the_gold_reward():
 @pytest.mark.slow
 def test_quick_suite_leaderboard_and_its_hack_report(tmp_path, monkeypatch):
     """A one-task suite end to end: the leaderboard's suite.md with the normalised score, then suite-hacks on it."""
-    from benchmarks import suite_hacks
+    from rlhf_gym.studies import suite_hacks
     from rlhf_gym import registration
 
     monkeypatch.setitem(registration.SUITES, "Tiny", ("RLHF-Lists-v0",))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from stable_baselines3 import PPO
 
-from agents import RLHFVecEnv, TokenPPO, TransformerPolicy
-from envs import RLHFEnv
+from rlhf_gym.agents import RLHFVecEnv, TokenPPO, TransformerPolicy
+from rlhf_gym.envs import RLHFEnv
 
 
 def test_plain_sb3_ppo_runs_with_the_transformer_policy(task):

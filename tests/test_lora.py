@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from agents import GRPO, RLHFVecEnv, TokenPPO
-from agents.lora import AdaptersDisabled, LoraSettings, apply_lora
+from rlhf_gym.agents import GRPO, RLHFVecEnv, TokenPPO
+from rlhf_gym.agents.lora import AdaptersDisabled, LoraSettings, apply_lora
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.generation import left_pad, sample
 
@@ -192,10 +192,10 @@ def test_a_shared_reference_must_have_the_env_vocabulary(task):
 
 
 def test_the_speed_benchmark_runs_ours_with_lora(tmp_path):
-    from benchmarks.clock import PhaseClock
-    from benchmarks.measure import SYSTEMS, run_system
-    from benchmarks.protocol import Settings
-    from benchmarks.workloads import WORKLOADS, build_models
+    from rlhf_gym.benchmarks.clock import PhaseClock
+    from rlhf_gym.benchmarks.measure import SYSTEMS, run_system
+    from rlhf_gym.benchmarks.protocol import Settings
+    from rlhf_gym.benchmarks.workloads import WORKLOADS, build_models
 
     workload, cpu = WORKLOADS["quick"], torch.device("cpu")
     files = build_models(workload, tmp_path, seed=0)
@@ -206,7 +206,7 @@ def test_the_speed_benchmark_runs_ours_with_lora(tmp_path):
 
 
 def test_the_command_line_builds_a_lora_agent_with_its_learning_rate(task):
-    from agents.experiment import LORA_LEARNING_RATE, TrainConfig, build_env_and_agent
+    from rlhf_gym.agents.experiment import LORA_LEARNING_RATE, TrainConfig, build_env_and_agent
 
     config = TrainConfig(lora_r=4, lora_alpha=8.0, lora_target_modules="c_attn,c_proj", n_envs=4, batch_size=2)
     env, agent = build_env_and_agent(config)

@@ -12,8 +12,8 @@ from tokenizers import Tokenizer
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
 import rlhf_gym  # noqa: F401  (registers the ids)
-from agents.policy import load_causal_lm
-from envs import RLHFEnv
+from rlhf_gym.agents.policy import load_causal_lm
+from rlhf_gym.envs import RLHFEnv
 from helpers import cli_error
 from rlhf_gym.cli import run_command
 from rlhf_gym.errors import ConfigError, MissingFileError

@@ -8,9 +8,9 @@ import torch
 from helpers import NoCallback
 from sb3_contrib import MaskablePPO
 
-from agents import MaskableTransformerPolicy, TokenPPO
-from agents import RLHFVecEnv
-from envs import RLHFEnv
+from rlhf_gym.agents import MaskableTransformerPolicy, TokenPPO
+from rlhf_gym.agents import RLHFVecEnv
+from rlhf_gym.envs import RLHFEnv
 from rlhf_gym.masking import apply_mask, top_p_mask
 
 

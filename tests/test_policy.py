@@ -5,9 +5,9 @@ import torch
 from helpers import NoCallback
 from transformers import AutoModelForCausalLM
 
-from agents import TokenPPO, TransformerPolicy
-from agents import RLHFVecEnv
-from envs import RLHFEnv
+from rlhf_gym.agents import TokenPPO, TransformerPolicy
+from rlhf_gym.agents import RLHFVecEnv
+from rlhf_gym.envs import RLHFEnv
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_the_output_head_runs_on_the_response_positions_only_or_falls_back(agent
 def test_length_buckets_give_the_one_pass_results_and_gradients(agent):
     """Responses of 1 to 12 tokens (with prompts of 2 and 4): bucketed forward passes, each cut to its bucket's longest
     response, compute what one padded pass computes, and so the same gradient."""
-    from agents.buckets import length_buckets
+    from rlhf_gym.agents.buckets import length_buckets
 
     generator = torch.Generator().manual_seed(0)
     lengths = torch.tensor([1, 12, 2, 11, 3, 12, 2, 1])
@@ -133,7 +133,7 @@ def test_length_buckets_give_the_one_pass_results_and_gradients(agent):
 
 
 def test_length_buckets_split_only_where_it_pays():
-    from agents.buckets import length_buckets
+    from rlhf_gym.agents.buckets import length_buckets
 
     assert len(length_buckets(torch.full((16,), 24), 3)) == 1  # equal lengths: nothing to save
     lengths = torch.tensor([4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 17, 18, 20, 22, 22])

@@ -15,7 +15,7 @@ import pytest
 import torch
 from stable_baselines3.common.logger import configure
 
-from agents import RLHFVecEnv, TokenPPO
+from rlhf_gym.agents import RLHFVecEnv, TokenPPO
 from rlhf_gym.generation import left_pad
 
 LENGTHS = [1, 2, 3, 2, 2]

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents import diverse_ensembles, iterated, rm_scaling, sweep
-from benchmarks import leaderboard
+from rlhf_gym.studies import diverse_ensembles, iterated, rm_scaling, sweep
+from rlhf_gym.studies import leaderboard
 from rlhf_gym import registration
 from rlhf_gym.checks import check_seed
 from rlhf_gym.cli import parse_dataclass
-from rlhf_gym.commands import best_of_n
+from rlhf_gym.studies import best_of_n
 from rlhf_gym.dispatch import Job, RaySettings, RunFailedError, connect, import_ray, run_all
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.hacking.run_store import run_path
+from rlhf_gym.studies.analysis.run_store import run_path
 
 COMMANDS = (sweep, leaderboard, best_of_n, iterated, rm_scaling, diverse_ensembles)
 RECORD_KEYS = ("gold_reward", "normalised_score", "proxy_reward", "kl", "distinct_2", "well_formed", "samples")

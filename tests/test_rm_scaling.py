@@ -6,14 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from agents import rm_scaling as command
-from agents import sweep
+from rlhf_gym.studies import rm_scaling as command
+from rlhf_gym.studies import sweep
 from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.ensemble import ProxyRewardArgs
 from rlhf_gym.errors import ConfigError, MissingFileError
-from rlhf_gym.hacking.best_of_n import best_of_n_curve, rank_samples
-from rlhf_gym.hacking.gao import best_of_n_gain_points, fit_gao, gao_best_of_n, gao_rl
-from rlhf_gym.hacking.proxies import ProxySpec, parse_ints, parse_sizes, train_proxy
+from rlhf_gym.best_of_n import best_of_n_curve, rank_samples
+from rlhf_gym.studies.analysis.gao import best_of_n_gain_points, fit_gao, gao_best_of_n, gao_rl
+from rlhf_gym.proxies import ProxySpec, parse_ints, parse_sizes, train_proxy
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.reward_training import METADATA_FILE
 

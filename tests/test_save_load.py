@@ -5,8 +5,8 @@ import pytest
 import torch
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 
-from agents import RLHFVecEnv, TokenPPO
-from envs import RLHFEnv
+from rlhf_gym.agents import RLHFVecEnv, TokenPPO
+from rlhf_gym.envs import RLHFEnv
 
 
 def small_agent(task, **env_kwargs):

@@ -1,6 +1,6 @@
 """Commands end to end (tiny budgets), their options, and one clear ``error:`` line (exit 1) for bad input.
 
-Each command is imported as a module (``agents.train``, ``rlhf_gym.commands.*``) and run as
+Each command is imported as a module (``rlhf_gym.agents.train``, ``rlhf_gym.commands.*``) and run as
 ``main(parse_dataclass(Args, "", argv))``, or through ``run_command`` where the error policy is under test;
 the scripts in ``scripts/`` are thin entry points onto the same modules.
 """
@@ -14,8 +14,10 @@ import pytest
 import torch
 from helpers import cli_error, fake_run
 
-from rlhf_gym.cli import COMMANDS, parse_dataclass, run_command
-from rlhf_gym.commands import best_of_n, build_task, collect, summarize, train_rm
+from rlhf_gym.cli import parse_dataclass, run_command
+from rlhf_gym.command_registry import COMMANDS
+from rlhf_gym.commands import build_task, collect, summarize, train_rm
+from rlhf_gym.studies import best_of_n
 from rlhf_gym.tasks.building import BuildConfig
 from rlhf_gym.tasks.reviews.task import WORLD as REVIEWS
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from rlhf_gym.cli import parse_dataclass
-from rlhf_gym.hacking.best_of_n import best_of_n_curve, best_of_n_kl, best_of_n_weights, interpolate_best_of_n
-from rlhf_gym.hacking.gao import fit_gao, gao_rl
-from rlhf_gym.hacking.run_store import run_path
-from agents import sweep as command
+from rlhf_gym.best_of_n import best_of_n_curve, best_of_n_kl, best_of_n_weights, interpolate_best_of_n
+from rlhf_gym.studies.analysis.gao import fit_gao, gao_rl
+from rlhf_gym.studies.analysis.run_store import run_path
+from rlhf_gym.studies import sweep as command
 
 POINT_KEYS = {"iteration", "timesteps", "proxy_reward", "gold_reward", "kl", "well_formed", "response_length", "samples"}
 

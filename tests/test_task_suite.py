@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import rlhf_gym  # noqa: F401  (registers the ids)
-from agents import evaluate
+from rlhf_gym.agents import evaluate
 from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.registration import SUITES, task_of
 from rlhf_gym.tasks import WORLDS, load_task, world_of

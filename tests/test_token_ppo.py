@@ -5,8 +5,8 @@ import pytest
 import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
-from agents import RLHFVecEnv, SequenceRolloutBuffer, TokenPPO
-from envs import RLHFEnv
+from rlhf_gym.agents import RLHFVecEnv, SequenceRolloutBuffer, TokenPPO
+from rlhf_gym.envs import RLHFEnv
 from rlhf_gym.errors import ConfigError
 
 
@@ -46,8 +46,8 @@ def test_env_id_is_resolved_through_the_gymnasium_registry(task):
 def test_env_ids_registered_by_third_parties_work(task):
     import gymnasium as gym
 
-    gym.register("ThirdParty-RLHF-Tiny-v0", entry_point="envs.rlhf_env:RLHFEnv",
-                 vector_entry_point="envs.vector_env:RLHFVectorEnv", kwargs={"max_new_tokens": 3, "beta": 0.5})
+    gym.register("ThirdParty-RLHF-Tiny-v0", entry_point="rlhf_gym.envs.rlhf_env:RLHFEnv",
+                 vector_entry_point="rlhf_gym.envs.vector_env:RLHFVectorEnv", kwargs={"max_new_tokens": 3, "beta": 0.5})
     try:
         agent = TokenPPO("TransformerPolicy", "ThirdParty-RLHF-Tiny-v0", n_envs=2, device="cpu")
         assert agent.batched_env.max_new_tokens == 3 and agent.batched_env.beta == 0.5
@@ -94,7 +94,7 @@ def test_a_policy_with_another_tokenizer_is_refused(task, tmp_path):
 
 
 def test_env_must_be_the_batched_bridge(task):
-    with pytest.raises(TypeError, match=r"needs an agents\.RLHFVecEnv"):
+    with pytest.raises(TypeError, match=r"needs an rlhf_gym\.agents\.RLHFVecEnv"):
         TokenPPO("TransformerPolicy", RLHFEnv(task=task))
 
 

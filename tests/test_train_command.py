@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import cli_error
 
-from agents import train
+from rlhf_gym.agents import train
 from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.errors import ConfigError
 

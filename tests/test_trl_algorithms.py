@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.trl_algorithms import (
+from rlhf_gym.benchmarks.trl_algorithms import (
     Args,
     Settings,
     build_trainer,

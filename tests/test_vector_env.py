@@ -6,8 +6,8 @@ import pytest
 from stable_baselines3.common.vec_env import VecCheckNan
 
 import rlhf_gym  # noqa: F401
-from agents import RLHFVecEnv
-from envs import RLHFEnv, RLHFVectorEnv
+from rlhf_gym.agents import RLHFVecEnv
+from rlhf_gym.envs import RLHFEnv, RLHFVectorEnv
 from rlhf_gym.errors import ConfigError
 
 

@@ -26,7 +26,7 @@ import transformers
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.ensemble import DEFAULT_ENSEMBLE_DIR, RewardEnsemble
-from rlhf_gym.hacking.proxies import (ProxySpec, measure_gold_agreement, shipped_comparisons, standardisation,
+from rlhf_gym.proxies import (ProxySpec, measure_gold_agreement, shipped_comparisons, standardisation,
                                       standardisation_samples, train_proxy)
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.reward_training import REWARD_EPOCHS, data_hash

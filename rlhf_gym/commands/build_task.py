@@ -1,4 +1,4 @@
-"""Rebuild the artifacts of a task ("reviews", the default, or a suite task) from a seed, deterministically, on CPU.
+"""Rebuild a task's artifacts (reviews by default, or a suite task) from a seed, deterministically, on the CPU.
 
     rlhf-gym build-task                          # the reviews task, into the package (what ships)
     rlhf-gym build-task --task lists             # a suite task, into the package

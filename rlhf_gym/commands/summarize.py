@@ -1,5 +1,6 @@
-"""Mean ± std over training runs (one per seed): the before/after figures of their summary.json, as a Markdown table,
-then one row per run (seed, gold reward, well-formed share, KL, PPO iterations, seconds) so that no seed hides in a mean.
+"""Mean ± std over training runs (one per seed) of their summary.json's before/after figures, as a Markdown table.
+
+Then one row per run (seed, gold reward, well-formed share, KL, PPO iterations, seconds) so that no seed hides in a mean.
 
     for seed in 0 1 2 3 4; do rlhf-gym train --seed $seed; done
     rlhf-gym summarize                                  # runs/RLHF-v0__train_agent__*

@@ -1,4 +1,4 @@
-"""Iterated (online) RLHF: rounds of Stage 1 -> 2 -> 3 against a single round, at equal budgets (issue item 1).
+"""Iterated (online) RLHF: rounds of Stage 1 -> 2 -> 3 against a single round, at equal budgets.
 
 InstructGPT (Ouyang et al. 2022) labels samples of the SFT policy once, fits a reward model and optimises against
 it; the policy then leaves the region the reward model was fitted on, and at a small beta it finds the proxy's hack.
@@ -21,7 +21,7 @@ A run is a schedule of ``R`` rounds and a seed. Round ``k`` (1-based):
    every ``--eval-every`` iterations (proxy: this round's reward model; gold; KL to the SFT policy).
 
 Runs are independent jobs (``--workers`` processes, or Ray tasks); each trains its rounds in order. Everything is
-written to the run store of :mod:`rlhf_gym.hacking.rounds` as it finishes, by the job itself (on a Ray cluster of
+written to the run store of :mod:`rlhf_gym.studies.analysis.rounds` as it finishes, by the job itself (on a Ray cluster of
 several machines ``--out-dir`` must be on a shared filesystem): a rerun skips finished rounds and resumes an
 unfinished one at its first unfinished stage; a stored run made with other settings is refused. The study's
 ``iterated.json`` (every run and point, the final policies' samples), ``iterated.md`` (the table, also printed) and
@@ -50,7 +50,8 @@ from rlhf_gym.cli import arg
 from rlhf_gym.collect import collect_preferences, existing_pair_ids
 from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.hacking.rounds import (AGENT_FILE, COMPARISONS_FILE, PAIRS_FILE, REWARD_DIR, ROUND_FILE, ROUND_SEED_STRIDE,
+from rlhf_gym.studies.analysis.rounds import (AGENT_FILE, COMPARISONS_FILE, PAIRS_FILE, REWARD_DIR, ROUND_FILE,
+                                           ROUND_SEED_STRIDE,
                                      RUN_FILE, load_run, markdown_table, plot_iterated, round_dir, round_prompts, round_seed,
                                      run_dir, summarize_schedules)
 from rlhf_gym.labelers import Labeler, TerminalLabeler
@@ -61,9 +62,9 @@ from rlhf_gym.tasks import TASKS, Task, load_task, world_of
 from rlhf_gym.tasks.building import BuildConfig, annotator, gold_agreement, initial_reward_model
 from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
 
-from .callbacks import HeldOutEvaluation
-from .experiment import EVAL_SEED_OFFSET, TrainConfig, build_env_and_agent, held_out_evaluator
-from .ppo import TokenPPO
+from rlhf_gym.agents.callbacks import HeldOutEvaluation
+from rlhf_gym.agents.experiment import EVAL_SEED_OFFSET, TrainConfig, build_env_and_agent, held_out_evaluator
+from rlhf_gym.agents.ppo import TokenPPO
 from .sweep import PPORunOptions, check_stored, start_study
 
 LABELERS = ("simulated", "terminal", "page")

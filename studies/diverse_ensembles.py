@@ -1,6 +1,6 @@
-"""Diverse reward-model ensembles against over-optimisation, measured (Coste et al. 2023; issue #16).
+"""Diverse reward-model ensembles against over-optimisation, measured (Coste et al. 2023).
 
-Trains the members of each ``--kinds`` of ensemble (:mod:`rlhf_gym.hacking.diversity`: members that differ in seed
+Trains the members of each ``--kinds`` of ensemble (:mod:`rlhf_gym.studies.analysis.diversity`: members that differ in seed
 only, in their data, in their size, or in all three), standardises each on SFT samples, then runs the beta sweep's PPO
 (``--betas``, ``--seeds``) against every ensemble with every ``--objectives`` (mean, worst case, uncertainty-weighted),
 and reports whether any moves the gold peak against the single reward model of ``--compare`` (a finished sweep store,
@@ -28,12 +28,12 @@ from rlhf_gym.cli import arg
 from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.ensemble import OBJECTIVES, RewardEnsemble
 from rlhf_gym.errors import ConfigError, MissingFileError
-from rlhf_gym.hacking.diversity import KINDS, disagreement, ensemble_members, stored_samples, summary_table
-from rlhf_gym.hacking.figures import plot_groups
-from rlhf_gym.hacking.proxies import (ProxySpec, measure_gold_agreement, parse_ints, parse_sizes, standardisation,
+from rlhf_gym.studies.analysis.diversity import KINDS, disagreement, ensemble_members, stored_samples, summary_table
+from rlhf_gym.studies.analysis.figures import plot_groups
+from rlhf_gym.proxies import (ProxySpec, measure_gold_agreement, parse_ints, parse_sizes, standardisation,
                                       standardisation_samples, train_proxy)
-from rlhf_gym.hacking.run_store import load_runs
-from rlhf_gym.hacking.tables import hacked_count, summarize
+from rlhf_gym.studies.analysis.run_store import load_runs
+from rlhf_gym.studies.analysis.tables import hacked_count, summarize
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.reward_training import METADATA_FILE
 from rlhf_gym.tasks import load_task

@@ -1,4 +1,4 @@
-"""The run store, table and figure of an iterated (online) RLHF study (``rlhf-gym iterate``, ``agents/iterated.py``).
+"""The run store, table and figure of an iterated (online) RLHF study (``rlhf-gym iterate``, ``studies/iterated.py``).
 
 Iterated RLHF (Bai et al. 2022, "Training a Helpful and Harmless Assistant with RLHF", section 4.5; the rounds of
 Llama 2, Touvron et al. 2023) repeats Stage 1 -> 2 -> 3 (Ouyang et al. 2022): each round labels samples of the
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import read_json
-from .figures import pyplot, save_figure
+from rlhf_gym.utils import read_json
+from rlhf_gym.plots import pyplot, save_figure
 from .tables import HACKED_WELL_FORMED, hacked_count, mean_std, summarize
 from .tables import plus_minus as pm
 

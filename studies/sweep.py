@@ -1,7 +1,7 @@
-"""Beta sweep: make reward hacking visible on the embedded default task (issue #7).
+"""Beta sweep: reward against KL over a range of KL coefficients, where reward hacking becomes visible.
 
 For every (beta, seed) it trains TokenPPO on the batched env exactly as ``rlhf-gym train`` does (the same
-:func:`agents.experiment.build_env_and_agent`), and every
+:func:`rlhf_gym.agents.experiment.build_env_and_agent`), and every
 ``--eval-every`` PPO iterations scores the policy on held-out prompts (``rlhf_gym.evaluation``): proxy reward,
 gold reward, KL to the reference, well-formed share, with sample texts. It also measures best-of-n from the
 SFT policy (n = 1, 2, 4, ... chosen by the same proxy) at its analytic KL ``ln n - (n - 1)/n``, and fits the
@@ -40,16 +40,16 @@ from rlhf_gym.cli import arg
 from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.ensemble import ProxyRewardArgs
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.hacking.best_of_n import sample_best_of_n
-from rlhf_gym.hacking.figures import plot_comparison, plot_sweep, plot_training
-from rlhf_gym.hacking.gao import fit_gao, gold_gain_points
-from rlhf_gym.hacking.run_store import load_runs, run_path, save_run
-from rlhf_gym.hacking.tables import best_of_n_table, markdown_table, summarize
+from rlhf_gym.best_of_n import sample_best_of_n
+from rlhf_gym.studies.analysis.figures import plot_comparison, plot_sweep, plot_training
+from rlhf_gym.studies.analysis.gao import fit_gao, gold_gain_points
+from rlhf_gym.studies.analysis.run_store import load_runs, run_path, save_run
+from rlhf_gym.studies.analysis.tables import best_of_n_table, markdown_table, summarize
 from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, load_task
 from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
 
-from .callbacks import HeldOutEvaluation, LearningCurveCallback, read_curve
-from .experiment import TrainConfig, build_env_and_agent, held_out_evaluator
+from rlhf_gym.agents.callbacks import HeldOutEvaluation, LearningCurveCallback, read_curve
+from rlhf_gym.agents.experiment import TrainConfig, build_env_and_agent, held_out_evaluator
 
 # the settings a stored run must share with the sweep to be reused (else: an error naming the file)
 RUN_SETTINGS = ("iterations", "eval_every", "n_eval_prompts", "n_envs", "batch_size", "n_epochs", "learning_rate",

@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-from ..ensemble import RewardEnsemble
-from ..errors import ConfigError
-from .proxies import ProxySpec
+from rlhf_gym.ensemble import RewardEnsemble
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.proxies import ProxySpec
 from .tables import plus_minus as pm
 
 KINDS = ("seeds", "disjoint", "sizes", "mixed")

@@ -25,8 +25,8 @@ from rlhf_gym.cli import arg
 from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.ensemble import ProxyRewardArgs
-from rlhf_gym.hacking.best_of_n import sample_best_of_n
-from rlhf_gym.hacking.tables import best_of_n_table
+from rlhf_gym.best_of_n import sample_best_of_n
+from rlhf_gym.studies.analysis.tables import best_of_n_table
 from rlhf_gym.tasks import load_task, world_of
 from rlhf_gym.utils import atomic_write_json, atomic_write_text
 

@@ -1,4 +1,4 @@
-"""Does each suite task's designed reward hack happen? Evidence from a ``rlhf-gym leaderboard --suite`` run.
+"""Does each suite task's designed reward hack happen? Evidence from a `rlhf-gym leaderboard --suite` run.
 
 For every env id of the suite whose task has an annotator bias:
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.leaderboard import SMALL_BETA_METHOD, record_path
+from rlhf_gym.studies.leaderboard import SMALL_BETA_METHOD, record_path
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.generation import generate_texts
@@ -129,7 +129,7 @@ def task_report(env_id: str, args: Args) -> dict:
 
 def plot(report: dict, path: Path) -> None:
     """Left: mean proxy (dashed) and gold (solid) reward per iteration, default and small beta. Right: the probe."""
-    from rlhf_gym.hacking.figures import pyplot, save_figure
+    from rlhf_gym.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, (ax, ax_probe) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.5, 1]})

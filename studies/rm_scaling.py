@@ -1,9 +1,9 @@
-"""Reward-model scaling of over-optimisation on the reviews task (Gao, Schulman & Hilton 2022; issue #16).
+"""Reward-model scaling of over-optimisation on the reviews task (Gao, Schulman & Hilton 2022).
 
 Trains a grid of proxy reward models — ``--sizes`` (GPT-2 classifiers, width x layers) x ``--n-comparisons`` (the
 first n of the shipped comparisons) — then optimises against each one in two ways: best-of-n from the SFT policy
 (the same ``--best-of-n-prompts`` x ``--best-of-n-max`` samples, ranked by every proxy) and PPO at beta 0 (the beta
-sweep's runs, ``--seeds``), and fits Gao's forms per proxy (:mod:`rlhf_gym.hacking.scaling`).
+sweep's runs, ``--seeds``), and fits Gao's forms per proxy (:mod:`rlhf_gym.studies.analysis.scaling`).
 
 The run store under ``--out-dir`` (every piece written atomically; a rerun skips what exists and refuses what was made
 with other settings):
@@ -28,11 +28,11 @@ from pathlib import Path
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.dispatch import Job, RayOptions, run_all
-from rlhf_gym.hacking.best_of_n import draw_samples, power_of_two_ns, rank_samples
-from rlhf_gym.hacking.figures import plot_coefficients, plot_scaling
-from rlhf_gym.hacking.proxies import ProxySpec, parse_ints, parse_sizes, train_proxy
-from rlhf_gym.hacking.run_store import load_runs
-from rlhf_gym.hacking.scaling import scaling_table, summarize_cell
+from rlhf_gym.best_of_n import draw_samples, power_of_two_ns, rank_samples
+from rlhf_gym.studies.analysis.figures import plot_coefficients, plot_scaling
+from rlhf_gym.proxies import ProxySpec, parse_ints, parse_sizes, train_proxy
+from rlhf_gym.studies.analysis.run_store import load_runs
+from rlhf_gym.studies.analysis.scaling import scaling_table, summarize_cell
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.reward_training import METADATA_FILE
 from rlhf_gym.tasks import load_task

@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..generation import generate_texts
-from ..scoring import checked_scores
-from ..tasks.base import DEFAULT_MAX_NEW_TOKENS
+from .errors import ConfigError
+from .generation import generate_texts
+from .scoring import checked_scores
+from .tasks.base import DEFAULT_MAX_NEW_TOKENS
 
 
 def best_of_n_kl(n: int) -> float:

@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from ..generation import generate_texts
-from ..gpt2 import gpt2_reward_model
-from ..preferences import load_preferences
-from ..reward_model import RewardModel
-from ..reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
-from ..tasks import load_task
-from ..tasks.base import Task
-from ..tasks.building import BuildConfig, SeedStream, gold_agreement
-from ..tasks.reviews.task import WORLD as REVIEWS
+from .errors import ConfigError
+from .generation import generate_texts
+from .gpt2 import gpt2_reward_model
+from .preferences import load_preferences
+from .reward_model import RewardModel
+from .reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
+from .tasks import load_task
+from .tasks.base import Task
+from .tasks.building import BuildConfig, SeedStream, gold_agreement
+from .tasks.reviews.task import WORLD as REVIEWS
 
 
 @dataclass(frozen=True)

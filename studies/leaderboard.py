@@ -4,7 +4,7 @@ Methods: the SFT policy; best-of-{4, 16, 64} from it, chosen by the proxy reward
 ``--total-responses`` sampled responses (the same budget in responses for all four); DPO, one pass over the
 comparisons the task's reward model was trained on (the same data the RL methods' reward comes from). Each method
 trains with the training command's defaults for it (``rlhf-gym train --algo <method>``). Every trained policy is
-exported and scored by the benchmark protocol (:mod:`agents.evaluate`: the held-out prompts, seed 0) — gold reward,
+exported and scored by the benchmark protocol (:mod:`rlhf_gym.agents.evaluate`: the held-out prompts, seed 0) — gold reward,
 the headline gold reward at KL <= 10 nats, proxy reward, KL, distinct-2, well-formed share — with its training
 time. One record per (method, seed) is
 stored as JSON in ``<out-dir>/records`` the moment it is finished, so a rerun skips what is done. The (method, seed)
@@ -37,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from agents import evaluate as protocol
-from agents import train
-from agents.experiment import DEFAULT_TOTAL_RESPONSES, RL_ALGOS
+from rlhf_gym.agents import evaluate as protocol
+from rlhf_gym.agents import train
+from rlhf_gym.agents.experiment import DEFAULT_TOTAL_RESPONSES, RL_ALGOS
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
-from rlhf_gym.commands import best_of_n
+from rlhf_gym.studies import best_of_n
 from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.registration import suite_env_ids, task_of
@@ -51,7 +51,7 @@ from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
 
 BEST_OF_N = (4, 16, 64)
 TRL_METHODS = ("trl_dpo", "trl_rloo", "trl_grpo")
-"""TRL 0.29.1's trainers with our matched settings (:mod:`benchmarks.trl_algorithms`; needs the ``bench`` extra)."""
+"""TRL 0.29.1's trainers with our matched settings (:mod:`rlhf_gym.benchmarks.trl_algorithms`; needs the ``bench`` extra)."""
 SMALL_BETA_METHOD = "ppo_small_beta"
 METHODS = ("sft", "best_of_n", *RL_ALGOS, "dpo", SMALL_BETA_METHOD, *TRL_METHODS)
 DEFAULT_METHODS = METHODS[: -len(TRL_METHODS) - 1]
@@ -180,7 +180,7 @@ def train_trl_and_score(algo: str, seed: int, args: Args) -> dict:
     """TRL's trainer for ``algo`` with the matched settings (tiny budgets with ``--quick``); the exported policy scored
     by the same protocol. Its time is TRL's ``train()`` alone, as ours is ``learn()`` alone (no loading, no
     evaluation; DPO's reference log-probs are precomputed before it in both)."""
-    from benchmarks import trl_algorithms
+    from rlhf_gym.benchmarks import trl_algorithms
 
     out = Path(args.out_dir) / "runs" / f"trl_{algo}_seed{seed}"
     if args.quick:  # two optimizer steps each
@@ -265,7 +265,7 @@ def per_seed(records: list[dict]) -> str:
 def plot(records: list[dict], path: str | Path, title: str, kl_budget: float) -> None:
     """Gold reward against sqrt(KL): one marker per seed, the mean with its std as error bars (squares: TRL's
     trainers), best-of-n as a line, the headline's KL budget as a dotted line."""
-    from rlhf_gym.hacking.figures import pyplot, save_figure
+    from rlhf_gym.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 5))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rlhf_gym.plots import pyplot, save_figure
+
 from .gao import GaoFit, best_of_n_gain_points, fit_gao, gao_rl, gold_gain_points
 from .run_store import peak_point
 
@@ -196,22 +198,3 @@ def plot_coefficients(rows: list[dict], path: str | Path, title: str = "") -> No
             ax.set_xlabel("proxy parameters", fontsize=8)
             ax.legend(fontsize=6)
     save_figure(fig, path, title, dpi=80)
-
-
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend (no display), imported when a figure is drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | Path, title: str, dpi: int) -> None:
-    """Give ``fig`` its title, write it to ``path`` and free it."""
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    pyplot().close(fig)

@@ -1,7 +1,7 @@
 """Reward over-optimisation, measured: beta sweeps, best-of-n, Gao et al.'s laws, iterated RLHF, proxies and ensembles.
 
-One module per concept, each imported on its own (no SB3; the training loops are ``agents/sweep.py``,
-``agents/iterated.py``, ``agents/rm_scaling.py`` and ``agents/diverse_ensembles.py``):
+One module per concept, each imported on its own (no SB3; the training loops are ``studies/sweep.py``,
+``studies/iterated.py``, ``studies/rm_scaling.py`` and ``studies/diverse_ensembles.py``):
 
 * :mod:`.gao`: the laws ``R(d) = d (alpha - b ln d)`` (RL) and ``d (alpha - b d)`` (best-of-n), ``d = sqrt(KL)``, and their
   least-squares fits;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import EVALUATION_METRICS
+from rlhf_gym.metrics import EVALUATION_METRICS
 from .gao import fit_gao, gold_gain_points
 from .run_store import peak_point
 
