@@ -10,6 +10,8 @@ from .rlhf_env import RLHFEnv
 from .surface import RLHFEnvSurface
 from .vector_env import RLHFVectorEnv
 
+# The import above has already run rlhf_gym/__init__.py, which registers the ids; this call keeps importing the envs
+# sufficient on its own, not reliant on that side effect, and costs nothing (ids already registered are skipped).
 register_envs()
 
 __all__ = ["RLHFEnv", "RLHFEnvConfig", "RLHFEnvSurface", "RLHFVectorEnv", "register_envs"]

@@ -17,6 +17,9 @@ from rlhf_gym.checks import check_count, check_number, is_number
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.kl import KL_ESTIMATORS
 
+# The allowed values of the string-valued fields, checked in __post_init__ so that a typo fails when the config is
+# built: the env compares against these strings, and an unknown one would silently take a branch (a misspelt
+# kl_placement would pay no KL at all, a misspelt mask_model would mask with the frozen reference).
 KL_PLACEMENTS = ("terminal", "per_token")
 MASK_MODELS = ("policy_copy", "reference")
 DEFAULT_BETA = 0.1
@@ -79,6 +82,8 @@ class RLHFEnvConfig:
     weights) or ``"reference"`` (the frozen reference)."""
 
     def __post_init__(self) -> None:
+        # Only checks of single values belong here: anything that needs the tokenizer or a model (vocabulary,
+        # context length, prompt lengths, the stop token) is checked in envs/setup.py once those are loaded.
         if self.kl_placement not in KL_PLACEMENTS:
             raise ConfigError(f"kl_placement must be one of {KL_PLACEMENTS}, got {self.kl_placement!r}")
         if self.kl_estimator not in KL_ESTIMATORS:
@@ -91,16 +96,23 @@ class RLHFEnvConfig:
         if self.kl_target is not None:
             check_number("kl_target", self.kl_target, minimum=0, strict=True)
         check_number("no_eos_penalty", self.no_eos_penalty)
+        # counts must be true integers >= 1 (check_count refuses a bool or 2.5): they size budgets and arrays,
+        # and kl_horizon divides; None means "the default"
         for name in ("max_new_tokens", "max_prompt_tokens", "mask_top_k", "kl_horizon", "mask_min_tokens"):
             if getattr(self, name) is not None:
                 check_count(name, getattr(self, name))
+        # checked here because 0 would not fail later: build_mask reads `mask_top_p or 1.0`, so 0 would silently
+        # become "keep every token"; above 1 is no probability mass
         if self.mask_top_p is not None and not (is_number(self.mask_top_p) and 0 < self.mask_top_p <= 1):
             raise ConfigError(f"mask_top_p must be in (0, 1], got {self.mask_top_p}")
+        # load_prompts takes a str or a Path alike; keeping the str means the config holds one form of a file path
         if isinstance(self.prompts, Path):
             self.prompts = str(self.prompts)
 
     @property
     def uses_action_masks(self) -> bool:
+        # either bound alone turns NLPO masks on (setup.build_mask uses top_p = 1.0 when only top_k is given);
+        # mask_min_tokens and mask_model only shape masks that are on, so they do not count
         return self.mask_top_p is not None or self.mask_top_k is not None
 
     @classmethod
@@ -109,10 +121,15 @@ class RLHFEnvConfig:
         keyword is a :class:`rlhf_gym.errors.ConfigError` that lists the known ones."""
         for old, new in DEPRECATED_NAMES.items():
             if old in kwargs:
+                # both names at once may disagree, and silently preferring one would hide the other: refuse
                 if new in kwargs:
                     raise ConfigError(f"give {new!r} only (the deprecated {old!r} is the same setting)")
+                # FutureWarning, not DeprecationWarning: Python shows it by default, and it is the user's own call
+                # (their keyword) that has to change
                 warnings.warn(f"the env argument {old!r} is deprecated; use {new!r}", FutureWarning, stacklevel=3)
                 kwargs[new] = kwargs.pop(old)
+        # an unknown keyword is refused, not ignored: gym.make passes every keyword here, so a misspelt one
+        # (e.g. "beta_" or "kl_targt") would otherwise run an experiment with the default silently
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(kwargs) - known)
         if unknown:

@@ -1,4 +1,4 @@
-"""The state of a batch of RLHF episodes, kept as tensors on the device, and the reward at their end.
+"""The state of a batch of RLHF episodes, kept in NumPy arrays on the host, and the reward at their end.
 
 Row ``i`` holds ``[prompt_i, response_i, pad...]`` in ``contexts[i]``. Both the single and the batched
 environment are views of this one state machine, so they give the same rewards for the same tokens.
@@ -18,6 +18,7 @@ from rlhf_gym.scoring import reference_logprobs, score_episodes
 from .setup import EnvSetup
 
 
+# Not exactly 0: an agent's log-prob of a near-certain token may round to a hair above 0, and that is no error.
 MAX_LOGPROB = 1e-5
 """The largest log-probability an agent may report: 0, plus room for rounding."""
 LOGPROB_RULE = "a log-probability is a finite number <= 0"
@@ -34,14 +35,19 @@ class EpisodeBatch:
     def __init__(self, setup: EnvSetup, num_rows: int):
         self.setup, self.num_rows = setup, num_rows
         length = setup.context_length
+        # int64: token ids go to torch as the Long indices embeddings need, and match the observation's Box(int64).
+        # Right padding: each row's response grows in place at column prompt_len + t, the observation keeps one
+        # fixed shape, and every real token sits at its natural position 0..len-1, so a model needs no position ids.
         # contexts[i] = [prompt_i (prompt_lens[i] tokens), response_i (response_lens[i] tokens), pad...]  [N, P + T]
         self.contexts = np.full((num_rows, length), setup.pad_token_id, dtype=np.int64)
         self.prompt_lens = np.zeros(num_rows, dtype=np.int64)
         self.response_lens = np.zeros(num_rows, dtype=np.int64)
         # policy_logprobs[i, t] = the reported log pi of response token t of row i (NaN: not reported)  [N, T]
+        # NaN is the "no report" sentinel, resolved to the fallback log pi = 0 only when the KL is computed
         self.policy_logprobs = np.full((num_rows, setup.max_new_tokens), np.nan, dtype=np.float32)
         self.reported = np.full(num_rows, np.nan, dtype=np.float32)  # for the next action only
         self.prompt_index = np.zeros(num_rows, dtype=np.int64)
+        # every row starts done: nothing may be stepped before a reset starts it
         self.done = np.ones(num_rows, dtype=bool)
         self.eos = np.zeros(num_rows, dtype=bool)
         self.pending = np.zeros(num_rows, dtype=bool)  # finished, scoring deferred (RLHFVectorEnv.defer_scoring)
@@ -51,11 +57,13 @@ class EpisodeBatch:
         """Begin new episodes in ``rows`` with the given prompts."""
         for row, index in zip(rows.tolist(), prompt_indices.tolist()):
             ids = self.setup.prompt_ids[index]
+            # clear the previous episode's tokens, so the padding of the observation is padding and not stale text
             self.contexts[row] = self.setup.pad_token_id
             self.contexts[row, : len(ids)] = ids
             self.prompt_lens[row] = len(ids)
             self.prompt_index[row] = index
         self.response_lens[rows] = 0
+        # forget the last episode's reports, and any report made for an action that this restart ignores
         self.policy_logprobs[rows] = np.nan
         self.reported[rows] = np.nan
         self.done[rows] = False
@@ -66,8 +74,9 @@ class EpisodeBatch:
         """Store ``log pi(a_t | s_t)`` of the actions about to be taken (NaN: not reported).
 
         :raises ConfigError: for a value that is no log-probability (inf, -inf, > 0), which would make the reward infinite
-            or reward the KL, naming the row.
+            or the KL wrong, naming the row.
         """
+        # a tensor is detached, upcast and brought to the host first: NumPy cannot read a CUDA, grad or bf16 tensor
         try:
             values = np.asarray(logprobs.detach().float().cpu() if torch.is_tensor(logprobs) else logprobs,
                                 dtype=np.float32).reshape(-1)
@@ -75,6 +84,8 @@ class EpisodeBatch:
             raise ConfigError(f"report_logprobs: expected {self.num_rows} numbers, got {logprobs!r}") from None
         if values.shape[0] != self.num_rows:
             raise ValueError(f"expected {self.num_rows} log-probs, got {values.shape[0]}")
+        # NaN passes (that row has no report: the fallback applies); inf would make the KL and the reward infinite,
+        # and a positive value is no log-probability (e.g. a negative log-likelihood passed with the wrong sign)
         bad = np.isinf(values) | (values > MAX_LOGPROB)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
@@ -86,6 +97,7 @@ class EpisodeBatch:
         return (self._columns[None, :] < (self.prompt_lens + self.response_lens)[:, None]).astype(np.int64)
 
     def observation(self) -> dict[str, np.ndarray]:
+        # a copy: an agent that keeps observations (a rollout buffer) must not see them change at the next step
         return {"input_ids": self.contexts.copy(), "attention_mask": self.attention_mask()}
 
     def append(self, rows: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +106,11 @@ class EpisodeBatch:
         # the new token's column in the right-padded context: just after the prompt and the response so far
         self.contexts[rows, self.prompt_lens[rows] + steps] = actions
         self.policy_logprobs[rows, steps] = self.reported[rows]  # the report made before this step
+        # consumed: an agent that stops reporting gets the fallback, never a stale log-prob of an earlier token
         self.reported[rows] = np.nan
         self.response_lens[rows] = steps + 1
+        # the stop token on the last allowed step is a termination, not a truncation: the response is complete, so
+        # it pays no no-EOS penalty
         terminated = np.asarray(actions) == self.setup.stop_token_id
         truncated = ~terminated & (steps + 1 >= self.setup.max_new_tokens)
         self.eos[rows] = terminated
@@ -110,12 +125,15 @@ class EpisodeBatch:
 
     def last_token_kl(self, rows: np.ndarray) -> np.ndarray:
         """Per-token mode: the KL estimate of each row's newest token (one reference pass for the rows)."""
+        # one reference pass over each row's whole prefix at every step (no KV cache is kept): dense KL's price
         contexts, prompt_lens, steps = self._device_view(rows)
         ref = reference_logprobs(self.setup.ref_model, contexts, prompt_lens, int(steps.max()),
                                  self.setup.config.temperature)
         # ref[:, t] is log pi_ref of response token t; the newest token of each row is at t = response_len - 1
         ref_last = ref.gather(1, (steps - 1)[:, None]).squeeze(1)
         policy = torch.as_tensor(self.policy_logprobs[rows, self.response_lens[rows] - 1], device=ref.device)
+        # no report (NaN) -> the fallback log pi = 0, the same rule as score_episodes, so that the per-token KLs paid
+        # along the way add up (to rounding) to the final info's kl
         return kl_per_token(torch.nan_to_num(policy, nan=0.0), ref_last, self.setup.config.kl_estimator).cpu().numpy()
 
     @torch.no_grad()
@@ -126,9 +144,13 @@ class EpisodeBatch:
             raise RuntimeError("this env has no action masks: create it with mask_top_p=... (and/or mask_top_k=...)")
         contexts, prompt_lens, response_lens = self._device_view(np.arange(self.num_rows))
         attention = torch.as_tensor(self.attention_mask(), device=contexts.device)
+        # with right padding positions() gives 0..n-1 at every real token, what the scoring pass gets by default
         logits = mask.model(input_ids=contexts, attention_mask=attention, position_ids=positions(attention)).logits
-        # the next-token distribution of each row sits at its last real position (right padding follows it)
+        # the next-token distribution of each row sits at its last real position (right padding follows it);
+        # clamp(min=0) keeps a row never reset (length 0) from indexing -1, the last column
         last = logits[torch.arange(self.num_rows, device=logits.device), (prompt_lens + response_lens - 1).clamp(min=0)]
+        # the same temperature as the reference log-probs (and the agent's sampling): the top-p mass is measured on
+        # the distribution the agent actually samples from; always_allowed keeps the stop token, so a row can end
         return top_p_mask(last / self.setup.config.temperature, mask.top_p, mask.top_k, mask.min_tokens, mask.always_allowed)
 
     def refresh_mask_model(self, model) -> None:
@@ -136,12 +158,16 @@ class EpisodeBatch:
         mask = self.setup.mask
         if mask is None or not mask.refreshable:
             raise RuntimeError("the masking model is not a refreshable copy (mask_model='policy_copy')")
+        # a copy of the weights, not a reference to ``model``: NLPO's masking policy follows the trained policy only at
+        # the agent's periodic refreshes, not at its every optimiser step
         mask.model.load_state_dict(model.state_dict())
 
     def texts(self, row: int) -> tuple[str, str]:
         tok = self.setup.tokenizer
         p, n = int(self.prompt_lens[row]), int(self.response_lens[row])
         ids = self.contexts[row, p:p + n].tolist()
+        # the prompt is the original string (not decoded from ids that may have been left-truncated); the response
+        # drops special tokens (the EOS that ended it) and surrounding whitespace: the reward model scores the text
         return self.setup.prompts[self.prompt_index[row]], tok.decode(ids, skip_special_tokens=True).strip()
 
     def finish(self, rows: np.ndarray) -> list[dict]:
@@ -163,6 +189,7 @@ class EpisodeBatch:
                                   torch.as_tensor(self.policy_logprobs[rows], device=setup.device), prompts, responses,
                                   self.eos[rows].tolist(), setup.config.kl_estimator, setup.config.temperature,
                                   setup.config.no_eos_penalty)
+        # the beta these rows are paid with, read before this batch updates the controller (below)
         beta = setup.kl_controller.beta
         has_gold = setup.task is not None and setup.task.gold_reward is not None
         gold = setup.task.gold_scores(prompts, responses) if has_gold else None
@@ -177,6 +204,9 @@ class EpisodeBatch:
                 info["gold_reward"] = float(gold["gold_reward"][i])
                 info["well_formed"] = bool(gold["well_formed"][i])
             infos.append(info)
+        # One update per scored batch, after its rewards (each row is paid the beta its info reports), weighted by its
+        # count (the adaptive step scales with n / horizon). A data-parallel agent's controller only records it here,
+        # then applies one update over all processes (agents.parallel.ProcessGroupKLController): one beta everywhere.
         setup.kl_controller.update(float(np.mean([e.kl for e in episodes])), len(episodes))
         return infos
 
@@ -187,17 +217,22 @@ class EpisodeBatch:
         """
         rewards = np.zeros(len(rows), dtype=np.float64)
         beta = self.setup.kl_controller.beta
+        # per-token placement: every step, the last one included, pays -beta * kl_t of its own token now
         if self.setup.config.kl_placement == "per_token" and len(rows):
             rewards -= beta * self.last_token_kl(rows)
         infos: list[dict] = [{} for _ in rows]
         if defer:
+            # reward 0 now; score_pending pays the terminal reward later (deferral requires terminal placement, so
+            # no KL was paid above)
             self.pending[rows[finished]] = True
         elif finished.any():
             final = self.finish(rows[finished])
             for j, info in zip(np.flatnonzero(finished), final):
                 if self.setup.config.kl_placement == "terminal":
-                    rewards[j] += info["terminal_reward"]
+                    rewards[j] += info["terminal_reward"]  # r_phi - beta * KL - penalty, all at the last token
                 else:
+                    # the KL was paid token by token (this token's above): r_phi and the penalty are what is left. The
+                    # episode's sum is terminal_reward only while beta is constant; an adaptive one moves in between.
                     rewards[j] += info["proxy_reward"] - info["penalty"]
                 infos[j] = info
         return rewards, infos

@@ -67,6 +67,8 @@ from .surface import RLHFEnvSurface
 
 def make_config(config: RLHFEnvConfig | None, kwargs: dict[str, Any]) -> RLHFEnvConfig:
     """The env's config: ``config`` itself, or one built from keyword arguments (not both)."""
+    # gym.make passes the registered and the user's arguments as keywords; code may build a config once and reuse
+    # it. Mixing the two is refused, since it is unclear which would win.
     if config is None:
         return RLHFEnvConfig.from_kwargs(**kwargs)
     if not isinstance(config, RLHFEnvConfig):
@@ -81,7 +83,9 @@ def as_token_id(action: Any, vocab_size: int) -> int:
 
     Anything else (5.9, [7, 8], "5", None, True) is refused rather than converted into some token.
     """
+    # bool is a subclass of int in Python, so it is excluded by name (True would otherwise become token 1)
     integer = isinstance(action, (int, np.integer)) and not isinstance(action, bool)
+    # a 0-d integer array is accepted: SB3's predict() returns one for a single (unbatched) observation
     if isinstance(action, np.ndarray) and action.ndim == 0 and np.issubdtype(action.dtype, np.integer):
         integer = True
     if not integer:
@@ -108,10 +112,14 @@ class RLHFEnv(RLHFEnvSurface, gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self._setup = resolve_setup(make_config(config, kwargs))
         self.render_mode = render_mode
+        # kept for the first reset() only (see reset): seed= here makes a gym.make'd env reproducible without the
+        # caller having to seed reset itself
         self._first_seed = seed
+        # the single env is the batched state machine with one row, so both give the same rewards for the same tokens
         self._episodes = EpisodeBatch(self._setup, 1)
         self.action_space = spaces.Discrete(self._setup.vocab_size)
         self.observation_space = self._setup.observation_space()
+        # a step after the end would extend a finished response (after truncation: past the response budget)
         self._needs_reset = True
 
     def report_logprobs(self, logprob: float) -> None:
@@ -119,8 +127,11 @@ class RLHFEnv(RLHFEnvSurface, gym.Env):
 
         :raises ConfigError: unless ``logprob`` is a finite number <= 0 (a Python, NumPy or 0-d torch number).
         """
+        # an agent typically has its log-prob as a 0-d tensor or array; .item() makes it a plain number to check
         if (torch.is_tensor(logprob) or isinstance(logprob, np.ndarray)) and logprob.ndim == 0:
             logprob = logprob.item()
+        # stricter than the batched env, which takes NaN for "no report" in a row: here not calling is the way to
+        # report nothing, so a NaN is most likely a bug upstream (e.g. a policy whose logits went NaN)
         if not (is_number(logprob) and math.isfinite(logprob) and logprob <= MAX_LOGPROB):
             shown = float(logprob) if is_number(logprob) else repr(logprob)
             raise ConfigError(f"report_logprobs: got {shown}; {LOGPROB_RULE} (to report nothing, do not call it)")
@@ -131,14 +142,19 @@ class RLHFEnv(RLHFEnvSurface, gym.Env):
         return self._masks(as_tensor=False)[0]
 
     def _observation(self) -> dict[str, np.ndarray]:
+        # row 0 of the one-row batch, with the batch dimension dropped to match observation_space
         return {k: v[0] for k, v in self._episodes.observation().items()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start a response to a random prompt; ``options={"prompt_index": i}`` picks one."""
+        # the constructor's seed is used once, by the first reset that gives none; later resets continue the same
+        # np_random stream, as Gymnasium expects (re-applying that seed at every reset would repeat one prompt)
         if seed is None and self._first_seed is not None:
             seed, self._first_seed = self._first_seed, None
         super().reset(seed=seed)
         options = options or {}
+        # the random draw happens even when options names the prompt (dict.get evaluates its default), so the
+        # np_random stream advances the same way whether or not a reset picked its prompt
         index = options.get("prompt_index", int(self.np_random.integers(len(self.prompts))))
         if not 0 <= index < len(self.prompts):
             raise IndexError(f"prompt_index {index} outside [0, {len(self.prompts)})")
@@ -150,9 +166,10 @@ class RLHFEnv(RLHFEnvSurface, gym.Env):
         if self._needs_reset:
             raise RuntimeError("step() called after the episode ended (or before any reset); call reset() first")
         token = as_token_id(action, self.action_space.n)
-        rows = np.array([0])
+        rows = np.array([0])  # the batch operations take row indices; the single env is row 0
         terminated, truncated = self._episodes.append(rows, np.array([token]))
         finished = terminated | truncated
+        # never deferred here: a single episode is scored at its last step (one reference pass, one reward call)
         rewards, infos = self._episodes.rewards(rows, finished)
         self._needs_reset = bool(finished[0])
         if self.render_mode == "human":

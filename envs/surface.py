@@ -22,6 +22,9 @@ from .setup import EnvSetup
 class RLHFEnvSurface:
     """Read-only views of the env's world, the log-prob channel, the KL controller and NLPO masks."""
 
+    # A mixin: RLHFEnv and RLHFVectorEnv set these two. Everything below is a property without a setter (or a
+    # checked method) because the episode state depends on them: a tokenizer or budget swapped mid-run would make
+    # the stored token ids and lengths mean something else.
     _setup: EnvSetup
     _episodes: EpisodeBatch
 
@@ -55,10 +58,14 @@ class RLHFEnvSurface:
         ``model`` must compute the same function as the reference it replaces (the env cannot check that): the same
         tokenizer, and no gradients needed. Only its output vocabulary is checked.
         """
+        # the one thing that can be checked cheaply: another vocabulary width would give log-probs over another
+        # support, or fail on action ids past it
         vocab = model.get_output_embeddings().weight.shape[0]
         if vocab != self._setup.vocab_size:
             raise ConfigError(f"the shared reference has a vocabulary of {vocab}, the env's actions {self._setup.vocab_size}")
         mask = self._setup.mask
+        # with mask_model="reference" the masking model is the reference object itself, so it follows the swap (and
+        # the old copy can be freed); a "policy_copy" masking model is its own copy and stays as it is
         if mask is not None and mask.model is self._setup.ref_model:
             mask.model = model
         self._setup.ref_model = model
@@ -105,18 +112,22 @@ class RLHFEnvSurface:
 
     @property
     def device(self) -> torch.device:
-        """Where the episode tensors, the reference and the reward model live."""
+        """Where the reference and the reward model run; the episode state (NumPy, on the host) is copied there for
+        their passes."""
         return self._setup.device
 
     # ---------------------------------------------------------------------------------- KL leash
     @property
     def kl_controller(self):
         """The beta controller; ``state_dict()`` / ``load_state_dict()`` save and restore it."""
+        # exposed (not only beta) because an adaptive beta is training state: a resumed run must restore it, or it
+        # restarts from the initial beta
         return self._setup.kl_controller
 
     @property
     def beta(self) -> float:
         """The current KL coefficient."""
+        # read through the controller every time: an adaptive controller changes it after each scored batch
         return self._setup.kl_controller.beta
 
     # -------------------------------------------------------------------------------- NLPO masks
@@ -135,6 +146,8 @@ class RLHFEnvSurface:
         self._episodes.refresh_mask_model(model)
 
     def _masks(self, as_tensor: bool) -> Any:
+        # NumPy is what Gymnasium-style callers (sb3-contrib's MaskablePPO) expect; an agent that applies the masks on
+        # the device (TokenPPO) asks for the tensor and saves a [N, V] round trip through the host
         masks = self._episodes.action_masks()
         return masks if as_tensor else masks.cpu().numpy()
 

@@ -1,8 +1,9 @@
 """The batched ``RLHF-v0``: ``num_envs`` responses stepped together, scored in one pass per step.
 
-``gym.make_vec("RLHF-v0", num_envs=N)`` builds it through the ``vector_entry_point``. Episode state stays on
-the device; at every step the responses that ended are scored with one reference forward pass and one
-reward-model call. Rewards and infos equal those of :class:`rlhf_gym.envs.rlhf_env.RLHFEnv` for the same tokens.
+``gym.make_vec("RLHF-v0", num_envs=N)`` builds it through the ``vector_entry_point``. Episode state is kept in
+NumPy on the host; at every step the responses that ended are scored with one reference forward pass (on the
+device) and one reward-model call. Rewards and infos equal those of :class:`rlhf_gym.envs.rlhf_env.RLHFEnv` for the
+same tokens.
 
 Autoreset modes (Gymnasium 1.x): ``"next_step"`` (default: a finished row restarts on the next ``step``,
 whose action for that row is ignored) or ``"disabled"`` (finished rows wait, ignoring actions, until
@@ -38,6 +39,7 @@ from .rlhf_env import make_config
 from .setup import resolve_setup
 from .surface import RLHFEnvSurface
 
+# Gymnasium's third mode, SAME_STEP, is not implemented: only these two are accepted.
 _MODES = {"next_step": AutoresetMode.NEXT_STEP, "disabled": AutoresetMode.DISABLED}
 
 
@@ -64,6 +66,8 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         mode = autoreset_mode if isinstance(autoreset_mode, AutoresetMode) else _MODES.get(autoreset_mode)
         if mode not in _MODES.values():
             raise ValueError(f"autoreset_mode must be one of {list(_MODES)}, got {autoreset_mode!r}")
+        # a new dict on the instance: metadata is a class attribute, and writing into it would change the mode of
+        # every RLHFVectorEnv (Gymnasium's wrappers read the mode from here)
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self._setup = resolve_setup(make_config(config, kwargs))
         self.num_envs, self.group_size = num_envs, int(group_size)
@@ -74,9 +78,9 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         self.single_observation_space = self._setup.observation_space()
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self._autoreset = np.zeros(num_envs, dtype=bool)
+        self._autoreset = np.zeros(num_envs, dtype=bool)  # rows (whole groups) to restart at the next step
         self._started = False
-        self._deferred = False
+        self._deferred = False  # off by default: scoring each row as it ends is what a plain Gymnasium loop expects
 
     def defer_scoring(self, enabled: bool = True) -> None:
         """Score a batch's responses together, when its last row ends (see the module docstring), or again each as it
@@ -115,6 +119,7 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
 
     def _pick_prompts(self, rows: np.ndarray) -> np.ndarray:
         """Prompt indices for ``rows``: one draw per row, or one per group repeated over its rows."""
+        # drawn from the env's np_random, so reset(seed=...) fixes the whole sequence of prompts
         k = self.group_size
         if k == 1:
             return self.np_random.integers(len(self._setup.prompts), size=len(rows))
@@ -123,21 +128,28 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         if groups is None or (groups != groups[:, :1] // k * k + np.arange(k)).any():
             raise ValueError(f"group sampling (group_size={k}) resets whole groups of {k} consecutive rows; got rows "
                              f"{rows.tolist()}")
+        # one prompt per group, repeated over its k rows: the k responses to one prompt are what RLOO's leave-one-out
+        # baseline and GRPO's group normalisation compare
         return np.repeat(self.np_random.integers(len(self._setup.prompts), size=len(groups)), k)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Start episodes in all rows, or in ``options["reset_mask"]``; ``options["prompt_indices"]`` picks prompts."""
         if seed is None and self._first_seed is not None:
             seed, self._first_seed = self._first_seed, None
+        # Gymnasium lets a vector env take one seed per sub-env; the rows here share one np_random, so the first seed
+        # seeds it all
         if isinstance(seed, (list, tuple)):
             seed = seed[0]
         super().reset(seed=seed)
         options = options or {}
         mask = np.asarray(options.get("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
+        # A partial reset of a row waiting to be scored would drop its reward, which is paid only when the batch's
+        # last row ends. A full reset starts the batch over and drops whatever is still pending with it.
         if self._deferred and not mask.all() and self._episodes.pending[mask].any():
             raise ConfigError("deferred scoring pays a batch when its last row ends: reset every row, or step until then "
                               f"(rows {np.flatnonzero(mask & self._episodes.pending).tolist()} are waiting to be scored)")
         rows = np.flatnonzero(mask)
+        # prompt_indices lists one prompt per reset row, in row order (entries past len(rows) are ignored)
         indices = options.get("prompt_indices")
         indices = self._pick_prompts(rows) if indices is None else np.asarray(indices, dtype=np.int64)[: len(rows)]
         if len(indices) != len(rows) or (indices < 0).any() or (indices >= len(self._setup.prompts)).any():
@@ -145,6 +157,7 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         self._episodes.start(rows, indices)
         self._autoreset[rows] = False
         self._started = True
+        # Gymnasium's vector info form: the value for every row, and a mask of the rows it is new for
         info = {"prompt_index": self._episodes.prompt_index.copy(), "_prompt_index": mask.copy()}
         return self._episodes.observation(), info
 
@@ -159,13 +172,20 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         bad = np.flatnonzero((actions < 0) | (actions >= self._setup.vocab_size))
         if bad.size:
             raise ConfigError(f"action {actions[bad[0]]} of row {bad[0]} is outside Discrete({self._setup.vocab_size})")
+        # rows that do not step this time (waiting, restarting) get neither flag, and reward 0 unless a deferred
+        # batch is paid below
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
+        # NEXT_STEP autoreset: rows whose episode ended at the previous step start a new one now; their action is
+        # ignored and their observation is the new prompt (Gymnasium's convention, so the final observation of the
+        # finished episode was still returned with its last reward)
         restarting = np.flatnonzero(self._autoreset)
         if restarting.size:
             self._episodes.start(restarting, self._pick_prompts(restarting))
             self._autoreset[restarting] = False
+        # the rows that take their action: running, and not restarted just now (a finished row that waits, for a reset
+        # with autoreset off or for the rest of its group, ignores its action)
         active = np.flatnonzero(~self._episodes.done)
         active = active[~np.isin(active, restarting)]
         infos: dict[str, Any] = {}
@@ -176,10 +196,14 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
             self._add_infos(infos, active, row_infos)
         if self._deferred and self._episodes.done.all():  # the batch's last row ended: score every finished row at once
             rows, final = self._episodes.score_pending()
+            # rows that ended at earlier steps are paid now, at this step; TokenPPO moves each reward back to its
+            # row's last token, where it belongs
             rewards[rows] = [info["terminal_reward"] for info in final]
             self._add_infos(infos, rows, final)
         if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
             # a group restarts on the next step once its last row has finished (with group_size 1: every finished row)
+            # "finished at this step" as well as "all done": rows never reset are done too, but must not autostart.
+            # reshape(-1, k) works because group g is exactly the rows g*k .. g*k + k - 1
             k = self.group_size
             last_finished = (terminated | truncated).reshape(-1, k).any(1) & self._episodes.done.reshape(-1, k).all(1)
             self._autoreset |= last_finished.repeat(k)
@@ -192,6 +216,9 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         for row, info in zip(rows.tolist(), row_infos):
             for key, value in info.items():
                 if key not in infos:
+                    # object for strings: np.zeros(n, dtype=str) is '<U1' and would cut every text to one character;
+                    # type(value) gives float64 / bool / int64 arrays, and object for the per-token ndarrays (whose
+                    # lengths differ between rows)
                     dtype = object if isinstance(value, str) else type(value)
                     infos[key] = np.zeros(self.num_envs, dtype=dtype)
                     infos["_" + key] = np.zeros(self.num_envs, dtype=bool)
