@@ -30,9 +30,7 @@ from .errors import ConfigError, DataError, MissingFileError
 from .reward_model import RewardModel
 from .utils import read_json, resolve_device
 
-OBJECTIVES = ("mean", "worst", "uncertainty")
-DEFAULT_ENSEMBLE_DIR = Path(__file__).parent / "tasks" / "reviews" / "artifacts_ensemble"
-"""The shipped ensemble of the reviews task: ``member_{1,2,3}/`` and ``ensemble.json`` (``rlhf-gym build-ensemble``)."""
+from .lazy_ensemble import DEFAULT_ENSEMBLE_DIR, OBJECTIVES, LazyRewardEnsemble  # noqa: F401  (re-exported)
 
 
 def combine(scores: np.ndarray, objective: str = "mean", uncertainty_coef: float = 1.0) -> np.ndarray:
@@ -115,37 +113,13 @@ class RewardEnsemble:
     __call__ = score
 
 
-class LazyRewardEnsemble:
-    """A :class:`RewardEnsemble` loaded from ``directory`` on its first call.
-
-    What a registered env id can hold in its fixed keyword arguments without loading models at import time
-    (``gym.make`` deep-copies the unloaded object, so every env loads its own members).
-    """
-
-    def __init__(self, directory: str | Path = DEFAULT_ENSEMBLE_DIR, objective: str = "mean", uncertainty_coef: float = 1.0,
-                 device: str = "cpu"):
-        if objective not in OBJECTIVES:
-            raise ConfigError(f"unknown ensemble objective {objective!r}; choose one of {OBJECTIVES}")
-        self.directory, self.objective, self.uncertainty_coef = Path(directory), objective, uncertainty_coef
-        self.device = device
-        self._ensemble: RewardEnsemble | None = None
-
-    def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        if self._ensemble is None:
-            self._ensemble = RewardEnsemble.from_pretrained(self.directory, self.objective, self.uncertainty_coef, self.device)
-        return self._ensemble(prompts, responses)
-
-    def __repr__(self) -> str:
-        return (f"LazyRewardEnsemble({str(self.directory)!r}, objective={self.objective!r}, "
-                f"uncertainty_coef={self.uncertainty_coef})")
-
-
 @dataclass
 class ProxyRewardArgs:
     """Command-line options that choose the proxy reward: the task's reward model (default) or the ensemble."""
 
     ensemble_objective: str | None = arg(None, "use the reward-model ensemble with this objective: mean, worst or "
-                                               "uncertainty (default: the task's single reward model)")
+                                               "uncertainty (default: the task's single reward model)",
+                                         choices=OBJECTIVES)
     uncertainty_coef: float = arg(1.0, "lambda of the uncertainty objective (mean - lambda * std)")
     ensemble_dir: str = arg(str(DEFAULT_ENSEMBLE_DIR), "directory of the ensemble (ensemble.json and its members)")
     reward_model: str | None = arg(None, "directory of another reward model to use as the proxy (default: the task's)")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError, DataError, MissingFileError
 from .jsonl import JSONLError, read_jsonl
 from .labelers import Judgement
 
@@ -72,10 +73,13 @@ def preference_record(prompt: str, response_a: str, response_b: str, judgement: 
 
 
 def load_preferences(source: Any, skip_bad_lines: bool = False, include_non_preferences: bool = False) -> list[dict]:
-    """Load comparisons from a JSONL path or a Hugging Face ``datasets.Dataset`` with the three columns.
+    """Load comparisons from a JSONL path, a Hugging Face ``datasets.Dataset`` with the three columns, or the directory
+    of a dataset saved with ``save_to_disk``.
 
     Records labelled ``tie`` or ``skip`` are left out unless ``include_non_preferences``.
     """
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        source = load_saved_dataset(Path(source))
     if isinstance(source, (str, Path)):
         stats: dict = {}
         records = list(read_jsonl(source, validate_record, skip_bad_lines=skip_bad_lines, stats=stats,
@@ -92,3 +96,20 @@ def load_preferences(source: Any, skip_bad_lines: bool = False, include_non_pref
     if include_non_preferences:
         return records
     return [r for r in records if r.get("label") not in NON_PREFERENCE_LABELS]
+
+
+def load_saved_dataset(path: Path) -> Any:
+    """The ``datasets`` dataset saved in directory ``path`` (``Dataset.save_to_disk``)."""
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError(f"{path} is a directory: reading a saved dataset needs the datasets package "
+                          "(pip install 'rlhf-gym[datasets]')") from None
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except FileNotFoundError as error:
+        raise MissingFileError(f"{path}: a directory but not a saved datasets dataset ({error})") from None
+    if isinstance(dataset, datasets.DatasetDict):
+        raise DataError(f"{path}: a DatasetDict with splits {list(dataset)}; give the directory of one split")
+    return dataset
+

@@ -1,10 +1,11 @@
-"""Gymnasium registration of the RLHF environment ids, by entry-point string (``rlhf_gym`` never imports ``envs``)."""
+"""Gymnasium registration of the RLHF environment ids, by entry-point string (``import rlhf_gym`` never imports ``envs``,
+nor torch: ``gym.make`` imports the env when it builds one)."""
 
 from __future__ import annotations
 
 from gymnasium.envs.registration import register, registry, spec
 
-from .ensemble import LazyRewardEnsemble
+from .lazy_ensemble import LazyRewardEnsemble
 from .errors import ConfigError
 
 ENTRY_POINT = "rlhf_gym.envs.rlhf_env:RLHFEnv"
@@ -42,7 +43,7 @@ def task_of(env_id: str) -> str:
 
 
 def register_envs() -> None:
-    """Register every id of :data:`ENV_IDS` once; ``import rlhf_gym`` (or ``import envs``) calls this."""
+    """Register every id of :data:`ENV_IDS` once; ``import rlhf_gym`` (or ``import rlhf_gym.envs``) calls this."""
     for env_id, kwargs in ENV_IDS.items():
         if env_id not in registry:
             register(id=env_id, entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT, kwargs=dict(kwargs))

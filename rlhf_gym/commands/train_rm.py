@@ -60,18 +60,10 @@ def load_records(args: Args) -> list[dict]:
     path = Path(args.data)
     if not path.exists():
         raise MissingFileError(f"--data: file not found: {path}")
-    if path.is_dir():
-        try:
-            import datasets
-        except ImportError:
-            raise ConfigError(f"--data {path} is a directory: reading a saved dataset needs the datasets package "
-                              "(pip install 'rlhf-gym[datasets]')") from None
-        records = load_preferences(datasets.load_from_disk(str(path)))
-    else:
-        try:
-            records = load_preferences(path, skip_bad_lines=args.skip_bad_lines)
-        except PreferenceDataError as error:
-            raise PreferenceDataError(f"{error} (pass --skip-bad-lines to skip malformed lines)") from None
+    try:  # a JSONL file, or the directory of a saved datasets dataset
+        records = load_preferences(path, skip_bad_lines=args.skip_bad_lines)
+    except PreferenceDataError as error:
+        raise PreferenceDataError(f"{error} (pass --skip-bad-lines to skip malformed lines)") from None
     if len(records) < 2:
         raise DataError(f"{path}: need at least 2 comparisons to train a reward model, got {len(records)}")
     return records
