@@ -1,13 +1,30 @@
-"""The Stable-Baselines3 side of rlhf-gym: the VecEnv bridge, the transformer policy, token-level PPO, the
-critic-free RLOO and GRPO on the same rollout, and DPO on comparisons."""
+"""The Stable-Baselines3 side of rlhf-gym: the VecEnv bridge, the transformer policy, token-level PPO and NLPO, the
+critic-free RLOO and GRPO on the same rollout, and the DPO family on comparisons.
 
-from .buffer import SequenceRolloutBuffer, SequenceSamples, compute_gae
-from .policy import MaskableTransformerPolicy, TransformerPolicy
-from .dpo import DPO, dpo_loss
-from .grpo import GRPO
-from .ppo import TokenPPO
-from .rloo import RLOO
-from .vec_env import RLHFVecEnv, make_batched_env
+Every algorithm registers itself with :mod:`rlhf_gym.agents.registry` when its module is imported; ``rlhf-gym train
+--algo <name>`` and the other commands find it there. The names below are imported on first use (PEP 562), so that
+``import rlhf_gym.agents.registry`` or a command's ``--help`` does not load torch and SB3.
+"""
 
-__all__ = ["DPO", "GRPO", "RLOO", "MaskableTransformerPolicy", "RLHFVecEnv", "SequenceRolloutBuffer", "SequenceSamples",
-           "TokenPPO", "TransformerPolicy", "compute_gae", "dpo_loss", "make_batched_env"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "SequenceRolloutBuffer": "buffer", "SequenceSamples": "buffer", "compute_gae": "buffer",
+    "MaskableTransformerPolicy": "policy", "TransformerPolicy": "policy",
+    "ALGORITHMS": "registry", "AlgorithmTraits": "registry", "get_algorithm": "registry", "register_algorithm": "registry",
+    "RLHFVecEnv": "vec_env", "make_batched_env": "vec_env",
+    "TokenPPO": "ppo", "NLPO": "nlpo", "RLOO": "rloo", "GRPO": "grpo", "OfflinePreferenceOptimizer": "offline",
+    "CDPO": "dpo", "DPO": "dpo", "IPO": "dpo", "dpo_loss": "dpo",
+}
+"""Public names -> the module of this package that defines them."""
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,18 +23,23 @@ def length_buckets(lengths: torch.Tensor, prompt_len: int, max_buckets: int = 4,
     """Row indices of each bucket: the rows sorted by ``lengths`` [B] and cut in halves, the cut that saves the most
     tokens (``rows * (prompt_len + longest)`` per bucket) first, while it saves ``min_saving`` of its bucket's tokens,
     into at most ``max_buckets``. One bucket of every row, in order, when no cut pays."""
+    # bucketing off, a single row, or every row as long as the longest: there is no padding to cut
     if max_buckets <= 1 or lengths.numel() < 2 or bool((lengths == lengths.max()).all()):
         return [torch.arange(lengths.numel(), device=lengths.device)]
 
+    # the cost model: a bucket's forward pass pads every row to the bucket's longest response, behind the prompt width
     def tokens(rows: torch.Tensor) -> int:
         return len(rows) * (prompt_len + int(lengths[rows[-1]]))  # sorted: the last row is the longest
 
+    # always at the middle row (rows sorted by length: the short half and the long half), which keeps the passes'
+    # batch sizes even
     def saving(rows: torch.Tensor) -> int:
         half = len(rows) // 2
         return tokens(rows) - tokens(rows[:half]) - tokens(rows[half:]) if half else 0
 
-    buckets = [torch.argsort(lengths, stable=True)]
+    buckets = [torch.argsort(lengths, stable=True)]  # stable: rows of equal length keep their order (deterministic)
     while len(buckets) < max_buckets:
+        # greedy: split the bucket whose split saves the most; stop when even that one would not pay for its extra pass
         best = max(range(len(buckets)), key=lambda i: saving(buckets[i]))
         rows = buckets[best]
         if saving(rows) < min_saving * tokens(rows):

@@ -23,6 +23,8 @@ from stable_baselines3.common.buffers import BaseBuffer
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor | None = None) -> torch.Tensor:
     """``sum(x * mask) / count``, the mean over the unmasked entries (``count``: their number, ``mask.sum()``)."""
+    # clamp: a minibatch without a live token (or a zero normaliser) gives 0, not NaN. The token-level losses pass
+    # ``count`` so that every minibatch, and every process, divides by the same global number (TokenPPO.minibatch_tokens)
     return (x * mask).sum() / (mask.sum() if count is None else count).clamp(min=1)
 
 
@@ -34,26 +36,35 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8,
     are those of every process's entries together (None: this tensor's alone).
     """
     total = total or (lambda value: value)
+    # statistics over the response tokens only: the padding after a response holds 0s, which would pull the mean to 0
+    # and shrink the variance by however much padding the rollout happens to have. Three sums (count, sum, squared
+    # deviations) are all a data-parallel run must reduce to get the global mean and (population) variance
     count = total(mask.sum())
     mean = total((x * mask).sum()) / count.clamp(min=1)
     var = total(((x - mean) ** 2 * mask).sum()) / count.clamp(min=1)
+    # eps keeps a rollout of equal advantages finite; the final mask keeps the padding at exactly 0
     return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
                 gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token advantages and returns [B, T]; positions where ``mask`` is 0 get 0."""
+    # Responses are right-padded: response i fills columns 0 .. L_i - 1 and its padding follows, so one backward sweep
+    # over the columns serves every row, and the mask both zeroes the padding and ends each episode at its own L_i - 1
     mask = mask.float()
     advantages = torch.zeros_like(rewards)
     next_value = torch.zeros_like(rewards[:, 0])  # V_{t+1}: 0 past the last token of every response
     next_advantage = torch.zeros_like(rewards[:, 0])
     for t in reversed(range(rewards.shape[1])):
         delta = rewards[:, t] + gamma * next_value - values[:, t]
+        # a reward in a padding column is dropped here: late rewards must be put on the last live token
+        # (SequenceRolloutBuffer.add_late_rewards)
         advantage = (delta + gamma * gae_lambda * next_advantage) * mask[:, t]
         advantages[:, t] = advantage
         # a dead position (mask 0) passes V = 0 and A = 0 back to the live token before it: the episode ended there
         next_value = values[:, t] * mask[:, t]
         next_advantage = advantage
+    # the value targets are the lambda-returns A + V (as SB3's RolloutBuffer), 0 on the padding
     return advantages, (advantages + values) * mask
 
 
@@ -128,9 +139,10 @@ class SequenceRolloutBuffer(BaseBuffer):
         t = self.pos
         self.responses[:, t] = tokens
         self.response_mask[:, t] = alive
+        # finished rows keep 0s, so padding columns hold nothing that GAE, whitening or the losses could pick up
         self.logprobs[:, t] = torch.where(alive, logprobs, 0.0)
         self.values[:, t] = torch.where(alive, values, 0.0)
-        self.rewards[:, t] = rewards
+        self.rewards[:, t] = rewards  # the caller zeroes finished rows' rewards (theirs arrive via add_late_rewards)
         if action_masks is not None:
             self.action_masks[:, t] = action_masks
         self.pos += 1
@@ -153,9 +165,11 @@ class SequenceRolloutBuffer(BaseBuffer):
             normalize_advantage: bool = True) -> Iterator[SequenceSamples]:
         """Minibatches of ``batch_size`` whole responses in random order (advantages whitened over the rollout, over
         every process's rollout when :attr:`sum_over_processes` is set)."""
+        # whitened once over the whole rollout, not per minibatch as SB3's PPO does: a minibatch of a few responses
+        # gives noisy statistics. In a data-parallel run they are every process's rollout's, so all processes scale alike
         advantages = (masked_whiten(self.advantages, self.response_mask.float(), total=self.sum_over_processes)
                       if normalize_advantage else self.advantages)
-        order = torch.randperm(self.n_envs, generator=generator).to(self.device)
+        order = torch.randperm(self.n_envs, generator=generator).to(self.device)  # the generator is a CPU one
         for start in range(0, self.n_envs, batch_size):
             yield self._samples(order[start:start + batch_size], advantages)
 

@@ -10,10 +10,12 @@ value head of :class:`rlhf_gym.agents.TransformerPolicy` is neither used nor tra
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from rlhf_gym.checks import check_option
 from rlhf_gym.divergence import check_finite_loss
 from rlhf_gym.errors import ConfigError
 
@@ -27,8 +29,34 @@ DEFAULT_GROUP_SIZE = 4
 """Responses per prompt when the env is given by id (Ahmadian et al. 2024 report k = 2 and 4)."""
 
 
+@dataclass
+class CriticFreeConfig:
+    """The hyperparameters RLOO and GRPO share, with their defaults (each checked here, once)."""
+
+    learning_rate: float = 1e-4
+    """AdamW learning rate."""
+    batch_size: int = 16
+    """Minibatch size, in responses; it must divide the rollout (``--n-envs``)."""
+    n_epochs: int = 1
+    """Passes over each rollout (TRL's ``num_iterations``, GRPO's mu): one, so the ratio is 1 and the loss is plain
+    REINFORCE unless a rollout is split into several minibatches."""
+    group_size: int = DEFAULT_GROUP_SIZE
+    """Responses per prompt, k."""
+    kl_coef: float | None = None
+    """KL coefficient: of the env's reward for RLOO (None: the env id's), of the loss's KL term for GRPO."""
+
+    def __post_init__(self) -> None:
+        for name in ("learning_rate", "batch_size", "n_epochs"):
+            check_option(name, getattr(self, name), strict=True)
+        check_option("kl_coef", self.kl_coef)
+        if self.group_size < 2:
+            raise ConfigError(f"--group-size {self.group_size}: at least 2 responses per prompt are needed for a baseline "
+                              "from the group")
+
+
 def group_view(values: torch.Tensor, group_size: int) -> torch.Tensor:
     """``[B]`` -> ``[B / k, k]``: row ``g`` holds the values of group ``g`` (env rows ``g*k .. g*k + k - 1``)."""
+    # the env lays groups out as consecutive rows, so a reshape finds them (no index bookkeeping)
     if values.shape[0] % group_size:
         raise ValueError(f"{values.shape[0]} responses do not split into groups of {group_size}")
     return values.view(-1, group_size)
@@ -73,6 +101,8 @@ class CriticFreeTokenPG(TokenPPO):
         device: torch.device | str = "auto",
         _init_setup_model: bool = True,
     ):
+        # the env draws the groups (one prompt per k consecutive rows), so group_size is the env's setting: passed on
+        # to an env built here, checked against a given one
         if isinstance(env, str):
             group_size = group_size or DEFAULT_GROUP_SIZE
             env_kwargs = {**(env_kwargs or {}), "group_size": group_size}
@@ -82,10 +112,14 @@ class CriticFreeTokenPG(TokenPPO):
                 raise ConfigError(f"group_size={group_size} but the env samples groups of {env_group}; build the env with "
                                   f"group_size={group_size}")
             group_size = env_group
+        # a group of 1 has no other response to compare with (RLOO would divide by k - 1 = 0; GRPO's reward minus its
+        # group mean is always 0)
         if group_size is not None and group_size < 2:
             raise ConfigError(f"{self.algorithm_name} needs at least 2 responses per prompt: build the env with "
                               f"group_size >= 2 (got {group_size})")
         self.group_size = group_size
+        # PPO's critic settings fixed off: no GAE (the advantages come from the group), no value loss or value clip, no
+        # entropy bonus, and no whitening by the buffer (each algorithm scales its own group advantages)
         super().__init__(policy, env, learning_rate=learning_rate, batch_size=batch_size, n_epochs=n_epochs, gamma=1.0,
                          gae_lambda=1.0, clip_range=clip_range, clip_range_vf=None, normalize_advantage=False,
                          ent_coef=0.0, vf_coef=0.0, max_grad_norm=max_grad_norm, amp=amp, parallel=parallel,
@@ -93,6 +127,11 @@ class CriticFreeTokenPG(TokenPPO):
                          env_kwargs=env_kwargs, stats_window_size=stats_window_size, tensorboard_log=tensorboard_log,
                          policy_kwargs=policy_kwargs, verbose=verbose, seed=seed, device=device,
                          _init_setup_model=_init_setup_model)
+
+    @classmethod
+    def algorithm_kwargs(cls, config: CriticFreeConfig) -> dict[str, Any]:
+        """None beyond the shared ones (no critic, no GAE); a subclass adds its own."""
+        return {}
 
     # ------------------------------------------------------------------------------- to implement
     def sequence_rewards(self, rollout_buffer: SequenceRolloutBuffer, episodes: dict[int, dict]) -> torch.Tensor:
@@ -111,12 +150,19 @@ class CriticFreeTokenPG(TokenPPO):
     # --------------------------------------------------------------------------------- machinery
     def _compute_advantages(self, rollout_buffer: SequenceRolloutBuffer, episodes: dict[int, dict]) -> None:
         """Every token of response ``i`` gets the advantage ``A_i`` of its group (no critic, no GAE)."""
+        # a whole response is one action for the reward: its scalar reward, not a per-token one, is what the group compares
         rewards = self.sequence_rewards(rollout_buffer, episodes).to(self.device, torch.float32)
+        # a process holds whole groups (its env's rows), so per-group statistics need no reduction over processes; the
+        # rollout-wide ones (RLOO's standardising, GRPO's scale_rewards="batch") gather every process's rewards
         advantages = self.group_advantages(rewards)
         mask = rollout_buffer.response_mask.float()
+        # broadcast over the response's tokens, 0 on the padding (GRPO's loss reads it per token, RLOO's at column 0)
         rollout_buffer.advantages = advantages[:, None] * mask
+        # no critic, so no value targets; a tensor all the same, because the buffer slices it into every minibatch
         rollout_buffer.returns = torch.zeros_like(mask)
         groups = group_view(rewards, self.group_size)
+        # logged because a group whose k rewards are equal gives no signal (all its advantages are 0). A mean of per-group
+        # stds is a mean, which the processes can average; the std of all advantages is not, so those are gathered
         self.logger.record("rollout/reward_std_in_group", self.parallel.mean(groups.std(1).cpu().numpy()))
         self.logger.record("rollout/advantage_std", float(self.parallel.gather(advantages).std()))
 
@@ -127,17 +173,22 @@ class CriticFreeTokenPG(TokenPPO):
         clip_range = self.clip_range(self._current_progress_remaining)
         logs: dict[str, list[float]] = defaultdict(list)
         for epoch in range(self.n_epochs):
+            # normalize_advantage=False: the group advantages are already on their own scale (group_advantages)
             for batch in self.rollout_buffer.get(self.batch_size, self._shuffle, normalize_advantage=False):
                 with self._autocast():
+                    # only the log-probs enter the loss: the values are unused and the entropy is kept out of the graph
                     logprobs, _, _ = self._policy_call("evaluate_sequences", batch.queries, batch.query_mask,
                                                        batch.responses, batch.response_mask, entropy_grad=False)
+                # the first minibatch of the first epoch has ratio 1 (dropout off): one epoch of one minibatch is
+                # REINFORCE with the group baseline (plus GRPO's KL term)
                 loss, stats = self.policy_loss(batch, logprobs, clip_range)
                 check_finite_loss(loss, f"{self.algorithm_name} iteration {self.n_rollouts}, epoch {epoch + 1}")
                 for name, value in stats.items():
                     logs[name].append(value)
                 logs["loss"].append(loss.item())
-                self._optimizer_step(loss)
-            self._n_updates += 1
+                self._optimizer_step(loss)  # TokenPPO's: gradient clip, fp16 scaler, all-reduce in a data-parallel run
+            self._n_updates += 1  # SB3 counts epochs
+        # the same names in the same order on every process (mean() is a collective call), over all processes' minibatches
         for name, values in logs.items():
             self.logger.record(f"train/{name}", self.parallel.mean(values))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

@@ -1,9 +1,9 @@
 """Score any saved agent on held-out prompts: the evaluation protocol of the rlhf-gym benchmark.
 
-The agent is a TokenPPO ``.zip`` (``rlhf_gym.agents.TokenPPO.load``), an exported Hugging Face policy directory, or
-``sft`` (the task's reference policy). On the held-out prompts of the env id's task, one response per prompt
-is sampled (temperature 1, seed ``--seed``) and scored with the id's proxy reward, the gold reward and the KL
-to the reference (``sum_t log pi(y_t) - log pi_ref(y_t)`` on the policy's own samples).
+The agent is any registered algorithm's saved ``.zip`` (its class found by :mod:`rlhf_gym.agents.registry`), an
+exported Hugging Face policy directory, or ``sft`` (the task's reference policy). On the held-out prompts of the env
+id's task, one response per prompt is sampled (temperature 1, seed ``--seed``) and scored with the id's proxy reward,
+the gold reward and the KL to the reference (``sum_t log pi(y_t) - log pi_ref(y_t)`` on the policy's own samples).
 
 **Headline: gold reward at KL <= 10 nats** — the mean gold reward if the mean KL is at most ``--kl-budget``
 (10 nats), else *over budget* (null). Beside it: the best-of-n-matched gap, gold reward minus the gold reward
@@ -37,18 +37,19 @@ from rlhf_gym.envs import RLHFEnvSurface
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.evaluation import distinct_n, evaluate_policy
+from rlhf_gym.metrics import format_number
 from rlhf_gym.best_of_n import interpolate_best_of_n
 from rlhf_gym.registration import DEFAULT_SUITE, suite_env_ids, task_of
 from rlhf_gym.tokenizers import check_same_tokenizer
 from rlhf_gym.utils import atomic_write_json, load_model, read_json, resolve_device
 
-from .ppo import TokenPPO
+from .registry import load_policy
 
 
 @dataclass
 class Args:
-    agent: str = arg("sft", "TokenPPO .zip, exported HF policy directory, or 'sft' (the task's reference policy); with "
-                            "--suite, a path with {task} or {env_id} in it")
+    agent: str = arg("sft", "an agent's .zip (any algorithm), exported HF policy directory, or 'sft' (the task's "
+                            "reference policy); with --suite, a path with {task} or {env_id} in it")
     env_id: str = arg("RLHF-v0", "benchmark task: a registered env id (its reward model, task and response budget)")
     suite: str | None = arg(None, f"evaluate on every env id of this suite instead of --env-id (e.g. {DEFAULT_SUITE})")
     n_eval_prompts: int = arg(1024, "held-out prompts (the reviews task has 1024; the protocol uses all)")
@@ -104,7 +105,7 @@ def load_agent(path: str, env: RLHFEnvSurface, device: torch.device):
     if path == "sft":
         return env.ref_model
     if Path(path).is_file():
-        lm = TokenPPO.load(path, device=device).policy.lm.eval()
+        lm = load_policy(path, device)
     else:
         check_same_tokenizer(AutoTokenizer.from_pretrained(path), env.tokenizer, f"--agent {path}",
                              "the reference policy's (the KL is undefined)")
@@ -133,7 +134,7 @@ def suite_table(rows: list[dict]) -> str:
     """A markdown table, one row per env id, of :data:`SUITE_COLUMNS` (``-`` where a task has no such value)."""
     lines = ["| env id | " + " | ".join(SUITE_COLUMNS) + " |", "|---" * (len(SUITE_COLUMNS) + 1) + "|"]
     for row in rows:
-        cells = [f"{row['metrics'][c]:.3f}" if row["metrics"].get(c) is not None else "-" for c in SUITE_COLUMNS]
+        cells = [format_number(row["metrics"][c]) if row["metrics"].get(c) is not None else "-" for c in SUITE_COLUMNS]
         lines.append(f"| {row['env_id']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -164,8 +165,8 @@ def evaluate_on(args: Args, env_id: str, agent: str, write: bool = True) -> dict
                                        "gap": None if matched is None else metrics["gold_reward"] - matched}
     value = result["headline"]["value"]
     print(f"{agent} on {env_id}: {result['headline']['name']} = "
-          f"{'over budget' if value is None else f'{value:.3f}'} (KL {metrics['kl']:.2f})")
-    print("  " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if v is not None))
+          f"{'over budget' if value is None else format_number(value)} (KL {format_number(metrics['kl'], 2)})")
+    print("  " + ", ".join(f"{k} {format_number(v)}" for k, v in metrics.items() if v is not None))
     if args.out and write:
         atomic_write_json(args.out, result)
     return result

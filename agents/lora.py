@@ -58,11 +58,13 @@ class LoraSettings:
     target_modules: str | tuple[str, ...] = ALL_LINEAR_AND_HEAD
 
     def __post_init__(self) -> None:
+        # bool is an Integral: r=True would otherwise pass as rank 1
         if isinstance(self.r, bool) or not isinstance(self.r, numbers.Integral) or self.r <= 0:
             raise ConfigError(f"--lora-r (the LoRA rank) must be a positive integer, got {self.r!r}")
-        object.__setattr__(self, "r", int(self.r))
+        object.__setattr__(self, "r", int(self.r))  # frozen dataclass: normalised through object.__setattr__
         check_number("--lora-alpha (the LoRA scale numerator)", self.alpha, minimum=0, strict=True)
         names = self.target_modules
+        # a comma-separated string is how the command line gives a list of names
         if isinstance(names, str) and names not in SHORTHANDS:
             names = names.split(",")
         if not isinstance(names, str):
@@ -114,8 +116,10 @@ def target_modules(model: nn.Module, settings: LoraSettings) -> str | list[str]:
     if settings.target_modules == ALL_LINEAR:
         return ALL_LINEAR
     if settings.target_modules == ALL_LINEAR_AND_HEAD:
+        # PEFT's "all-linear" leaves the head out, so the head is asked for by listing every linear layer by full name
         return linear_layers(model)
     names = [name for name, _ in model.named_modules()]
+    # checked here because PEFT's own error for a name that matches nothing does not list the layers there are
     missing = [target for target in settings.target_modules
                if not any(name == target or name.endswith(f".{target}") for name in names)]
     if missing:
@@ -131,6 +135,8 @@ def apply_lora(model: PreTrainedModel, settings: LoraSettings):
     ``model`` itself keeps running with the adapters on; :class:`AdaptersDisabled` runs it with them off.
     """
     peft = import_peft()
+    # dropout 0: the first PPO ratio must be 1 (LoraSettings). bias "none": only A and B train, so switching the
+    # adapters off gives back the base model exactly, which is what makes it the reference (trained biases would stay on)
     config = peft.LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=0.0, bias="none",
                              task_type=peft.TaskType.CAUSAL_LM, target_modules=target_modules(model, settings))
     with warnings.catch_warnings():
@@ -184,6 +190,7 @@ class AdaptersDisabled(nn.Module):
         # under the base's own keyword (``cache`` in transformers 5)
         if past_key_values is not None:
             kwargs.update(cache_kwargs(self.base, past_key_values))
+        # off for this call only: the policy, which runs the same layers, gets its adapters back when it returns
         with self.peft_model.disable_adapter():
             return self.base(*args, **kwargs)
 
@@ -196,7 +203,8 @@ def builds_on_reference(policy_kwargs: Mapping[str, Any], ref_model: nn.Module) 
         return False
     given, path = policy_kwargs.get("model_name_or_path"), getattr(ref_model, "name_or_path", "")
     if isinstance(given, nn.Module):
-        return given is ref_model
+        return given is ref_model  # the same object, not an equal one: only then are the weights shared
+    # resolved, so that "./m" and an absolute path to the same directory match; a model built in memory has no path
     return given is not None and bool(path) and Path(given).resolve() == Path(path).resolve()
 
 
@@ -205,6 +213,7 @@ def lora_base(model: nn.Module) -> nn.Module:
     another LoRA policy's reference view (a second agent on the same env), a copy of the base under it without that
     policy's adapters (the env can share one base with one policy only)."""
     if isinstance(model, AdaptersDisabled):
+        # unload() removes the other policy's adapters without merging them: the copy is the plain reference
         return copy.deepcopy(model.peft_model).unload()
     return model
 
@@ -216,10 +225,11 @@ def merged_copy(peft_model: nn.Module) -> PreTrainedModel:
     An adapted head tied to the input embeddings is untied in the copy first (``tie_word_embeddings=False``): merged
     into the shared weight it would change the input embeddings too.
     """
-    merged = copy.deepcopy(peft_model)
+    merged = copy.deepcopy(peft_model)  # a copy, so training can go on with the adapters separate
     if adapts_tied_head(merged):
         model = merged.get_base_model()
         head = model.get_output_embeddings().base_layer
+        # a tensor of its own for the head: the merge then changes the head only, the input embeddings stay the base's
         head.weight = nn.Parameter(head.weight.detach().clone(), requires_grad=False)
         model.config.tie_word_embeddings = False
     return merged.merge_and_unload()

@@ -1,23 +1,15 @@
-"""Direct preference optimisation: the policy trained on comparisons with one supervised loss, no reward model, no RL.
+"""Offline preference optimisation: a policy trained on stored comparisons with one supervised loss, no reward model
+and no sampling (the DPO family: :mod:`rlhf_gym.agents.dpo`).
 
-DPO (Rafailov et al. 2023, https://arxiv.org/abs/2305.18290). With the implicit reward
-``r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x))`` and, for a comparison ``(x, y_w, y_l)``,
-
-    h = (log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x)),
-
-the losses per comparison are (TRL's ``loss_type`` names):
-
-* ``"sigmoid"`` (DPO): ``-log sigmoid(beta * h)``; with label smoothing ``eps`` (conservative DPO, labels flipped
-  with probability ``eps``): ``-(1 - eps) * log sigmoid(beta * h) - eps * log sigmoid(-beta * h)``;
-* ``"ipo"`` (IPO, Azar et al. 2023, https://arxiv.org/abs/2310.12036): ``(h - 1 / (2 * beta))^2``.
-
-``log pi(y|x)`` is the *sum* of the response's token log-probs, for both losses, as in both papers (TRL averages
-them over the tokens for IPO; with sums, IPO's target gap ``1 / (2 beta)`` is in nats per response).
+:class:`OfflinePreferenceOptimizer` holds what the family shares: the comparisons, validated and tokenised once; the
+reference's log-probs, computed once before training and kept on the device; the learn loop (seeded epochs of
+minibatches, SB3 callbacks and logger, data-parallel shares); ``save``/``load`` to one zip that resumes exactly; and the
+export to a plain Hugging Face directory. A subclass supplies :meth:`OfflinePreferenceOptimizer.pair_losses` (the loss of
+each comparison from the four sequence log-probs) and its own hyperparameters.
 
 A response's log-prob covers the tokens the env's policy would have sampled: the response re-tokenised as the env
 tokenises text (``tokenizer(text, add_special_tokens=False)``, prompts as :func:`rlhf_gym.prompts.tokenize_prompts`)
-and the EOS that ended it (a response of ``max_new_tokens`` tokens was cut by the budget, without EOS). The
-reference's log-probs are computed once for all comparisons, before training, and kept on the device.
+and the EOS that ended it (a response of ``max_new_tokens`` tokens was cut by the budget, without EOS).
 """
 
 from __future__ import annotations
@@ -29,7 +21,7 @@ import zipfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -46,35 +38,21 @@ from rlhf_gym.generation import left_pad, query_response_inputs, response_slice
 from rlhf_gym.preferences import NON_PREFERENCE_LABELS, load_preferences, validate_record
 from rlhf_gym.prompts import tokenize_prompts
 from rlhf_gym.reward_training import data_hash
+from rlhf_gym.tokenizers import save_tokenizer_for_export
 from rlhf_gym.utils import context_length, load_pretrained, resolve_device
 
+from .callbacks import ComparisonCheckpoint
 from .parallel import DataParallel, PolicyCall
 from .policy import OPTIMIZER_KWARGS, describe_model, disable_dropout, load_causal_lm
+from .registry import CHECKPOINT_ALGORITHM_KEY, AlgorithmTraits
 
-LOSS_TYPES = ("sigmoid", "ipo")
+if TYPE_CHECKING:  # the builder imports this module: no cycle at run time
+    from .experiment import TrainConfig
+    from .vec_env import RLHFVecEnv
+
 POLICY_DIR, STATE_FILE = "policy", "dpo_state.pt"
-"""Members of a :meth:`DPO.save` zip: the policy and tokenizer in HF format, and the training state."""
-
-
-def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
-             ref_rejected_logps: torch.Tensor, beta: float = 0.1, loss_type: str = "sigmoid",
-             label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-comparison DPO/IPO losses and implicit rewards ``beta * (log pi - log pi_ref)`` (detached), as in TRL.
-
-    :param policy_chosen_logps: ``log pi(y_w|x)`` summed over the response tokens [B]; likewise the other three.
-    :param loss_type: ``"sigmoid"`` (DPO, with ``label_smoothing``) or ``"ipo"``.
-    :return: ``(losses, chosen_rewards, rejected_rewards)``, each [B].
-    """
-    chosen_logratios = policy_chosen_logps - ref_chosen_logps
-    rejected_logratios = policy_rejected_logps - ref_rejected_logps
-    h = chosen_logratios - rejected_logratios
-    if loss_type == "sigmoid":
-        losses = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
-    elif loss_type == "ipo":
-        losses = (h - 1 / (2 * beta)) ** 2
-    else:
-        raise ConfigError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
-    return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
+"""Members of a saved zip: the policy and tokenizer in HF format, and the training state (its name kept from
+rlhf-gym 0.8, whose DPO checkpoints load as they are)."""
 
 
 def tokenize_response(tokenizer, response: str, max_new_tokens: int | None = None) -> list[int]:
@@ -102,7 +80,7 @@ def sequence_logps(model, queries: torch.Tensor, query_mask: torch.Tensor, respo
 
 
 class _FunctionCallback(BaseCallback):
-    """A plain ``callback(dpo) -> bool`` as an SB3 callback: returning False stops training."""
+    """A plain ``callback(agent) -> bool`` as an SB3 callback: returning False stops training."""
 
     def __init__(self, function: Callable[[Any], bool | None]):
         super().__init__()
@@ -113,26 +91,20 @@ class _FunctionCallback(BaseCallback):
         return result is None or bool(result)
 
 
-class DPO:
-    """Direct preference optimisation (Rafailov et al. 2023, https://arxiv.org/abs/2305.18290) of a causal LM.
+class OfflinePreferenceOptimizer:
+    """Base of the DPO family: a causal LM trained on comparisons with a loss of the four sequence log-probs.
 
     SB3's shape without an env: ``learn`` with callbacks, SB3's logger (stdout with ``verbose=1``, TensorBoard with
-    ``tensorboard_log``), ``save``/``load``, and ``export_pretrained`` for ``rlhf-gym evaluate --agent <dir>``.
+    ``tensorboard_log``), ``save``/``load``, and ``export_pretrained`` for ``rlhf-gym evaluate --agent <dir>``. Not used
+    directly: a subclass (:class:`rlhf_gym.agents.DPO`, ...) gives the loss and its hyperparameters.
 
     :param model: the causal LM to start from (HF id, directory or model object); the policy is a trainable copy.
     :param ref_model: the frozen reference (id, directory or object); None: ``model`` itself. It is only read once,
         to fill the cache of reference log-probs, and is not kept.
     :param tokenizer: the policy's tokenizer (object, id or directory); None: the one saved beside ``model``.
     :param comparisons: preference records ``{"prompt", "chosen", "rejected", ...}`` (as
-        :func:`rlhf_gym.preferences.load_preferences` returns), or a JSONL path / ``datasets.Dataset`` it loads.
-        Records labelled ``tie`` or ``skip`` are left out; a ``margin`` is not used.
-    The defaults (beta 0.5, learning rate 3e-4, batch 64) were tuned for one epoch on ``RLHF-v0``'s comparisons (its
-    small SFT policy); TRL's (beta 0.1, learning rate 1e-6) suit billion-parameter models. On ``RLHF-v0``, beta 0.1 at
-    3e-4 drifts to ill-formed text (KL 6.5, gold reward below the SFT policy's).
-
-    :param beta: KL strength of the implicit reward (DPO's beta; IPO's tau).
-    :param loss_type: ``"sigmoid"`` (DPO) or ``"ipo"`` (IPO).
-    :param label_smoothing: conservative DPO's label-flip probability, in [0, 0.5) (``"sigmoid"`` only).
+        :func:`rlhf_gym.preferences.load_preferences` returns), or a JSONL path / ``datasets`` dataset (or a directory
+        saved by ``save_to_disk``) it loads. Records labelled ``tie`` or ``skip`` are left out; a ``margin`` is not used.
     :param learning_rate: AdamW learning rate (constant; the AdamW settings of every rlhf-gym trainer,
         :data:`rlhf_gym.agents.policy.OPTIMIZER_KWARGS`, with torch's weight decay 0.01).
     :param batch_size: comparisons per optimizer step (one forward over their 2 * batch_size sequences).
@@ -144,9 +116,13 @@ class DPO:
     :param tensorboard_log: TensorBoard log directory (None: none).
     :param verbose: 1 prints the logged values.
     :param parallel: the processes of a data-parallel run (:meth:`rlhf_gym.agents.parallel.DataParallel.from_launch`):
-        each takes
-        its share of every minibatch of ``batch_size`` comparisons, and the main process writes. None: one process.
+        each takes its share of every minibatch of ``batch_size`` comparisons, and the main process writes. None: one
+        process.
+    :param loss_hyperparameters: the subclass's own (checked by its :meth:`_configure_loss`).
     """
+
+    traits: ClassVar[AlgorithmTraits]
+    Config: ClassVar[type]
 
     def __init__(
         self,
@@ -154,11 +130,8 @@ class DPO:
         ref_model: str | Path | torch.nn.Module | None,
         tokenizer: Any,
         comparisons: list[dict] | str | Path | Any,
-        beta: float = 0.5,
-        loss_type: str = "sigmoid",
-        label_smoothing: float = 0.0,
-        learning_rate: float = 3e-4,
-        batch_size: int = 64,
+        learning_rate: float,
+        batch_size: int,
         max_grad_norm: float = 1.0,
         max_new_tokens: int | None = None,
         seed: int = 0,
@@ -166,35 +139,43 @@ class DPO:
         tensorboard_log: str | None = None,
         verbose: int = 0,
         parallel: DataParallel | None = None,
+        **loss_hyperparameters: Any,
     ):
-        self._configure(beta=beta, loss_type=loss_type, label_smoothing=label_smoothing, learning_rate=learning_rate,
-                        batch_size=batch_size, max_grad_norm=max_grad_norm, max_new_tokens=max_new_tokens, seed=seed,
-                        device=device, tensorboard_log=tensorboard_log, verbose=verbose, parallel=parallel)
+        self._configure(learning_rate=learning_rate, batch_size=batch_size, max_grad_norm=max_grad_norm,
+                        max_new_tokens=max_new_tokens, seed=seed, device=device, tensorboard_log=tensorboard_log,
+                        verbose=verbose, parallel=parallel, **loss_hyperparameters)
         self._set_model(model, tokenizer)
         self._set_data(comparisons)
         self.ref_logps = self.reference_logps(self.policy if ref_model is None else ref_model)
 
+    # ------------------------------------------------------------------------------------------ to implement
+    def _configure_loss(self, **hyperparameters: Any) -> None:
+        """Check and store the loss's hyperparameters (a :class:`ConfigError` naming a bad one)."""
+        raise NotImplementedError
+
+    def loss_hyperparameters(self) -> dict[str, Any]:
+        """The loss's hyperparameters, as :meth:`_configure_loss` takes them (saved with the agent)."""
+        raise NotImplementedError
+
+    def pair_losses(self, policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+                    ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-comparison losses and implicit rewards of the chosen and rejected responses (detached), each [B], from
+        the summed log-probs of the policy and of the reference."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------------------------------ setup
-    def _configure(self, *, beta: float, loss_type: str, label_smoothing: float, learning_rate: float, batch_size: int,
-                   max_grad_norm: float, max_new_tokens: int | None, seed: int, device: torch.device | str,
-                   tensorboard_log: str | None, verbose: int, parallel: DataParallel | None = None) -> None:
+    def _configure(self, *, learning_rate: float, batch_size: int, max_grad_norm: float, max_new_tokens: int | None,
+                   seed: int, device: torch.device | str, tensorboard_log: str | None, verbose: int,
+                   parallel: DataParallel | None = None, **loss_hyperparameters: Any) -> None:
         """Check and store the hyperparameters (each bad value a :class:`ConfigError` naming its option)."""
-        check_number("beta", beta, 0.0, strict=True)
-        if loss_type not in LOSS_TYPES:
-            raise ConfigError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
-        check_number("label_smoothing", label_smoothing, 0.0)
-        if label_smoothing >= 0.5:
-            raise ConfigError(f"label_smoothing must be < 0.5 (a flip probability of 0.5 or more inverts the labels), "
-                              f"got {label_smoothing}")
-        if loss_type == "ipo" and label_smoothing > 0:
-            raise ConfigError("label_smoothing applies to loss_type='sigmoid' only (IPO has no label smoothing)")
+        self._configure_loss(**loss_hyperparameters)
         check_number("learning_rate", learning_rate, 0.0, strict=True)
         check_count("batch_size", batch_size)
         check_number("max_grad_norm", max_grad_norm, 0.0, strict=True)
         if max_new_tokens is not None:
             check_count("max_new_tokens", max_new_tokens)
         check_seed(seed, "seed")
-        self.beta, self.loss_type, self.label_smoothing = float(beta), loss_type, float(label_smoothing)
         self.learning_rate, self.batch_size, self.max_grad_norm = float(learning_rate), batch_size, float(max_grad_norm)
         self.max_new_tokens, self.seed = max_new_tokens, seed
         self.device = resolve_device(device)
@@ -310,7 +291,7 @@ class DPO:
         return self._epoch_order[1][offset:offset + self.batch_size].tolist()
 
     def _init_callback(self, callback) -> BaseCallback:
-        """SB3 callbacks (one, or a list), plain ``callback(dpo) -> bool`` functions, or None, as one SB3 callback."""
+        """SB3 callbacks (one, or a list), plain ``callback(agent) -> bool`` functions, or None, as one SB3 callback."""
         callbacks = callback if isinstance(callback, list) else [] if callback is None else [callback]
         callback = CallbackList([c if isinstance(c, BaseCallback) else _FunctionCallback(c) for c in callbacks])
         callback.init_callback(self)
@@ -328,10 +309,9 @@ class DPO:
         indices = indices[self.parallel.process_index::self.parallel.num_processes]
         logps = sequence_logps(partial(self._policy_call, "__call__"), *self._batch(indices)).view(2, -1)  # [chosen; rejected]
         ref = self.ref_logps[indices]
-        losses, chosen_rewards, rejected_rewards = dpo_loss(logps[0], logps[1], ref[:, 0], ref[:, 1], self.beta,
-                                                            self.loss_type, self.label_smoothing)
+        losses, chosen_rewards, rejected_rewards = self.pair_losses(logps[0], logps[1], ref[:, 0], ref[:, 1])
         loss = losses.sum() / share
-        check_finite_loss(loss, f"DPO step {self.num_steps + 1} ({self.num_comparisons} comparisons done)",
+        check_finite_loss(loss, f"{type(self).__name__} step {self.num_steps + 1} ({self.num_comparisons} comparisons done)",
                           "try a lower learning_rate")
         self.optimizer.zero_grad(set_to_none=True)
         if self.parallel.distributed:
@@ -340,7 +320,7 @@ class DPO:
         else:
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-        check_finite_loss(grad_norm, f"DPO step {self.num_steps + 1}", "try a lower learning_rate",
+        check_finite_loss(grad_norm, f"{type(self).__name__} step {self.num_steps + 1}", "try a lower learning_rate",
                           what="the gradient norm")
         self.optimizer.step()
         self.num_comparisons += everyone
@@ -352,20 +332,21 @@ class DPO:
                 "logps/chosen": logps[0].mean().item(), "logps/rejected": logps[1].mean().item()}
 
     def learn(self, total_comparisons: int, callback=None, progress_bar: bool = False, log_interval: int = 10,
-              tb_log_name: str = "DPO") -> DPO:
+              tb_log_name: str = "DPO") -> OfflinePreferenceOptimizer:
         """Train until ``num_comparisons >= total_comparisons``, counted from the start of the run (also after
         :meth:`load`): ``total_comparisons = k * len(comparisons)`` is ``k`` epochs.
 
         :param callback: an SB3 ``BaseCallback`` (or a list): its ``on_step`` runs after every optimizer step and its
             ``num_timesteps`` counts comparisons, so SB3's ``CheckpointCallback`` and ``EveryNTimesteps`` work as
-            they are; or a plain function ``callback(dpo)`` called after every step, returning False to stop.
+            they are; or a plain function ``callback(agent)`` called after every step, returning False to stop.
         :param log_interval: optimizer steps between two dumps of the logger (the means over those steps).
         :param tb_log_name: name of the TensorBoard run (a resumed run continues the latest one of that name).
         """
         check_count("total_comparisons", total_comparisons)
         check_count("log_interval", log_interval)
         if not hasattr(self, "comparisons"):
-            raise ConfigError("this DPO was loaded without comparisons: pass comparisons= to DPO.load to train it")
+            raise ConfigError(f"this {self.traits.name} agent was loaded without comparisons: pass comparisons= to load() "
+                              "to train it")
         smallest = len(self.comparisons) % self.batch_size or self.batch_size  # an epoch's last minibatch
         if smallest < self.parallel.num_processes:
             raise ConfigError(f"batch_size {self.batch_size} over {len(self.comparisons)} comparisons leaves a minibatch of "
@@ -405,8 +386,8 @@ class DPO:
 
     # ---------------------------------------------------------------------------------- save / export
     def _state(self) -> dict[str, Any]:
-        return {"hyperparameters": {"beta": self.beta, "loss_type": self.loss_type, "label_smoothing": self.label_smoothing,
-                                    "learning_rate": self.learning_rate, "batch_size": self.batch_size,
+        return {"hyperparameters": {**self.loss_hyperparameters(), "learning_rate": self.learning_rate,
+                                    "batch_size": self.batch_size,
                                     "max_grad_norm": self.max_grad_norm, "max_new_tokens": self.max_new_tokens,
                                     "seed": self.seed},
                 "num_comparisons": self.num_comparisons, "num_steps": self.num_steps,
@@ -420,7 +401,7 @@ class DPO:
         :raises TrainingDivergedError: when a weight is NaN/inf (nothing is written).
         """
         path = Path(path)
-        check_finite_parameters(self.policy, f"the DPO policy to {path}")
+        check_finite_parameters(self.policy, f"the {self.traits.name} policy to {path}")
         if not self.parallel.is_main_process:  # every process holds the same weights; the main process writes
             return
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -429,6 +410,7 @@ class DPO:
             self.policy.save_pretrained(staging / POLICY_DIR)
             self.tokenizer.save_pretrained(staging / POLICY_DIR)
             torch.save(self._state(), staging / STATE_FILE)
+            (staging / CHECKPOINT_ALGORITHM_KEY).write_text(self.traits.name)  # agents.registry reads it
             archive = staging / "checkpoint.zip"
             with zipfile.ZipFile(archive, "w") as zf:
                 for file in sorted(staging.rglob("*")):
@@ -441,22 +423,22 @@ class DPO:
     @classmethod
     def load(cls, path: str | Path, comparisons: list[dict] | str | Path | Any | None = None,
              device: torch.device | str = "auto", tensorboard_log: str | None = None, verbose: int = 0,
-             parallel: DataParallel | None = None) -> DPO:
-        """A DPO saved by :meth:`save`, ready to continue ``learn`` on the same ``comparisons`` to the same total.
+             parallel: DataParallel | None = None) -> OfflinePreferenceOptimizer:
+        """An agent saved by :meth:`save`, ready to continue ``learn`` on the same ``comparisons`` to the same total.
 
         :param comparisons: the comparisons it was trained on (checked by hash); None: no training, only the policy
             (e.g. to export it).
-        :param parallel: the processes of a data-parallel run (see :class:`DPO`); None: one process.
-        :raises MissingFileError: when ``path`` is no DPO checkpoint.
+        :param parallel: the processes of a data-parallel run (see the class); None: one process.
+        :raises MissingFileError: when ``path`` is no checkpoint of this family.
         :raises ConfigError: when ``comparisons`` are not the ones it was trained on.
         """
         path = Path(path)
         if not zipfile.is_zipfile(path):
-            raise MissingFileError(f"no DPO checkpoint at {path} (expected the zip written by DPO.save)")
+            raise MissingFileError(f"no {cls.__name__} checkpoint at {path} (expected the zip written by save())")
         with tempfile.TemporaryDirectory() as tmp:
             with zipfile.ZipFile(path) as zf:
                 if STATE_FILE not in zf.namelist():
-                    raise MissingFileError(f"{path} is a zip but not a DPO checkpoint (no {STATE_FILE})")
+                    raise MissingFileError(f"{path} is a zip but not a {cls.__name__} checkpoint (no {STATE_FILE})")
                 zf.extractall(tmp)
             state = torch.load(Path(tmp) / STATE_FILE, map_location="cpu", weights_only=True)
             self = cls.__new__(cls)
@@ -475,6 +457,76 @@ class DPO:
 
     def export_pretrained(self, directory: str | Path) -> None:
         """Write the policy as a plain HF model directory with its tokenizer (``rlhf-gym evaluate --agent <dir>``)."""
-        check_finite_parameters(self.policy, f"the DPO policy to {directory}")
+        check_finite_parameters(self.policy, f"the {self.traits.name} policy to {directory}")
         self.policy.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
+        save_tokenizer_for_export(self.tokenizer, directory)  # decodes with the spaces the task's language has
+
+    # ----------------------------------------------------------------------- the algorithm contract (agents.registry)
+    @classmethod
+    def env_settings(cls, config: Any) -> dict[str, Any]:
+        """Nothing: the env only lends its reference, tokenizer and budget, and scores the result."""
+        return {}
+
+    @classmethod
+    def loss_kwargs(cls, config: Any) -> dict[str, Any]:
+        """The loss's hyperparameters from the algorithm's ``Config``."""
+        raise NotImplementedError
+
+    @classmethod
+    def comparisons_of(cls, train_config: TrainConfig, env: RLHFVecEnv) -> Any:
+        """``--comparisons`` (JSONL or a saved ``datasets`` directory), else those the task's reward model was trained on."""
+        if train_config.comparisons is not None:
+            return train_config.comparisons
+        if env.batched_env.task is not None:
+            return env.batched_env.task.reward_model_comparisons()
+        raise ConfigError(f"{cls.traits.name} needs comparisons: pass --comparisons, or use an env id with a task")
+
+    @classmethod
+    def from_config(cls, train_config: TrainConfig, env: RLHFVecEnv, *, device: torch.device, parallel: DataParallel,
+                    tensorboard_log: str | None) -> OfflinePreferenceOptimizer:
+        """A new agent from the env's reference (or ``--model``), with its tokenizer and response budget."""
+        config, batched = train_config.algorithm_config(), env.batched_env
+        return cls(train_config.model or batched.ref_model, batched.ref_model, batched.tokenizer,
+                   cls.comparisons_of(train_config, env), learning_rate=config.learning_rate,
+                   batch_size=config.batch_size, max_new_tokens=batched.max_new_tokens, seed=train_config.seed,
+                   device=device, tensorboard_log=tensorboard_log, parallel=parallel, **cls.loss_kwargs(config))
+
+    @classmethod
+    def resume(cls, checkpoint: str | Path, train_config: TrainConfig, env: RLHFVecEnv, *, device: torch.device,
+               parallel: DataParallel, tensorboard_log: str | None) -> OfflinePreferenceOptimizer:
+        """The agent of ``checkpoint``, on the same comparisons (checked by hash)."""
+        return cls.load(checkpoint, comparisons=cls.comparisons_of(train_config, env), device=device,
+                        tensorboard_log=tensorboard_log, parallel=parallel)
+
+    @classmethod
+    def policy_from_checkpoint(cls, path: str | Path, device: torch.device):
+        """The trained causal LM of a saved agent, in eval mode (for ``rlhf-gym evaluate``)."""
+        return cls.load(path, device=device).policy.eval()
+
+    def learn_run(self, budget: int | None, run_dir: Path | None, checkpoint_every: int, progress_bar: bool,
+                  resumed: bool, title: str = "") -> None:
+        """Train on ``budget`` comparisons in all (None: one pass over them), counted from the run's start; with
+        ``run_dir``, a checkpoint every ``checkpoint_every`` comparisons: after the first optimizer step at or past each
+        multiple, ``checkpoints/agent_<comparisons>_comparisons.zip``
+        (:class:`rlhf_gym.agents.callbacks.ComparisonCheckpoint`)."""
+        callback = ComparisonCheckpoint(run_dir / "checkpoints", checkpoint_every) if run_dir is not None else None
+        self.learn(budget or len(self.comparisons), callback=callback, progress_bar=progress_bar,
+                   tb_log_name="tensorboard")
+
+    @property
+    def trained_lm(self):
+        """The causal LM being trained."""
+        return self.policy
+
+    def coefficients(self) -> dict[str, float]:
+        """The loss's temperature (no KL term is paid anywhere)."""
+        return {}
+
+    def progress(self, run_dir: Path) -> str:
+        """Where a resumed run stands."""
+        return f"after {self.num_steps} steps ({self.num_comparisons} comparisons)"
+
+    def counters(self) -> dict[str, Any]:
+        """The run's counters and its coefficients, for summary.json."""
+        return {"steps": int(self.num_steps), "comparisons": int(self.num_comparisons), **self.coefficients()}
+

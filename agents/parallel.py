@@ -35,6 +35,7 @@ other runs in a sweep), so the processes draw different prompts and tokens."""
 
 def launched_processes() -> int:
     """How many processes ``accelerate launch`` (or ``torchrun``) started for this run (1 for a plain run)."""
+    # the launcher's environment, read before any process group exists, so that a plain run never imports Accelerate
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
@@ -66,6 +67,8 @@ class PolicyCall(nn.Module):
         self.policy = policy
 
     def forward(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        # the method name routes the call, so one wrapped forward serves sampling (start/advance, under no_grad) and the
+        # update (evaluate_sequences, whose graph DDP's backward hooks all-reduce)
         return getattr(self.policy, method)(*args, **kwargs)
 
 
@@ -83,7 +86,7 @@ class DataParallel:
         """The run's processes as launched: an Accelerator when ``accelerate launch`` started several processes, else the
         single process. Accelerate is then required (the ``distributed`` extra)."""
         check_engine()
-        if launched_processes() <= 1:
+        if launched_processes() <= 1:  # a plain run needs no Accelerate at all (it is an optional extra)
             return cls()
         try:
             from accelerate import Accelerator
@@ -91,6 +94,7 @@ class DataParallel:
             raise ConfigError(f"{launched_processes()} processes were launched, and data-parallel training needs "
                               f"Accelerate: {INSTALL_HINT}") from error
         accelerator = Accelerator()
+        # e.g. no GPU and no ACCELERATE_USE_CPU: Accelerate may join no process group, and each process would train alone
         if accelerator.num_processes != launched_processes():
             raise ConfigError(f"{launched_processes()} processes were launched but Accelerate joined "
                               f"{accelerator.num_processes} ({accelerator.distributed_type}): without a GPU, launch with "
@@ -135,6 +139,8 @@ class DataParallel:
 
     def share(self, total: int, what: str) -> int:
         """This process's share of ``total`` (responses per rollout, responses or comparisons per minibatch)."""
+        # equal shares, exactly: gather needs equal shapes, and DDP's mean of per-process means is the global mean only
+        # when every process holds as many samples
         if total % self.num_processes:
             raise ConfigError(f"{what} {total} does not split over {self.num_processes} processes: make it a multiple "
                               f"of {self.num_processes}")
@@ -143,17 +149,22 @@ class DataParallel:
     # ------------------------------------------------------------------------------------ reductions
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """The element-wise sum over all processes (the tensor itself in a single process)."""
+        # For the counts and sums that a global statistic is made of (token counts of the loss normalisers, the
+        # whitening's sums): a sum of counts is exact where a mean of per-process means would weigh processes alike
+        # whatever their number of tokens. Every reduction here is a collective call: all processes must make it
         if self.accelerator is None:
             return tensor
         return self.accelerator.reduce(tensor.clone(), reduction="sum")
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         """All processes' tensors of equal shape concatenated along dim 0, in process order."""
+        # for statistics that are no sums (a std over all responses, the return normaliser's batch, GRPO's batch
+        # scale); all_gather needs equal shapes, which equal shares (:meth:`share`) give
         return tensor if self.accelerator is None else self.accelerator.gather(tensor.contiguous())
 
     def own_part(self, gathered: torch.Tensor) -> torch.Tensor:
         """This process's rows of a tensor made by :meth:`gather`."""
-        size = gathered.shape[0] // self.num_processes
+        size = gathered.shape[0] // self.num_processes  # equal shares, in process order (gather's layout)
         return gathered[self.process_index * size:(self.process_index + 1) * size]
 
     def mean(self, values: list[float] | np.ndarray) -> float:
@@ -161,10 +172,14 @@ class DataParallel:
         values = np.asarray(values, dtype=np.float64)
         if self.accelerator is None:
             return float(values.mean()) if values.size else float("nan")
+        # the sum and the count go together, so a process with more values weighs more (the mean of everyone's values,
+        # not a mean of means), and a process with none still takes part in the collective call; on the accelerator's
+        # device (NCCL reduces CUDA tensors only), in float64 so that large sums stay exact
         total = self.sum(torch.tensor([values.sum(), values.size], dtype=torch.float64, device=self.accelerator.device))
         return float(total[0] / total[1]) if total[1] > 0 else float("nan")
 
     def barrier(self) -> None:
+        # e.g. so no process reads a checkpoint, or exits, before the main process has written it
         if self.accelerator is not None:
             self.accelerator.wait_for_everyone()
 
@@ -172,6 +187,7 @@ class DataParallel:
         """The main process's ``value`` (any picklable object), on every process."""
         if self.accelerator is None:
             return value
+        # imported here: Accelerate is optional, and only a data-parallel run gets this far
         from accelerate.utils import broadcast_object_list
 
         return broadcast_object_list([value], from_process=0)[0]
@@ -181,6 +197,7 @@ class DataParallel:
         """``module`` and ``optimizer`` for the launched engine (DDP, FSDP, DeepSpeed); unchanged in a single process."""
         if self.accelerator is None:
             return module, optimizer
+        # the module must be the PolicyCall: DDP only syncs gradients of computations that go through its forward
         return self.accelerator.prepare(module, optimizer)
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -189,6 +206,7 @@ class DataParallel:
 
     def clip_grad_norm_(self, parameters: Iterator[nn.Parameter], max_norm: float) -> torch.Tensor:
         """The global gradient norm, after clipping it to ``max_norm`` (sharded gradients are reduced first)."""
+        # Accelerate's, not torch's: it unscales fp16 gradients first, and computes the norm of sharded ones globally
         return self.accelerator.clip_grad_norm_(parameters, max_norm)
 
     def on_main(self, write: Callable[[], Any]) -> Any:
@@ -215,6 +233,8 @@ class ProcessGroupKLController:
         return self.controller.beta
 
     def update(self, current_kl: float, n_samples: int) -> None:
+        # held, not applied: beta must not change on one process before the others, nor mid-rollout. The sum weighted
+        # by count lets synchronise recover the mean KL of every response, however the env batched its scoring
         self._kl_sum += current_kl * n_samples
         self._count += n_samples
 
@@ -222,6 +242,8 @@ class ProcessGroupKLController:
         """Apply the held updates of all processes as one (a collective call: every process makes it)."""
         totals = self.parallel.sum(torch.tensor([self._kl_sum, self._count], dtype=torch.float64,
                                                 device=self.parallel.accelerator.device))
+        # one update with the global mean KL and the global count: every process applies the same numbers to the same
+        # beta, so the betas stay equal without being broadcast
         if totals[1] > 0:
             self.controller.update(float(totals[0] / totals[1]), int(totals[1]))
         self._kl_sum, self._count = 0.0, 0

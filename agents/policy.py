@@ -35,6 +35,7 @@ from rlhf_gym.generation import cache_kwargs, output_cache, positions, query_res
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.fused import fuse_gelu
 from rlhf_gym.masking import apply_mask
+from rlhf_gym.tokenizers import save_tokenizer_for_export
 from rlhf_gym.utils import load_model
 
 from .buckets import length_buckets
@@ -57,6 +58,7 @@ def load_causal_lm(model_name_or_path: str | nn.Module) -> PreTrainedModel:
     """A trainable copy of a causal LM given as an HF id, a directory, or a model object."""
     if isinstance(model_name_or_path, nn.Module):
         lm = copy.deepcopy(model_name_or_path)
+        # the model given is usually the env's frozen reference: the copy must train
         for p in lm.parameters():
             p.requires_grad_(True)
         fuse_gelu(lm)  # our copy: the same function in one kernel (rlhf_gym.fused)
@@ -66,6 +68,8 @@ def load_causal_lm(model_name_or_path: str | nn.Module) -> PreTrainedModel:
 
 def disable_dropout(module: nn.Module) -> None:
     """Dropout off for good, so the rollout and the update see the same function (first ratio = 1)."""
+    # p = 0 rather than eval(): SB3's set_training_mode(True) calls train() before every update, which would turn
+    # dropout back on. With it on, the update's log-probs would not be the sampler's even before any step
     for sub in module.modules():
         if isinstance(sub, nn.Dropout):
             sub.p = 0.0
@@ -155,12 +159,14 @@ class TransformerPolicy(BasePolicy):
         else:
             if not share_trunk:  # a separate, trainable copy of the actor's trunk (its initial weights, without adapters)
                 self.critic_trunk = copy.deepcopy(self.lm.base_model).requires_grad_(True)
+            # zero-initialised: the first values are 0, not the noise of a random head on the LM's hidden states, so
+            # the first advantages are the (gamma * lambda)-discounted rewards to go
             self.value_head = nn.Linear(hidden, 1)
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
         # the PEFT wrapper is kept out of the module tree too: its layers are lm's
         self.__dict__["peft_model"] = None if self.lora is None else apply_lora(self.lm, self.lora)
-        disable_dropout(self)
+        disable_dropout(self)  # after everything is built, so that it covers the critic's trunk too
         self.action_dist = CategoricalDistribution(vocab)
         trainable = [p for p in self.parameters() if p.requires_grad]  # with LoRA: the adapters and the value head
         self.optimizer = self.optimizer_class(trainable, lr=lr_schedule(1), **self.optimizer_kwargs)
@@ -200,6 +206,7 @@ class TransformerPolicy(BasePolicy):
         use_cache = cache is not False  # False: a full forward with no cache (the update); None: start a cache
         # HF's logits_to_keep runs the output head on those positions only (it is a vocabulary-wide matmul)
         keep = {"logits_to_keep": logits_to_keep} if logits_to_keep and self._lm_keeps_logits else {}
+        # the hidden states are only asked for when the value head reads the actor's trunk (they cost memory)
         out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=use_cache,
                       output_hidden_states=self.critic_trunk is None, **keep,
                       **({} if cache in (None, False) else cache_kwargs(self.lm, cache)))
@@ -210,14 +217,20 @@ class TransformerPolicy(BasePolicy):
                                        use_cache=use_cache,
                                        **({} if critic_cache is None else cache_kwargs(self.critic_trunk, critic_cache)))
             hidden, new_critic_cache = critic.last_hidden_state, (output_cache(critic) if use_cache else None)
+        # the head in its own dtype (a half-precision trunk would not multiply with a float32 head outside autocast),
+        # values in float32 for GAE and the value loss
         values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
         new_cache = output_cache(out) if use_cache else None
+        # a model without logits_to_keep returned every position: cut to the same positions
         logits = out.logits if keep or not logits_to_keep else out.logits[:, -logits_to_keep:]
+        # float32 for the log-softmax over the vocabulary (the PPO ratio compares log-probs of two passes, so their
+        # rounding matters); the temperature belongs to the policy, so sampling and the update both see it
         return logits.float() / self.temperature, values, new_cache, new_critic_cache
 
     # ------------------------------------------------------------------ sequence interface (TokenPPO)
     def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """First sampling step on left-padded prompts: next-token logits [B, V], values [B], caches."""
+        # only the last column predicts the next token (left padding puts every row's last prompt token there)
         logits, values, cache, critic_cache = self._run(input_ids, attention_mask, positions(attention_mask), cache=None,
                                                         logits_to_keep=1)
         return logits[:, -1], values[:, -1], (cache, critic_cache)
@@ -240,7 +253,7 @@ class TransformerPolicy(BasePolicy):
         the loss has no entropy bonus): no [B, T, V] backward. Rows of very different lengths may run in length buckets
         (:mod:`rlhf_gym.agents.buckets`, ``max_length_buckets``), each forward cut to its bucket's longest response.
         """
-        lengths = response_mask.sum(1)
+        lengths = response_mask.sum(1)  # right-padded responses: a row's live tokens are its first `length` columns
         buckets = length_buckets(lengths, queries.shape[1], self.max_length_buckets)
         if len(buckets) == 1:
             return self._evaluate(queries, query_mask, responses, response_mask, action_masks, entropy_grad)
@@ -264,6 +277,8 @@ class TransformerPolicy(BasePolicy):
         # [query; response] less the very last (response_slice's rows), so the prompt's positions are skipped
         logits, values, _, _ = self._run(*query_response_inputs(queries, query_mask, responses, response_mask), cache=False,
                                          logits_to_keep=n_tokens + 1)
+        # the last kept position predicts the token after the response: dropped. The NLPO masks are the rollout's, so
+        # the log-probs are those of the masked distribution that sampled
         logits = apply_mask(logits[:, :-1], action_masks)
         logp_all = F.log_softmax(logits, dim=-1)
         logprobs = logp_all.gather(-1, responses[:, :, None]).squeeze(-1)  # log pi of the tokens taken  [B, T]
@@ -273,6 +288,8 @@ class TransformerPolicy(BasePolicy):
 
     # ------------------------------------------------------------ SB3 observation interface (slow path)
     def _last_position(self, obs: dict[str, torch.Tensor]):
+        # SB3's path: right-padded observations, no cache: slow (a full forward per step) but exact, since causal
+        # attention keeps the padding after the last real token from changing it
         input_ids, mask = obs["input_ids"].long(), obs["attention_mask"].long()
         if input_ids.dim() == 1:
             input_ids, mask = input_ids[None], mask[None]
@@ -295,7 +312,7 @@ class TransformerPolicy(BasePolicy):
         logits, values = self._last_position(obs)
         distribution = self._distribution(logits, action_masks)
         actions = distribution.get_actions(deterministic=deterministic)
-        return actions, values[:, None], distribution.log_prob(actions)
+        return actions, values[:, None], distribution.log_prob(actions)  # values [B, 1], as SB3's policies return them
 
     def evaluate_actions(self, obs, actions: torch.Tensor, action_masks=None):
         logits, values = self._last_position(obs)
@@ -311,13 +328,14 @@ class TransformerPolicy(BasePolicy):
     # ------------------------------------------------------------------------------------ export
     def export_pretrained(self, directory: str | Path, tokenizer=None) -> None:
         """Write the actor as a plain HF model directory (with its tokenizer) that ``pipeline`` loads; a LoRA policy's
-        adapters are merged into the weights (in a copy: training can go on)."""
+        adapters are merged into the weights (in a copy: training can go on); the tokenizer is saved so that generated
+        text keeps its spaces (:func:`rlhf_gym.tokenizers.save_tokenizer_for_export`)."""
         if tokenizer is None:
             if not isinstance(self.model_name_or_path, str):
                 raise ConfigError("export_pretrained needs the tokenizer of a policy built from a model object")
             tokenizer = AutoTokenizer.from_pretrained(self.model_name_or_path)
         self.plain_lm().save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
+        save_tokenizer_for_export(tokenizer, directory)
 
 
 class MaskableTransformerPolicy(TransformerPolicy, MaskableActorCriticPolicy):

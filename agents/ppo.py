@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from stable_baselines3.common.utils import explained_variance
 from transformers import AutoTokenizer
 
 from rlhf_gym.envs import RLHFVectorEnv
+from rlhf_gym.checks import check_option
 from rlhf_gym.divergence import check_finite_loss, check_finite_parameters
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.generation import left_pad
@@ -37,14 +39,45 @@ from rlhf_gym.tokenizers import check_same_tokenizer
 from .buffer import SequenceRolloutBuffer, masked_mean
 from .callbacks import ResponseProgressBar
 from .lora import builds_on_reference
+from .online import OnlineAlgorithm
 from .parallel import DataParallel, PolicyCall, ProcessGroupKLController
 from .policy import TransformerPolicy
+from .registry import AlgorithmTraits, register_algorithm
 from .vec_env import RLHFVecEnv, row_infos, unwrap_bridge
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class TokenPPO(PPO):
+@dataclass
+class PPOConfig:
+    """TokenPPO's hyperparameters for ``rlhf-gym train --algo ppo``, with its defaults (each checked here, once)."""
+
+    learning_rate: float = 1e-4
+    """AdamW learning rate. With 200 iterations of 64 responses, 1e-4 gives the same result over seeds on RLHF-v0
+    (docs/training.md): at 3e-4 the policy flipped between a sound reply and the proxy's punctuation hack."""
+    batch_size: int = 16
+    """Minibatch size, in responses."""
+    n_epochs: int = 4
+    """Passes over each rollout."""
+    kl_coef: float | None = None
+    """KL coefficient of the env's reward ``r - kl_coef * KL`` (the initial one with an adaptive controller); None: the
+    env id's (0.1 for RLHF-v0)."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    ent_coef: float = 0.0
+    """Entropy bonus."""
+    vf_coef: float = 0.5
+    """Value-loss weight."""
+
+    def __post_init__(self) -> None:
+        for name in ("learning_rate", "batch_size", "n_epochs"):
+            check_option(name, getattr(self, name), strict=True)
+        for name in ("kl_coef", "gae_lambda", "ent_coef", "vf_coef"):
+            check_option(name, getattr(self, name))
+
+
+@register_algorithm
+class TokenPPO(OnlineAlgorithm, PPO):
     """PPO over tokens on the batched RLHF env.
 
     :param policy: ``"TransformerPolicy"`` (or the class).
@@ -81,8 +114,14 @@ class TokenPPO(PPO):
         :class:`rlhf_gym.agents.lora.LoraSettings`' fields) the policy trains LoRA adapters on the reference's own weights.
     """
 
+    traits = AlgorithmTraits("ppo", "PPO over tokens with a value head and GAE (Ziegler et al. 2019)", online=True)
+    Config = PPOConfig
     policy_aliases = {"TransformerPolicy": TransformerPolicy}
     trains_value_head = True
+
+    @classmethod
+    def algorithm_kwargs(cls, config: PPOConfig) -> dict[str, Any]:
+        return {"gae_lambda": config.gae_lambda, "ent_coef": config.ent_coef, "vf_coef": config.vf_coef}
 
     def __init__(
         self,
@@ -127,14 +166,18 @@ class TokenPPO(PPO):
             raise ConfigError("amp='fp16' keeps its own gradient scaler, which data-parallel runs do not use: use bf16, or "
                               "set mixed_precision: fp16 in Accelerate's config")
         self.amp, self.normalize_rewards = amp, normalize_rewards
+        self.algorithm = self.traits.name  # saved with the agent: a checkpoint names its algorithm (agents.registry)
         self.use_action_masks, self.mask_refresh_every = use_action_masks, mask_refresh_every
         self.n_rollouts = 0  # PPO iterations so far: one rollout of n_envs responses, then one update
         self.num_responses = 0  # responses sampled so far (n_envs per rollout)
         self._response_budget: int | None = None  # learn(total_responses=...)'s target, checked before each rollout
+        # running statistics of the responses' returns, for normalize_rewards (as VecNormalize's return scaling, which
+        # lock-step agents cannot wrap around the env); saved with the agent so a resumed run keeps the same scale
         self.return_rms = RunningMeanStd(shape=())
         self.kl_controller_state: dict | None = None
         with warnings.catch_warnings():  # SB3 counts minibatches in tokens; ours are whole responses
             warnings.filterwarnings("ignore", message="You have specified a mini-batch size")
+            # n_steps = the response budget: the buffer has one column per token step, and every response ends within it
             super().__init__(
                 policy, env, learning_rate=learning_rate, n_steps=batched.max_new_tokens if batched is not None else 1,
                 batch_size=batch_size, n_epochs=n_epochs, gamma=gamma, gae_lambda=gae_lambda, clip_range=clip_range,
@@ -168,24 +211,32 @@ class TokenPPO(PPO):
             self.batched_env.share_reference(self.policy.reference_model)
         elif from_reference:  # the reference's weights, even where they differ from its files (a model built in memory)
             self.policy.lm.load_state_dict(self.batched_env.ref_model.state_dict())
+        # the minibatch order has a generator of its own: reproducible from the seed whatever else draws from torch's
+        # global RNG (the rollout's sampling does, and the number of draws depends on the response lengths)
         self._shuffle = torch.Generator().manual_seed(self.seed if self.seed is not None else 0)
+        # loss scaling for fp16 only: its narrow exponent range underflows small gradients; bf16 has float32's range
         self._grad_scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16" and self.device.type == "cuda")
+        # frozen where no loss trains it (critic-free): DDP fails on parameters that require grad but get none
         self.policy.value_head.requires_grad_(self.trains_value_head)
         # every policy computation goes through one module, which a data-parallel engine wraps (rlhf_gym.agents.parallel)
         self._policy_call, self.policy.optimizer = self.parallel.prepare(PolicyCall(self.policy), self.policy.optimizer)
+        # advantages are whitened with every process's statistics, so all processes take steps of the same scale
         self.rollout_buffer.sum_over_processes = self.parallel.sum
         if self.env is not None:
             self._attach_env()
-            if self.kl_controller_state is not None:
-                self.batched_env.kl_controller.load_state_dict(self.kl_controller_state)
+            self._follow_env_kl_controller()
 
     def _attach_env(self) -> None:
         """Drive the env as a lock-step agent: its scoring deferred to one pass per rollout where the KL is paid at the
         end (:meth:`rlhf_gym.envs.RLHFVectorEnv.defer_scoring`), and in a data-parallel run its KL controller updated once per
         rollout over all processes' responses."""
         batched = self.batched_env
+        # one reference pass and one reward-model call per rollout, instead of one per step where some row ends; only
+        # with the KL paid at the end (a per-token KL reward needs the reference at every step anyway)
         batched.defer_scoring(batched.config.kl_placement == "terminal")
         controller = batched.kl_controller
+        # each process sees its own rows' KL: an unwrapped adaptive controller would give each process its own beta, and
+        # the processes would then optimise different rewards
         if self.parallel.distributed and not isinstance(controller, ProcessGroupKLController):
             self.batched_env.set_kl_controller(ProcessGroupKLController(controller, self.parallel))
 
@@ -225,18 +276,75 @@ class TokenPPO(PPO):
         return [*super()._excluded_save_params(), "_shuffle", "_grad_scaler", "_response_budget", "parallel",
                 "_policy_call"]
 
+    @classmethod
+    def load(cls, path, env=None, device: torch.device | str = "auto", custom_objects: dict[str, Any] | None = None,
+             print_system_info: bool = False, force_reset: bool = True, **kwargs):
+        """SB3's ``load``: the agent saved at ``path`` (weights, optimizer, counters), on ``env`` when one is given.
+
+        The KL coefficient is the given env's, never silently the saved one. When ``env`` is configured as the saved
+        agent's env was (the same ``beta``, ``kl_target`` and ``kl_horizon`` of its :class:`rlhf_gym.envs.RLHFEnvConfig`),
+        its KL controller continues from the saved state: an adaptive controller's beta goes on from where it was, as a
+        resumed run (``rlhf-gym train --resume``) needs. An env configured otherwise (``beta=0.3`` for an agent saved
+        with 0.1, another ``kl_target``) keeps its own controller as built, and a warning names both settings and the
+        saved beta. :meth:`set_env` follows the new env the same way.
+        """
+        return super().load(path, env=env, device=device, custom_objects=custom_objects,
+                            print_system_info=print_system_info, force_reset=force_reset, **kwargs)
+
     def set_env(self, env, force_reset: bool = True) -> None:
+        """SB3's ``set_env``. The KL controller follows the new env as in :meth:`load`: the new env continues this
+        agent's beta (its current env's, else the saved one) when configured the same, else keeps its own, with a
+        warning."""
+        if self.env is not None:  # the beta this agent has reached is its current env's
+            self.kl_controller_state = self.batched_env.kl_controller.state_dict()
+            self.kl_controller_settings = self._env_kl_settings()
         super().set_env(unwrap_bridge(env), force_reset)
         self._attach_env()
-        if self.kl_controller_state is not None:
-            self.batched_env.kl_controller.load_state_dict(self.kl_controller_state)
+        self._follow_env_kl_controller()
+
+    def _env_kl_settings(self) -> dict[str, Any]:
+        """How the env's KL controller is configured: its initial ``beta``, and ``kl_target`` and ``kl_horizon`` when
+        it is adaptive (None when fixed)."""
+        config = self.batched_env.config
+        adaptive = config.kl_target is not None
+        return {"beta": float(config.beta), "kl_target": float(config.kl_target) if adaptive else None,
+                "kl_horizon": int(config.kl_horizon) if adaptive else None}
+
+    def _follow_env_kl_controller(self) -> None:
+        """Restore the saved KL-controller state on the env when the env is configured as the saved agent's was; else
+        leave the env's controller as built and warn (:meth:`load`)."""
+        state = self.kl_controller_state
+        if state is None or self.env is None:
+            return
+        settings = self._env_kl_settings()
+        saved = getattr(self, "kl_controller_settings", None)
+        if saved is None:  # an agent saved before its settings were: what its state tells (not an adaptive initial beta)
+            adaptive = "target" in state
+            saved = {"beta": settings["beta"] if adaptive else float(state["beta"]),
+                     "kl_target": float(state["target"]) if adaptive else None,
+                     "kl_horizon": int(state.get("horizon", 10000)) if adaptive else None}
+        controller = self.batched_env.kl_controller
+        if saved == settings:
+            controller.load_state_dict(state)
+            return
+
+        def describe(s: dict[str, Any]) -> str:
+            if s["kl_target"] is None:
+                return f"fixed beta {s['beta']:g}"
+            return f"adaptive, initial beta {s['beta']:g}, kl_target {s['kl_target']:g}, kl_horizon {s['kl_horizon']}"
+
+        warnings.warn(f"{type(self).__name__}: the env's KL controller ({describe(settings)}) is not the saved agent's "
+                      f"({describe(saved)}; beta {float(state['beta']):g} when saved): the agent follows the env, beta "
+                      f"{float(controller.beta):g}. To continue the saved beta, give an env configured as the saved one.",
+                      stacklevel=2)
 
     def save(self, path, exclude=None, include=None) -> None:
-        """SB3 ``save``, with the env's KL-controller state (beta) stored beside the weights and optimizer; in a
-        data-parallel run the main process writes (every process holds the same weights)."""
+        """SB3 ``save``, with the env's KL-controller state (beta) and settings (:meth:`load`) stored beside the weights
+        and optimizer; in a data-parallel run the main process writes (every process holds the same weights)."""
         check_finite_parameters(self.policy, f"the agent to {path}")
         if self.env is not None:
             self.kl_controller_state = self.batched_env.kl_controller.state_dict()
+            self.kl_controller_settings = self._env_kl_settings()
         if self.parallel.is_main_process:
             super().save(path, exclude=exclude, include=include)
 
@@ -275,12 +383,15 @@ class TokenPPO(PPO):
         if reset_num_timesteps:
             self.num_responses = self.n_rollouts = 0
         self._response_budget = total_responses
+        # ceil((budget - done) / per rollout): the last rollout may overshoot the budget, never fall short of it
         rollouts_left = max(0, -(-(total_responses - self.num_responses) // self.responses_per_rollout))
         # an upper bound in SB3's unit (a rollout takes at most n_steps steps); the response budget stops it first
         bound = max(1, rollouts_left * self.responses_per_rollout * self.n_steps)
         if progress_bar:
-            callback = [ResponseProgressBar(total_responses), *(callback.callbacks if isinstance(callback, CallbackList)
-                                                                  else [callback] if callback is not None else [])]
+            # SB3 takes one callback, a list of them or a CallbackList: the bar joins whichever was given
+            given = (callback.callbacks if isinstance(callback, CallbackList) else list(callback)
+                     if isinstance(callback, list) else [] if callback is None else [callback])
+            callback = [ResponseProgressBar(total_responses), *given]
         return super().learn(bound, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar=False)
 
     # -------------------------------------------------------------------------------------- rollouts
@@ -296,10 +407,14 @@ class TokenPPO(PPO):
         batched = unwrap_bridge(env).batched_env
         self.policy.set_training_mode(False)
         callback.on_rollout_start()
+        # NLPO: the masking model is a delayed copy of the policy (Ramamurthy et al.), refreshed at the start of rollouts
+        # 0, k, 2k, ... (k = mask_refresh_every); a frozen "reference" masking model is never refreshed
         if self.use_action_masks and batched.mask_model_refreshable and self.n_rollouts % self.mask_refresh_every == 0:
             batched.refresh_mask_model(self.policy.plain_lm(same_layout=True))
         self.n_rollouts += 1
         _, reset_info = batched.reset()
+        # left padding puts every row's next token in the last column, so one incremental forward serves the whole batch
+        # (rlhf_gym.generation); the policy's position ids skip the padding
         queries, query_mask = left_pad([batched.prompt_ids[i] for i in reset_info["prompt_index"]], batched.pad_token_id,
                                        self.device)
         rollout_buffer.start(queries, query_mask)
@@ -308,21 +423,30 @@ class TokenPPO(PPO):
         episodes: dict[int, dict] = {}  # row -> the final info of its response
         with torch.no_grad(), self._autocast():
             logits, values, caches = self._policy_call("start", queries, query_mask)
-            for _ in range(n_rollout_steps):
+            for _ in range(n_rollout_steps):  # the env truncates every response at this budget, so all rows end in it
                 logp = unmasked_logp = torch.log_softmax(logits.float(), dim=-1)
                 masks = None
                 if self.use_action_masks:
                     masks = batched.action_masks(as_tensor=True)
                     logp = torch.log_softmax(apply_mask(logits.float(), masks), dim=-1)
                 actions = torch.multinomial(logp.exp(), 1).squeeze(-1)
-                # a finished row emits padding; the env ignores it and the buffer masks it out
+                # a finished row emits padding; the env ignores it and the buffer masks it out. It still needs an action:
+                # the env takes one per row, and the KV-cached batch keeps every row until the last one ends
                 actions = torch.where(alive, actions, torch.full_like(actions, batched.pad_token_id))
+                # the sampler's log-probs (masked under NLPO) are the old log-probs of the PPO ratio, which the update
+                # recomputes under the same masks
                 chosen = logp.gather(-1, actions[:, None]).squeeze(-1)
+                # the env's KL is of the policy itself against the reference, so it gets the unmasked log-probs (under
+                # NLPO the masked ones would measure the sampler, not the policy), the sampling pass's own numbers.
+                # NaN: a finished row takes no action
                 reported = unmasked_logp.gather(-1, actions[:, None]).squeeze(-1)
                 batched.report_logprobs(torch.where(alive, reported, torch.nan))
                 _, rewards, terminated, truncated, info = batched.step(actions.cpu().numpy())
                 rewards = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
+                # a finished row's reward at this step is a late one (deferred scoring): written here, at a padding
+                # column, GAE would drop it, so it goes to the row's last token below
                 rollout_buffer.add(actions, alive, chosen, values, torch.where(alive, rewards, 0.0), masks)
+                # SB3's unit (steps x rows) over all processes, so every process counts the same global budget
                 self.num_timesteps += self.responses_per_rollout
                 ended = self._episode_infos(info)
                 # deferred scoring pays the rows that ended before this step now: at their own last token
@@ -331,13 +455,16 @@ class TokenPPO(PPO):
                 episodes.update(ended)
                 callback.update_locals(locals())
                 if not callback.on_step():
-                    return False
+                    return False  # SB3's contract: a callback that returns False ends learn()
                 alive = alive & ~torch.as_tensor(terminated | truncated, device=self.device)
                 if not alive.any():
                     break
+                # the mask must cover the cache plus the token fed now, so it grows by one column per step (0 for rows
+                # that have ended: their outputs are no longer used)
                 attention = torch.cat([attention, alive[:, None].long()], dim=1)
                 logits, values, caches = self._policy_call("advance", actions, attention, caches)
         self.num_responses += self.responses_per_rollout
+        # once per rollout, after the env has scored every row: one beta update from all processes' KL (a collective call)
         if isinstance(batched.kl_controller, ProcessGroupKLController):
             batched.kl_controller.synchronise()
         self._record_rollout([episodes[row] for row in sorted(episodes)], batched.beta)
@@ -351,13 +478,18 @@ class TokenPPO(PPO):
         Critic-free subclasses (:class:`rlhf_gym.agents.RLOO`, :class:`rlhf_gym.agents.GRPO`) replace this with their
         group baselines."""
         if self.normalize_rewards:
+            # scaled by the std of the returns and not centred, as VecNormalize does: a positive scale leaves the best
+            # policy unchanged, while a shift of per-token rewards would change what a longer response earns. Every
+            # process's returns go into the statistics, so all processes keep the same return_rms and divide alike
             returns = self.parallel.gather(rollout_buffer.rewards.sum(1)).cpu().numpy()  # every process's responses
             self.return_rms.update(returns)
+            # before GAE, so the critic learns the scaled returns; 1e-8 keeps the division finite when returns barely vary
             rollout_buffer.rewards /= float(np.sqrt(self.return_rms.var + 1e-8))
         rollout_buffer.compute_returns_and_advantage()
 
     def _episode_infos(self, info: dict) -> dict[int, dict]:
         """The final infos of the episodes that ended in this step, by row (also fed to SB3's ``ep_info_buffer``)."""
+        # a final info carries the scores; with deferred scoring every row's arrives at the rollout's last step
         episodes = {row: i for row, i in enumerate(row_infos(info, self.n_envs)) if "proxy_reward" in i}
         for episode in episodes.values():
             self.ep_info_buffer.append({"r": float(episode["terminal_reward"]), "l": int(episode["response_length"])})
@@ -366,11 +498,15 @@ class TokenPPO(PPO):
     def _record_rollout(self, infos: list[dict], beta: float) -> None:
         """Log the rollout's means over every process's responses (``rlhf/<metric>``), kept in :attr:`rollout_means`;
         this process's final infos are kept in :attr:`last_rollout_infos`."""
+        # a fixed list of keys, not the keys this process's infos hold: mean() is a collective call that every process
+        # must make for the same keys in the same order (a key no process has gives NaN and is dropped)
         means = {key: self.parallel.mean([float(i[key]) for i in infos if key in i]) for key in (*EPISODE_METRICS, "eos")}
         self.rollout_means = {key: value for key, value in means.items() if not np.isnan(value)}
         for key, value in self.rollout_means.items():
             self.logger.record("rlhf/eos_share" if key == "eos" else f"rlhf/{key}", value)
-        self.logger.record("rlhf/beta", beta)
+        self.logger.record("rlhf/beta", beta)  # the env's reward coefficient; 0 where the KL is in the loss
+        for name, value in self.coefficients().items():  # the coefficient actually used, wherever it acts
+            self.logger.record(f"rlhf/{name}", value)
         self.last_rollout_infos = infos
 
     # ---------------------------------------------------------------------------------------- update
@@ -379,14 +515,19 @@ class TokenPPO(PPO):
         data-parallel run)."""
         self.policy.optimizer.zero_grad(set_to_none=True)
         if self.parallel.distributed:
+            # Accelerate's backward all-reduces the gradients (and applies its own fp16 scaler when configured so), and
+            # its clip unscales first and clips the global norm, the same on every process
             self.parallel.backward(loss)
             self.parallel.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
             self.policy.optimizer.step()
             return
         # fp16 scales the loss against underflow; the scaler is a pass-through for bf16 and float32
         self._grad_scaler.scale(loss).backward()
+        # unscaled before clipping, so that max_grad_norm bounds the true gradient norm
         self._grad_scaler.unscale_(self.policy.optimizer)
+        # the clip bounds the step when a minibatch's gradient is unusually large (a few tokens can dominate it)
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        # skips the step when fp16 gradients overflowed (inf/NaN), and adapts the scale
         self._grad_scaler.step(self.policy.optimizer)
         self._grad_scaler.update()
 
@@ -394,6 +535,7 @@ class TokenPPO(PPO):
         """The normaliser of a minibatch's token means: its response tokens, or in a data-parallel run the tokens of the
         whole minibatch over all processes divided by their number. Each process's loss is then its share of the mean
         over the global minibatch, and the engine's average of the gradients is the gradient of that mean."""
+        # not the local count: processes with more tokens in their share would otherwise weigh each token less
         return self.parallel.sum(mask.sum()) / self.parallel.num_processes
 
     def train(self) -> None:
@@ -408,13 +550,20 @@ class TokenPPO(PPO):
         for epoch in range(self.n_epochs):
             for batch in buffer.get(self.batch_size, self._shuffle, self.normalize_advantage):
                 mask = batch.response_mask.float()
+                # every loss is a mean over response tokens (padding masked out), normalised by the global minibatch's
+                # token count so that data-parallel processes average to one mean
                 tokens = self.minibatch_tokens(mask)
                 with self._autocast():
+                    # the NLPO masks go in too: the ratio and entropy are those of the masked policy that sampled
                     logprobs, entropy, values = self._policy_call(
                         "evaluate_sequences", batch.queries, batch.query_mask, batch.responses, batch.response_mask,
                         batch.action_masks, entropy_grad=self.ent_coef != 0)
+                # with dropout off (policy.disable_dropout) the first minibatch's ratio is 1 up to rounding: the update
+                # sees the function that sampled (checked by tests/test_policy.py)
                 log_ratio = logprobs - batch.old_logprobs
                 ratio = torch.exp(log_ratio)
+                # PPO's clipped surrogate, negated: the max of the two losses is the min of the two objectives, the
+                # pessimistic bound that gains nothing from moving the ratio out of [1 - eps, 1 + eps]
                 pg_loss = masked_mean(torch.max(-batch.advantages * ratio,
                                                 -batch.advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)), mask,
                                       tokens)
@@ -422,36 +571,46 @@ class TokenPPO(PPO):
                     values_pred = values
                 else:
                     values_pred = batch.old_values + torch.clamp(values - batch.old_values, -clip_range_vf, clip_range_vf)
+                # value clipping as OpenAI's baselines and Ziegler et al. (Huang et al. 2022): the larger of the clipped
+                # and unclipped errors, so the critic gains nothing from moving more than clip_range_vf from the
+                # rollout's values in one update (SB3 uses the clipped error alone). Without clipping both are the same
                 value_error = torch.max((values - batch.returns) ** 2, (values_pred - batch.returns) ** 2)
                 value_loss = 0.5 * masked_mean(value_error, mask, tokens)
-                entropy_loss = -masked_mean(entropy, mask, tokens)
+                entropy_loss = -masked_mean(entropy, mask, tokens)  # minimised: the bonus raises the entropy
                 loss = pg_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
                 check_finite_loss(loss, f"PPO iteration {self.n_rollouts}, epoch {epoch + 1} (policy-gradient loss "
                                         f"{pg_loss.item():.4g}, value loss {value_loss.item():.4g})")
                 with torch.no_grad():
+                    # SB3's estimator of KL(pi_old || pi) (Schulman's k3: >= 0, low variance), over this process's tokens
                     approx_kl = masked_mean(torch.exp(log_ratio) - 1 - log_ratio, mask).item()
                     clip_fractions.append(masked_mean(((ratio - 1).abs() > clip_range).float(), mask).item())
                 pg_losses.append(pg_loss.item())
                 value_losses.append(value_loss.item())
                 entropy_losses.append(entropy_loss.item())
                 approx_kls.append(approx_kl)
-                if self.target_kl is not None and approx_kl > 1.5 * self.target_kl:
+                # SB3's early stop, checked before the step: once the policy has moved too far from the rollout's, this
+                # minibatch and the rest of the update are skipped; the 1.5 margin is SB3's (and Spinning Up's). In a
+                # data-parallel run every process must decide alike (one that stopped would leave the others waiting in
+                # the gradient all-reduce), so the decision is taken on the mean over all processes' minibatch shares
+                if self.target_kl is not None and self.parallel.mean([approx_kl]) > 1.5 * self.target_kl:
                     continue_training = False
                     if self.verbose >= 1:
                         print(f"Early stopping at epoch {epoch} due to reaching max kl: {approx_kl:.3f}")
                     break
                 self._optimizer_step(loss)
-            self._n_updates += 1
+            self._n_updates += 1  # SB3 counts epochs
             if not continue_training:
                 break
+        # over response tokens only (padding holds 0 in both); this process's rollout: a diagnostic, not reduced
         mask = buffer.response_mask
         explained = explained_variance(buffer.values[mask].cpu().numpy(), buffer.returns[mask].cpu().numpy())
+        # the logged means are over every process's minibatches (each process's own differ by their data)
         self.logger.record("train/entropy_loss", self.parallel.mean(entropy_losses))
         self.logger.record("train/policy_gradient_loss", self.parallel.mean(pg_losses))
         self.logger.record("train/value_loss", self.parallel.mean(value_losses))
         self.logger.record("train/approx_kl", self.parallel.mean(approx_kls))
         self.logger.record("train/clip_fraction", self.parallel.mean(clip_fractions))
-        self.logger.record("train/loss", loss.item())
+        self.logger.record("train/loss", loss.item())  # the last minibatch's, as SB3 logs it
         self.logger.record("train/explained_variance", explained)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/clip_range", clip_range)

@@ -17,16 +17,20 @@ from __future__ import annotations
 import torch
 
 from .buffer import SequenceRolloutBuffer, SequenceSamples
-from .critic_free import CriticFreeTokenPG, group_view
+from .critic_free import CriticFreeConfig, CriticFreeTokenPG, group_view
+from .registry import AlgorithmTraits, register_algorithm
 
 
 def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """``A_i = R_i - mean_{j != i} R_j`` within each group of ``group_size`` consecutive responses [B]."""
     groups = group_view(rewards, group_size)
+    # the baseline leaves the response's own reward out, so it does not depend on the response's own action and the
+    # gradient estimate stays unbiased (a baseline that included R_i would shrink A_i by a factor (k - 1) / k)
     leave_one_out = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
     return (groups - leave_one_out).reshape(-1)
 
 
+@register_algorithm
 class RLOO(CriticFreeTokenPG):
     """RLOO on the batched RLHF env, on SB3's machinery (learn, callbacks, logger, save/load) like
     :class:`rlhf_gym.agents.TokenPPO`, whose rollout it shares.
@@ -37,6 +41,9 @@ class RLOO(CriticFreeTokenPG):
     """
 
     algorithm_name = "RLOO"
+    traits = AlgorithmTraits("rloo", "REINFORCE with a leave-one-out baseline over k responses per prompt "
+                                     "(Ahmadian et al. 2024)", online=True, group_sampling=True, kl="reward")
+    Config = CriticFreeConfig
 
     def __init__(self, policy, env, normalize_advantage: bool = False, **kwargs):
         super().__init__(policy, env, **kwargs)
@@ -44,6 +51,7 @@ class RLOO(CriticFreeTokenPG):
 
     def sequence_rewards(self, rollout_buffer: SequenceRolloutBuffer, episodes: dict[int, dict]) -> torch.Tensor:
         """The env's return of each response: ``r_phi - beta * KL`` (minus any no-EOS penalty), wherever it was paid."""
+        # the sum over the tokens, so a per-token KL placement and a terminal one give the same scalar
         return rollout_buffer.rewards.sum(1)
 
     def group_advantages(self, rewards: torch.Tensor) -> torch.Tensor:
@@ -55,9 +63,12 @@ class RLOO(CriticFreeTokenPG):
 
     def policy_loss(self, batch: SequenceSamples, logprobs: torch.Tensor, clip_range: float):
         mask = batch.response_mask.float()
-        log_ratio = ((logprobs - batch.old_logprobs) * mask).sum(1)  # one ratio per response
+        # one ratio per response: the reward belongs to the whole sequence, so the sequence is the action (TRL's RLOO)
+        log_ratio = ((logprobs - batch.old_logprobs) * mask).sum(1)
         ratio = torch.exp(log_ratio)
         advantages = batch.advantages[:, 0]  # the response's advantage (every token holds it; a response has >= 1 token)
+        # a mean over the minibatch's responses: the processes' minibatches are of equal size (equal shares of equal
+        # rollouts), so DDP's average of their gradients is the gradient of the global minibatch's mean
         loss = -torch.min(ratio * advantages, torch.clamp(ratio, 1 - clip_range, 1 + clip_range) * advantages).mean()
         with torch.no_grad():
             stats = {"policy_gradient_loss": loss.item(),

@@ -5,15 +5,24 @@ batched env, train, and write to ``runs/<env_id>__<exp_name>__<seed>__<time>/``:
 checkpoints, the exported HF policy (policy/), TensorBoard logs, the learning curve (learning_curve.png,
 curve.jsonl) and a before/after table on held-out prompts (summary.json).
 
+Counts are in the budget's unit: ``--checkpoint-every`` counts responses for the online algorithms (a checkpoint
+``checkpoints/agent_<responses>_responses.zip`` after the first PPO iteration that reaches each multiple; 1600 by
+default, 25 iterations of 64) and comparisons for the offline ones (``checkpoints/agent_<comparisons>_comparisons.zip``
+after the first optimizer step that reaches each multiple; 1600, 25 steps of 64).
+
     rlhf-gym train                                  # or: python scripts/train_agent.py
-    rlhf-gym train --beta 0.01 --total-responses 12800 --seed 1
+    rlhf-gym train --kl-coef 0.01 --total-responses 12800 --seed 1
     rlhf-gym train --algo nlpo --mask-top-p 0.9     # NLPO (Ramamurthy et al. 2022)
     rlhf-gym train --algo rloo --group-size 4       # RLOO (Ahmadian et al. 2024)
-    rlhf-gym train --algo grpo --beta 0.04          # GRPO (Shao et al. 2024)
-    rlhf-gym train --algo dpo                       # DPO (Rafailov et al. 2023) on the reward model's comparisons
+    rlhf-gym train --algo grpo --kl-coef 0.04       # GRPO (Shao et al. 2024): the KL weight in its loss
+    rlhf-gym train --algo dpo --dpo-beta 0.5        # DPO (Rafailov et al. 2023) on the reward model's comparisons
+    rlhf-gym train --algo ipo                       # IPO (Azar et al. 2023); --algo cdpo: conservative DPO
     rlhf-gym train --env-id RLHF-Reviews-Short-v0
-    rlhf-gym train --resume runs/<run>/checkpoints/agent_000050_iterations.zip
+    rlhf-gym train --resume runs/<run>/checkpoints/agent_00003200_responses.zip
     accelerate launch --num_processes 4 scripts/train_agent.py --n-envs 256   # data-parallel (docs/scaling_out.md)
+
+The algorithm is any registered one (:mod:`rlhf_gym.agents.registry`): this command reads its traits (online or
+offline, its budget's unit) and never its name.
 
 Under ``accelerate launch`` every process trains its share of each rollout and minibatch, and the main process alone
 writes the run directory (the others print nothing).
@@ -27,20 +36,21 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.evaluation import Evaluation
-from rlhf_gym.plots import plot_learning_curve
+from rlhf_gym.metrics import format_number
 from rlhf_gym.utils import atomic_write_json, read_json
 
-from .callbacks import IterationCheckpoint, LearningCurveCallback, read_curve, truncate_curve
-from .dpo import DPO
-from .experiment import DEFAULT_TOTAL_RESPONSES, TrainConfig, build_env_and_agent, env_settings, held_out_evaluator
+from .experiment import (ALGORITHM_OPTIONS, DEFAULT_TOTAL_RESPONSES, TrainConfig, build_env_and_agent, env_settings,
+                         held_out_evaluator)
 from .parallel import DataParallel
-from .ppo import TokenPPO
+from .registry import get_algorithm
+
+DEFAULT_CHECKPOINT_EVERY = 1600
+"""``--checkpoint-every``: 25 PPO iterations of 64 responses, or 25 DPO steps of 64 comparisons."""
 
 
 @dataclass
@@ -50,12 +60,15 @@ class Args(TrainConfig):
     exp_name: str = arg("train_agent", "name of this experiment (part of the run directory's name)")
     total_responses: int = arg(DEFAULT_TOTAL_RESPONSES, "budget: responses to sample in all (TRL's total_episodes); the run "
                                                         "makes ceil(total_responses / n_envs) iterations (rollout + update)")
-    total_comparisons: int | None = arg(None, "dpo's budget: comparisons to train on in all (default: one pass over them)")
+    total_comparisons: int | None = arg(None, "the offline algorithms' budget (the DPO family): comparisons to train on in "
+                                              "all (default: one pass over them)")
     n_eval_prompts: int = arg(256, "held-out prompts for the before/after table")
     out_dir: str = arg("runs", "where run directories are created")
-    checkpoint_every: int = arg(25, "save a checkpoint every this many iterations (dpo: optimizer steps)")
+    checkpoint_every: int = arg(DEFAULT_CHECKPOINT_EVERY, "save a checkpoint every this many responses (the offline "
+                                                          "algorithms: comparisons), at the first iteration (optimizer "
+                                                          "step) that reaches each multiple")
     resume: str | None = arg(None, "checkpoint .zip to resume from: continues its run directory with the run's own "
-                                   "arguments (args.json), beta, optimizer and counters, up to the run's budget "
+                                   "arguments (args.json), KL coefficient, optimizer and counters, up to the run's budget "
                                    "(or a larger --total-responses)")
     overwrite: bool = arg(False, "with --resume: allow overwriting the results of a run that already finished")
     progress_bar: bool = arg(True, "show a progress bar")
@@ -76,7 +89,7 @@ def resumed_args(args: Args) -> Args:
     """The arguments of the run that ``args.resume`` belongs to (its args.json), with the options of
     :data:`RESUME_OPTIONS` that were given; a different value of any other option is refused, not silently used."""
     args_path = run_of_checkpoint(args.resume) / "args.json"
-    stored = read_json(args_path, required=("seed", "env_id"), what="a run's arguments (args.json)")
+    stored = upgraded_arguments(read_json(args_path, required=("seed", "env_id"), what="a run's arguments (args.json)"))
     defaults = Args()
     merged = {}
     for field in fields(Args):
@@ -90,6 +103,25 @@ def resumed_args(args: Args) -> Args:
         else:
             merged[name] = own
     return Args(**merged)
+
+
+def upgraded_arguments(stored: dict) -> dict:
+    """A run's stored arguments in today's names: rlhf-gym 0.8 wrote ``beta`` (now ``kl_coef`` or ``dpo_beta``), IPO
+    as ``dpo_loss: ipo`` (now ``algo: ipo``), and every algorithm's options whether it had them or not (now None: the
+    algorithm's default, and only its own)."""
+    stored = dict(stored)
+    if stored.get("dpo_loss") == "ipo":
+        stored["algo"] = "ipo"
+    stored.pop("dpo_loss", None)
+    cls = get_algorithm(stored.get("algo", "ppo"))
+    if stored.get("beta") is not None:
+        stored["dpo_beta" if cls.traits.kl == "implicit" else "kl_coef"] = stored["beta"]
+    stored["beta"] = None
+    own = {f.name for f in fields(cls.Config)}
+    for name in ALGORITHM_OPTIONS:
+        if name not in own:
+            stored[name] = None
+    return stored
 
 
 def run_of_checkpoint(checkpoint: str | Path) -> Path:
@@ -122,7 +154,7 @@ def report(before: Evaluation, after: Evaluation, console: Console) -> dict:
     table.add_column("after (RL)", justify="right")
     b, a = before.summary(), after.summary()
     for key in b:
-        table.add_row(key, f"{b[key]:.3f}", f"{a[key]:.3f}")
+        table.add_row(key, format_number(b[key]), format_number(a[key]))
     console.print(table)
     for name, ev in (("before", before), ("after", after)):
         console.print(f"[bold]{name}[/bold] samples:")
@@ -132,38 +164,10 @@ def report(before: Evaluation, after: Evaluation, console: Console) -> dict:
                                                  "prompts": before.prompts[:3]}}
 
 
-def describe_progress(model: TokenPPO | DPO, run_dir: Path) -> str:
-    """Where a resumed run stands; for the online algorithms, the curve rows written after the checkpoint are dropped."""
-    if isinstance(model, DPO):
-        return f"after {model.num_steps} steps ({model.num_comparisons} comparisons)"
-    dropped = truncate_curve(run_dir / "curve.jsonl", model.n_rollouts)
-    return (f"after {model.n_rollouts} iterations ({model.num_responses} responses), beta "
-            f"{model.batched_env.beta:.4f}; dropped {dropped} curve rows written after that checkpoint")
-
-
-def learn_online(model: TokenPPO, env, args: Args, run_dir: Path, writes: bool = True) -> dict:
-    """PPO, NLPO, RLOO or GRPO up to ``--total-responses``, with checkpoints and the learning curve (curve.jsonl and
-    learning_curve.png) when this process ``writes``; returns the run's counters."""
-    callbacks = CallbackList([IterationCheckpoint(run_dir / "checkpoints", args.checkpoint_every),
-                              LearningCurveCallback(run_dir / "curve.jsonl")] if writes else [])
-    model.learn(total_responses=args.total_responses, callback=callbacks, progress_bar=args.progress_bar and writes,
-                tb_log_name="tensorboard", reset_num_timesteps=not args.resume)
-    curve = read_curve(run_dir / "curve.jsonl") if writes else []
-    if curve:
-        plot_learning_curve(curve, run_dir / "learning_curve.png", title=f"{args.env_id}: {args.algo}, beta={env.beta:g}, "
-                                                                          f"seed={args.seed}")
-    return {"iterations": int(model.n_rollouts), "responses": int(model.num_responses),
-            "timesteps": int(model.num_timesteps), "final_beta": float(env.beta)}
-
-
-def learn_dpo(model: DPO, args: Args, run_dir: Path, writes: bool = True) -> dict:
-    """DPO up to ``--total-comparisons`` (default: one pass over the comparisons), a checkpoint every
-    ``--checkpoint-every`` optimizer steps (``checkpoints/agent_<comparisons>_steps.zip``) when this process ``writes``;
-    returns the run's counters."""
-    checkpoints = CheckpointCallback(args.checkpoint_every, str(run_dir / "checkpoints"), name_prefix="agent")
-    model.learn(args.total_comparisons or len(model.comparisons), callback=checkpoints if writes else None,
-                progress_bar=args.progress_bar and writes, tb_log_name="tensorboard")
-    return {"steps": int(model.num_steps), "comparisons": int(model.num_comparisons), "final_beta": model.beta}
+def changed_settings(args: Args) -> dict:
+    """The arguments that differ from the command's defaults (what a reader of the log needs; args.json has all)."""
+    defaults = Args()
+    return {name: value for name, value in asdict(args).items() if value != getattr(defaults, name)}
 
 
 def main(args: Args) -> Path:
@@ -176,7 +180,7 @@ def main(args: Args) -> Path:
         run_dir = run_of_checkpoint(args.resume)
         if (run_dir / "summary.json").exists() and not args.overwrite:
             raise ConfigError(f"{run_dir} has finished (summary.json): resuming from {args.resume} would overwrite its "
-                              "agent.zip, policy/ and summary.json; pass --overwrite true to do so")
+                              "agent.zip, policy/ and summary.json; pass --overwrite to do so")
     else:  # CleanRL's run name; the directory itself is created once the env and agent are built
         run_dir = Path(args.out_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     # bad input fails before any file
@@ -184,20 +188,26 @@ def main(args: Args) -> Path:
     if not args.resume:  # the main process names the directory, and every process writes to that one
         run_dir = parallel.broadcast(create_run_directory(args.out_dir, run_dir.name) if writes else None)
         model.tensorboard_log = str(run_dir) if writes else None
-    settings = {**asdict(args), "env": env_settings(env), "processes": parallel.num_processes}
+    settings = {**asdict(args), "env": env_settings(env), "algorithm": asdict(args.algorithm_config()),
+                "processes": parallel.num_processes}
     if writes:
         atomic_write_json(run_dir / "args.json", settings)
     console.print(f"[bold]run directory[/bold] {run_dir}  (device: {model.device}, {parallel.describe()})")
-    console.print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))
+    changed = changed_settings(args)
+    console.print("  " + (", ".join(f"{k} = {v}" for k, v in changed.items()) or "the defaults")
+                  + "  (every argument: args.json)")
     console.print("  env: " + ", ".join(f"{k} = {v}" for k, v in settings["env"].items()))
+    console.print("  " + ", ".join(f"{k} = {v}" for k, v in asdict(args.algorithm_config()).items()))
     if args.resume and writes:
-        console.print(f"resumed from {args.resume}: {describe_progress(model, run_dir)}")
+        console.print(f"resumed from {args.resume}: {model.progress(run_dir)}")
     evaluate = held_out_evaluator(env, args.n_eval_prompts, args.seed)
     before = parallel.on_main(lambda: evaluate(env.batched_env.ref_model))
 
     learning_started = time.time()
-    counters = (learn_dpo(model, args, run_dir, writes) if isinstance(model, DPO)
-                else learn_online(model, env, args, run_dir, writes))
+    budget = args.total_responses if model.traits.online else args.total_comparisons
+    model.learn_run(budget, run_dir if writes else None, args.checkpoint_every, args.progress_bar and writes,
+                    resumed=args.resume is not None, title=args.env_id)
+    counters = model.counters()
     counters["train_seconds"] = round(time.time() - learning_started, 1)  # training alone: no loading, no evaluation
     model.save(run_dir / "agent.zip")
     if not writes:
@@ -205,7 +215,7 @@ def main(args: Args) -> Path:
         return run_dir
     model.export_pretrained(run_dir / "policy")
 
-    after = evaluate(model.policy if isinstance(model, DPO) else model.policy.lm)
+    after = evaluate(model.trained_lm)
     summary = report(before, after, console)
     summary.update(seconds=round(time.time() - started, 1), device=str(model.device), **counters)
     atomic_write_json(run_dir / "summary.json", summary)

@@ -40,9 +40,9 @@ The ``reviews`` workload is the real one: the default task's SFT policy, reward 
 
     rlhf-gym benchmark                                   # small + medium, all systems, scaling sweep
     rlhf-gym benchmark --quick --systems ours            # smoke test, under a minute
-    rlhf-gym benchmark --configs gpt2 --device cuda --amp bf16 --sweep false
-    rlhf-gym benchmark --configs reviews --systems ours,ours-fixed-length,trl --sweep false
-    rlhf-gym benchmark --systems ours-rloo,trl-rloo,ours-grpo,trl-grpo,ours-dpo,trl-dpo --sweep false
+    rlhf-gym benchmark --configs gpt2 --device cuda --amp bf16 --no-sweep
+    rlhf-gym benchmark --configs reviews --systems ours,ours-fixed-length,trl --no-sweep
+    rlhf-gym benchmark --systems ours-rloo,trl-rloo,ours-grpo,trl-grpo,ours-dpo,trl-dpo --no-sweep
 
 Writes ``benchmark.json`` and ``benchmark.md`` to ``--out-dir`` and prints the tables.
 """
@@ -67,6 +67,9 @@ from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.utils import resolve_device
 
+AMP_CHOICES = ("bf16", "none")
+DEVICES = ("auto", "cpu", "cuda")
+
 
 @dataclass
 class Args:
@@ -82,9 +85,9 @@ class Args:
     sweep_rollout_batches: str = arg("16,64,256", "rollout batches of the sweep (at the workload's response length)")
     quick: bool = arg(False, "tiny workload, 2 iterations, tiny sweep, 1 thread unless --threads: a smoke test "
                              "(overrides --configs, the iteration counts and the sweep sizes)")
-    device: str = arg("auto", "auto, cpu or cuda")
+    device: str = arg("auto", "auto, cpu or cuda", choices=DEVICES)
     amp: str = arg("none", "mixed precision: bf16 (autocast, on CUDA and on the CPU, for every system but the per-token "
-                           "SB3 baseline) or none (float32)")
+                           "SB3 baseline) or none (float32)", choices=AMP_CHOICES)
     response_length: int = arg(0, "every workload's response length instead of its own (0: keep it; synthetic "
                                   "workloads only)")
     peak_tflops: float | None = arg(None, "peak TFLOP/s of the card for the update's MFU (default: by device name "
@@ -115,7 +118,7 @@ class Args:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0 or self.threads < 0:
             raise ValueError("--warmup and --threads must be >= 0")
-        if self.amp not in ("bf16", "none"):
+        if self.amp not in AMP_CHOICES:
             raise ValueError(f"--amp must be bf16 or none, got {self.amp!r}")
         if self.response_length < 0:
             raise ValueError(f"--response-length must be >= 0, got {self.response_length}")
@@ -126,7 +129,7 @@ class Args:
             if workload.prompt_length + self.response_length > workload.n_positions:
                 raise ValueError(f"--response-length {self.response_length}: {config!r}'s model has "
                                  f"{workload.n_positions} positions for a prompt of {workload.prompt_length}")
-        if self.device not in ("auto", "cpu", "cuda"):
+        if self.device not in DEVICES:
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
 
 

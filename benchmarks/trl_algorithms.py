@@ -127,7 +127,7 @@ class Settings:
 
 @dataclass
 class Args(Settings):
-    algo: str = arg("rloo", "dpo, rloo or grpo")
+    algo: str = arg("rloo", "the TRL trainer to run", choices=ALGOS)
     out_dir: str = arg("runs/trl_baselines", "run directory: policy/ (the exported HF policy) and result.json")
     seed: int = arg(0, "training seed")
     n_eval_prompts: int = arg(256, "held-out prompts of the evaluation (the full protocol uses 1024)")

@@ -25,6 +25,18 @@ def check_positive_options(args: Any, names: tuple[str, ...]) -> None:
             raise ConfigError(f"{option} must be finite, got {value}")
 
 
+def check_option(name: str, value: float | None, low: float = 0.0, strict: bool = False) -> None:
+    """A :class:`ConfigError` naming option ``--name`` unless ``value`` is None or a finite number ``>= low``
+    (``> low`` when ``strict``)."""
+    if value is None:
+        return
+    option = f"--{name.replace('_', '-')}"
+    if not math.isfinite(value):
+        raise ConfigError(f"{option} must be finite, got {value}")
+    if value < low or (strict and value == low):
+        raise ConfigError(f"{option} must be {'>' if strict else '>='} {low:g}, got {value}")
+
+
 def is_number(value: Any) -> bool:
     """A real number (Python or NumPy), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import field
 from typing import Any, TypeVar
 
@@ -28,17 +29,43 @@ from .errors import RLHFGymError
 
 T = TypeVar("T")
 
-def arg(default: Any, help: str) -> Any:
-    """A dataclass field with its command-line help."""
-    return field(default=default, metadata={"help": help})
+def arg(default: Any, help: str, choices: Iterable[str] | Callable[[], Iterable[str]] | None = None) -> Any:
+    """A dataclass field with its command-line help and, for an option with a fixed set of values, its ``choices``.
+
+    ``--help`` shows the choices as the option's metavar (``{a,b,c}``). A function (such as
+    :func:`rlhf_gym.agents.registry.algorithm_names`) is called when the parser is built, so that a registry shows what
+    is registered then. argparse does not check them: the dataclass's ``__post_init__`` validates each value once, with
+    its own message.
+    """
+    metadata = {"help": help}
+    if choices is not None:
+        metadata["choices"] = choices
+    return field(default=default, metadata=metadata)
 
 
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+class _BooleanOption(argparse.BooleanOptionalAction):
+    """``--flag`` / ``--no-flag``, without the "(default: True)" that argparse before Python 3.14 appends to its help
+    (:func:`_help_text` names the default once, as the spelling that is in effect)."""
+
+    def __init__(self, *args: Any, help: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = help
+
+
+_NAMES_DEFAULT = re.compile(r"\(default\b|\bdefault:", re.IGNORECASE)
+"""A help text that states its default: "(default 0.5)", "(default: the env's)", "...; default: 16"."""
+
+
+def _help_text(f: dataclasses.Field) -> str:
+    """The field's help with its default appended once: not when the help already names one, nor when it is None
+    (a boolean's default is the spelling in effect: ``--progress-bar`` or ``--no-progress-bar``)."""
+    text = f.metadata.get("help", "")
+    if f.default is None or _NAMES_DEFAULT.search(text):
+        return text
+    if isinstance(f.default, bool):
+        option = f.name.replace("_", "-")
+        return f"{text} (default: --{'' if f.default else 'no-'}{option})"
+    return f"{text} (default: {f.default})"
 
 
 def _optional(annotation: Any):
@@ -54,22 +81,30 @@ def _optional(annotation: Any):
 def parse_dataclass(cls: type[T], description: str, argv: list[str] | None = None, prog: str | None = None) -> T:
     """Build ``cls`` from ``--field-name value`` options; ``--help`` lists every field with its help and default.
 
+    A boolean field is a pair ``--flag`` / ``--no-flag`` (a field named ``no_x`` that defaults to False is the single
+    switch ``--no-x``); a field with choices (:func:`arg`) shows them as ``{a,b,c}``; a default is shown once: not
+    when the help text already names it, nor when it is None.
+
     A value of the wrong type, an unknown option, or an error from ``cls.__post_init__`` exits with a one-line
     error naming the option (argparse's exit code 2), not a traceback.
     """
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)  # one spelling per option: no prefixes
     for f in dataclasses.fields(cls):
-        kind = type(f.default) if f.default is not None else str
         option = f"--{f.name.replace('_', '-')}"
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
-        if kind is bool:
-            parser.add_argument(option, type=_parse_bool, nargs="?", const=True, default=f.default, metavar="BOOL",
-                                help=help_text)
+        help_text = _help_text(f)
+        choices = f.metadata.get("choices")
+        choices = choices() if callable(choices) else choices
+        metavar = "{" + ",".join(map(str, choices)) + "}" if choices is not None else None
+        if isinstance(f.default, bool):
+            if f.name.startswith("no_") and f.default is False:  # --no-labeler, without --no-no-labeler
+                parser.add_argument(option, action="store_true", help=f.metadata.get("help", ""))
+            else:
+                parser.add_argument(option, action=_BooleanOption, default=f.default, help=help_text)
         elif f.default is None:
-            parser.add_argument(option, type=_optional(f.type), default=None, help=help_text)
+            parser.add_argument(option, type=_optional(f.type), default=None, metavar=metavar, help=help_text)
         else:
-            parser.add_argument(option, type=kind, default=f.default, help=help_text)
+            parser.add_argument(option, type=type(f.default), default=f.default, metavar=metavar, help=help_text)
     namespace = parser.parse_args(argv)
     try:
         return cls(**vars(namespace))

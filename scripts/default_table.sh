@@ -4,6 +4,6 @@
 set -euo pipefail
 out="${1:-runs/default_table}"
 for seed in 0 1 2 3 4; do
-    python scripts/train_agent.py --seed "$seed" --out-dir "$out" --progress-bar false
+    python scripts/train_agent.py --seed "$seed" --out-dir "$out" --no-progress-bar
 done
 python scripts/summarize_runs.py --runs "$out/RLHF-v0__train_agent__*"

@@ -27,13 +27,13 @@ from rlhf_gym.errors import ConfigError
 from rlhf_gym.ensemble import ProxyRewardArgs
 from rlhf_gym.best_of_n import sample_best_of_n
 from rlhf_gym.studies.analysis.tables import best_of_n_table
-from rlhf_gym.tasks import load_task, world_of
+from rlhf_gym.tasks import TASKS, load_task, world_of
 from rlhf_gym.utils import atomic_write_json, atomic_write_text
 
 
 @dataclass
 class Args(ProxyRewardArgs, RayOptions):
-    task: str = arg("reviews", "task whose SFT policy, reward model and held-out prompts are used")
+    task: str = arg("reviews", "task whose SFT policy, reward model and held-out prompts are used", choices=TASKS)
     out_dir: str = arg("runs/best_of_n", "where best_of_n.json and best_of_n.md go")
     n_max: int = arg(64, "largest n (a power of two); also the samples drawn per prompt")
     n_prompts: int = arg(1024, "held-out prompts (the reviews task has 1024)")

@@ -12,7 +12,7 @@ The run store under ``--out-dir`` (atomic writes; a rerun skips what exists, ref
 ``ensembles.json``, ``ensembles.md``, ``ensembles.png``.
 
     rlhf-gym diverse-ensembles --compare runs/rm_scaling/ppo/w64_l2_n10000
-    rlhf-gym diverse-ensembles --quick true --out-dir /tmp/ens
+    rlhf-gym diverse-ensembles --quick --out-dir /tmp/ens
 """
 
 from __future__ import annotations

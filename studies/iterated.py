@@ -32,7 +32,7 @@ to ``--out-dir``.
     rlhf-gym iterate --pair-with sft --out-dir runs/iterated_sft
     rlhf-gym iterate --task lists --beta 0.01 --rounds 1,3 --seeds 0,1,2 --out-dir runs/iterated_lists
     rlhf-gym iterate --labeler page --rounds 3 --seeds 0 --total-comparisons 300 --out-dir runs/iterated_page
-    rlhf-gym iterate --quick true --out-dir /tmp/iterated    # smoke test, well under a minute
+    rlhf-gym iterate --quick --out-dir /tmp/iterated    # smoke test, well under a minute
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ RUN_SETTINGS = ("task", "total_comparisons", "iterations", "beta", "eval_every",
 @dataclass
 class Args(RayOptions, PPORunOptions):
     out_dir: str = arg("runs/iterated", "where the runs, iterated.json, iterated.md and iterated.png go")
-    task: str = arg("reviews", f"task: {', '.join(TASKS)}")
+    task: str = arg("reviews", "task: its SFT policy, prompts and annotators", choices=TASKS)
     rounds: str = arg("1,3,6", "comma-separated schedules to compare, in rounds (each must divide --iterations and "
                              "--total-comparisons)")
     seeds: str = arg("0,1,2,3,4", "comma-separated seeds")
@@ -86,11 +86,12 @@ class Args(RayOptions, PPORunOptions):
     beta: float = arg(0.0, "KL coefficient of the env's reward r - beta*KL")
     max_new_tokens: int | None = arg(None, "response budget in tokens (default: the task's)")
     labeler: str = arg("simulated", "simulated (the task's simulated annotators), terminal (you, --workers 1) or page "
-                                    "(the labelling page: the command stops until each round's pairs are labelled)")
+                                    "(the labelling page: the command stops until each round's pairs are labelled)",
+                       choices=LABELERS)
     rm_epochs: int | None = arg(None, "reward-model passes (default: the task's build recipe)")
     pair_with: str = arg("current", "where the second response of each pair comes from in rounds 2 and later: current "
                                     "(the current policy, like the first) or sft (the SFT policy: each pair contrasts "
-                                    "where the policy went with where it started)")
+                                    "where the policy went with where it started)", choices=PAIRINGS)
     quick: bool = arg(False, "smoke test: schedules 1 and 2, seed 0, 32 comparisons, two tiny iterations (< 1 minute)")
 
     ray_gpus_used = False  # the runs train on the CPU
@@ -146,7 +147,7 @@ class Args(RayOptions, PPORunOptions):
 
     def train_config(self, seed: int, reward_model: str | None) -> TrainConfig:
         """One round's Stage 3: ``train_agent``'s configuration with this study's budget, beta, seed and reward model."""
-        return TrainConfig(task=self.task, seed=seed, beta=self.beta, reward_model=reward_model,
+        return TrainConfig(task=self.task, seed=seed, kl_coef=self.beta, reward_model=reward_model,
                            max_new_tokens=self.max_new_tokens, n_envs=self.n_envs, batch_size=self.batch_size,
                            n_epochs=self.n_epochs, learning_rate=self.learning_rate, device="cpu")
 

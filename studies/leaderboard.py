@@ -13,7 +13,7 @@ processes, or one Ray task each with ``--ray``/``--ray-address`` (with ``--suite
 
     rlhf-gym leaderboard                                  # all methods, seeds 0,1,2, on RLHF-v0
     rlhf-gym leaderboard --methods ppo,rloo --seeds 0     # a subset
-    rlhf-gym leaderboard --quick true                     # a smoke test of the whole pipeline (tiny budgets)
+    rlhf-gym leaderboard --quick                          # a smoke test of the whole pipeline (tiny budgets)
     rlhf-gym leaderboard --methods trl_dpo,trl_rloo,trl_grpo   # TRL's trainers, same settings (the bench extra)
     rlhf-gym leaderboard --suite RLHF-Suite-v0 --methods sft,best_of_n,ppo,ppo_small_beta   # every task of the suite
     rlhf-gym leaderboard --ray-address auto --ray-num-gpus 1 --out-dir /shared/leaderboard  # a Ray cluster, a GPU each
@@ -39,12 +39,14 @@ import numpy as np
 
 from rlhf_gym.agents import evaluate as protocol
 from rlhf_gym.agents import train
-from rlhf_gym.agents.experiment import DEFAULT_TOTAL_RESPONSES, RL_ALGOS
+from rlhf_gym.agents.experiment import DEFAULT_TOTAL_RESPONSES
+from rlhf_gym.agents.registry import algorithm_names, get_algorithm
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.studies import best_of_n
 from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.metrics import format_number
 from rlhf_gym.registration import suite_env_ids, task_of
 from rlhf_gym.tasks import load_task
 from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
@@ -53,8 +55,16 @@ BEST_OF_N = (4, 16, 64)
 TRL_METHODS = ("trl_dpo", "trl_rloo", "trl_grpo")
 """TRL 0.29.1's trainers with our matched settings (:mod:`rlhf_gym.benchmarks.trl_algorithms`; needs the ``bench`` extra)."""
 SMALL_BETA_METHOD = "ppo_small_beta"
-METHODS = ("sft", "best_of_n", *RL_ALGOS, "dpo", SMALL_BETA_METHOD, *TRL_METHODS)
-DEFAULT_METHODS = METHODS[: -len(TRL_METHODS) - 1]
+BASELINES = ("sft", "best_of_n")
+DEFAULT_METHODS = (*BASELINES, "ppo", "nlpo", "rloo", "grpo", "dpo")
+"""The published leaderboard's rows (docs/leaderboard.md)."""
+
+
+def methods() -> tuple[str, ...]:
+    """Every method: the baselines, every registered algorithm (at its training defaults), PPO at ``--small-beta``
+    and TRL's trainers."""
+    return (*BASELINES, *algorithm_names(), SMALL_BETA_METHOD, *TRL_METHODS)
+
 COLUMNS = ("gold_reward", "normalised_score", "proxy_reward", "kl", "distinct_2", "well_formed", "seconds")
 QUICK = {"n_envs": 8, "batch_size": 4, "max_new_tokens": 10, "total_responses": 16, "n_eval_prompts": 8, "n_max": 4}
 """--quick: the whole pipeline on tiny budgets (a smoke test, not a result)."""
@@ -63,7 +73,7 @@ QUICK = {"n_envs": 8, "batch_size": 4, "max_new_tokens": 10, "total_responses": 
 @dataclass
 class Args(RayOptions):
     env_id: str = arg("RLHF-v0", "registered env id (its task gives the prompts, the gold reward and the comparisons)")
-    methods: str = arg(",".join(DEFAULT_METHODS), f"comma-separated methods to run, of: {', '.join(METHODS)}")
+    methods: str = arg(",".join(DEFAULT_METHODS), f"comma-separated methods to run, of: {', '.join(methods())}")
     seeds: str = arg("0,1,2", "comma-separated training seeds (for sft and best_of_n: sampling seeds)")
     total_responses: int = arg(DEFAULT_TOTAL_RESPONSES, "RL methods: responses sampled in training (the matched budget)")
     n_eval_prompts: int = arg(1024, "held-out prompts scored per policy (the protocol uses all 1024)")
@@ -76,9 +86,9 @@ class Args(RayOptions):
                           "this process; with Ray the cluster's free resources decide instead")
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.method_list) - set(METHODS))
+        unknown = sorted(set(self.method_list) - set(methods()))
         if unknown or not self.method_list:
-            raise ConfigError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")
+            raise ConfigError(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(methods())}")
         if not all(s.strip().lstrip("-").isdigit() for s in self.seeds.split(",")):
             raise ConfigError(f"--seeds must be comma-separated integers, got {self.seeds!r}")
         check_positive_options(self, ("total_responses", "n_eval_prompts", "kl_budget", "workers"))
@@ -112,14 +122,15 @@ def score(agent: str, args: Args, seed: int = 0) -> dict:
 def train_and_score(method: str, seed: int, args: Args) -> dict:
     """Train ``method`` with the training command's defaults for it (``rlhf-gym train --algo method``) and score the
     exported policy."""
+    algo, kl_coef = ("ppo", args.small_beta) if method == SMALL_BETA_METHOD else (method, None)
     if not args.quick:
         quick = {}
-    elif method == "dpo":  # a few comparisons; the response budget stays the one the comparisons were sampled with
+    elif not get_algorithm(algo).traits.online:
+        # a few comparisons; the response budget stays the one the comparisons were sampled with
         quick = {"batch_size": 4, "total_comparisons": 16, "n_eval_prompts": QUICK["n_eval_prompts"]}
     else:
         quick = {k: v for k, v in QUICK.items() if k != "n_max"}
-    algo, beta = ("ppo", args.small_beta) if method == SMALL_BETA_METHOD else (method, None)
-    run_args = train.Args(algo=algo, env_id=args.env_id, seed=seed, exp_name=f"leaderboard_{method}", beta=beta,
+    run_args = train.Args(algo=algo, env_id=args.env_id, seed=seed, exp_name=f"leaderboard_{method}", kl_coef=kl_coef,
                           out_dir=str(Path(args.out_dir) / "runs"), progress_bar=False,
                           **{"total_responses": args.total_responses, "n_eval_prompts": 64, **quick})
     run_dir = train.main(run_args)
@@ -237,7 +248,7 @@ def aggregate(records: list[dict], kl_budget: float) -> list[dict]:
 
 def markdown_table(rows: list[dict], kl_budget: float) -> str:
     def cell(value, digits=3):
-        return "—" if value is None else f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
+        return "—" if value is None else f"{format_number(value[0], digits)} ± {format_number(value[1], digits)}"
 
     lines = [f"| method | seeds | **gold reward at KL ≤ {kl_budget:g}** | gold reward | normalised score | proxy reward "
              "| KL (nats) | distinct-2 | well-formed | training time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -258,7 +269,8 @@ def per_seed(records: list[dict]) -> str:
     lines = []
     for method in dict.fromkeys(r["method"] for r in records):
         group = sorted((r for r in records if r["method"] == method), key=lambda r: r["seed"])
-        lines.append(f"* {method}: " + ", ".join(f"seed {r['seed']} {r['gold_reward']:.3f} (KL {r['kl']:.2f})" for r in group))
+        lines.append(f"* {method}: " + ", ".join(f"seed {r['seed']} {format_number(r['gold_reward'])} "
+                                                 f"(KL {format_number(r['kl'], 2)})" for r in group))
     return "\n".join(lines) + "\n"
 
 
@@ -319,9 +331,10 @@ def suite_table(by_env: dict[str, list[dict]]) -> str:
             if row is None:
                 cells.append("—")
             elif row["normalised_score"] is not None:
-                cells.append(f"{row['normalised_score'][0]:.2f} ± {row['normalised_score'][1]:.2f}")
+                mean, std = row["normalised_score"]
+                cells.append(f"{format_number(mean, 2)} ± {format_number(std, 2)}")
             else:
-                cells.append(f"G {row['gold_reward'][0]:.3f} ± {row['gold_reward'][1]:.3f}")
+                cells.append(f"G {format_number(row['gold_reward'][0])} ± {format_number(row['gold_reward'][1])}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -14,7 +14,7 @@ with other settings):
 * ``scaling.json``, ``scaling.md`` (the table), ``scaling.png`` (Gao's Figure 1), ``coefficients.png``.
 
     rlhf-gym rm-scaling                                  # 3 sizes x 3 data sizes, 3 seeds, 2 workers
-    rlhf-gym rm-scaling --quick true --out-dir /tmp/rms  # smoke test
+    rlhf-gym rm-scaling --quick --out-dir /tmp/rms       # smoke test
 """
 
 from __future__ import annotations

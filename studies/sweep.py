@@ -19,7 +19,7 @@ skips them), ``best_of_n.json``, ``sweep.json`` (every point), ``sweep.md`` (the
     rlhf-gym sweep                                     # default grid, 3 seeds, 2 workers
     rlhf-gym sweep --ensemble-objective worst --out-dir runs/sweep_worst --betas 0,0.01,0.03 \
         --compare runs/sweep_beta
-    rlhf-gym sweep --quick true --out-dir /tmp/sweep   # smoke test, under a minute
+    rlhf-gym sweep --quick --out-dir /tmp/sweep        # smoke test, under a minute
     rlhf-gym sweep --ray                               # each run a Ray task on a local Ray instance
     rlhf-gym sweep --ray-address auto --out-dir /shared/sweep_beta   # on a running Ray cluster
 """
@@ -142,7 +142,7 @@ class Args(ProxyRewardArgs, RayOptions, PPORunOptions):
 
 def train_config(args: Args, beta: float, seed: int) -> TrainConfig:
     """One run of the grid: ``train_agent``'s configuration with this sweep's budget, beta, seed and proxy."""
-    return TrainConfig(seed=seed, beta=beta, reward_model=args.load_proxy(), max_new_tokens=args.max_new_tokens,
+    return TrainConfig(seed=seed, kl_coef=beta, reward_model=args.load_proxy(), max_new_tokens=args.max_new_tokens,
                        n_envs=args.n_envs, batch_size=args.batch_size, n_epochs=args.n_epochs,
                        learning_rate=args.learning_rate, device="cpu")
 

@@ -9,6 +9,7 @@ since the command line dispatches to all of them.
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -74,8 +75,11 @@ def imported_names(name: str, path: Path) -> set[str]:
 @pytest.mark.slow
 def test_the_wheel_installs_one_top_level_name(tmp_path):
     """The built wheel holds ``rlhf_gym`` (with agents, envs, benchmarks and studies inside) and its metadata only."""
+    source = tmp_path / "source"  # a copy, so the build's own build/ folder is not left in the checkout
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", ".ci-venv", "build", "dist", "runs",
+                                                                "*.egg-info", "__pycache__", "mutants"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-                    str(ROOT)], check=True, capture_output=True)
+                    str(source)], check=True, capture_output=True)
     wheel = next(tmp_path.glob("rlhf_gym-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"rlhf_gym"}

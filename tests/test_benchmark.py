@@ -69,7 +69,7 @@ def test_quick_benchmark_of_ours_writes_json_and_markdown(tmp_path):
 @pytest.mark.slow  # a subprocess benchmark run
 def test_quick_benchmark_counts_the_same_work_for_trl(tmp_path):
     pytest.importorskip("trl")
-    report, table = run_quick(tmp_path, "--systems", "ours,trl", "--sweep", "false")
+    report, table = run_quick(tmp_path, "--systems", "ours,trl", "--no-sweep")
     results = {r["system"]: r for r in report["results"]}
     assert set(results) == {"ours", "trl"}
     for result in results.values():
@@ -91,7 +91,7 @@ def check_new_trainer(result: dict) -> None:
 
 @pytest.mark.slow  # a subprocess benchmark run
 def test_quick_benchmark_of_our_new_trainers(tmp_path):
-    report, table = run_quick(tmp_path, "--systems", ",".join(f"ours-{algo}" for algo in NEW_TRAINERS), "--sweep", "false")
+    report, table = run_quick(tmp_path, "--systems", ",".join(f"ours-{algo}" for algo in NEW_TRAINERS), "--no-sweep")
     results = {r["system"]: r for r in report["results"]}
     assert set(results) == {f"ours-{algo}" for algo in NEW_TRAINERS}
     for result in results.values():
@@ -103,7 +103,7 @@ def test_quick_benchmark_of_our_new_trainers(tmp_path):
 def test_quick_benchmark_compares_each_new_trainer_with_trl(tmp_path):
     pytest.importorskip("trl")
     systems = [f"{side}-{algo}" for algo in NEW_TRAINERS for side in ("ours", "trl")]
-    report, table = run_quick(tmp_path, "--systems", ",".join(systems), "--sweep", "false")
+    report, table = run_quick(tmp_path, "--systems", ",".join(systems), "--no-sweep")
     results = {r["system"]: r for r in report["results"]}
     assert set(results) == set(systems)
     for result in results.values():
@@ -160,8 +160,9 @@ def test_the_new_trainers_refuse_a_task_workload():
 
 def test_reviews_workload_is_the_default_task_in_the_train_commands_shape(tmp_path):
     task, train = load_task("reviews"), TrainConfig()
+    ppo = train.algorithm_config()
     assert (REVIEWS.rollout_batch, REVIEWS.rollout_batch // REVIEWS.minibatches, REVIEWS.epochs) == (
-        train.n_envs, train.minibatch, train.epochs)
+        train.n_envs, ppo.batch_size, ppo.n_epochs)
     assert REVIEWS.response_length == task.max_new_tokens
     files = build_models(REVIEWS, tmp_path, seed=0)
     assert (files.policy, files.reward, files.prompts) == (str(task.policy_dir), str(task.reward_dir), task.train_prompts)
@@ -206,7 +207,7 @@ def test_trl_scores_the_reviews_task_as_our_env_does(monkeypatch):
 def test_real_workload_ends_at_eos_and_the_fixed_length_run_uses_the_budget(tmp_path):
     systems = ["ours", "ours-fixed-length", *(["trl"] if importlib.util.find_spec("trl") else [])]
     report, table = run_benchmark(tmp_path, "--configs", "reviews", "--systems", ",".join(systems), "--iterations", "1",
-                                  "--warmup", "0", "--threads", "1", "--sweep", "false")
+                                  "--warmup", "0", "--threads", "1", "--no-sweep")
     results = {r["system"]: r for r in report["results"]}
     assert set(results) == set(systems)
     fixed = results["ours-fixed-length"]

@@ -145,8 +145,8 @@ def test_one_update_on_two_processes_equals_one_process_on_the_global_batch(tmp_
 
 @pytest.mark.slow
 def test_train_agent_under_accelerate_launch_writes_one_run_that_resumes(tmp_path):
-    common = ["--n-envs", "16", "--batch-size", "8", "--n-eval-prompts", "16", "--checkpoint-every", "2",
-              "--progress-bar", "false"]
+    common = ["--n-envs", "16", "--batch-size", "8", "--n-eval-prompts", "16", "--checkpoint-every", "32",
+              "--no-progress-bar"]
     launch("scripts/train_agent.py", "--total-responses", "64", "--kl-target", "1.0", "--out-dir", str(tmp_path), *common)
     (run,) = list(tmp_path.iterdir())  # one run directory, written by the main process
     assert json.loads((run / "args.json").read_text())["processes"] == 2
@@ -160,11 +160,11 @@ def test_train_agent_under_accelerate_launch_writes_one_run_that_resumes(tmp_pat
     assert not any(name.startswith("module.") for name, _ in exported.named_parameters())
     text = pipeline("text-generation", model=str(run / "policy"))("the soup", max_new_tokens=4, do_sample=False)
     assert text[0]["generated_text"].startswith("the soup")
-    agent = TokenPPO.load(run / "checkpoints" / "agent_000002_iterations.zip", device="cpu")
+    agent = TokenPPO.load(run / "checkpoints" / "agent_00000032_responses.zip", device="cpu")
     assert (agent.n_rollouts, agent.num_responses) == (2, 32)
 
-    launch("scripts/train_agent.py", "--resume", str(run / "checkpoints" / "agent_000002_iterations.zip"),
-           "--total-responses", "96", "--overwrite", "true", "--progress-bar", "false")
+    launch("scripts/train_agent.py", "--resume", str(run / "checkpoints" / "agent_00000032_responses.zip"),
+           "--total-responses", "96", "--overwrite", "--no-progress-bar")
     assert list(tmp_path.iterdir()) == [run]
     assert [row["responses"] for row in read_jsonl(run / "curve.jsonl")] == [16, 32, 48, 64, 80, 96]
     assert json.loads((run / "summary.json").read_text())["responses"] == 96
@@ -173,7 +173,7 @@ def test_train_agent_under_accelerate_launch_writes_one_run_that_resumes(tmp_pat
 @pytest.mark.slow
 def test_grpo_with_lora_under_accelerate_launch(tmp_path):
     launch("scripts/train_agent.py", "--algo", "grpo", "--lora-r", "4", "--n-envs", "16", "--batch-size", "8",
-           "--total-responses", "64", "--n-eval-prompts", "16", "--progress-bar", "false", "--out-dir", str(tmp_path))
+           "--total-responses", "64", "--n-eval-prompts", "16", "--no-progress-bar", "--out-dir", str(tmp_path))
     (run,) = list(tmp_path.iterdir())
     assert json.loads((run / "summary.json").read_text())["responses"] == 64
     assert not (run / "policy" / "adapter_config.json").exists()  # the adapters are merged into a plain model
@@ -185,7 +185,7 @@ def test_dpo_under_accelerate_launch(tmp_path, task):
     comparisons = tmp_path / "comparisons.jsonl"
     write_jsonl(comparisons, task.reward_model_comparisons()[:64])
     launch("scripts/train_agent.py", "--algo", "dpo", "--comparisons", str(comparisons), "--batch-size", "16",
-           "--n-eval-prompts", "16", "--progress-bar", "false", "--out-dir", str(tmp_path / "runs"))
+           "--n-eval-prompts", "16", "--no-progress-bar", "--out-dir", str(tmp_path / "runs"))
     (run,) = list((tmp_path / "runs").iterdir())
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["steps"], summary["comparisons"]) == (4, 64)

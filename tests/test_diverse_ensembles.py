@@ -48,7 +48,7 @@ def test_stored_samples_are_collected_once():
 
 @pytest.mark.slow
 def test_quick_study_builds_loadable_ensembles_and_resumes(tmp_path):
-    args = parse_dataclass(command.Args, "", ["--quick", "true", "--out-dir", str(tmp_path)])
+    args = parse_dataclass(command.Args, "", ["--quick", "--out-dir", str(tmp_path)])
     result = command.main(args)
     manifest = json.loads((tmp_path / "ensembles" / "mixed" / "ensemble.json").read_text())
     assert [m["spec"]["offset"] for m in manifest["members"]] == [0, 32, 64]  # thirds of the 96 comparisons

@@ -161,7 +161,11 @@ def test_export_writes_a_plain_hugging_face_policy(tokenizer, records, tmp_path)
     dpo = tiny_dpo(tokenizer, records[:4]).learn(4)
     dpo.export_pretrained(tmp_path / "policy")
     lm = load_model(tmp_path / "policy", "policy", "--agent")
-    assert AutoTokenizer.from_pretrained(tmp_path / "policy").get_vocab() == tokenizer.get_vocab()
+    exported = AutoTokenizer.from_pretrained(tmp_path / "policy")
+    assert exported.get_vocab() == tokenizer.get_vocab()
+    # decoded text has the language's spaces, also where a continuation is decoded alone (as pipeline() does)
+    ids = tokenizer("the pizza was great", add_special_tokens=False)["input_ids"]
+    assert exported.decode(ids[:3]) + exported.decode(ids[3:]) == " the pizza was great"
     for a, b in zip(dpo.policy.parameters(), lm.parameters()):
         torch.testing.assert_close(a, b)
 

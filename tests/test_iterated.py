@@ -27,7 +27,7 @@ TINY = ["--seeds", "0", "--total-comparisons", "16", "--iterations", "2", "--eva
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """The quick study (schedules of 1 and 2 rounds, seed 0): its arguments and result."""
-    args = parse_dataclass(command.Args, "", ["--quick", "true", "--out-dir", str(tmp_path_factory.mktemp("iterated"))])
+    args = parse_dataclass(command.Args, "", ["--quick", "--out-dir", str(tmp_path_factory.mktemp("iterated"))])
     return args, command.main(args)
 
 
@@ -113,7 +113,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(study, tmp_path):
     args, result = study
     copy = tmp_path / "copy"
     shutil.copytree(args.out_dir, copy)
-    args = parse_dataclass(command.Args, "", ["--quick", "true", "--out-dir", str(copy)])
+    args = parse_dataclass(command.Args, "", ["--quick", "--out-dir", str(copy)])
     run = run_dir(copy, 2, 0)
     expected = round_record(args, 2, 2)
     untouched = {p: p.stat().st_mtime_ns for p in [*round_dir(run, 1).rglob("*"), *run_dir(copy, 1, 0).rglob("*")]}
@@ -147,7 +147,7 @@ def test_an_interrupted_run_resumes_to_the_same_result(study, tmp_path):
 
 def test_a_run_stored_with_other_settings_is_refused(study):
     args, _ = study
-    other = parse_dataclass(command.Args, "", ["--quick", "true", "--out-dir", args.out_dir])
+    other = parse_dataclass(command.Args, "", ["--quick", "--out-dir", args.out_dir])
     other.learning_rate = 1e-3
     with pytest.raises(ConfigError, match=r"rounds1_seed0/run\.json was made with other settings \(learning_rate\)"):
         command.main(other)

@@ -85,7 +85,7 @@ def test_quick_suite_leaderboard_and_its_hack_report(tmp_path, monkeypatch):
     assert [row["method"] for row in rows] == ["sft", "ppo", "ppo_small_beta"]
     assert rows[0]["normalised_score"][0] == pytest.approx(0.0, abs=0.6)  # 8 prompts: near SFT's own figure
     small = json.loads(leaderboard.record_path(tmp_path / "RLHF-Lists-v0", "ppo_small_beta", 0).read_text())
-    assert json.loads((tmp_path.joinpath(small["run_dir"]) / "args.json").read_text())["beta"] == 0.01
+    assert json.loads((tmp_path.joinpath(small["run_dir"]) / "args.json").read_text())["kl_coef"] == 0.01
     assert "| ppo_small_beta |" in (tmp_path / "suite.md").read_text()
 
     reports = suite_hacks.main(suite_hacks.Args(leaderboard_dir=str(tmp_path), suite="Tiny", seeds="0", n_prompts=8,

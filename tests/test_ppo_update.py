@@ -230,6 +230,25 @@ def test_early_stop_when_the_approximate_kl_passes_one_and_a_half_target_kl(task
     assert n_updates == 1 if not updates else n_updates > 1  # a stop ends the epochs too
 
 
+def test_the_early_stop_decides_on_the_mean_over_the_processes(task):
+    """In a data-parallel run every process must stop alike (else the others wait in the gradient all-reduce): the
+    decision is on the approximate KL's mean over the processes, here another process's far larger one."""
+    approx_kl = np.mean([r - 1 - math.log(r) for r in per_token(RATIOS)])
+    agent = make_agent(task, target_kl=1.01 * approx_kl / 1.5, n_epochs=3)  # this process alone would update
+    fill_buffer(agent)
+    seen = []
+
+    def mean_with_another_process(values):
+        seen.append(list(values))
+        return float(np.mean([*values, 100.0]))
+
+    agent.parallel.mean = mean_with_another_process
+    before = parameters(agent)
+    agent.train()
+    assert torch.equal(parameters(agent), before)  # stopped at the first minibatch, as the other process did
+    assert seen[0] == [pytest.approx(approx_kl)]
+
+
 def test_every_epoch_counts_as_an_update(task):
     agent = make_agent(task, n_epochs=3, learning_rate=0.0)
     fill_buffer(agent)

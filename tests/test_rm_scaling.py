@@ -91,7 +91,7 @@ def test_reward_model_proxy_option(tmp_path):
 
 @pytest.mark.slow
 def test_quick_study_fits_every_proxy_and_resumes(tmp_path):
-    args = parse_dataclass(command.Args, "", ["--quick", "true", "--out-dir", str(tmp_path)])
+    args = parse_dataclass(command.Args, "", ["--quick", "--out-dir", str(tmp_path)])
     result = command.main(args)
     names = {row["name"] for row in result["rows"]}
     assert names == {"w8_l1_n64", "w8_l1_n128", "w16_l1_n64", "w16_l1_n128"}

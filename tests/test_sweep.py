@@ -17,7 +17,7 @@ POINT_KEYS = {"iteration", "timesteps", "proxy_reward", "gold_reward", "kl", "we
 
 def test_quick_sweep_writes_json_png_markdown_and_resumes(tmp_path):
     script = command
-    args = parse_dataclass(script.Args, "", ["--quick", "true", "--out-dir", str(tmp_path)])
+    args = parse_dataclass(script.Args, "", ["--quick", "--out-dir", str(tmp_path)])
     result = script.main(args)
     assert [r["beta"] for r in result["summary"]] == [0.0, 0.1]
     saved = json.loads((tmp_path / "sweep.json").read_text())

@@ -14,7 +14,7 @@ from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--n-envs", "8", "--batch-size", "4", "--max-new-tokens", "10", "--n-eval-prompts", "8", "--progress-bar", "false"]
+TINY = ["--n-envs", "8", "--batch-size", "4", "--max-new-tokens", "10", "--n-eval-prompts", "8", "--no-progress-bar"]
 
 
 def run_train(argv):
@@ -29,7 +29,7 @@ def curve_iterations(run_dir: Path) -> list[int]:
 def finished_run(tmp_path_factory):
     """A run of 3 PPO iterations of 8 responses with an adaptive KL controller, a checkpoint after every iteration."""
     out = tmp_path_factory.mktemp("runs")
-    run_dir = run_train(["--out-dir", out, "--total-responses", 24, "--checkpoint-every", 1, "--kl-target", 3, *TINY])
+    run_dir = run_train(["--out-dir", out, "--total-responses", 24, "--checkpoint-every", 8, "--kl-target", 3, *TINY])
     return run_dir
 
 
@@ -43,22 +43,22 @@ def test_a_run_counts_its_budget_in_responses_and_writes_its_outputs(finished_ru
     assert (summary["iterations"], summary["responses"]) == (3, 24)  # ceil(24 / 8) iterations, exactly
     assert {"proxy_reward", "gold_reward", "kl", "response_length"} <= set(summary["after"])
     assert curve_iterations(finished_run) == [1, 2, 3]
-    # checkpoints between updates: after iterations 1 and 2 (the third is agent.zip itself)
+    # checkpoints counted in responses, between an update and the next rollout: after iterations 1, 2 and 3 (the end)
     assert sorted(p.name for p in (finished_run / "checkpoints").iterdir()) == [
-        "agent_000001_iterations.zip", "agent_000002_iterations.zip"]
+        "agent_00000008_responses.zip", "agent_00000016_responses.zip", "agent_00000024_responses.zip"]
     assert list(finished_run.glob("tensorboard_*/events.out.tfevents.*"))
 
 
 @pytest.mark.slow
 def test_resume_restores_the_run_arguments_and_stops_at_its_budget(finished_run, tmp_path):
     stored = json.loads((finished_run / "args.json").read_text())
-    checkpoint = finished_run / "checkpoints" / "agent_000001_iterations.zip"
+    checkpoint = finished_run / "checkpoints" / "agent_00000008_responses.zip"
     # a plain --resume takes the run's own arguments, not the defaults
     args = train.resumed_args(parse_dataclass(train.Args, "", ["--resume", str(checkpoint)]))
     assert (args.n_envs, args.kl_target, args.max_new_tokens, args.total_responses) == (8, 3.0, 10, 24)
     # as after a kill -9 past the checkpoint: rows of iterations 2 and 3 on disk, no summary
     (finished_run / "summary.json").unlink()
-    run_dir = run_train(["--resume", checkpoint, "--progress-bar", "false"])
+    run_dir = run_train(["--resume", checkpoint, "--no-progress-bar"])
     assert run_dir == finished_run
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["iterations"], summary["responses"]) == (3, 24)  # the original budget, not 24 more
@@ -69,20 +69,43 @@ def test_resume_restores_the_run_arguments_and_stops_at_its_budget(finished_run,
 @pytest.mark.slow
 def test_resuming_a_finished_run_does_not_overwrite_it_unless_asked(finished_run, capsys):
     agent = (finished_run / "agent.zip").read_bytes()
-    checkpoint = finished_run / "checkpoints" / "agent_000001_iterations.zip"
+    checkpoint = finished_run / "checkpoints" / "agent_00000008_responses.zip"
     error = cli_error(capsys, "train", ["--resume", checkpoint])
-    assert "has finished (summary.json)" in error and "--overwrite true" in error
+    assert "has finished (summary.json)" in error and "--overwrite" in error
     assert (finished_run / "agent.zip").read_bytes() == agent
 
 
 @pytest.mark.slow
 def test_resume_refuses_to_change_the_run_arguments(finished_run, capsys):
-    checkpoint = finished_run / "checkpoints" / "agent_000001_iterations.zip"
+    checkpoint = finished_run / "checkpoints" / "agent_00000008_responses.zip"
     with pytest.raises(ConfigError, match="--n-envs 16: a resumed run keeps its own arguments"):
         train.resumed_args(parse_dataclass(train.Args, "", ["--resume", str(checkpoint), "--n-envs", "16"]))
     extended = train.resumed_args(parse_dataclass(train.Args, "", ["--resume", str(checkpoint), "--total-responses",
                                                                     "48"]))
     assert extended.total_responses == 48  # the budget may grow
+
+
+def test_the_before_after_table_prints_a_zero_kl_as_zero():
+    import numpy as np
+    from rich.console import Console
+
+    from rlhf_gym.evaluation import Evaluation
+
+    def evaluation(kl):  # the reference against itself: a KL of zero, or a tiny negative k1 mean
+        return Evaluation(["the soup was"] * 3, ["good ."] * 3, proxy_reward=np.array([0.5, 0.5, 0.5]),
+                          kl=np.array([kl] * 3), response_length=np.array([2.0, 2.0, 2.0]))
+
+    console = Console(record=True, width=120)
+    summary = train.report(evaluation(-0.0), evaluation(-1e-6), console)
+    kl_row = next(line for line in console.export_text().splitlines() if line.strip("│ ").startswith("kl "))
+    assert "-0.000" not in kl_row and kl_row.count("0.000") == 2
+    assert summary["after"]["kl"] == -1e-6  # summary.json keeps the measured value
+
+
+def test_the_log_names_only_the_settings_that_differ_from_the_defaults():
+    args = parse_dataclass(train.Args, "", ["--kl-coef", "0.01", "--no-progress-bar", "--seed", "0", "--algo", "ppo"])
+    assert train.changed_settings(args) == {"kl_coef": 0.01, "progress_bar": False}
+    assert train.changed_settings(parse_dataclass(train.Args, "", [])) == {}
 
 
 def test_two_runs_with_the_same_name_get_two_directories(tmp_path):
@@ -101,9 +124,12 @@ def test_bad_input_leaves_no_run_directory(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--beta", "-1"], "--beta must be >= 0"),
-    (["--beta", "nan"], "--beta must be finite"),
-    (["--learning-rate", "nan"], "--learning-rate must be > 0"),
+    (["--kl-coef", "-1"], "--kl-coef must be >= 0"),
+    (["--kl-coef", "nan"], "--kl-coef must be finite"),
+    (["--beta", "-1"], "--kl-coef must be >= 0"),  # the deprecated alias sets --kl-coef, checked there
+    (["--beta", "0.1", "--kl-coef", "0.2"], "--beta is a deprecated alias of --kl-coef: give only one of them"),
+    (["--algo", "toy"], "--algo must be one of ppo, nlpo, rloo, grpo, dpo, ipo, cdpo"),
+    (["--learning-rate", "nan"], "--learning-rate must be finite"),
     (["--learning-rate", "inf"], "--learning-rate must be finite"),
     (["--total-responses", "0"], "--total-responses must be > 0"),
     (["--batch-size", "128"], "--batch-size 128 is larger than a rollout (--n-envs 64 responses)"),
@@ -113,15 +139,20 @@ def test_bad_input_leaves_no_run_directory(tmp_path, capsys):
     (["--no-such-option", "1"], "unrecognized arguments"),
     (["--output-dir", "runs"], "unrecognized arguments"),  # the old spelling: outputs are --out / --out-dir everywhere
     (["--total-timesteps", "76800"], "unrecognized arguments"),  # the budget is counted in responses
-    (["--algo", "rloo", "--group-size", "1"], "--group-size 1: rloo needs at least 2 responses per prompt"),
+    (["--algo", "rloo", "--group-size", "1"], "--group-size 1: at least 2 responses per prompt"),
+    (["--group-size", "4"], "--group-size: not an option of ppo"),
+    (["--algo", "dpo", "--kl-coef", "0.1"], "--kl-coef: not an option of dpo (its own: --batch-size, --dpo-beta"),
+    (["--algo", "ipo", "--label-smoothing", "0.1"], "--label-smoothing applies to dpo and cdpo only"),
+    (["--algo", "cdpo", "--label-smoothing", "0"], "cdpo needs --label-smoothing > 0"),
+    (["--algo", "dpo", "--dpo-beta", "0"], "--dpo-beta must be > 0"),
+    (["--comparisons", "prefs.jsonl"], "--comparisons: ppo samples its own responses"),
     (["--algo", "grpo", "--group-size", "5"], "--n-envs 64 must be a multiple of it"),
     (["--algo", "rloo", "--batch-size", "24"], "--batch-size 24 must divide --n-envs 64"),
-    (["--algo", "grpo", "--kl-target", "3"], "grpo's KL term is in its loss"),
+    (["--algo", "grpo", "--kl-target", "3"], "grpo has no KL term there"),
     (["--algo", "grpo", "--grpo-loss", "mean"], "--grpo-loss must be one of dapo, grpo"),
-    (["--algo", "dpo", "--kl-target", "3"], "dpo's KL term is in its loss"),
-    (["--algo", "dpo", "--dpo-loss", "hinge"], "--dpo-loss must be one of sigmoid, ipo"),
+    (["--algo", "dpo", "--kl-target", "3"], "dpo has no KL term there"),
     (["--algo", "dpo", "--total-comparisons", "0"], "--total-comparisons must be > 0"),
-    (["--algo", "dpo", "--comparisons", "/nonexistent/prefs.jsonl"], "--comparisons: file not found"),
+    (["--algo", "dpo", "--comparisons", "/nonexistent/prefs.jsonl"], "--comparisons: no such file or directory"),
     (["--lora-r", "0"], "--lora-r (the LoRA rank) must be a positive integer"),
     (["--lora-r", "8", "--lora-alpha", "nan"], "--lora-alpha"),
     (["--algo", "dpo", "--lora-r", "8"], "--lora-r trains adapters for the online algorithms"),
@@ -136,8 +167,9 @@ def test_train_agent_bad_arguments(argv, message, capsys):
 def test_train_agent_help_documents_every_option():
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_agent.py"), "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for option in ("--model", "--reward-model", "--prompts", "--beta", "--kl-target", "--total-responses", "--batch-size",
-                   "--max-new-tokens", "--learning-rate", "--device", "--seed", "--out-dir", "--resume", "--overwrite"):
+    for option in ("--model", "--reward-model", "--prompts", "--kl-coef", "--dpo-beta", "--kl-target", "--total-responses",
+                   "--batch-size", "--max-new-tokens", "--learning-rate", "--device", "--seed", "--out-dir", "--resume",
+                   "--overwrite"):
         assert option in out.stdout
 
 
@@ -152,21 +184,22 @@ def test_cuda_on_a_machine_without_it_is_one_clear_line(tmp_path, capsys):
 @pytest.mark.parametrize("algo", ["rloo", "grpo"])
 def test_critic_free_runs_end_to_end_and_resume_with_their_own_class(algo, tmp_path):
     run_dir = run_train(["--algo", algo, "--group-size", 4, "--out-dir", tmp_path, "--total-responses", 16,
-                         "--checkpoint-every", 1, "--beta", 0.05, *TINY])
+                         "--checkpoint-every", 8, "--kl-coef", 0.05, *TINY])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["iterations"], summary["responses"]) == (2, 16)
     stored = json.loads((run_dir / "args.json").read_text())
     assert stored["env"]["group_size"] == 4
-    # the env's reward carries the KL for rloo; grpo puts its beta in the loss and the env's beta is 0
+    # the env's reward carries the KL for rloo; grpo puts its coefficient in the loss and the env's beta is 0
     assert stored["env"]["beta"] == (0.05 if algo == "rloo" else 0.0)
+    assert summary["kl_coef"] == 0.05  # the coefficient actually used, wherever it acts
     (run_dir / "summary.json").unlink()
-    checkpoint = run_dir / "checkpoints" / "agent_000001_iterations.zip"
+    checkpoint = run_dir / "checkpoints" / "agent_00000008_responses.zip"
     _, agent = train.build_env_and_agent(train.resumed_args(parse_dataclass(train.Args, "", ["--resume", str(checkpoint)])),
                                            resume=checkpoint)
     assert type(agent).__name__ == algo.upper() and agent.n_rollouts == 1 and agent.n_epochs == 1
     if algo == "grpo":
         assert agent.kl_coef == 0.05
-    assert run_train(["--resume", checkpoint, "--progress-bar", "false"]) == run_dir
+    assert run_train(["--resume", checkpoint, "--no-progress-bar"]) == run_dir
     assert json.loads((run_dir / "summary.json").read_text())["iterations"] == 2
 
 
@@ -176,13 +209,15 @@ def test_dpo_runs_end_to_end_on_given_comparisons_and_resumes(tmp_path):
                {"prompt": "our waiter seemed", "chosen": "friendly !", "rejected": "rude ."}] * 8
     data = tmp_path / "prefs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    run_dir = run_train(["--algo", "dpo", "--comparisons", data, "--batch-size", 4, "--checkpoint-every", 2, "--out-dir",
-                         tmp_path / "runs", "--n-eval-prompts", 8, "--progress-bar", "false"])
+    run_dir = run_train(["--algo", "dpo", "--comparisons", data, "--batch-size", 4, "--checkpoint-every", 8, "--out-dir",
+                         tmp_path / "runs", "--n-eval-prompts", 8, "--no-progress-bar"])
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert (summary["steps"], summary["comparisons"], summary["final_beta"]) == (4, 16, 0.5)  # one pass, dpo's beta
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["agent_16_steps.zip", "agent_8_steps.zip"]
+    assert (summary["steps"], summary["comparisons"], summary["dpo_beta"]) == (4, 16, 0.5)  # one pass, dpo's beta
+    # every 8 comparisons: after optimizer steps 2 and 4 (4 comparisons each)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["agent_00000008_comparisons.zip",
+                                                                           "agent_00000016_comparisons.zip"]
     assert (run_dir / "policy" / "config.json").exists()
     (run_dir / "summary.json").unlink()
-    assert run_train(["--resume", run_dir / "checkpoints" / "agent_8_steps.zip", "--progress-bar", "false"]) == run_dir
+    assert run_train(["--resume", run_dir / "checkpoints" / "agent_00000008_comparisons.zip", "--no-progress-bar"]) == run_dir
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4  # resumed at step 2, to the same budget
 

@@ -32,7 +32,7 @@ REWARD_INITS = ("scratch", "sft")
 class Args:
     """The task, the output directory, and :class:`~rlhf_gym.tasks.building.BuildConfig` (one option per field)."""
 
-    task: str = arg("reviews", f"task to build, one of: {', '.join(WORLDS)}")
+    task: str = arg("reviews", "task to build", choices=WORLDS)
     out_dir: str | None = arg(None, "output directory (default: the package's artifacts of the task)")
     seed: int | None = arg(None, f"seed of everything (grammar samples, initialisation, sampling, annotator) {TASK_DEFAULT}")
     n_sft_texts: int | None = arg(None, f"generator samples the SFT policy is trained on {TASK_DEFAULT}")
@@ -41,7 +41,8 @@ class Args:
     policy_layers: int | None = arg(None, f"transformer blocks of the SFT policy {TASK_DEFAULT}")
     reward_width: int | None = arg(None, f"hidden size of the reward model {TASK_DEFAULT}")
     reward_layers: int | None = arg(None, f"transformer blocks of the reward model {TASK_DEFAULT}")
-    reward_init: str | None = arg(None, f"reward model's start: scratch or sft (the SFT policy) {TASK_DEFAULT}")
+    reward_init: str | None = arg(None, f"reward model's start: scratch or sft (the SFT policy) {TASK_DEFAULT}",
+                                  choices=REWARD_INITS)
     n_comparisons: int | None = arg(None, f"labelled SFT pairs the reward model is trained on {TASK_DEFAULT}")
     reward_epochs: int | None = arg(None, f"reward-model passes {TASK_DEFAULT}")
     annotator_temperature: float | None = arg(None, f"Bradley-Terry temperature of the simulated annotators {TASK_DEFAULT}")

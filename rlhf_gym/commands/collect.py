@@ -20,18 +20,21 @@ from rlhf_gym.collect import collect_preferences
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.labelers import SimulatedAnnotator, TerminalLabeler
 from rlhf_gym.prompts import load_prompts
-from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, load_task
+from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, TASKS, load_task
 from rlhf_gym.utils import load_model, load_pretrained, resolve_device
+
+LABELERS = ("simulated", "terminal")
 
 
 @dataclass
 class Args:
     out: str = arg("preferences.jsonl", "output JSONL (appended to; a rerun resumes)")
     n_pairs: int = arg(1000, "comparisons to collect in total")
-    task: str = arg("reviews", "task: its train prompts, SFT policy and gold reward")
+    task: str = arg("reviews", "task: its train prompts, SFT policy and gold reward", choices=TASKS)
     policy: str | None = arg(None, "HF causal LM id or directory to sample from (default: the task's SFT policy)")
     prompts: str | None = arg(None, "prompts file (.jsonl with 'prompt' or .txt); default: the task's train split")
-    labeler: str = arg("simulated", "simulated (noisy Bradley-Terry annotator on the gold reward) or terminal (you)")
+    labeler: str = arg("simulated", "simulated (noisy Bradley-Terry annotator on the gold reward) or terminal (you)",
+                       choices=LABELERS)
     no_labeler: bool = arg(False, "write unlabelled pairs (response_a, response_b) for the labelling page")
     annotator_temperature: float = arg(0.5, "Bradley-Terry temperature of the simulated annotator")
     annotator_flip_rate: float = arg(0.1, "label-flip rate of the simulated annotator")
@@ -42,7 +45,7 @@ class Args:
     device: str = arg("cpu", "cpu, cuda or auto")
 
     def __post_init__(self) -> None:
-        if self.labeler not in ("simulated", "terminal"):
+        if self.labeler not in LABELERS:
             raise ConfigError(f"--labeler must be simulated or terminal, got {self.labeler!r}")
         check_positive_options(self, ("n_pairs", "max_new_tokens"))
         check_temperature(self.temperature)

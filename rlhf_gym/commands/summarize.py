@@ -18,7 +18,7 @@ import numpy as np
 
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import MissingFileError
-from rlhf_gym.metrics import EVALUATION_METRICS
+from rlhf_gym.metrics import EVALUATION_METRICS, format_number
 from rlhf_gym.utils import read_json
 
 
@@ -55,7 +55,8 @@ def main(args: Args) -> str:
             continue
         before = np.array([s["before"][key] for s in summaries])
         after = np.array([s["after"][key] for s in summaries])
-        lines.append(f"| {key} | {before.mean():.3f} ± {before.std():.3f} | {after.mean():.3f} ± {after.std():.3f} |")
+        lines.append(f"| {key} | {format_number(before.mean())} ± {format_number(before.std())} | "
+                     f"{format_number(after.mean())} ± {format_number(after.std())} |")
     seconds = np.array([s["seconds"] for s in summaries])
     table = "\n".join(lines)
     print(f"{len(summaries)} runs\n\n{table}\n\nwall time per run: {seconds.mean():.0f} ± {seconds.std():.0f} s on "
@@ -69,7 +70,7 @@ def per_run_table(directories: list[Path], summaries: list[dict]) -> str:
     for directory, summary in zip(directories, summaries):
         run_args = read_json(directory / "args.json", (), "a run's arguments") if (directory / "args.json").is_file() else {}
         after = summary["after"]
-        lines.append(f"| {directory.name} | {run_args.get('seed', '?')} | {after['gold_reward']:.3f} | "
-                     f"{after.get('well_formed', float('nan')):.3f} | {after['kl']:.2f} | {summary.get('iterations', '?')} | "
-                     f"{summary['seconds']:.0f} |")
+        lines.append(f"| {directory.name} | {run_args.get('seed', '?')} | {format_number(after['gold_reward'])} | "
+                     f"{format_number(after.get('well_formed', float('nan')))} | {format_number(after['kl'], 2)} | "
+                     f"{summary.get('iterations', '?')} | {summary['seconds']:.0f} |")
     return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_gym.metrics import EVALUATION_METRICS
+from rlhf_gym.metrics import EVALUATION_METRICS, format_number
 from .gao import fit_gao, gold_gain_points
 from .run_store import peak_point
 
@@ -20,7 +20,7 @@ def mean_std(values: list[float]) -> list[float]:
 
 def plus_minus(pair: list[float], digits: int = 2) -> str:
     """``"mean ± std"`` of a :func:`mean_std` pair."""
-    return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
+    return f"{format_number(pair[0], digits)} ± {format_number(pair[1], digits)}"
 
 
 def hacked_count(runs: list[dict]) -> int:
