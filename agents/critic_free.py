@@ -20,13 +20,11 @@ from rlhf_gym.divergence import check_finite_loss
 from rlhf_gym.errors import ConfigError
 
 from .buffer import SequenceRolloutBuffer, SequenceSamples
+from .critic_free_settings import DEFAULT_GROUP_SIZE
 from .parallel import DataParallel
 from .ppo import TokenPPO
 from .policy import TransformerPolicy
 from .vec_env import RLHFVecEnv, unwrap_bridge
-
-DEFAULT_GROUP_SIZE = 4
-"""Responses per prompt when the env is given by id (Ahmadian et al. 2024 report k = 2 and 4)."""
 
 
 @dataclass

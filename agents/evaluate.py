@@ -27,23 +27,25 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
-import torch
-from transformers import AutoTokenizer
 
 import rlhf_gym  # noqa: F401  (registers the env ids)
-from rlhf_gym.envs import RLHFEnvSurface
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
-from rlhf_gym.evaluation import distinct_n, evaluate_policy
 from rlhf_gym.metrics import format_number
 from rlhf_gym.best_of_n import interpolate_best_of_n
 from rlhf_gym.registration import DEFAULT_SUITE, suite_env_ids, task_of
 from rlhf_gym.tokenizers import check_same_tokenizer
-from rlhf_gym.utils import atomic_write_json, load_model, read_json, resolve_device
+from rlhf_gym.files import atomic_write_json, read_json
 
 from .registry import load_policy
+
+if TYPE_CHECKING:  # torch and transformers only once the command runs: --help stays fast
+    import torch
+
+    from rlhf_gym.envs import RLHFEnvSurface
 
 
 @dataclass
@@ -102,6 +104,10 @@ def headline(gold_reward: float, kl: float, kl_budget: float = 10.0) -> float | 
 
 def load_agent(path: str, env: RLHFEnvSurface, device: torch.device):
     """The agent's causal LM; its tokenizer must be the reference's (else the KL is undefined)."""
+    from transformers import AutoTokenizer
+
+    from rlhf_gym.utils import load_model
+
     if path == "sft":
         return env.ref_model
     if Path(path).is_file():
@@ -141,6 +147,9 @@ def suite_table(rows: list[dict]) -> str:
 
 def evaluate_on(args: Args, env_id: str, agent: str, write: bool = True) -> dict:
     """The protocol's result for ``agent`` on ``env_id`` (written to ``--out`` when ``write``)."""
+    from rlhf_gym.evaluation import distinct_n, evaluate_policy
+    from rlhf_gym.utils import resolve_device
+
     device = resolve_device(args.device)
     env = gym.make(env_id, device=device).unwrapped
     if env.task is None:

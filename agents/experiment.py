@@ -14,24 +14,29 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import torch
+from typing import TYPE_CHECKING
 
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.envs.config import KL_PLACEMENTS
 from rlhf_gym.errors import ConfigError, MissingFileError
-from rlhf_gym.evaluation import Evaluation, evaluate_policy
 from rlhf_gym.kl import KL_ESTIMATORS
-from rlhf_gym.tasks import TASKS
+from rlhf_gym.tasks import task_names
 
-from .grpo import LOSS_TYPES as GRPO_LOSS_TYPES
-from .lora import ALL_LINEAR, ALL_LINEAR_AND_HEAD, LoraSettings
-from .parallel import DataParallel
-from .ppo import AMP_DTYPES
+from .critic_free_settings import DEFAULT_GROUP_SIZE, GRPO_LOSS_TYPES
+from .lora_settings import ALL_LINEAR, ALL_LINEAR_AND_HEAD, LoraSettings
+from .precision import AMP_MODES
 from .registry import algorithm_names, get_algorithm
-from .vec_env import RLHFVecEnv
 
-AMP_CHOICES = ("auto", *AMP_DTYPES, "none")
+if TYPE_CHECKING:  # the options (and a command's --help) need none of these: they load torch and SB3
+    import torch
+
+    from rlhf_gym.evaluation import Evaluation
+
+    from .parallel import DataParallel
+    from .vec_env import RLHFVecEnv
+
+AMP_CHOICES = ("auto", *AMP_MODES, "none")
 DEFAULT_TOTAL_RESPONSES = 12_800
 """The default run's budget: 200 PPO iterations of 64 responses (see :class:`rlhf_gym.agents.ppo.PPOConfig`)."""
 LORA_LEARNING_RATE = 1e-3
@@ -63,7 +68,7 @@ class TrainConfig:
     algo: str = arg("ppo", "the algorithm (any registered one; docs/algorithms.md)", choices=algorithm_names)
     env_id: str = arg("RLHF-v0", "registered env id (its registered arguments apply; the options below override them)")
     seed: int = arg(0, "seed of everything: prompts, sampling, initialisation, minibatch order")
-    task: str | None = arg(None, "task id (default: the env id's, reviews for RLHF-v0)", choices=TASKS)
+    task: str | None = arg(None, "task id (default: the env id's, reviews for RLHF-v0)", choices=task_names)
     model: str | None = arg(None, "policy to start from: HF causal LM id or directory (default: the env's reference)")
     ref_model: str | None = arg(None, "frozen reference policy for the KL term (default: the task's SFT policy)")
     reward_model: Any = arg(None, "reward model: HF id or directory (default: the task's reward model)")
@@ -81,16 +86,17 @@ class TrainConfig:
     n_envs: int = arg(64, "responses per rollout (rows of the batched env)")
     batch_size: int | None = arg(None, "minibatch size: responses (default 16), or comparisons for the DPO family (64)")
     n_epochs: int | None = arg(None, "passes over each rollout (default: 4 for ppo and nlpo, 1 for rloo and grpo)")
-    group_size: int | None = arg(None, "rloo, grpo: responses per prompt, k (default 4); must divide --n-envs")
+    group_size: int | None = arg(None, f"rloo, grpo: responses per prompt, k (default {DEFAULT_GROUP_SIZE}); must divide "
+                                       "--n-envs")
     comparisons: str | None = arg(None, "the DPO family: preferences to train on, JSONL (prompt, chosen, rejected) or a "
                                         "saved datasets directory (default: the comparisons the task's reward model was "
                                         "trained on)")
     dpo_beta: float | None = arg(None, "the DPO family: temperature of the implicit reward (default 0.5)")
     label_smoothing: float | None = arg(None, "dpo, cdpo: the probability that a label is flipped, in [0, 0.5) "
                                               "(default: 0 for dpo, 0.1 for cdpo)")
-    grpo_loss: str | None = arg(None, "grpo: average the loss over the minibatch's tokens (dapo, TRL's default) or over "
-                                      "each response's tokens, then responses (grpo, the paper's); default: dapo",
-                                choices=GRPO_LOSS_TYPES)
+    grpo_loss: str | None = arg(None, "grpo: dapo (the loss summed over tokens and divided by the rollout's response "
+                                      "tokens, TRL's default) or grpo (averaged over each response's tokens, then "
+                                      "responses: the paper's); default: dapo", choices=GRPO_LOSS_TYPES)
     learning_rate: float | None = arg(None, "AdamW learning rate (default: 1e-4; the DPO family 3e-4; with --lora-r "
                                             f"{LORA_LEARNING_RATE:g})")
     lora_r: int | None = arg(None, "train LoRA adapters of this rank instead of the whole policy (the lora extra); the "
@@ -206,6 +212,9 @@ def build_env_and_agent(config: TrainConfig, tensorboard_log: str | Path | None 
     its share of ``n_envs`` rows, its agent trains on its share of each minibatch, and only the main process logs to
     TensorBoard.
     """
+    from .parallel import DataParallel  # torch, Accelerate and SB3 only once a run is built
+    from .vec_env import RLHFVecEnv
+
     parallel = parallel or DataParallel()
     device = parallel.device(config.device)
     n_envs = parallel.share(config.n_envs, "--n-envs")
@@ -243,6 +252,8 @@ def held_out_evaluator(env: RLHFVecEnv, n_prompts: int, seed: int) -> Callable[[
     prompts = batched.task.eval_prompts[:n_prompts]
 
     def evaluate(lm) -> Evaluation:
+        from rlhf_gym.evaluation import evaluate_policy
+
         return evaluate_policy(lm, batched.tokenizer, prompts, batched.reward_fn, batched.ref_model, batched.task,
                                batched.max_new_tokens, batched.temperature, seed=seed + EVAL_SEED_OFFSET)
 

@@ -29,10 +29,10 @@ from rlhf_gym.errors import ConfigError
 
 from .buffer import SequenceRolloutBuffer, SequenceSamples, masked_mean
 from .critic_free import CriticFreeConfig, CriticFreeTokenPG, group_view
+from .critic_free_settings import GRPO_LOSS_TYPES as LOSS_TYPES
 from .registry import AlgorithmTraits, register_algorithm
 
 SCALE_REWARDS = ("group", "batch", "none")
-LOSS_TYPES = ("dapo", "grpo")
 
 
 @dataclass

@@ -42,10 +42,10 @@ from .lora import builds_on_reference
 from .online import OnlineAlgorithm
 from .parallel import DataParallel, PolicyCall, ProcessGroupKLController
 from .policy import TransformerPolicy
+from .precision import AMP_MODES, amp_dtype
 from .registry import AlgorithmTraits, register_algorithm
 from .vec_env import RLHFVecEnv, row_infos, unwrap_bridge
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -157,7 +157,7 @@ class TokenPPO(OnlineAlgorithm, PPO):
         if isinstance(env, str):
             env = RLHFVecEnv(num_envs=n_envs, env_id=env, **(env_kwargs or {}))
         batched = unwrap_bridge(env).batched_env if env is not None else None
-        if amp not in (None, *AMP_DTYPES):
+        if amp not in (None, *AMP_MODES):
             raise ConfigError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
         if use_action_masks and batched is not None and not batched.has_action_masks:
             raise ConfigError("use_action_masks=True needs an env built with mask_top_p=... (and/or mask_top_k=...)")
@@ -358,7 +358,7 @@ class TokenPPO(OnlineAlgorithm, PPO):
         instructions, AVX512-BF16 or AMX), fp16 on CUDA only; float32 otherwise."""
         if self.amp is None or self.device.type not in ("cuda", "cpu") or (self.amp == "fp16" and self.device.type != "cuda"):
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.amp])
+        return torch.autocast(self.device.type, dtype=amp_dtype(self.amp))
 
     # -------------------------------------------------------------------------------------- learning
     def learn(self, total_timesteps: int | None = None, callback=None, log_interval: int = 1,

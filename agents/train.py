@@ -33,6 +33,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -40,14 +41,15 @@ from rich.table import Table
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
-from rlhf_gym.evaluation import Evaluation
+from rlhf_gym.files import atomic_write_json, read_json
 from rlhf_gym.metrics import format_number
-from rlhf_gym.utils import atomic_write_json, read_json
 
 from .experiment import (ALGORITHM_OPTIONS, DEFAULT_TOTAL_RESPONSES, TrainConfig, build_env_and_agent, env_settings,
                          held_out_evaluator)
-from .parallel import DataParallel
 from .registry import get_algorithm
+
+if TYPE_CHECKING:  # --help needs neither: they load torch
+    from rlhf_gym.evaluation import Evaluation
 
 DEFAULT_CHECKPOINT_EVERY = 1600
 """``--checkpoint-every``: 25 PPO iterations of 64 responses, or 25 DPO steps of 64 comparisons."""
@@ -171,6 +173,8 @@ def changed_settings(args: Args) -> dict:
 
 
 def main(args: Args) -> Path:
+    from .parallel import DataParallel  # torch and Accelerate: only once a run starts, not for --help
+
     parallel = DataParallel.from_launch()
     writes = parallel.is_main_process  # the other processes of a data-parallel run train and stay silent
     console = Console(quiet=not writes)

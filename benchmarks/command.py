@@ -58,14 +58,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .measure import NEW_TRAINER_SYSTEMS, SYSTEMS, TRL_SYSTEMS, quiet
 from .protocol import Settings
-from .report import build_report, write_report
 from .runner import run_all, split, sweep_points
+from .systems import NEW_TRAINER_SYSTEMS, SYSTEMS, TRL_SYSTEMS
 from .workloads import WORKLOADS
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.utils import resolve_device
 
 AMP_CHOICES = ("bf16", "none")
 DEVICES = ("auto", "cpu", "cuda")
@@ -134,6 +132,12 @@ class Args:
 
 
 def main(args: Args) -> dict[str, Any]:
+    # torch, transformers and SB3 only once the command runs: --help stays fast
+    from rlhf_gym.utils import resolve_device
+
+    from .measure import quiet
+    from .report import build_report, write_report
+
     quiet()
     device = resolve_device(args.device)
     configs, systems = split(args.configs), split(args.systems)

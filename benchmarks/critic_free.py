@@ -21,16 +21,14 @@ import numpy as np
 import torch
 
 from rlhf_gym.agents import GRPO, RLOO, RLHFVecEnv
-from rlhf_gym.agents.critic_free import DEFAULT_GROUP_SIZE
 
 from .clock import LapAtRolloutStart, PhaseClock
 from .ours import time_scoring
 from .protocol import Run, Settings, trainable
+from .systems import GROUP_SIZE
 from .trl_algorithms import Settings as TRLSettings
 from .workloads import CLIP_RANGE, LEARNING_RATE, ModelFiles, Workload
 
-GROUP_SIZE = DEFAULT_GROUP_SIZE
-"""Responses per prompt, k, on both sides (TRL's ``num_generations``)."""
 KL_COEF = {"rloo": TRLSettings.rloo_beta, "grpo": TRLSettings.grpo_beta}
 """The KL coefficient of each algorithm, on both sides (the matched defaults of ``scripts/trl_baselines.py``)."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .env_overhead import measure
 from rlhf_gym.cli import arg
 
 
@@ -23,5 +22,7 @@ class Args:
 
 
 def main(args: Args) -> None:
+    from .env_overhead import measure  # torch only once the command runs: --help stays fast
+
     for line in measure(args.num_envs, args.repeats, args.seed).lines():
         print(line)

@@ -17,26 +17,9 @@ from transformers.utils import logging as hf_logging
 from . import critic_free, dpo, ours, sb3
 from .clock import PHASES, PhaseClock
 from .protocol import Run, Settings
+from .systems import NEW_TRAINER_SYSTEMS, SYSTEMS, TRL_SYSTEMS  # noqa: F401  (NEW_TRAINER_SYSTEMS, TRL_SYSTEMS re-exported)
 from .workloads import LORA, ModelFiles, Workload
 
-SYSTEMS = {
-    "ours": "rlhf-gym TokenPPO + RLHFVecEnv (value head on the policy trunk)",
-    "ours-fixed-length": "rlhf-gym TokenPPO + RLHFVecEnv, every response forced to the full budget (no stop token)",
-    "ours-separate-critic": "rlhf-gym TokenPPO, separate value trunk (TRL's layout)",
-    "ours-lora": "rlhf-gym TokenPPO training LoRA adapters (PEFT) and the value head; reference = base, adapters off",
-    "trl": "TRL PPOTrainer (separate value model)",
-    "sb3-per-token": "SB3 PPO + TransformerPolicy on DummyVecEnv(RLHFEnv), one forward per (state, action)",
-    "ours-rloo": f"rlhf-gym RLOO + RLHFVecEnv, groups of k = {critic_free.GROUP_SIZE} responses per prompt",
-    "trl-rloo": f"TRL RLOOTrainer, k = {critic_free.GROUP_SIZE} generations per prompt",
-    "ours-grpo": f"rlhf-gym GRPO + RLHFVecEnv, groups of k = {critic_free.GROUP_SIZE} responses per prompt",
-    "trl-grpo": f"TRL GRPOTrainer, k = {critic_free.GROUP_SIZE} generations per prompt",
-    "ours-dpo": "rlhf-gym DPO on rollout-batch fixed comparisons, reference log-probs cached",
-    "trl-dpo": "TRL DPOTrainer on the same comparisons, precompute_ref_log_probs=True",
-}
-TRL_SYSTEMS = tuple(name for name in SYSTEMS if name.startswith("trl"))
-"""The systems that need the optional ``trl`` package."""
-NEW_TRAINER_SYSTEMS = tuple(f"{side}-{algo}" for algo in ("rloo", "grpo", "dpo") for side in ("ours", "trl"))
-"""The systems of RLOO, GRPO and DPO (ours and TRL's), which run on the synthetic workloads only."""
 # Dense peak TFLOP/s per card, (bf16, fp32 without TF32), from NVIDIA's data sheets; the first name found in
 # torch.cuda.get_device_name() wins.
 PEAK_TFLOPS = {"H100 PCIe": (756.0, 51.0), "H100 NVL": (835.0, 60.0), "H100": (989.0, 67.0), "H200": (989.0, 67.0)}

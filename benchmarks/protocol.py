@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the settings are read by the command's options (and --help), which need no torch
+    import torch
 
 
 @dataclass(frozen=True)

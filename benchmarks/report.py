@@ -14,7 +14,7 @@ import stable_baselines3
 import torch
 import transformers
 
-from rlhf_gym.utils import atomic_write_json, atomic_write_text
+from rlhf_gym.files import atomic_write_json, atomic_write_text
 
 from .workloads import WORKLOADS, Workload
 

@@ -8,13 +8,13 @@ import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from .measure import measure, measure_sweep
 from .protocol import Settings
 from .workloads import Workload, build_models
+
+if TYPE_CHECKING:
+    import torch
 
 
 def split(text: str) -> list[str]:
@@ -40,6 +40,8 @@ def run_all(workloads: list[Workload], systems: list[str], settings: Settings, d
             sweep_base: Workload, sweep: list[tuple[int, int]] | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The results of every (workload, system) pair and, unless ``sweep`` is None, the sweep rows of ours at its
     points on ``sweep_base``'s model. Models are built once per workload in a temporary directory."""
+    from .measure import measure, measure_sweep  # torch, SB3, TRL: only to measure, not for the command's --help
+
     results: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rlhf-gym-benchmark-") as tmp:

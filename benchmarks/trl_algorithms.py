@@ -35,13 +35,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.reward_model import RewardModel
-from rlhf_gym.scoring import checked_scores
-from rlhf_gym.tasks import Task, load_task
-from rlhf_gym.utils import atomic_write_json, read_json, resolve_device
+from rlhf_gym.tasks import load_task
+from rlhf_gym.files import atomic_write_json, read_json
+
+if TYPE_CHECKING:  # torch and transformers only once a run starts, with TRL: --help stays fast
+    from rlhf_gym.reward_model import RewardModel
+    from rlhf_gym.tasks import Task
 
 ALGOS = ("dpo", "rloo", "grpo")
 ENV_ID = "RLHF-v0"
@@ -147,6 +150,7 @@ def proxy_reward_function(reward_model: RewardModel) -> Callable[..., list[float
     It scores what the env scores (``EpisodeBatch.finish``): the prompt and the decoded response, stripped.
     TRL decodes completions with ``skip_special_tokens=True``, like the env, so the EOS is not in the text.
     """
+    from rlhf_gym.scoring import checked_scores
 
     def proxy_reward(prompts: Sequence[str], completions: Sequence[str], **_) -> list[float]:
         responses = [c.strip() for c in completions]
@@ -173,6 +177,8 @@ def check_equal_prompt_lengths(tokenizer, prompts: Sequence[str]) -> None:
 
 def common_config(out_dir: Path, seed: int, settings: Settings) -> dict:
     """TrainingArguments shared by the three trainers."""
+    from rlhf_gym.utils import resolve_device
+
     device = resolve_device(settings.device)
     return dict(output_dir=str(out_dir / "trainer"), seed=seed, data_seed=seed, report_to="none", save_strategy="no",
                 disable_tqdm=True, logging_steps=10, use_cpu=device.type == "cpu", bf16=False, fp16=False,
@@ -184,6 +190,8 @@ def common_config(out_dir: Path, seed: int, settings: Settings) -> dict:
 def build_trainer(algo: str, out_dir: Path, seed: int, settings: Settings, task: Task):
     """The configured TRL trainer for ``algo``, starting from the task's SFT policy."""
     from datasets import Dataset
+
+    from rlhf_gym.utils import resolve_device
 
     common = common_config(out_dir, seed, settings)
     tokenizer, policy = task.load_tokenizer(), task.load_policy()

@@ -13,13 +13,13 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedTokenizerFast
+from typing import TYPE_CHECKING
 
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.tasks import load_task
+
+if TYPE_CHECKING:  # the models are built with torch and transformers; the workloads (and --help) need neither
+    from transformers import PreTrainedTokenizerFast
 
 # The same PPO hyper-parameters on every side (they do not change the amount of work).
 LEARNING_RATE, BETA, VF_COEF, CLIP_RANGE, GAE_LAMBDA = 1e-5, 0.05, 0.1, 0.2, 0.95
@@ -94,6 +94,9 @@ class ModelFiles:
 
 def word_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     """Word-level tokenizer ``<pad>, <eos>, <unk>, w3, ..., w{vocab_size - 1}`` (one id per word)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
     specials = ["<pad>", "<eos>", "<unk>"]
     vocab = {token: i for i, token in enumerate(specials + [f"w{i}" for i in range(len(specials), vocab_size)])}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -106,6 +109,9 @@ def build_models(workload: Workload, directory: Path, seed: int) -> ModelFiles:
     of exactly ``prompt_length`` words (so that no system pads them); for a ``task`` workload, the task's files."""
     if workload.task is not None:
         return task_models(workload)
+    import torch
+    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+
     tokenizer = word_tokenizer(workload.vocab_size)
     config = {"vocab_size": workload.vocab_size, "n_positions": workload.n_positions, "n_embd": workload.n_embd,
               "n_layer": workload.n_layer, "n_head": max(1, workload.n_embd // 64),

@@ -12,7 +12,7 @@ from typing import Any
 
 from .registration import register_envs
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 
 _LAZY = {"PreferenceDataError": "preferences", "load_preferences": "preferences", "RewardModel": "reward_model",
          "bradley_terry_loss": "reward_model", "Task": "tasks", "load_task": "tasks"}

@@ -13,9 +13,7 @@ import math
 import numpy as np
 
 from .errors import ConfigError
-from .generation import generate_texts
-from .scoring import checked_scores
-from .tasks.base import DEFAULT_MAX_NEW_TOKENS
+from .tasks import DEFAULT_MAX_NEW_TOKENS
 
 
 def best_of_n_kl(n: int) -> float:
@@ -62,6 +60,8 @@ def draw_samples(policy, tokenizer, prompts: list[str], task, n_max: int = 64,
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, seed: int = 20_000) -> dict:
     """``n_max`` responses per prompt from ``policy`` with their gold values: ``{"prompts", "responses", "values"}``
     (flat lists, prompt-major; ``values``: the task's gold reward and well-formed share), to rank by any proxy."""
+    from .generation import generate_texts  # torch only to sample: the curve's maths and its readers need none
+
     power_of_two_ns(n_max)
     repeated = [p for p in prompts for _ in range(n_max)]
     responses = generate_texts(policy, tokenizer, repeated, max_new_tokens, seed=seed)
@@ -71,6 +71,8 @@ def draw_samples(policy, tokenizer, prompts: list[str], task, n_max: int = 64,
 
 def rank_samples(samples: dict, reward_fn) -> list[dict]:
     """:func:`best_of_n_curve` of :func:`draw_samples`' responses chosen by ``reward_fn``, for n = 1, 2, 4, ..., n_max."""
+    from .scoring import checked_scores
+
     shape = (-1, samples["n_max"])
     proxy = checked_scores(reward_fn(samples["prompts"], samples["responses"]), samples["prompts"]).reshape(shape)
     values = {name: np.asarray(v).reshape(shape) for name, v in samples["values"].items()}

@@ -133,10 +133,10 @@ def user_error_message(error: BaseException) -> str | None:
 def run(main: Callable[[T], Any], cls: type[T], description: str, argv: list[str] | None = None,
         prog: str | None = None) -> Any:
     """Parse the arguments and run ``main`` under the error policy of the module docstring."""
+    args = parse_dataclass(cls, description, argv, prog)  # --help and bad options end here, before any heavy import
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    args = parse_dataclass(cls, description, argv, prog)
     try:
         return main(args)
     except Exception as error:

@@ -22,7 +22,7 @@ from .jsonl import JSONLError, append_jsonl, exclusive_writer, read_jsonl, repai
 from .labelers import Labeler
 from .preferences import preference_record
 from .prompts import tokenize_prompts
-from .tasks.base import DEFAULT_MAX_NEW_TOKENS
+from .tasks import DEFAULT_MAX_NEW_TOKENS
 from .utils import context_length
 
 def check_sampling(policy, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float) -> None:

@@ -28,9 +28,6 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, ClassVar
 
-import torch
-from transformers.utils import logging as hf_logging
-
 from .checks import check_number
 from .cli import arg
 from .errors import ConfigError, RLHFGymError
@@ -187,6 +184,10 @@ def _exit_with_driver(driver_pid: int, poll_seconds: float = 1.0) -> None:
 def _call(fn: Callable[..., Any], args: tuple, threads: int) -> Any:
     """A job in a worker process, set up as the command line sets up its own: torch on ``threads`` threads (set for
     every task: a Ray worker is reused), no Hugging Face progress bars."""
+    # torch and transformers only in a worker: RayOptions (a command's --help) needs neither
+    import torch
+    from transformers.utils import logging as hf_logging
+
     torch.set_num_threads(threads)
     hf_logging.disable_progress_bar()
     return fn(*args)

@@ -20,17 +20,20 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .cli import arg
 from .errors import ConfigError, DataError, MissingFileError
-from .reward_model import RewardModel
-from .utils import read_json, resolve_device
+from .files import read_json
 
 from .lazy_ensemble import DEFAULT_ENSEMBLE_DIR, OBJECTIVES, LazyRewardEnsemble  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:  # torch and the models only once members load: ProxyRewardArgs (a command's --help) needs neither
+    import torch
+
+    from .reward_model import RewardModel
 
 
 def combine(scores: np.ndarray, objective: str = "mean", uncertainty_coef: float = 1.0) -> np.ndarray:
@@ -92,6 +95,9 @@ class RewardEnsemble:
         :raises MissingFileError: if there is no ``ensemble.json`` or a member cannot be loaded.
         :raises DataError: if ``ensemble.json`` is malformed (the message names it).
         """
+        from .reward_model import RewardModel
+        from .utils import resolve_device
+
         manifest_path = Path(directory) / "ensemble.json"
         if not manifest_path.is_file():
             raise MissingFileError(f"no ensemble at {directory} (missing ensemble.json); build it with "
@@ -141,6 +147,8 @@ class ProxyRewardArgs:
     def load_proxy(self) -> RewardEnsemble | RewardModel | None:
         """The ensemble or ``--reward-model``, or None for the task's reward model (which the env or the caller loads)."""
         if self.reward_model is not None:
+            from .reward_model import RewardModel
+
             return RewardModel.from_pretrained(self.reward_model)
         if self.ensemble_objective is None:
             return None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from .errors import ConfigError, DataError, MissingFileError
-from .utils import atomic_write_text
+from .files import atomic_write_text
 
 T = TypeVar("T")
 

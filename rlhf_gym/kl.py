@@ -11,10 +11,14 @@ The sequence KL is the sum over response tokens.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # tensor methods only at run time: the option checks that import this module need no torch
+    import torch
 
 KL_ESTIMATORS = ("k1", "k3")
 
@@ -25,7 +29,7 @@ def kl_per_token(policy_logprobs: torch.Tensor, ref_logprobs: torch.Tensor, esti
     if estimator == "k1":
         return log_ratio
     if estimator == "k3":
-        return torch.expm1(-log_ratio) + log_ratio
+        return (-log_ratio).expm1() + log_ratio
     raise ConfigError(f"unknown KL estimator {estimator!r}; choose one of {KL_ESTIMATORS}")
 
 

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,36 +30,10 @@ from tqdm.auto import tqdm
 from .divergence import check_finite_loss, check_finite_parameters
 from .errors import ConfigError, DataError
 from .reward_model import RewardModel, bradley_terry_loss
-from .utils import atomic_write_json
-
-METADATA_FILE = "reward_metadata.json"
-"""Written next to a saved reward model; a directory holding it is one that a new save may replace."""
+from .reward_settings import METADATA_FILE, REWARD_EPOCHS, RewardTrainingConfig  # noqa: F401  (REWARD_EPOCHS re-exported)
+from .files import atomic_write_json
 
 DIVERGENCE_HINT = "lower the learning rate, or look for extreme margins in the data; the model is not saved"
-REWARD_EPOCHS = 4
-"""Reward-model passes of the shipped recipe (the reviews task's reward model and ensemble members)."""
-
-
-@dataclass
-class RewardTrainingConfig:
-    """Settings of :func:`train_reward_model`."""
-
-    epochs: int = REWARD_EPOCHS
-    """Passes over the training comparisons."""
-    batch_size: int = 32
-    """Comparisons per optimizer step."""
-    learning_rate: float = 1e-3
-    """Peak AdamW learning rate (linear decay to 0)."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    eval_fraction: float = 0.1
-    """Share of the distinct pairs held out for evaluation (see :func:`split_records`)."""
-    center_rewards_coef: float = 0.0
-    """Weight of the reward-centering term ``E[(r_w + r_l)^2]``; 0 turns it off."""
-    use_margin: bool = True
-    """Use a ``margin`` column when the data has one."""
-    seed: int = 0
-    """Seed of the split, the shuffling and the initialisation."""
 
 
 def data_hash(records: list[dict]) -> str:

@@ -18,8 +18,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.dispatch import Job, RayOptions, run_all
@@ -28,7 +26,7 @@ from rlhf_gym.ensemble import ProxyRewardArgs
 from rlhf_gym.best_of_n import sample_best_of_n
 from rlhf_gym.studies.analysis.tables import best_of_n_table
 from rlhf_gym.tasks import TASKS, load_task, world_of
-from rlhf_gym.utils import atomic_write_json, atomic_write_text
+from rlhf_gym.files import atomic_write_json, atomic_write_text
 
 
 @dataclass
@@ -64,6 +62,8 @@ def sample(args: Args) -> dict:
 
 
 def main(args: Args) -> list[dict]:
+    import torch  # only once the command runs: --help stays fast
+
     started = time.time()
     torch.set_num_threads(args.threads)
     [result] = run_all([Job(f"best-of-n on {args.task}", sample, (args,))], ray=args.ray_settings())

@@ -30,14 +30,12 @@ from rlhf_gym.ensemble import OBJECTIVES, RewardEnsemble
 from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.studies.analysis.diversity import KINDS, disagreement, ensemble_members, stored_samples, summary_table
 from rlhf_gym.studies.analysis.figures import plot_groups
-from rlhf_gym.proxies import (ProxySpec, measure_gold_agreement, parse_ints, parse_sizes, standardisation,
-                                      standardisation_samples, train_proxy)
+from rlhf_gym.proxy_spec import ProxySpec, parse_ints, parse_sizes
 from rlhf_gym.studies.analysis.run_store import load_runs
 from rlhf_gym.studies.analysis.tables import hacked_count, summarize
-from rlhf_gym.reward_model import RewardModel
-from rlhf_gym.reward_training import METADATA_FILE
+from rlhf_gym.reward_settings import METADATA_FILE
 from rlhf_gym.tasks import load_task
-from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
+from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
 
 from . import sweep
 from .sweep import start_study
@@ -105,6 +103,8 @@ class Args(RayOptions, sweep.PPORunOptions):
 
 def member_jobs(args: Args) -> list[Job]:
     """Every member of every kind not trained yet (a member two kinds share is trained once)."""
+    from rlhf_gym.proxies import train_proxy  # torch only once the study runs: the options and --help need none
+
     specs = dict.fromkeys(spec for kind in args.kind_list() for spec in args.members(kind))
     return [Job(f"member {spec.name}", train_proxy, (spec, str(args.member_dir(spec)))) for spec in specs
             if not (args.member_dir(spec) / METADATA_FILE).exists()]
@@ -113,6 +113,9 @@ def member_jobs(args: Args) -> list[Job]:
 def write_ensemble(args: Args, kind: str, norm: tuple[list[str], list[str]]) -> None:
     """``ensembles/<kind>/ensemble.json``: the members (paths relative to it), their standardisation on SFT samples,
     their metrics, and the gold agreement of each objective."""
+    from rlhf_gym.proxies import measure_gold_agreement, standardisation
+    from rlhf_gym.reward_model import RewardModel
+
     manifest, members = [], []
     for spec in args.members(kind):
         directory = args.member_dir(spec)
@@ -142,6 +145,8 @@ def measure_disagreement(args: Args, kind: str, runs: list[dict], norm: tuple[li
 
 
 def main(args: Args) -> dict:
+    from rlhf_gym.proxies import standardisation_samples
+
     started = start_study(args)
     out_dir = Path(args.out_dir)
     run_all(member_jobs(args), args.workers, args.ray_settings())

@@ -41,13 +41,12 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
-from rlhf_gym.collect import collect_preferences, existing_pair_ids
 from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.studies.analysis.rounds import (AGENT_FILE, COMPARISONS_FILE, PAIRS_FILE, REWARD_DIR, ROUND_FILE,
@@ -56,16 +55,16 @@ from rlhf_gym.studies.analysis.rounds import (AGENT_FILE, COMPARISONS_FILE, PAIR
                                      run_dir, summarize_schedules)
 from rlhf_gym.labelers import Labeler, TerminalLabeler
 from rlhf_gym.preferences import load_preferences
-from rlhf_gym.reward_model import RewardModel
-from rlhf_gym.reward_training import METADATA_FILE, RewardTrainingConfig, data_hash, save_reward_model, train_reward_model
-from rlhf_gym.tasks import TASKS, Task, load_task, world_of
-from rlhf_gym.tasks.building import BuildConfig, annotator, gold_agreement, initial_reward_model
-from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
+from rlhf_gym.reward_settings import METADATA_FILE, RewardTrainingConfig
+from rlhf_gym.tasks import TASKS, load_task, world_of
+from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
 
-from rlhf_gym.agents.callbacks import HeldOutEvaluation
 from rlhf_gym.agents.experiment import EVAL_SEED_OFFSET, TrainConfig, build_env_and_agent, held_out_evaluator
-from rlhf_gym.agents.ppo import TokenPPO
 from .sweep import PPORunOptions, check_stored, start_study
+
+if TYPE_CHECKING:  # the rounds load torch, transformers and SB3 (imported where they run): --help needs none
+    from rlhf_gym.agents.callbacks import HeldOutEvaluation
+    from rlhf_gym.tasks import Task
 
 LABELERS = ("simulated", "terminal", "page")
 PAIRINGS = ("current", "sft")
@@ -102,6 +101,8 @@ class Args(RayOptions, PPORunOptions):
             self.rounds, self.seeds, self.total_comparisons, self.iterations, self.eval_every = "1,2", "0", 32, 2, 1
             self.n_envs, self.batch_size, self.n_epochs, self.max_new_tokens = 8, 4, 2, 12
             self.n_eval_prompts, self.workers, self.rm_epochs = 16, 1, 1
+        from rlhf_gym.tasks.building import BuildConfig  # the task's world loads transformers anyway
+
         world = world_of(self.task)  # ConfigError naming the known tasks
         if self.max_new_tokens is None:
             self.max_new_tokens = world.max_new_tokens
@@ -155,6 +156,8 @@ class Args(RayOptions, PPORunOptions):
 def sampling_policy(task: Task, run: Path, k: int):
     """The policy round ``k`` samples its comparisons from: the SFT policy in round 1, else the HF causal LM of the agent
     saved at the end of round ``k - 1``."""
+    from rlhf_gym.agents.ppo import TokenPPO
+
     if k == 1:
         return task.load_policy()
     return TokenPPO.load(round_dir(run, k - 1) / AGENT_FILE, device="cpu").policy.lm.eval()
@@ -162,6 +165,8 @@ def sampling_policy(task: Task, run: Path, k: int):
 
 def round_labeler(args: Args, task: Task, seed: int) -> Labeler | None:
     """The labeller of a round: the task's simulated annotator(s) seeded by ``seed``, you, or None (the page)."""
+    from rlhf_gym.tasks.building import BuildConfig, annotator
+
     if args.labeler == "page":
         return None
     if args.labeler == "terminal":
@@ -173,6 +178,8 @@ def round_labeler(args: Args, task: Task, seed: int) -> Labeler | None:
 def collect_round(args: Args, task: Task, run: Path, k: int, seed: int, n_pairs: int) -> int:
     """Stage 1 of round ``k`` (resumable); returns how many pairs still wait for a judgement on the page (0: the
     round's comparisons are complete)."""
+    from rlhf_gym.collect import collect_preferences, existing_pair_ids
+
     directory = round_dir(run, k)
     labeler = round_labeler(args, task, round_seed(seed, k))
     out = directory / (COMPARISONS_FILE if labeler is not None else PAIRS_FILE)
@@ -189,6 +196,11 @@ def collect_round(args: Args, task: Task, run: Path, k: int, seed: int, n_pairs:
 def train_round_reward_model(args: Args, task: Task, run: Path, k: int, seed: int) -> dict:
     """Stage 2 of round ``k``: a reward model trained from scratch on the comparisons of rounds ``1..k`` (ties and
     skips left out), with its gold agreement on fresh SFT pairs; a stored one trained on the same data is reused."""
+    import torch
+
+    from rlhf_gym.reward_training import data_hash, save_reward_model, train_reward_model
+    from rlhf_gym.tasks.building import BuildConfig, gold_agreement, initial_reward_model
+
     records = [r for j in range(1, k + 1) for r in load_preferences(round_dir(run, j) / COMPARISONS_FILE)]
     directory = round_dir(run, k) / REWARD_DIR
     if (directory / METADATA_FILE).is_file():
@@ -210,6 +222,8 @@ def train_round_reward_model(args: Args, task: Task, run: Path, k: int, seed: in
 def train_round_policy(args: Args, run: Path, k: int, rounds: int, seed: int) -> HeldOutEvaluation:
     """Stage 3 of round ``k``: ``iterations / rounds`` PPO iterations against this round's reward model, from the SFT
     policy (round 1) or the agent of round ``k - 1``, evaluated on held-out prompts; the agent is saved atomically."""
+    from rlhf_gym.agents.callbacks import HeldOutEvaluation
+
     per_round = args.iterations // rounds
     env, model = build_env_and_agent(args.train_config(seed, str(round_dir(run, k) / REWARD_DIR)),
                                      resume=None if k == 1 else round_dir(run, k - 1) / AGENT_FILE)
@@ -235,6 +249,8 @@ def ill_formed_share(task: Task, records: list[dict]) -> float:
 def train_round(args: Args, task: Task, rounds: int, seed: int, k: int) -> int:
     """Round ``k`` of the run, from its first unfinished stage; its record is written last. Returns the pairs left to
     label on the page (0: the round is finished)."""
+    from rlhf_gym.reward_model import RewardModel
+
     started = time.time()
     run = run_dir(args.out_dir, rounds, seed)
     n_pairs = args.total_comparisons // rounds
@@ -258,6 +274,8 @@ def train_round(args: Args, task: Task, rounds: int, seed: int, k: int) -> int:
 
 def train_run(args: Args, rounds: int, seed: int) -> dict:
     """A job: the unfinished rounds of one run, in order; stops at a round whose pairs wait for the labelling page."""
+    import torch
+
     started = time.time()
     torch.set_num_threads(1)
     task = load_task(args.task)

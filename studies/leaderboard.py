@@ -49,7 +49,7 @@ from rlhf_gym.errors import ConfigError
 from rlhf_gym.metrics import format_number
 from rlhf_gym.registration import suite_env_ids, task_of
 from rlhf_gym.tasks import load_task
-from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
+from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
 
 BEST_OF_N = (4, 16, 64)
 TRL_METHODS = ("trl_dpo", "trl_rloo", "trl_grpo")

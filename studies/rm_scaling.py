@@ -30,13 +30,12 @@ from rlhf_gym.cli import arg
 from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.best_of_n import draw_samples, power_of_two_ns, rank_samples
 from rlhf_gym.studies.analysis.figures import plot_coefficients, plot_scaling
-from rlhf_gym.proxies import ProxySpec, parse_ints, parse_sizes, train_proxy
+from rlhf_gym.proxy_spec import ProxySpec, parse_ints, parse_sizes
 from rlhf_gym.studies.analysis.run_store import load_runs
 from rlhf_gym.studies.analysis.scaling import scaling_table, summarize_cell
-from rlhf_gym.reward_model import RewardModel
-from rlhf_gym.reward_training import METADATA_FILE
+from rlhf_gym.reward_settings import METADATA_FILE
 from rlhf_gym.tasks import load_task
-from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
+from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
 
 from . import sweep
 from .sweep import check_stored, start_study
@@ -94,6 +93,8 @@ def sample_sft(args: Args) -> dict:
 
 def rank_by_proxy(samples_path: str, proxy_dir: str) -> dict:
     """Best-of-n chosen by one proxy over the shared samples (a job)."""
+    from rlhf_gym.reward_model import RewardModel  # torch only in a job: the options and --help need none
+
     samples = read_json(samples_path, ("prompts", "responses", "values", "n_max"), "best-of-n samples")
     return {"curve": rank_samples(samples, RewardModel.from_pretrained(proxy_dir)), "config": samples["config"]}
 
@@ -101,6 +102,8 @@ def rank_by_proxy(samples_path: str, proxy_dir: str) -> dict:
 def first_jobs(args: Args) -> list[Job]:
     """The proxies not trained yet and the shared samples, if not drawn yet (a stored file with other settings is a
     :class:`ConfigError` naming it)."""
+    from rlhf_gym.proxies import train_proxy
+
     todo = []
     for spec in args.specs():
         if not (args.proxy_dir(spec) / METADATA_FILE).exists():

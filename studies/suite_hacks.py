@@ -20,17 +20,20 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rlhf_gym.studies.leaderboard import SMALL_BETA_METHOD, record_path
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
-from rlhf_gym.generation import generate_texts
 from rlhf_gym.jsonl import read_jsonl
 from rlhf_gym.registration import DEFAULT_SUITE, suite_env_ids, task_of
-from rlhf_gym.tasks import TaskWorld, load_task, world_of
-from rlhf_gym.utils import atomic_write_json, atomic_write_text, load_model, read_json
+from rlhf_gym.tasks import load_task, world_of
+from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
+
+if TYPE_CHECKING:  # a task's world loads transformers: --help needs none
+    from rlhf_gym.tasks import TaskWorld
 
 METHODS = ("ppo", SMALL_BETA_METHOD)
 
@@ -93,6 +96,10 @@ def bias_probe(world: TaskWorld, reward_model, prompts: list[str], max_bias: int
 
 
 def task_report(env_id: str, args: Args) -> dict:
+    # torch and transformers only once the report runs: --help stays fast
+    from rlhf_gym.generation import generate_texts
+    from rlhf_gym.utils import load_model
+
     world = world_of(task_of(env_id))
     task = load_task(world.name)
     tokenizer, reward_model = task.load_tokenizer(), task.load_reward_model()

@@ -32,9 +32,6 @@ from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
 
-import torch
-from stable_baselines3.common.callbacks import CallbackList
-
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.dispatch import Job, RayOptions, run_all
@@ -46,9 +43,8 @@ from rlhf_gym.studies.analysis.gao import fit_gao, gold_gain_points
 from rlhf_gym.studies.analysis.run_store import load_runs, run_path, save_run
 from rlhf_gym.studies.analysis.tables import best_of_n_table, markdown_table, summarize
 from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, load_task
-from rlhf_gym.utils import atomic_write_json, atomic_write_text, read_json
+from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
 
-from rlhf_gym.agents.callbacks import HeldOutEvaluation, LearningCurveCallback, read_curve
 from rlhf_gym.agents.experiment import TrainConfig, build_env_and_agent, held_out_evaluator
 
 # the settings a stored run must share with the sweep to be reused (else: an error naming the file)
@@ -150,6 +146,11 @@ def train_config(args: Args, beta: float, seed: int) -> TrainConfig:
 def train_one(args: Args, beta: float, seed: int) -> dict:
     """Train one (beta, seed) run exactly as ``train_agent`` does (one builder), evaluating along the way; return its
     record (a job: the driver stores it)."""
+    # SB3 (and torch) only in a run: the options and --help need neither
+    from stable_baselines3.common.callbacks import CallbackList
+
+    from rlhf_gym.agents.callbacks import HeldOutEvaluation, LearningCurveCallback, read_curve
+
     started = time.time()
     env, model = build_env_and_agent(train_config(args, beta, seed))
     evaluate = held_out_evaluator(env, args.n_eval_prompts, seed)
@@ -216,6 +217,8 @@ def jobs(args: Args) -> list[Job]:
 def start_study(args) -> float:
     """What every study command does first: one torch thread per run (``OMP_NUM_THREADS``, inherited by the worker
     processes), print its options; returns the start time."""
+    import torch  # only once a study runs: --help stays fast
+
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     print("\n".join(f"  {k} = {v}" for k, v in asdict(args).items()))

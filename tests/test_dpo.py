@@ -9,7 +9,9 @@ import torch
 from stable_baselines3.common.callbacks import CheckpointCallback
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
+from rlhf_gym.agents import train
 from rlhf_gym.agents.dpo import DPO, dpo_loss, sequence_logps, tokenize_response
+from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError, TrainingDivergedError
 from rlhf_gym.generation import decode_responses, left_pad, sample
 from rlhf_gym.gpt2 import gpt2_config
@@ -248,3 +250,18 @@ def test_a_few_steps_on_the_task_preferences_raise_accuracy_and_margin(task, tok
     dpo.learn(3 * len(pairs))  # 6 steps (0.84 and 0.85 when written)
     accuracy, margin = accuracy_and_margin()
     assert accuracy > 0.7 and margin > 0.3
+
+
+def test_comparisons_may_be_a_saved_datasets_directory(tokenizer, records, tmp_path):
+    """``--comparisons`` (and DPO's ``comparisons=``) takes a directory written by ``Dataset.save_to_disk`` as it takes
+    JSONL; rlhf-gym 0.8 refused it as "file not found"."""
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_list(records[:8]).save_to_disk(str(tmp_path / "prefs"))
+    from_disk, from_list = tiny_dpo(tokenizer, str(tmp_path / "prefs")), tiny_dpo(tokenizer, records[:8])
+    assert from_disk.comparisons == from_list.comparisons
+    torch.testing.assert_close(from_disk.ref_logps, from_list.ref_logps)
+    args = parse_dataclass(train.Args, "", ["--algo", "dpo", "--comparisons", str(tmp_path / "prefs")])
+    assert args.comparisons == str(tmp_path / "prefs")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingFileError, match="not a saved datasets dataset"):
+        tiny_dpo(tokenizer, str(tmp_path / "empty"))

@@ -14,6 +14,7 @@ import pytest
 import torch
 from helpers import cli_error, fake_run
 
+from rlhf_gym import tasks
 from rlhf_gym.cli import parse_dataclass, run_command
 from rlhf_gym.command_registry import COMMANDS
 from rlhf_gym.commands import build_task, collect, summarize, train_rm
@@ -212,7 +213,7 @@ def test_build_task_takes_a_world_s_defaults_then_the_options():
     world = dataclasses.replace(REVIEWS, name="biased", annotator_bias=lambda p, r: len(r.split()),
                                 build_defaults={"annotator_bias_weights": (0.0, 0.5), "n_comparisons": 7})
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(build_task.WORLDS, "biased", world)
+        patch.setitem(tasks.WORLDS, "biased", world)  # the worlds that world_of() knows
         assert build_task.Args(task="biased").build_config() == BuildConfig(annotator_bias_weights=(0.0, 0.5),
                                                                              n_comparisons=7)
         config = build_task.Args(task="biased", annotator_bias_weights="1,2", n_comparisons=9).build_config()

@@ -20,19 +20,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-import transformers
-
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.ensemble import DEFAULT_ENSEMBLE_DIR, RewardEnsemble
-from rlhf_gym.proxies import (ProxySpec, measure_gold_agreement, shipped_comparisons, standardisation,
-                                      standardisation_samples, train_proxy)
-from rlhf_gym.reward_model import RewardModel
-from rlhf_gym.reward_training import REWARD_EPOCHS, data_hash
+from rlhf_gym.proxy_spec import ProxySpec
+from rlhf_gym.reward_settings import REWARD_EPOCHS
 from rlhf_gym.tasks import load_task
-from rlhf_gym.tasks.building import BuildConfig
-from rlhf_gym.utils import atomic_write_json
+from rlhf_gym.files import atomic_write_json
 
 
 @dataclass
@@ -59,6 +53,16 @@ class Args:
 
 
 def main(args: Args) -> dict:
+    # torch and transformers only once the command runs: --help stays fast
+    import torch
+    import transformers
+
+    from rlhf_gym.proxies import (measure_gold_agreement, shipped_comparisons, standardisation, standardisation_samples,
+                                  train_proxy)
+    from rlhf_gym.reward_model import RewardModel
+    from rlhf_gym.reward_training import data_hash
+    from rlhf_gym.tasks.building import BuildConfig
+
     started = time.time()
     torch.set_num_threads(args.threads)
     seeds = args.seed_list()

@@ -16,13 +16,15 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rlhf_gym.checks import check_positive_options, check_seed, check_temperature
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.gpt2 import gpt2_config
-from rlhf_gym.tasks import WORLDS, world_of
-from rlhf_gym.tasks.building import BuildConfig, build
+from rlhf_gym.tasks import task_names, world_of
+
+if TYPE_CHECKING:  # the build loads torch and transformers: --help needs neither
+    from rlhf_gym.tasks.building import BuildConfig
 
 TASK_DEFAULT = "(default: the task's)"
 REWARD_INITS = ("scratch", "sft")
@@ -32,7 +34,7 @@ REWARD_INITS = ("scratch", "sft")
 class Args:
     """The task, the output directory, and :class:`~rlhf_gym.tasks.building.BuildConfig` (one option per field)."""
 
-    task: str = arg("reviews", "task to build", choices=WORLDS)
+    task: str = arg("reviews", "task to build", choices=task_names)
     out_dir: str | None = arg(None, "output directory (default: the package's artifacts of the task)")
     seed: int | None = arg(None, f"seed of everything (grammar samples, initialisation, sampling, annotator) {TASK_DEFAULT}")
     n_sft_texts: int | None = arg(None, f"generator samples the SFT policy is trained on {TASK_DEFAULT}")
@@ -54,6 +56,8 @@ class Args:
 
     def __post_init__(self) -> None:
         """Check every number before the build starts (it takes minutes): :class:`ConfigError` naming the option."""
+        from rlhf_gym.gpt2 import gpt2_config  # transformers: the checks build the task's tokenizer and model configs
+
         world = world_of(self.task)
         config = self.build_config()
         check_positive_options(config, ("n_sft_texts", "sft_epochs", "policy_width", "policy_layers", "reward_width",
@@ -102,6 +106,8 @@ class Args:
 
     def build_config(self) -> BuildConfig:
         """The task's :class:`BuildConfig` with the options given here."""
+        from rlhf_gym.tasks.building import BuildConfig
+
         given = {f.name: getattr(self, f.name) for f in dataclasses.fields(BuildConfig)
                  if f.name != "annotator_bias_weights" and getattr(self, f.name) is not None}
         weights = self.bias_weights()
@@ -111,6 +117,8 @@ class Args:
 
 
 def main(args: Args) -> dict:
+    from rlhf_gym.tasks.building import build
+
     world = world_of(args.task)
     metadata = build(world, args.out_dir or world.artifacts_dir, args.build_config())
     print(json.dumps(metadata, indent=2))

@@ -12,16 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transformers import AutoTokenizer
-
 from rlhf_gym.cli import arg
 from rlhf_gym.checks import check_positive_options, check_seed, check_temperature
-from rlhf_gym.collect import collect_preferences
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.labelers import SimulatedAnnotator, TerminalLabeler
 from rlhf_gym.prompts import load_prompts
 from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, TASKS, load_task
-from rlhf_gym.utils import load_model, load_pretrained, resolve_device
 
 LABELERS = ("simulated", "terminal")
 
@@ -56,6 +52,12 @@ class Args:
 
 
 def main(args: Args) -> int:
+    # torch and transformers only once the command runs: --help stays fast
+    from transformers import AutoTokenizer
+
+    from rlhf_gym.collect import collect_preferences
+    from rlhf_gym.utils import load_model, load_pretrained, resolve_device
+
     task = load_task(args.task)
     device = resolve_device(args.device)
     if args.policy:

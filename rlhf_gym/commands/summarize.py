@@ -19,7 +19,7 @@ import numpy as np
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import MissingFileError
 from rlhf_gym.metrics import EVALUATION_METRICS, format_number
-from rlhf_gym.utils import read_json
+from rlhf_gym.files import read_json
 
 
 @dataclass

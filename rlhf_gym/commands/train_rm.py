@@ -16,20 +16,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from transformers import AutoTokenizer
+from typing import TYPE_CHECKING
 
 from rlhf_gym.cli import arg
 from rlhf_gym.checks import check_positive_options, check_seed
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
-from rlhf_gym.gpt2 import gpt2_reward_model
 from rlhf_gym.preferences import PreferenceDataError, load_preferences
-from rlhf_gym.reward_model import RewardModel
-from rlhf_gym.reward_training import RewardTrainingConfig, staged_directory, train_reward_model, write_reward_model
-from rlhf_gym.tasks.building import BuildConfig
-from rlhf_gym.tasks.reviews.task import WORLD as REVIEWS
-from rlhf_gym.utils import load_model, load_pretrained, resolve_device
+from rlhf_gym.reward_settings import RewardTrainingConfig
+
+if TYPE_CHECKING:  # torch and transformers only once the command runs: --help stays fast
+    import torch
+
+    from rlhf_gym.reward_model import RewardModel
 
 
 @dataclass
@@ -70,6 +68,15 @@ def load_records(args: Args) -> list[dict]:
 
 
 def build_model(args: Args, device: torch.device) -> RewardModel:
+    import torch
+    from transformers import AutoTokenizer
+
+    from rlhf_gym.gpt2 import gpt2_reward_model
+    from rlhf_gym.reward_model import RewardModel
+    from rlhf_gym.tasks.building import BuildConfig
+    from rlhf_gym.tasks.reviews.task import WORLD as REVIEWS
+    from rlhf_gym.utils import load_model, load_pretrained
+
     torch.manual_seed(args.seed)
     if args.model:
         model = load_model(args.model, "reward_model", "--model", from_base=True)  # a causal LM gets a new score head
@@ -79,6 +86,9 @@ def build_model(args: Args, device: torch.device) -> RewardModel:
 
 
 def main(args: Args) -> dict:
+    from rlhf_gym.reward_training import staged_directory, train_reward_model, write_reward_model
+    from rlhf_gym.utils import resolve_device
+
     records = load_records(args)
     reward_model = build_model(args, resolve_device(args.device))
     config = RewardTrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,

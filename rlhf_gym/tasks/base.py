@@ -15,10 +15,9 @@ from ..errors import MissingFileError
 from ..preferences import load_preferences
 from ..reward_model import RewardModel
 from ..reward_training import METADATA_FILE, split_records
-from ..utils import load_model, load_pretrained, read_json
-
-DEFAULT_MAX_NEW_TOKENS = 24
-"""Response budget of a task (and of an env with no task) unless it sets its own."""
+from ..utils import load_model, load_pretrained
+from ..files import read_json
+from . import DEFAULT_MAX_NEW_TOKENS
 
 
 @dataclass

@@ -28,8 +28,9 @@ from ..preferences import load_preferences
 from ..reward_model import RewardModel
 from ..reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
 from ..sft import SFTConfig, train_sft
-from ..utils import atomic_write_json, load_model, seed_everything
-from .base import DEFAULT_MAX_NEW_TOKENS
+from ..utils import load_model, seed_everything
+from ..files import atomic_write_json
+from . import DEFAULT_MAX_NEW_TOKENS
 from .world import TaskWorld
 
 

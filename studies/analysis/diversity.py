@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from rlhf_gym.ensemble import RewardEnsemble
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.proxies import ProxySpec
+from rlhf_gym.proxy_spec import ProxySpec
 from .tables import plus_minus as pm
 
 KINDS = ("seeds", "disjoint", "sizes", "mixed")

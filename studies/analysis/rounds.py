@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlhf_gym.utils import read_json
+from rlhf_gym.files import read_json
 from rlhf_gym.plots import pyplot, save_figure
 from .tables import HACKED_WELL_FORMED, hacked_count, mean_std, summarize
 from .tables import plus_minus as pm

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlhf_gym.utils import atomic_write_json, read_json
+from rlhf_gym.files import atomic_write_json, read_json
 
 
 def run_path(out_dir: str | Path, beta: float, seed: int) -> Path:

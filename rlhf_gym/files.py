@@ -1,0 +1,54 @@
+"""Files that survive a crash: atomic writes (a temporary file, fsync, rename) and JSON records read with a clear error.
+
+No torch or transformers here: commands read and write their records through this module, so that their ``--help``
+and their light paths stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError, MissingFileError
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    """:func:`atomic_write_text` of ``data`` as indented JSON."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path, required: tuple[str, ...] = (), what: str = "a JSON object") -> dict:
+    """The JSON object in ``path``; a :class:`DataError` naming ``path`` if it is not JSON or lacks a ``required`` key.
+
+    :param what: what the file should be, for the message (e.g. ``"a run summary"``).
+    :raises MissingFileError: if ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{what} not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # not JSON or not UTF-8
+        raise DataError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict) or any(key not in data for key in required):
+        raise DataError(f"{path}: not {what} (expected a JSON object with {', '.join(required) or 'keys'})")
+    return data
