@@ -35,9 +35,9 @@ from rlhf_gym.checks import check_count, check_number, check_seed
 from rlhf_gym.divergence import check_finite_loss, check_finite_parameters
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
 from rlhf_gym.generation import left_pad, query_response_inputs, response_slice
-from rlhf_gym.preferences import NON_PREFERENCE_LABELS, load_preferences, validate_record
+from rlhf_gym.preferences import NON_PREFERENCE_LABELS, check_identical_responses, load_preferences, validate_record
 from rlhf_gym.prompts import tokenize_prompts
-from rlhf_gym.reward_training import data_hash
+from rlhf_gym.reward_training import DUPLICATES_LEFT_OUT, data_hash, drop_duplicates
 from rlhf_gym.tokenizers import save_tokenizer_for_export
 from rlhf_gym.utils import context_length, load_pretrained, resolve_device
 
@@ -104,7 +104,8 @@ class OfflinePreferenceOptimizer:
     :param tokenizer: the policy's tokenizer (object, id or directory); None: the one saved beside ``model``.
     :param comparisons: preference records ``{"prompt", "chosen", "rejected", ...}`` (as
         :func:`rlhf_gym.preferences.load_preferences` returns), or a JSONL path / ``datasets`` dataset (or a directory
-        saved by ``save_to_disk``) it loads. Records labelled ``tie`` or ``skip`` are left out; a ``margin`` is not used.
+        saved by ``save_to_disk``) it loads. Records labelled ``tie`` or ``skip`` and exact duplicates are left out; a
+        ``margin`` is not used; an empty response is the EOS token alone.
     :param learning_rate: AdamW learning rate (constant; the AdamW settings of every rlhf-gym trainer,
         :data:`rlhf_gym.agents.policy.OPTIMIZER_KWARGS`, with torch's weight decay 0.01).
     :param batch_size: comparisons per optimizer step (one forward over their 2 * batch_size sequences).
@@ -212,16 +213,21 @@ class OfflinePreferenceOptimizer:
         self._policy_call, self.optimizer = self.parallel.prepare(PolicyCall(self.policy), self.optimizer)
 
     def _set_data(self, comparisons: list[dict] | str | Path | Any) -> None:
-        """Validate and tokenise the comparisons once: ``prompt_ids[i]`` and ``response_ids[i] = (chosen, rejected)``."""
+        """Validate and tokenise the comparisons once: ``prompt_ids[i]`` and ``response_ids[i] = (chosen, rejected)``.
+
+        An empty response is valid (the EOS alone: a policy that stopped at once); exact duplicates are left out, as
+        train-rm does (:func:`rlhf_gym.reward_training.drop_duplicates`); comparisons whose chosen equals rejected are
+        counted in a warning, and refused when all are (:func:`rlhf_gym.preferences.check_identical_responses`).
+        """
         if isinstance(comparisons, (str, Path)) or hasattr(comparisons, "column_names"):
-            records = load_preferences(comparisons)
+            records = load_preferences(comparisons, allow_empty_responses=True)
         elif isinstance(comparisons, (list, tuple)):
             records = []
             for i, record in enumerate(comparisons):
                 if not isinstance(record, dict):
                     raise DataError(f"comparison {i}: expected a dict with prompt, chosen and rejected, got "
                                     f"{type(record).__name__}")
-                validate_record(record, f"comparison {i}")
+                validate_record(record, f"comparison {i}", allow_empty_responses=True)
                 if record.get("label") not in NON_PREFERENCE_LABELS:
                     records.append(record)
         else:
@@ -229,6 +235,11 @@ class OfflinePreferenceOptimizer:
                             f"{type(comparisons).__name__}")
         if not records:
             raise DataError("no comparisons to train on (none given, or all labelled tie/skip)")
+        # a repeated comparison would weigh twice in every epoch (a file appended to twice, say)
+        records, n_duplicates = drop_duplicates(records)
+        if n_duplicates:
+            print(f"[rlhf_gym] left out {n_duplicates} {DUPLICATES_LEFT_OUT}")
+        check_identical_responses(records, str(comparisons) if isinstance(comparisons, (str, Path)) else "comparisons")
         prompt_ids = tokenize_prompts([r["prompt"] for r in records], self.tokenizer)
         response_ids = [(tokenize_response(self.tokenizer, r["chosen"], self.max_new_tokens),
                          tokenize_response(self.tokenizer, r["rejected"], self.max_new_tokens)) for r in records]

@@ -62,7 +62,7 @@ from rlhf_gym.errors import ConfigError
 from .config import RLHFEnvConfig
 from .episodes import LOGPROB_RULE, MAX_LOGPROB, EpisodeBatch
 from .setup import resolve_setup
-from .surface import RLHFEnvSurface
+from .surface import RLHFEnvSurface, check_reset_options, is_index
 
 
 def make_config(config: RLHFEnvConfig | None, kwargs: dict[str, Any]) -> RLHFEnvConfig:
@@ -146,18 +146,26 @@ class RLHFEnv(RLHFEnvSurface, gym.Env):
         return {k: v[0] for k, v in self._episodes.observation().items()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Start a response to a random prompt; ``options={"prompt_index": i}`` picks one."""
+        """Start a response to a random prompt; ``options={"prompt_index": i}`` picks one.
+
+        :raises ConfigError: for options that are not a dict, an unknown key or a prompt index that is not an integer
+            in range; such a reset changes nothing (the episode, the seed and the constructor's seed stay as they were).
+        """
+        # checked before the seed or the episode is touched, so that a refused reset leaves the env as it was
+        index = check_reset_options(options, ("prompt_index",)).get("prompt_index")
+        if index is not None and not is_index(index):
+            raise ConfigError(f"prompt_index must be an integer, got {index!r}")
+        if index is not None and not 0 <= index < len(self.prompts):
+            raise ConfigError(f"prompt_index {index} outside [0, {len(self.prompts)})")
         # the constructor's seed is used once, by the first reset that gives none; later resets continue the same
         # np_random stream, as Gymnasium expects (re-applying that seed at every reset would repeat one prompt)
         if seed is None and self._first_seed is not None:
             seed, self._first_seed = self._first_seed, None
         super().reset(seed=seed)
-        options = options or {}
-        # the random draw happens even when options names the prompt (dict.get evaluates its default), so the
-        # np_random stream advances the same way whether or not a reset picked its prompt
-        index = options.get("prompt_index", int(self.np_random.integers(len(self.prompts))))
-        if not 0 <= index < len(self.prompts):
-            raise IndexError(f"prompt_index {index} outside [0, {len(self.prompts)})")
+        # the random draw happens even when options names the prompt, so the np_random stream advances the same way
+        # whether or not a reset picked its prompt
+        drawn = int(self.np_random.integers(len(self.prompts)))
+        index = drawn if index is None else int(index)
         self._episodes.start(np.array([0]), np.array([index]))
         self._needs_reset = False
         return self._observation(), {"prompt": self.prompts[index], "prompt_index": index}

@@ -6,8 +6,10 @@ Everything else on an env (``_setup``, ``_episodes``) is internal and may change
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from rlhf_gym.errors import ConfigError
@@ -17,6 +19,28 @@ from rlhf_gym.tasks import Task
 from .config import RLHFEnvConfig
 from .episodes import EpisodeBatch
 from .setup import EnvSetup
+
+
+def check_reset_options(options: Any, known: tuple[str, ...]) -> dict:
+    """``reset``'s ``options`` as a dict (None: ``{}``); :class:`ConfigError` for anything else or a key not in ``known``.
+
+    An unknown key is refused, not ignored: a misspelt ``prompt_index`` would otherwise reset to a random prompt.
+    """
+    names = ", ".join(map(repr, known))
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"options must be a dict (keys {names}), got {type(options).__name__}")
+    unknown = [key for key in options if key not in known]
+    if unknown:
+        raise ConfigError(f"unknown reset option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                          f"known: {names}")
+    return dict(options)
+
+
+def is_index(value: Any) -> bool:
+    """A Python or NumPy integer, not a bool (NumPy would read True as index 1, 2.5 as 2)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 class RLHFEnvSurface:

@@ -31,16 +31,25 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rlhf_gym.checks import check_count
 from rlhf_gym.errors import ConfigError
 
 from .config import RLHFEnvConfig
 from .episodes import EpisodeBatch
 from .rlhf_env import make_config
 from .setup import resolve_setup
-from .surface import RLHFEnvSurface
+from .surface import RLHFEnvSurface, check_reset_options
 
 # Gymnasium's third mode, SAME_STEP, is not implemented: only these two are accepted.
 _MODES = {"next_step": AutoresetMode.NEXT_STEP, "disabled": AutoresetMode.DISABLED}
+
+
+def _as_array(value: Any) -> np.ndarray:
+    """``value`` as an array; a ragged list as an object array (refused by the checks that follow, with their message)."""
+    try:
+        return np.asarray(value)
+    except ValueError:
+        return np.asarray(value, dtype=object)
 
 
 class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
@@ -59,8 +68,7 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
     def __init__(self, num_envs: int = 8, config: RLHFEnvConfig | None = None,
                  autoreset_mode: str | AutoresetMode = "next_step", render_mode: str | None = None, seed: int | None = None,
                  group_size: int = 1, **kwargs: Any):
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        check_count("num_envs", num_envs)  # before group_size's check, which would report num_envs=2.5 as its own fault
         if not isinstance(group_size, (int, np.integer)) or group_size < 1 or num_envs % group_size:
             raise ConfigError(f"group_size must be a positive integer that divides num_envs ({num_envs}), got {group_size!r}")
         mode = autoreset_mode if isinstance(autoreset_mode, AutoresetMode) else _MODES.get(autoreset_mode)
@@ -123,17 +131,72 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         k = self.group_size
         if k == 1:
             return self.np_random.integers(len(self._setup.prompts), size=len(rows))
-        groups = rows.reshape(-1, k) if len(rows) % k == 0 else None
-        # whole groups only: each block of k rows must be exactly the rows g*k .. g*k + k - 1 of one group g
-        if groups is None or (groups != groups[:, :1] // k * k + np.arange(k)).any():
-            raise ValueError(f"group sampling (group_size={k}) resets whole groups of {k} consecutive rows; got rows "
-                             f"{rows.tolist()}")
+        self._check_whole_groups(rows)
         # one prompt per group, repeated over its k rows: the k responses to one prompt are what RLOO's leave-one-out
         # baseline and GRPO's group normalisation compare
-        return np.repeat(self.np_random.integers(len(self._setup.prompts), size=len(groups)), k)
+        return np.repeat(self.np_random.integers(len(self._setup.prompts), size=len(rows) // k), k)
+
+    def _check_whole_groups(self, rows: np.ndarray) -> None:
+        """:class:`ConfigError` unless ``rows`` (sorted) are whole groups: each block of k rows is exactly the rows
+        g*k .. g*k + k - 1 of one group g."""
+        k = self.group_size
+        groups = rows.reshape(-1, k) if len(rows) % k == 0 else None
+        if groups is None or (groups != groups[:, :1] // k * k + np.arange(k)).any():
+            raise ConfigError(f"group sampling (group_size={k}) resets whole groups of {k} consecutive rows; got rows "
+                              f"{rows.tolist()}")
+
+    def _check_reset_options(self, options: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``reset``'s mask, the rows it resets and their prompt indices (None: to draw), or a :class:`ConfigError`.
+
+        Everything is checked before ``reset`` changes anything, so that a refused reset leaves the env as it was: a
+        reset that failed half-way used to write new prompts into rows that kept the old episode's lengths and flags.
+        """
+        options = check_reset_options(options, ("prompt_indices", "reset_mask"))
+        mask = options.get("reset_mask")
+        if mask is None:
+            mask = np.ones(self.num_envs, dtype=bool)
+        else:
+            mask = _as_array(mask)
+            # bool only, as Gymnasium's own vector envs want: an int array may be meant as row indices ([0, 1] would
+            # silently become the mask [False, True])
+            if mask.dtype != bool or mask.shape != (self.num_envs,):
+                raise ConfigError(f"reset_mask must be a bool array of shape ({self.num_envs},), got {mask.dtype} of "
+                                  f"shape {mask.shape}")
+        rows = np.flatnonzero(mask)
+        # A partial reset of a row waiting to be scored would drop its reward, which is paid only when the batch's
+        # last row ends. A full reset starts the batch over and drops whatever is still pending with it.
+        if self._deferred and not mask.all() and self._episodes.pending[mask].any():
+            raise ConfigError("deferred scoring pays a batch when its last row ends: reset every row, or step until then "
+                              f"(rows {np.flatnonzero(mask & self._episodes.pending).tolist()} are waiting to be scored)")
+        if self.group_size > 1:
+            self._check_whole_groups(rows)
+        given = options.get("prompt_indices")
+        if given is None:
+            return mask, rows, None
+        indices = _as_array(given)
+        # bools are refused inside a list of ints too, where NumPy would turn them into 0 and 1
+        bools = isinstance(given, (list, tuple)) and any(isinstance(i, (bool, np.bool_)) for i in given)
+        if indices.ndim != 1 or bools or not (np.issubdtype(indices.dtype, np.integer) or indices.size == 0):
+            raise ConfigError(f"prompt_indices must be integers, one per reset row, got {given!r}")
+        # one prompt per reset row, in row order (entries past len(rows) are ignored)
+        n, limit = len(rows), len(self._setup.prompts)
+        if len(indices) < n:
+            raise ConfigError(f"prompt_indices must give {n} indices in [0, {limit}), got {len(indices)}")
+        indices = indices[:n].astype(np.int64)
+        bad = np.flatnonzero((indices < 0) | (indices >= limit))
+        if bad.size:
+            raise ConfigError(f"prompt_indices must give {n} indices in [0, {limit}), got {indices[bad[0]]} at "
+                              f"position {bad[0]}")
+        return mask, rows, indices
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
-        """Start episodes in all rows, or in ``options["reset_mask"]``; ``options["prompt_indices"]`` picks prompts."""
+        """Start episodes in all rows, or in ``options["reset_mask"]``; ``options["prompt_indices"]`` picks prompts.
+
+        :raises ConfigError: for options that are not a dict, an unknown key, a mask that is not bool of shape
+            ``(num_envs,)`` (or splits a group), or prompt indices that are not integers in range, one per reset row;
+            such a reset changes nothing.
+        """
+        mask, rows, indices = self._check_reset_options(options)
         if seed is None and self._first_seed is not None:
             seed, self._first_seed = self._first_seed, None
         # Gymnasium lets a vector env take one seed per sub-env; the rows here share one np_random, so the first seed
@@ -141,20 +204,7 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         if isinstance(seed, (list, tuple)):
             seed = seed[0]
         super().reset(seed=seed)
-        options = options or {}
-        mask = np.asarray(options.get("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
-        # A partial reset of a row waiting to be scored would drop its reward, which is paid only when the batch's
-        # last row ends. A full reset starts the batch over and drops whatever is still pending with it.
-        if self._deferred and not mask.all() and self._episodes.pending[mask].any():
-            raise ConfigError("deferred scoring pays a batch when its last row ends: reset every row, or step until then "
-                              f"(rows {np.flatnonzero(mask & self._episodes.pending).tolist()} are waiting to be scored)")
-        rows = np.flatnonzero(mask)
-        # prompt_indices lists one prompt per reset row, in row order (entries past len(rows) are ignored)
-        indices = options.get("prompt_indices")
-        indices = self._pick_prompts(rows) if indices is None else np.asarray(indices, dtype=np.int64)[: len(rows)]
-        if len(indices) != len(rows) or (indices < 0).any() or (indices >= len(self._setup.prompts)).any():
-            raise ValueError(f"prompt_indices must give {len(rows)} indices in [0, {len(self._setup.prompts)})")
-        self._episodes.start(rows, indices)
+        self._episodes.start(rows, self._pick_prompts(rows) if indices is None else indices)
         self._autoreset[rows] = False
         self._started = True
         # Gymnasium's vector info form: the value for every row, and a mask of the rows it is new for

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +32,27 @@ class PreferenceDataError(JSONLError):
     """A preference record is malformed; the message names the file and line."""
 
 
-def check_text_columns(record: dict, columns: Sequence[str], where: str) -> None:
-    """Each column present and a string, each but ``prompt`` non-blank; :class:`PreferenceDataError` naming ``where``."""
+def check_text_columns(record: dict, columns: Sequence[str], where: str, may_be_blank: Sequence[str] = ("prompt",)) -> None:
+    """Each column present and a string, each but those in ``may_be_blank`` non-blank; :class:`PreferenceDataError`
+    naming ``where``."""
     for column in columns:
         if column not in record:
             raise PreferenceDataError(f"{where}: missing column {column!r}")
         value = record[column]
         if not isinstance(value, str):
             raise PreferenceDataError(f"{where}: column {column!r} must be a string, got {type(value).__name__}")
-        if column != "prompt" and not value.strip():
+        if column not in may_be_blank and not value.strip():
             raise PreferenceDataError(f"{where}: column {column!r} is empty")
 
 
-def validate_record(record: dict, where: str) -> dict:
-    """Check one record's columns and types; raise :class:`PreferenceDataError` naming ``where``."""
-    check_text_columns(record, REQUIRED_COLUMNS, where)
+def validate_record(record: dict, where: str, allow_empty_responses: bool = False) -> dict:
+    """Check one record's columns and types; raise :class:`PreferenceDataError` naming ``where``.
+
+    :param allow_empty_responses: accept a blank ``chosen`` or ``rejected``. The DPO family does: a policy that emits
+        EOS at once writes "" (the env strips the decoded text), and its log-prob is that of the EOS token. Reward-model
+        data does not: a blank response is more likely a broken export than a judgement.
+    """
+    check_text_columns(record, REQUIRED_COLUMNS, where, REQUIRED_COLUMNS if allow_empty_responses else ("prompt",))
     margin = record.get("margin")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
         raise PreferenceDataError(f"{where}: column 'margin' must be a number, got {type(margin).__name__}")
@@ -53,11 +61,26 @@ def validate_record(record: dict, where: str) -> dict:
     return record
 
 
-def _validate_row(record: dict, where: str) -> dict:
+def _validate_row(record: dict, where: str, allow_empty_responses: bool = False) -> dict:
     """:func:`validate_record` of a dataset row, which has no line length to check: its JSON size instead."""
     if len(json.dumps(record, ensure_ascii=False, default=str).encode("utf-8")) > MAX_RECORD_BYTES:
         raise PreferenceDataError(f"{where}: record longer than {MAX_RECORD_BYTES} bytes")
-    return validate_record(record, where)
+    return validate_record(record, where, allow_empty_responses)
+
+
+def check_identical_responses(records: Sequence[dict], where: str) -> None:
+    """Warn about comparisons whose ``chosen`` equals ``rejected`` (one response judged against itself), naming how many
+    of how many; :class:`DataError` naming ``where`` when every comparison is like that.
+
+    They carry no preference: whatever the model, both sides get the same score (a reward model's ``r_w - r_l``, DPO's
+    ``h``, is 0), so they only dilute the loss and lower the accuracy.
+    """
+    same = sum(r["chosen"] == r["rejected"] for r in records)
+    if same and same == len(records):
+        raise DataError(f"{where}: all {same} comparisons have chosen == rejected: they carry no preference to learn from")
+    if same:
+        warnings.warn(f"{where}: {same} of {len(records)} comparisons have chosen == rejected; they carry no preference "
+                      "(both sides score the same under any model)", stacklevel=3)
 
 
 def preference_record(prompt: str, response_a: str, response_b: str, judgement: Judgement, /, **metadata: Any) -> dict:
@@ -72,17 +95,20 @@ def preference_record(prompt: str, response_a: str, response_b: str, judgement: 
     return record
 
 
-def load_preferences(source: Any, skip_bad_lines: bool = False, include_non_preferences: bool = False) -> list[dict]:
+def load_preferences(source: Any, skip_bad_lines: bool = False, include_non_preferences: bool = False,
+                     allow_empty_responses: bool = False) -> list[dict]:
     """Load comparisons from a JSONL path, a Hugging Face ``datasets.Dataset`` with the three columns, or the directory
     of a dataset saved with ``save_to_disk``.
 
-    Records labelled ``tie`` or ``skip`` are left out unless ``include_non_preferences``.
+    Records labelled ``tie`` or ``skip`` are left out unless ``include_non_preferences``; a blank ``chosen`` or
+    ``rejected`` is refused unless ``allow_empty_responses`` (see :func:`validate_record`).
     """
+    validate = partial(validate_record, allow_empty_responses=allow_empty_responses)
     if isinstance(source, (str, Path)) and Path(source).is_dir():
         source = load_saved_dataset(Path(source))
     if isinstance(source, (str, Path)):
         stats: dict = {}
-        records = list(read_jsonl(source, validate_record, skip_bad_lines=skip_bad_lines, stats=stats,
+        records = list(read_jsonl(source, validate, skip_bad_lines=skip_bad_lines, stats=stats,
                                   error=PreferenceDataError, what="preference file", max_line_bytes=MAX_RECORD_BYTES))
         if stats["skipped"]:
             print(f"[rlhf_gym] skipped {stats['skipped']} malformed line(s) in {source}")
@@ -90,7 +116,7 @@ def load_preferences(source: Any, skip_bad_lines: bool = False, include_non_pref
         missing = [c for c in REQUIRED_COLUMNS if c not in source.column_names]
         if missing:
             raise PreferenceDataError(f"dataset is missing column(s) {missing}; it has {source.column_names}")
-        records = [_validate_row(dict(row), f"dataset row {i}") for i, row in enumerate(source)]
+        records = [_validate_row(dict(row), f"dataset row {i}", allow_empty_responses) for i, row in enumerate(source)]
     else:
         raise TypeError(f"expected a JSONL path or a datasets.Dataset, got {type(source).__name__}")
     if include_non_preferences:

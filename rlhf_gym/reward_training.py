@@ -32,6 +32,7 @@ from .errors import ConfigError, DataError
 from .reward_model import RewardModel, bradley_terry_loss
 from .reward_settings import METADATA_FILE, REWARD_EPOCHS, RewardTrainingConfig  # noqa: F401  (REWARD_EPOCHS re-exported)
 from .files import atomic_write_json
+from .preferences import check_identical_responses
 
 DIVERGENCE_HINT = "lower the learning rate, or look for extreme margins in the data; the model is not saved"
 
@@ -56,17 +57,18 @@ def _vote_key(record: dict) -> str:
                        record.get("pair_id")], default=str)
 
 
-def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict], int]:
-    """``(train, held_out, n_duplicates)``: the records deduplicated, then split by pair.
+DUPLICATES_LEFT_OUT = "duplicate comparison(s) (same prompt, chosen, rejected, labeler and pair_id as an earlier one)"
+"""What ``[rlhf_gym] left out <n> ...`` reports after :func:`drop_duplicates` (train-rm and the DPO family)."""
+
+
+def drop_duplicates(records: list[dict]) -> tuple[list[dict], int]:
+    """``(unique, n_duplicates)``: the records without exact duplicates, in order.
 
     A *duplicate* repeats an earlier record's prompt, chosen, rejected, ``labeler`` and ``pair_id`` (a file
     appended to twice, or concatenated with itself); only the first is kept. Records that differ in labeller or in
     pair id are kept: several labellers judging one pair (the label server's ``--overlap``), or one annotator
     judging a pair of texts that two samples happened to share, are independent votes, and their agreement or
-    disagreement is what the Bradley–Terry model fits. Every record of one pair (:func:`pair_key`, so a swapped
-    judgement counts as the same pair) lands on the same side, so no held-out pair is ever seen in training;
-    ``eval_fraction`` is the share of distinct pairs held out, at least one pair is left for training. The sides
-    keep the records' order.
+    disagreement is what the Bradley–Terry model (or DPO) fits.
     """
     seen: set[str] = set()
     unique = []
@@ -75,12 +77,23 @@ def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple
         if key not in seen:
             seen.add(key)
             unique.append(record)
+    return unique, len(records) - len(unique)
+
+
+def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict], int]:
+    """``(train, held_out, n_duplicates)``: the records deduplicated (:func:`drop_duplicates`), then split by pair.
+
+    Every record of one pair (:func:`pair_key`, so a swapped judgement counts as the same pair) lands on the same
+    side, so no held-out pair is ever seen in training; ``eval_fraction`` is the share of distinct pairs held out, at
+    least one pair is left for training. The sides keep the records' order.
+    """
+    unique, n_duplicates = drop_duplicates(records)
     pairs = list(dict.fromkeys(pair_key(r) for r in unique))  # in order of first appearance, so the seed decides
     random.Random(seed).shuffle(pairs)
     held_out_pairs = set(pairs[:min(round(len(pairs) * eval_fraction), len(pairs) - 1)])
     train = [r for r in unique if pair_key(r) not in held_out_pairs]
     held_out = [r for r in unique if pair_key(r) in held_out_pairs]
-    return train, held_out, len(records) - len(unique)
+    return train, held_out, n_duplicates
 
 
 def _batch_loss(reward_model: RewardModel, batch: list[dict],
@@ -114,11 +127,13 @@ def train_reward_model(
     config: RewardTrainingConfig,
     log_dir: str | Path | None = None,
     progress: bool = True,
+    where: str = "records",
 ) -> dict:
     """Train in place on ``records``; return metrics (per-epoch history, final held-out accuracy, data hash).
 
     The records are deduplicated and split by pair (:func:`split_records`); ``n_duplicates`` counts the
-    duplicates left out.
+    duplicates left out. Comparisons whose chosen equals rejected are counted in a warning, and refused when they are
+    all there is (:func:`rlhf_gym.preferences.check_identical_responses`; ``where`` names the data in its messages).
 
     :raises TrainingDivergedError: when a loss or a gradient becomes NaN/inf (before the step that would spread it).
     """
@@ -128,8 +143,8 @@ def train_reward_model(
         left_out = f" once {n_duplicates} duplicate(s) are left out" if n_duplicates else ""
         raise DataError(f"need at least 2 comparisons to train a reward model, got {len(train) + len(held_out)}{left_out}")
     if n_duplicates:
-        print(f"[rlhf_gym] left out {n_duplicates} duplicate comparison(s) (same prompt, chosen, rejected, labeler and "
-              "pair_id as an earlier one)")
+        print(f"[rlhf_gym] left out {n_duplicates} {DUPLICATES_LEFT_OUT}")
+    check_identical_responses(train + held_out, where)
     model = reward_model.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps = config.epochs * ((len(train) + config.batch_size - 1) // config.batch_size)

@@ -1,6 +1,7 @@
 """DPO (agents/dpo.py): the loss by hand, its gradient, the reference cache, tokenisation as the env samples, save/load/
 resume, callbacks and logging, input validation, and a learning signal on the reviews task's preferences."""
 
+import json
 import math
 import random
 
@@ -137,6 +138,23 @@ def test_a_response_at_the_budget_gets_no_eos(tokenizer):
     assert tokenize_response(tokenizer, "good .", max_new_tokens=2) == tokenizer("good .")["input_ids"]
 
 
+
+def test_an_empty_response_is_the_eos_token_alone(tokenizer, records, tmp_path):
+    """A policy that stops at once writes "" (the env decodes and strips its lone EOS): a valid response for DPO, from
+    a list or a JSONL file. The reward model's data still refuses it (tests/test_preferences.py)."""
+    empty = [{"prompt": "the soup was", "chosen": "good .", "rejected": ""},
+             {"prompt": "the tea was", "chosen": "", "rejected": "bad ."}]
+    eos = tokenizer.eos_token_id
+    assert tokenize_response(tokenizer, "", max_new_tokens=1) == [eos]
+    dpo = tiny_dpo(tokenizer, empty + records[:2])
+    assert dpo.response_ids[0][1] == [eos] and dpo.response_ids[1][0] == [eos]
+    with torch.no_grad():
+        expected = unpadded_logp(dpo.policy, dpo.prompt_ids[0], [eos])
+    assert dpo.ref_logps[0, 1].item() == pytest.approx(expected, abs=1e-4)
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in empty))
+    assert tiny_dpo(tokenizer, str(path)).response_ids == dpo.response_ids[:2]
+
 # ----------------------------------------------------------------------------- save / load / resume
 def test_resume_continues_to_the_same_total_with_the_same_parameters(tokenizer, records, tmp_path):
     comparisons = records[:10]  # batches of 4: 4, 4, 2 per epoch
@@ -233,6 +251,23 @@ def test_bad_inputs(tokenizer, records):
     with pytest.raises(ConfigError, match="total_comparisons"):
         tiny_dpo(tokenizer, records[:2]).learn(0)
 
+
+
+def test_comparisons_whose_chosen_is_rejected_warn_and_cannot_be_all(tokenizer, records):
+    """chosen == rejected gives h = 0 whatever the policy: no preference signal, only a diluted mean loss."""
+    same = {"prompt": "the soup was", "chosen": "good .", "rejected": "good ."}
+    with pytest.warns(UserWarning, match=r"comparisons: 1 of 3 comparisons have chosen == rejected"):
+        tiny_dpo(tokenizer, [same, *records[:2]])
+    with pytest.raises(DataError, match=r"comparisons: all 2 comparisons have chosen == rejected"):
+        tiny_dpo(tokenizer, [same, {**same, "prompt": "the tea was"}])
+
+
+def test_exact_duplicate_comparisons_are_dropped_and_counted(tokenizer, records, capsys):
+    """As the reward-model trainer does: a file appended to twice trains once; another labeller's vote is kept."""
+    other_vote = {**records[1], "labeler": "someone else"}
+    dpo = tiny_dpo(tokenizer, records[:4] + records[:2] + [other_vote])
+    assert dpo.comparisons == [*records[:4], other_vote] and dpo.ref_logps.shape == (5, 2)
+    assert "left out 2 duplicate comparison(s)" in capsys.readouterr().out
 
 # --------------------------------------------------------------------------------------- learning signal
 def test_a_few_steps_on_the_task_preferences_raise_accuracy_and_margin(task, tokenizer, records):

@@ -253,3 +253,27 @@ def test_long_prompts_fit_the_models_context(task):
     assert env.max_new_tokens + len(env.prompt_ids[1]) == 64
     _, info, _, truncated = run_episode(env, [env.tokenizer.convert_tokens_to_ids("great")] * 24, prompt_index=1)
     assert truncated and np.isfinite(info["proxy_reward"])
+
+
+@pytest.mark.parametrize("options, message", [
+    ([1], r"options must be a dict \(keys 'prompt_index'\), got list"),
+    ({"promt_index": 1}, r"unknown reset option 'promt_index'; known: 'prompt_index'"),
+    ({"prompt_indices": [1]}, r"unknown reset option 'prompt_indices'; known: 'prompt_index'"),
+    ({"prompt_index": 1.5}, "prompt_index must be an integer, got 1.5"),
+    ({"prompt_index": True}, "prompt_index must be an integer, got True"),
+    ({"prompt_index": "3"}, "prompt_index must be an integer, got '3'"),
+    ({"prompt_index": -1}, r"prompt_index -1 outside \[0, \d+\)"),
+])
+def test_bad_reset_options_are_refused_and_change_nothing(env, tokenizer, options, message):
+    env.reset(seed=0, options={"prompt_index": 2})
+    env.step(tokenizer.convert_tokens_to_ids("great"))
+    episodes = env.unwrapped._episodes
+    before = episodes.contexts.copy(), str(env.unwrapped.np_random.bit_generator.state)
+    with pytest.raises(ConfigError, match=message):
+        env.reset(seed=1, options=options)
+    assert np.array_equal(before[0], episodes.contexts) and before[1] == str(env.unwrapped.np_random.bit_generator.state)
+    env.step(tokenizer.convert_tokens_to_ids("great"))  # the episode goes on
+    assert episodes.response_lens.tolist() == [2]
+    _, info = env.reset(options={"prompt_index": np.int64(4)})
+    env.step(tokenizer.convert_tokens_to_ids("great"))
+    assert info["prompt_index"] == 4 and episodes.response_lens.tolist() == [1]

@@ -177,6 +177,14 @@ def test_train_rm_refuses_a_non_finite_margin_naming_the_line(tmp_path, capsys):
     assert not (tmp_path / "rm").exists()
 
 
+def test_train_rm_refuses_comparisons_that_all_have_chosen_equal_to_rejected(tmp_path, capsys):
+    records = [{"prompt": "the food was", "chosen": f"{w} .", "rejected": f"{w} ."} for w in ("great", "awful", "tasty")]
+    data = write_preferences(tmp_path / "prefs.jsonl", records)
+    message = cli_error(capsys, "train-rm", ["--data", data, "--out-dir", tmp_path / "rm"])
+    assert message.startswith(f"error: {data}: all 3 comparisons have chosen == rejected")
+    assert not (tmp_path / "rm").exists()
+
+
 @pytest.mark.parametrize("option, value", [("--learning-rate", "nan"), ("--learning-rate", "inf"),
                                            ("--center-rewards-coef", "-1"), ("--center-rewards-coef", "nan"),
                                            ("--eval-fraction", "nan"), ("--epochs", "0"), ("--batch-size", "-2")])

@@ -159,8 +159,21 @@ def test_saved_model_carries_its_metrics_and_scores_the_same(model, tmp_path):
 
 def test_a_tie_in_scores_is_not_a_correct_ranking(model):
     # chosen == rejected: equal scores, so the pair is not ranked correctly (accuracy counts r_w > r_l strictly)
-    records = [{"prompt": "the food was", "chosen": f"{w} .", "rejected": f"{w} ."} for w in WORDS[:4]]
-    config = RewardTrainingConfig(epochs=1, batch_size=4, learning_rate=0.0, eval_fraction=0.0)
-    metrics = train_reward_model(model, records, config, progress=False)
-    assert metrics["history"][0]["train_accuracy"] == 0.0
-    assert evaluate_reward_model(model, records)["accuracy"] == 0.0
+    ties = [{"prompt": "the food was", "chosen": f"{w} .", "rejected": f"{w} ."} for w in WORDS[:4]]
+    real = comparisons()[:4]  # training refuses data made of ties only (below)
+    config = RewardTrainingConfig(epochs=1, batch_size=8, learning_rate=0.0, eval_fraction=0.0)
+    with pytest.warns(UserWarning, match="4 of 8 comparisons have chosen == rejected"):
+        metrics = train_reward_model(model, ties + real, config, progress=False)
+    chosen, rejected = scores(model, real)
+    assert metrics["history"][0]["train_accuracy"] == pytest.approx((chosen > rejected).sum() / 8)
+    assert evaluate_reward_model(model, ties)["accuracy"] == 0.0
+
+
+def test_comparisons_whose_chosen_is_rejected_warn_and_cannot_be_all(model):
+    """chosen == rejected carries no preference: r_w - r_l = 0 whatever the model (the same check as DPO's)."""
+    records = comparisons()
+    records[2] = {**records[2], "rejected": records[2]["chosen"]}
+    with pytest.warns(UserWarning, match=r"records: 1 of 8 comparisons have chosen == rejected"):
+        first_epoch_loss(model, records)
+    with pytest.raises(DataError, match=r"records: all 8 comparisons have chosen == rejected"):
+        first_epoch_loss(model, [{**r, "rejected": r["chosen"]} for r in comparisons()])

@@ -192,3 +192,49 @@ def test_deferred_scoring_is_refused_where_it_cannot_hold(task, ref_model, token
         env.reset(options={"reset_mask": np.array([True, False])})
     env.reset()  # a new batch: every row starts again
     assert env.scoring_deferred and not env._episodes.pending.any()
+
+
+@pytest.mark.parametrize("num_envs, message", [(2.5, "num_envs must be an integer, got 2.5"),
+                                               (True, "num_envs must be an integer, got True"),
+                                               (0, "num_envs must be >= 1, got 0"), (-1, "num_envs must be >= 1, got -1")])
+def test_num_envs_must_be_a_positive_integer(task, num_envs, message):
+    # 2.5 used to be reported as a bad group_size
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        gym.make_vec("RLHF-v0", num_envs=num_envs, task=task)
+
+
+def episode_state(env):
+    episodes = env._episodes
+    return (episodes.contexts.copy(), episodes.prompt_lens.copy(), episodes.response_lens.copy(), episodes.done.copy(),
+            episodes.prompt_index.copy(), str(env.np_random.bit_generator.state))
+
+
+@pytest.mark.parametrize("options, message", [
+    ("reset_mask", r"options must be a dict \(keys 'prompt_indices', 'reset_mask'\), got str"),
+    ({"promt_index": 1}, r"unknown reset option 'promt_index'; known: 'prompt_indices', 'reset_mask'"),
+    ({"reset_mask": [True, True, True]}, r"reset_mask must be a bool array of shape \(2,\), got bool of shape \(3,\)"),
+    ({"reset_mask": [True]}, r"reset_mask must be a bool array of shape \(2,\)"),
+    ({"reset_mask": [1, 0]}, r"reset_mask must be a bool array of shape \(2,\), got int64"),  # not row indices
+    ({"reset_mask": "ab"}, r"reset_mask must be a bool array of shape \(2,\)"),
+    ({"prompt_indices": [1.5, 2]}, r"prompt_indices must be integers, one per reset row, got \[1.5, 2\]"),
+    ({"prompt_indices": [True, False]}, "prompt_indices must be integers"),
+    ({"prompt_indices": [1, True]}, "prompt_indices must be integers"),
+    ({"prompt_indices": "ab"}, "prompt_indices must be integers"),
+    ({"prompt_indices": [1]}, r"prompt_indices must give 2 indices in \[0, \d+\), got 1"),
+    ({"prompt_indices": [0, 10**6]}, r"prompt_indices must give 2 indices in \[0, \d+\), got 1000000 at position 1"),
+])
+def test_bad_reset_options_are_refused_and_change_nothing(task, ref_model, tokenizer, options, message):
+    """Checked before anything moves: the episodes, the seed and the prompts stay as they were, and the env goes on."""
+    envs = RLHFVectorEnv(num_envs=2, autoreset_mode="disabled", **kwargs(task, ref_model, tokenizer))
+    great = tokenizer.convert_tokens_to_ids("great")
+    envs.reset(seed=0)
+    envs.step([great, great])
+    before = episode_state(envs)
+    with pytest.raises(ConfigError, match=message):
+        envs.reset(seed=1, options=options)
+    assert all(np.array_equal(a, b) for a, b in zip(before, episode_state(envs)))
+    envs.step([great, great])
+    assert envs._episodes.response_lens.tolist() == [2, 2]
+    envs.reset(options={"reset_mask": np.array([True, False]), "prompt_indices": [3]})
+    envs.step([great, great])
+    assert envs._episodes.response_lens.tolist() == [1, 3] and envs._episodes.prompt_index[0] == 3

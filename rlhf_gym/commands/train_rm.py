@@ -6,7 +6,8 @@
 The default model is a small GPT-2-style classifier on the task's word-level tokenizer. Writes the model in
 save_pretrained format plus reward_metadata.json (data hash, seed, held-out accuracy), and TensorBoard logs;
 an existing --out-dir (a previous reward model) is replaced only once the new model is complete. Duplicate
-records are left out and the held-out comparisons are split off by pair (rlhf_gym.reward_training.split_records).
+records are left out and the held-out comparisons are split off by pair (rlhf_gym.reward_training.split_records);
+comparisons whose chosen equals rejected are counted in a warning, and refused when all are.
 A malformed line stops the run with its file and line (or is skipped with --skip-bad-lines); so does a NaN/inf
 loss, and a model with NaN/inf parameters is never saved.
 """
@@ -95,7 +96,7 @@ def main(args: Args) -> dict:
                                   eval_fraction=args.eval_fraction, center_rewards_coef=args.center_rewards_coef,
                                   seed=args.seed)
     with staged_directory(args.out_dir) as staging:  # the previous model stays until the new one is complete
-        metrics = train_reward_model(reward_model, records, config, log_dir=staging / "tensorboard")
+        metrics = train_reward_model(reward_model, records, config, log_dir=staging / "tensorboard", where=str(args.data))
         write_reward_model(reward_model, staging, {**metrics, "data": str(args.data)})
     print(f"held-out accuracy {metrics['eval_accuracy']:.3f} on {metrics['n_eval']} comparisons (no pair in both "
           f"train and held-out; {metrics['n_duplicates']} duplicate(s) left out); saved to {args.out_dir}")
