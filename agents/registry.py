@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -97,22 +98,39 @@ CHECKPOINT_ALGORITHM_KEY = "algorithm"
 
 
 def algorithm_of_checkpoint(path: str | Path) -> type:
-    """The class of the agent saved in ``path`` (an SB3 zip or an offline trainer's zip).
+    """The class of the agent saved in ``path`` (an SB3 zip or an offline trainer's zip), once the zip is known whole.
 
-    Checkpoints of rlhf-gym 0.8 and earlier do not name their algorithm: SB3 zips are read as ``ppo`` (every online
-    algorithm's policy loads that way) and offline zips as ``dpo``.
+    Every member is read and checked against its CRC first (a second or so for a GPT-2-sized agent), so that a
+    truncated or damaged file is one :class:`MissingFileError` naming it here rather than a zip, pickle or "No data
+    found" traceback in a loader. Checkpoints of rlhf-gym 0.8 and earlier do not name their algorithm: SB3 zips are
+    read as ``ppo`` (every online algorithm's policy loads that way) and offline zips as ``dpo``.
     """
+    from .offline import STATE_FILE  # torch: only once a checkpoint is read
+
     path = Path(path)
-    if not zipfile.is_zipfile(path):
+    if not path.is_file():
         raise MissingFileError(f"no agent checkpoint at {path} (expected the .zip an agent's save() writes)")
-    with zipfile.ZipFile(path) as archive:
-        names = set(archive.namelist())
-        if "data" in names:  # SB3: the agent's attributes as JSON
-            name = json.loads(archive.read("data")).get(CHECKPOINT_ALGORITHM_KEY, "ppo")
-        elif CHECKPOINT_ALGORITHM_KEY in names:
-            name = archive.read(CHECKPOINT_ALGORITHM_KEY).decode().strip()
-        else:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            damaged = archive.testzip()
+            data = archive.read("data") if "data" in names else None  # SB3: the agent's attributes as JSON
+            named = archive.read(CHECKPOINT_ALGORITHM_KEY) if CHECKPOINT_ALGORITHM_KEY in names else None
+        if damaged is not None:
+            raise zipfile.BadZipFile(f"{damaged}: bad CRC")
+        if data is not None:
+            name = json.loads(data).get(CHECKPOINT_ALGORITHM_KEY, "ppo")
+        elif named is not None:
+            name = named.decode().strip()
+        elif STATE_FILE in names:
             name = "dpo"
+        else:  # e.g. a file cut just after a stored torch zip, whose own end record then reads as the archive's
+            raise MissingFileError(f"{path}: truncated or corrupt, or not an agent checkpoint (a zip with neither "
+                                   f"SB3's data nor an offline trainer's {STATE_FILE}); expected the .zip an agent's "
+                                   "save() writes")
+    except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, AttributeError) as error:
+        raise MissingFileError(f"{path}: not a whole agent checkpoint, truncated or corrupt ({error}); expected the "
+                               ".zip an agent's save() writes") from None
     return get_algorithm(name)
 
 

@@ -30,8 +30,10 @@ writes the run directory (the others print nothing).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,13 +42,14 @@ from rich.table import Table
 
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
-from rlhf_gym.errors import ConfigError, MissingFileError
+from rlhf_gym.errors import ConfigError, DataError, MissingFileError
 from rlhf_gym.files import atomic_write_json, read_json
+from rlhf_gym.jsonl import append_jsonl, read_jsonl
 from rlhf_gym.metrics import format_number
 
 from .experiment import (ALGORITHM_OPTIONS, DEFAULT_TOTAL_RESPONSES, TrainConfig, build_env_and_agent, env_settings,
                          held_out_evaluator)
-from .registry import get_algorithm
+from .registry import algorithm_of_checkpoint, get_algorithm
 
 if TYPE_CHECKING:  # --help needs neither: they load torch
     from rlhf_gym.evaluation import Evaluation
@@ -69,9 +72,11 @@ class Args(TrainConfig):
     checkpoint_every: int = arg(DEFAULT_CHECKPOINT_EVERY, "save a checkpoint every this many responses (the offline "
                                                           "algorithms: comparisons), at the first iteration (optimizer "
                                                           "step) that reaches each multiple")
-    resume: str | None = arg(None, "checkpoint .zip to resume from: continues its run directory with the run's own "
-                                   "arguments (args.json), KL coefficient, optimizer and counters, up to the run's budget "
-                                   "(or a larger --total-responses)")
+    resume: str | None = arg(None, "checkpoint to resume from, <run>/checkpoints/agent_*.zip or the final <run>/agent.zip: "
+                                   "continues its run directory with the run's own arguments (args.json, never rewritten: "
+                                   "each resume is appended to resumes.jsonl), KL coefficient, optimizer and counters, up "
+                                   "to the run's budget (or a larger --total-responses; one below what the checkpoint has "
+                                   "done is refused)")
     overwrite: bool = arg(False, "with --resume: allow overwriting the results of a run that already finished")
     progress_bar: bool = arg(True, "show a progress bar")
 
@@ -85,13 +90,25 @@ class Args(TrainConfig):
 BUDGETS = ("total_responses", "total_comparisons")
 RESUME_OPTIONS = ("resume", "overwrite", "progress_bar", "device", *BUDGETS)
 """What a resumed run may set; every other argument is the run's own, from its args.json."""
+RESUMES_FILE = "resumes.jsonl"
+"""The run directory's history of resumes: one line each (time, checkpoint, the options given, the budgets in force);
+args.json stays the run's original record."""
 
 
 def resumed_args(args: Args) -> Args:
-    """The arguments of the run that ``args.resume`` belongs to (its args.json), with the options of
-    :data:`RESUME_OPTIONS` that were given; a different value of any other option is refused, not silently used."""
-    args_path = run_of_checkpoint(args.resume) / "args.json"
-    stored = upgraded_arguments(read_json(args_path, required=("seed", "env_id"), what="a run's arguments (args.json)"))
+    """The arguments of the run that ``args.resume`` belongs to (its args.json, with the budget of its last resume),
+    with the options of :data:`RESUME_OPTIONS` that were given; a different value of any other option is refused, not
+    silently used. The checkpoint is checked whole first, and a wrong-typed or refused value of args.json is an error
+    naming the file and the field."""
+    algorithm_of_checkpoint(args.resume)  # a truncated or corrupt checkpoint: one error naming it, before anything else
+    run_dir = run_of_checkpoint(args.resume)
+    args_path = run_dir / "args.json"
+    stored = read_json(args_path, required=("seed", "env_id"), what="a run's arguments (args.json)")
+    check_stored_types(stored, args_path)
+    try:
+        stored = {**upgraded_arguments(stored), **last_resume_budgets(run_dir / RESUMES_FILE)}
+    except ConfigError as error:  # e.g. an algorithm that is not registered
+        raise ConfigError(f"{args_path}: {error}") from None
     defaults = Args()
     merged = {}
     for field in fields(Args):
@@ -104,7 +121,69 @@ def resumed_args(args: Args) -> Args:
                               f"has {own!r}); start a new run to change it")
         else:
             merged[name] = own
-    return Args(**merged)
+    try:
+        return Args(**merged)
+    except ConfigError as error:  # the given options passed these checks when parsed: a value of the run's own fails
+        raise ConfigError(f"{args_path}: {error}") from None
+
+
+JSON_TYPES = {"int": ((int,), "an integer"), "float": ((int, float), "a number"), "str": ((str,), "a string"),
+              "bool": ((bool,), "true or false"), "None": ((type(None),), "null")}
+
+
+def check_stored_types(stored: dict, path: Path) -> None:
+    """A :class:`DataError` naming ``path`` and the field when a stored argument that a resume uses does not have its
+    field's type (``"n_envs": "sixty"``, ``"seed": null``), instead of a TypeError in the checks."""
+    for field in fields(Args):
+        if field.name not in stored or (field.name in RESUME_OPTIONS and field.name not in BUDGETS):
+            continue  # absent (the default), or a resume's own option (given, never read from the file)
+        kinds = [kind.strip() for kind in str(field.type).split("|")]
+        if not all(kind in JSON_TYPES for kind in kinds):
+            continue  # e.g. Any: the option's own code checks it
+        value = stored[field.name]
+        # bool is an int in Python, not in JSON: true is no integer
+        if not any(isinstance(value, JSON_TYPES[kind][0]) and (kind == "bool" or not isinstance(value, bool))
+                   for kind in kinds):
+            expected = " or ".join(JSON_TYPES[kind][1] for kind in kinds)
+            raise DataError(f"{path}: {field.name} must be {expected}, got {json.dumps(value)}")
+
+
+def last_resume_budgets(history: Path) -> dict:
+    """The budgets in force after the run's last resume (its line of ``resumes.jsonl``), {} if it was never resumed: a
+    resume that grew the budget and was killed continues to that budget, since args.json is never rewritten."""
+    if not history.is_file():
+        return {}
+    records = list(read_jsonl(history, what="a run's resume history"))
+    budgets = {name: records[-1][name] for name in BUDGETS if records and name in records[-1]}
+    check_stored_types(budgets, history)
+    return budgets
+
+
+def given_resume_options(args: Args) -> dict:
+    """The options of :data:`RESUME_OPTIONS` given on the command line (those that differ from the defaults), before
+    :func:`resumed_args` fills in the run's own."""
+    defaults = Args()
+    return {name: getattr(args, name) for name in RESUME_OPTIONS
+            if name != "resume" and getattr(args, name) != getattr(defaults, name)}
+
+
+def record_resume(args: Args, given: dict, run_dir: Path) -> None:
+    """Append this resume to the run's ``resumes.jsonl``: when, from which checkpoint, the options ``given`` and the
+    budgets in force."""
+    append_jsonl(run_dir / RESUMES_FILE, [{"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                           "checkpoint": str(args.resume), "options": given,
+                                           **{name: getattr(args, name) for name in BUDGETS}}])
+
+
+def check_resumed_budget(args: Args, model) -> None:
+    """A :class:`ConfigError` when the budget is below what the resumed checkpoint has already done (the run would
+    "finish" at once and rewrite its results as if it had stopped there)."""
+    unit = model.traits.budget_unit
+    option = f"total_{unit}"
+    budget, done = getattr(args, option), model.counters()[unit]
+    if budget is not None and budget < done:
+        raise ConfigError(f"--{option.replace('_', '-')} {budget}: {args.resume} has already done {done} {unit}; "
+                          f"give a budget of at least {done} (a larger one trains on), or start a new run")
 
 
 def upgraded_arguments(stored: dict) -> dict:
@@ -127,8 +206,14 @@ def upgraded_arguments(stored: dict) -> dict:
 
 
 def run_of_checkpoint(checkpoint: str | Path) -> Path:
-    """The run directory a checkpoint ``<run>/checkpoints/agent_*.zip`` belongs to."""
-    return Path(checkpoint).resolve().parent.parent
+    """The run directory of a checkpoint ``<run>/checkpoints/agent_*.zip`` or of a run's final ``<run>/agent.zip``:
+    the directory of its args.json."""
+    path = Path(checkpoint).resolve()
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if not (run / "args.json").is_file():
+        raise MissingFileError(f"--resume {checkpoint}: no run's args.json at {run}; resume works from a run's "
+                               "<run>/checkpoints/agent_*.zip or <run>/agent.zip (beside <run>/args.json)")
+    return run
 
 
 def create_run_directory(out_dir: str | Path, name: str) -> Path:
@@ -180,6 +265,7 @@ def main(args: Args) -> Path:
     console = Console(quiet=not writes)
     started = time.time()
     if args.resume:
+        given = given_resume_options(args)
         args = resumed_args(args)
         run_dir = run_of_checkpoint(args.resume)
         if (run_dir / "summary.json").exists() and not args.overwrite:
@@ -189,12 +275,16 @@ def main(args: Args) -> Path:
         run_dir = Path(args.out_dir) / f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     # bad input fails before any file
     env, model = build_env_and_agent(args, tensorboard_log=run_dir, resume=args.resume, parallel=parallel)
-    if not args.resume:  # the main process names the directory, and every process writes to that one
+    if args.resume:
+        check_resumed_budget(args, model)
+    else:  # the main process names the directory, and every process writes to that one
         run_dir = parallel.broadcast(create_run_directory(args.out_dir, run_dir.name) if writes else None)
         model.tensorboard_log = str(run_dir) if writes else None
     settings = {**asdict(args), "env": env_settings(env), "algorithm": asdict(args.algorithm_config()),
                 "processes": parallel.num_processes}
-    if writes:
+    if writes and args.resume:
+        record_resume(args, given, run_dir)  # args.json stays the run's original record
+    elif writes:
         atomic_write_json(run_dir / "args.json", settings)
     console.print(f"[bold]run directory[/bold] {run_dir}  (device: {model.device}, {parallel.describe()})")
     changed = changed_settings(args)

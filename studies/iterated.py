@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,6 +71,9 @@ PAIRINGS = ("current", "sft")
 RUN_SETTINGS = ("task", "total_comparisons", "iterations", "beta", "eval_every", "n_eval_prompts", "n_envs", "batch_size",
                 "n_epochs", "learning_rate", "max_new_tokens", "labeler", "rm_epochs", "pair_with")
 """The settings a stored run must share with the study to be reused (else: an error naming the file)."""
+QUICK = {"rounds": "1,2", "seeds": "0", "total_comparisons": 32, "iterations": 2, "eval_every": 1, "n_envs": 8,
+         "batch_size": 4, "n_epochs": 2, "max_new_tokens": 12, "n_eval_prompts": 16, "workers": 1, "rm_epochs": 1}
+"""What ``--quick`` sets: a smoke test of the whole study."""
 
 
 @dataclass
@@ -91,16 +94,15 @@ class Args(RayOptions, PPORunOptions):
     pair_with: str = arg("current", "where the second response of each pair comes from in rounds 2 and later: current "
                                     "(the current policy, like the first) or sft (the SFT policy: each pair contrasts "
                                     "where the policy went with where it started)", choices=PAIRINGS)
-    quick: bool = arg(False, "smoke test: schedules 1 and 2, seed 0, 32 comparisons, two tiny iterations (< 1 minute)")
+    quick: bool = arg(False, "smoke test: schedules 1 and 2, seed 0, 32 comparisons, two tiny iterations (< 1 minute); "
+                             "the options it sets may not be given with it")
 
     ray_gpus_used = False  # the runs train on the CPU
 
     def __post_init__(self) -> None:
         self.ray_settings()  # checks the Ray options
         if self.quick:
-            self.rounds, self.seeds, self.total_comparisons, self.iterations, self.eval_every = "1,2", "0", 32, 2, 1
-            self.n_envs, self.batch_size, self.n_epochs, self.max_new_tokens = 8, 4, 2, 12
-            self.n_eval_prompts, self.workers, self.rm_epochs = 16, 1, 1
+            self._apply_quick()
         from rlhf_gym.tasks.building import BuildConfig  # the task's world loads transformers anyway
 
         world = world_of(self.task)  # ConfigError naming the known tasks
@@ -119,6 +121,18 @@ class Args(RayOptions, PPORunOptions):
             raise ConfigError("--labeler terminal reads your judgements in this process: use --workers 1, without Ray")
         self.train_config(0, None)  # TrainConfig's own checks (--batch-size against --n-envs, --beta...)
 
+    def _apply_quick(self) -> None:
+        """Set :data:`QUICK`; an option it sets that was given another value is refused, not silently replaced. (A
+        value equal to the default cannot be told from one not given; one equal to the quick value is the same run,
+        as in an ``Args`` built again from a quick one.)"""
+        defaults = {f.name: f.default for f in fields(self)}
+        given = [name for name, value in QUICK.items() if getattr(self, name) not in (defaults[name], value)]
+        if given:
+            options = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+            raise ConfigError(f"--quick sets {options} itself: drop {'it' if len(given) == 1 else 'them'}, or drop --quick")
+        for name, value in QUICK.items():
+            setattr(self, name, value)
+
     def _check_schedules(self) -> None:
         try:
             schedules, seeds = self.schedule_list(), self.seed_list()
@@ -128,6 +142,8 @@ class Args(RayOptions, PPORunOptions):
         if not schedules or not seeds or not 1 <= min(schedules) <= max(schedules) < ROUND_SEED_STRIDE:
             raise ConfigError(f"need at least one schedule of 1 to {ROUND_SEED_STRIDE - 1} rounds and one seed, got "
                               f"--rounds {self.rounds!r} --seeds {self.seeds!r}")
+        if schedules != sorted(set(schedules)):  # a repeated schedule would be one run directory trained twice
+            raise ConfigError(f"--rounds {self.rounds}: each schedule once, in increasing order (e.g. 1,3,6)")
         limit = (2**32 - max(schedules)) // ROUND_SEED_STRIDE  # every round's seed must seed NumPy too
         if min(seeds) < 0 or max(seeds) >= limit:
             raise ConfigError(f"--seeds must be in [0, {limit}) (round k of seed s is seeded with {ROUND_SEED_STRIDE} s + k), "

@@ -312,11 +312,16 @@ def main(args: Args) -> list[dict]:
     run_all([job for env_args in by_args for job in jobs(env_args)], args.workers, args.ray_settings())
     by_env = {env_args.env_id: env_leaderboard(env_args, read_records(env_args)) for env_args in by_args}
     table = suite_table(by_env)
-    atomic_write_text(Path(args.out_dir) / "suite.md", f"Leaderboard on {args.suite} ({len(args.seed_list)} seeds: "
-                                                       f"{args.seeds}; `rlhf-gym leaderboard`, arguments: "
-                                                       f"{asdict(args)})\n\n{table}")
+    atomic_write_text(Path(args.out_dir) / "suite.md", f"Leaderboard on {args.suite} ({seeds_phrase(args)}; "
+                                                       f"`rlhf-gym leaderboard`, arguments: {asdict(args)})\n\n{table}")
     print(table)
     return [{"env_id": env_id, **row} for env_id, rows in by_env.items() for row in rows]
+
+
+def seeds_phrase(args: Args) -> str:
+    """How many seeds and which, for a header: ``1 seed: 0``, ``3 seeds: 0, 1, 2``."""
+    seeds = args.seed_list
+    return f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}: {', '.join(map(str, seeds))}"
 
 
 def suite_table(by_env: dict[str, list[dict]]) -> str:
@@ -344,8 +349,8 @@ def env_leaderboard(args: Args, records: list[dict]) -> list[dict]:
     rows = aggregate(records, args.kl_budget)
     out_dir = Path(args.out_dir)
     table = markdown_table(rows, args.kl_budget)
-    atomic_write_text(out_dir / "leaderboard.md", f"Leaderboard on {args.env_id} ({', '.join(map(str, args.seed_list))} "
-                                                  f"seeds; `rlhf-gym leaderboard`, arguments: {asdict(args)})\n\n{table}\n"
+    atomic_write_text(out_dir / "leaderboard.md", f"Leaderboard on {args.env_id} ({seeds_phrase(args)}; `rlhf-gym "
+                                                  f"leaderboard`, arguments: {asdict(args)})\n\n{table}\n"
                                                   f"Gold reward (KL) per seed:\n\n{per_seed(records)}")
     atomic_write_json(out_dir / "leaderboard.json", {"rows": rows, "args": asdict(args)})
     plot(records, out_dir / "leaderboard.png", f"{args.env_id}: gold reward against sqrt(KL), every method", args.kl_budget)

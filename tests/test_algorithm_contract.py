@@ -2,6 +2,7 @@
 and ``rlhf-gym evaluate`` scores with no edit anywhere else; and the built-in algorithms declare consistent traits."""
 
 import json
+import zipfile
 from dataclasses import fields
 
 import pytest
@@ -12,7 +13,7 @@ from rlhf_gym.agents.buffer import SequenceRolloutBuffer, SequenceSamples
 from rlhf_gym.agents.critic_free import CriticFreeConfig, CriticFreeTokenPG, group_view
 from rlhf_gym.agents.registry import ALGORITHMS, AlgorithmTraits, algorithm_of_checkpoint, get_algorithm, register_algorithm
 from rlhf_gym.cli import parse_dataclass
-from rlhf_gym.errors import ConfigError
+from rlhf_gym.errors import ConfigError, MissingFileError
 
 TINY = ["--n-envs", "8", "--batch-size", "8", "--max-new-tokens", "6", "--n-eval-prompts", "8", "--no-progress-bar"]
 
@@ -109,3 +110,23 @@ def test_a_run_of_0_8_resumes_with_its_arguments_in_todays_names():
     assert (upgraded["algo"], upgraded["dpo_beta"], upgraded["beta"]) == ("ipo", 0.3, None)
     assert upgraded["ent_coef"] is None and upgraded["group_size"] is None and "dpo_loss" not in upgraded
     assert train.upgraded_arguments({"algo": "ppo", "beta": 0.01})["kl_coef"] == 0.01
+
+
+def test_a_truncated_or_corrupt_checkpoint_is_refused_naming_it(tmp_path):
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w") as archive:  # SB3's layout: stored members, "data" naming the algorithm
+        archive.writestr("data", json.dumps({"algorithm": "rloo"}))
+        archive.writestr("policy.pth", bytes(range(256)) * 64)
+    assert algorithm_of_checkpoint(good) is get_algorithm("rloo")
+    data = good.read_bytes()
+    truncated, corrupt, other = tmp_path / "truncated.zip", tmp_path / "corrupt.zip", tmp_path / "other.zip"
+    truncated.write_bytes(data[: len(data) // 2])
+    position = data.index(bytes(range(256)))
+    corrupt.write_bytes(data[:position] + b"X" + data[position + 1:])  # one byte of policy.pth: its CRC fails
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("notes.txt", "not an agent")
+    for path, message in ((truncated, "truncated or corrupt"), (corrupt, r"truncated or corrupt \(policy\.pth: bad CRC"),
+                          (other, "not an agent checkpoint")):
+        with pytest.raises(MissingFileError, match=message) as error:
+            algorithm_of_checkpoint(path)
+        assert str(path) in str(error.value)

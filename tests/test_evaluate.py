@@ -2,8 +2,10 @@
 
 import json
 import shutil
+import zipfile
 
 import pytest
+from helpers import cli_error
 from transformers import AutoTokenizer
 
 from rlhf_gym.agents import TokenPPO
@@ -81,3 +83,15 @@ def test_policy_with_another_tokenizer_is_refused(trained, tmp_path):
     tokenizer.save_pretrained(other)
     with pytest.raises(ValueError, match=r"tokenizer of --agent .* differs from the reference"):
         evaluate(tmp_path, "--agent", str(other))
+
+
+def test_a_truncated_agent_zip_is_one_error_line_naming_it(trained, tmp_path, capsys):
+    data = (trained / "agent.zip").read_bytes()
+    with zipfile.ZipFile(trained / "agent.zip") as archive:
+        member = archive.infolist()[-2]
+    # cut in the middle; cut just after a stored member, whose own zip end record (a torch file's) then ends the file
+    for cut in (len(data) // 2, member.header_offset + 30 + len(member.filename) + len(member.extra) + member.compress_size):
+        agent = tmp_path / f"agent_{cut}.zip"
+        agent.write_bytes(data[:cut])
+        error = cli_error(capsys, "evaluate", ["--agent", agent, "--n-eval-prompts", 4, "--device", "cpu"])
+        assert str(agent) in error and "truncated or corrupt" in error

@@ -207,6 +207,10 @@ def test_the_labelling_page_labels_each_round(tmp_path, capsys):
     (["--labeler", "terminal"], "use --workers 1"),
     (["--batch-size", "128"], "--batch-size 128 is larger than a rollout"),
     (["--total-comparisons", "0"], "--total-comparisons must be > 0"),
+    (["--rounds", "1,1"], "--rounds 1,1: each schedule once, in increasing order"),
+    (["--rounds", "3,1"], "--rounds 3,1: each schedule once, in increasing order"),
+    (["--quick", "--seeds", "0,1"], "--quick sets --seeds itself"),
+    (["--quick", "--iterations", "6", "--rounds", "1,3"], "--quick sets --rounds, --iterations itself"),
 ])
 def test_bad_options_exit_2_with_one_line(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:  # parsing only: a valid command line would start the study
@@ -215,6 +219,11 @@ def test_bad_options_exit_2_with_one_line(capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert sum(line.startswith("rlhf-gym iterate: error:") for line in err.splitlines()) == 1
+
+
+def test_quick_accepts_options_it_does_not_set_and_its_own_values():
+    args = command.Args(quick=True, beta=0.01, seeds="0", out_dir="elsewhere")
+    assert (args.beta, args.seeds, args.out_dir, args.rounds, args.iterations) == (0.01, "0", "elsewhere", "1,2", 2)
 
 
 def test_args_refuse_an_unknown_task():

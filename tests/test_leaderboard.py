@@ -30,6 +30,16 @@ def test_aggregate_gives_mean_and_population_std_and_a_headline_within_the_budge
     assert "**1.500 ± 0.500 (2 of 3 within)**" in table and "| grpo | 1 | **over budget** |" in table
 
 
+def test_the_written_leaderboard_counts_its_seeds(tmp_path):
+    for seeds, phrase in (("0", "(1 seed: 0;"), ("0,1,2", "(3 seeds: 0, 1, 2;")):
+        args = leaderboard.Args(methods="ppo", seeds=seeds, out_dir=str(tmp_path / seeds))
+        records = [record("ppo", seed, 1.0 + seed, 4.0) for seed in args.seed_list]
+        rows = leaderboard.env_leaderboard(args, records)
+        assert rows[0]["seeds"] == len(args.seed_list)
+        header = (tmp_path / seeds / "leaderboard.md").read_text().splitlines()[0]
+        assert header.startswith(f"Leaderboard on RLHF-v0 {phrase}"), header
+
+
 def test_bad_arguments():
     with pytest.raises(ConfigError, match="--methods: unknown ddpg"):
         leaderboard.Args(methods="ppo,ddpg")

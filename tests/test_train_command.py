@@ -1,8 +1,11 @@
 """The main job (``rlhf-gym train``): the budget in responses, run directories, resume semantics, bad arguments."""
 
 import json
+import shutil
 import subprocess
 import sys
+import zipfile
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -83,6 +86,114 @@ def test_resume_refuses_to_change_the_run_arguments(finished_run, capsys):
     extended = train.resumed_args(parse_dataclass(train.Args, "", ["--resume", str(checkpoint), "--total-responses",
                                                                     "48"]))
     assert extended.total_responses == 48  # the budget may grow
+
+
+def copy_of(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of a run directory, so that a test may resume (or break) it without touching the shared one."""
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+def files_of(run_dir: Path) -> dict:
+    return {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+
+
+@pytest.mark.slow
+def test_a_resume_with_a_budget_below_the_checkpoint_s_is_refused_before_writing_anything(finished_run, tmp_path,
+                                                                                          capsys):
+    run = copy_of(finished_run, tmp_path)
+    before = files_of(run)
+    checkpoint = run / "checkpoints" / "agent_00000016_responses.zip"
+    error = cli_error(capsys, "train", ["--resume", checkpoint, "--total-responses", 8, "--overwrite", "--no-progress-bar"])
+    assert "--total-responses 8" in error and "16 responses" in error and str(checkpoint) in error
+    assert files_of(run) == before  # no agent, policy, summary or args.json rewritten, no resume recorded
+
+
+@pytest.mark.slow
+def test_a_resume_keeps_args_json_and_appends_to_the_run_s_resume_history(finished_run, tmp_path):
+    run = copy_of(finished_run, tmp_path)
+    stored = (run / "args.json").read_bytes()
+    resumed = (run / "resumes.jsonl").read_text().splitlines() if (run / "resumes.jsonl").exists() else []
+    # from the final agent.zip (beside args.json, not under checkpoints/), one iteration more than the run's budget
+    assert run_train(["--resume", run / "agent.zip", "--total-responses", 32, "--overwrite", "--no-progress-bar"]) == run
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["iterations"], summary["responses"]) == (4, 32)
+    assert (run / "args.json").read_bytes() == stored  # the run's original record, as it was
+    history = (run / "resumes.jsonl").read_text().splitlines()
+    assert history[:-1] == resumed  # one line appended (earlier tests may have resumed the shared run)
+    last = json.loads(history[-1])
+    assert last["checkpoint"] == str(run / "agent.zip") and last["time"] and last["total_responses"] == 32
+    assert last["options"] == {"total_responses": 32, "overwrite": True, "progress_bar": False}
+    # a later plain resume goes on to the budget the last resume set, not to args.json's
+    later = train.resumed_args(parse_dataclass(train.Args, "", ["--resume", str(run / "checkpoints" /
+                                                                                "agent_00000032_responses.zip")]))
+    assert later.total_responses == 32
+
+
+def truncated_copies(checkpoint: Path, directory: Path) -> list[Path]:
+    """``checkpoint`` cut in the middle, and cut just after a stored member (a torch zip whose own end record then
+    ends the file: it still opens as a zip, of other members)."""
+    data = checkpoint.read_bytes()
+    with zipfile.ZipFile(checkpoint) as archive:
+        member = archive.infolist()[-2]
+    cuts = (len(data) // 2, member.header_offset + 30 + len(member.filename) + len(member.extra) + member.compress_size)
+    copies = []
+    for cut in cuts:
+        copy = directory / f"agent_cut_at_{cut}.zip"
+        copy.write_bytes(data[:cut])
+        copies.append(copy)
+    return copies
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_truncated_checkpoint_is_one_error_line_naming_it(finished_run, tmp_path, capsys, overwrite):
+    run = copy_of(finished_run, tmp_path)
+    before = files_of(run)
+    for checkpoint in truncated_copies(run / "checkpoints" / "agent_00000008_responses.zip", tmp_path):
+        target = run / "checkpoints" / checkpoint.name
+        shutil.copy(checkpoint, target)
+        error = cli_error(capsys, "train", ["--resume", target, *overwrite, "--no-progress-bar"])
+        assert str(target) in error and "truncated or corrupt" in error
+        target.unlink()
+    assert files_of(run) == before
+
+
+def fake_run(tmp_path: Path, **changes) -> Path:
+    """A run directory with an args.json of the defaults changed by ``changes`` and a checkpoint (a valid zip that
+    names its algorithm: enough to reach the arguments); returns the checkpoint."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "args.json").write_text(json.dumps({**asdict(train.Args()), **changes}))
+    checkpoint = run / "checkpoints" / "agent_00000008_responses.zip"
+    with zipfile.ZipFile(checkpoint, "w") as archive:
+        archive.writestr("data", json.dumps({"algorithm": "ppo"}))
+    return checkpoint
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"n_envs": "sixty"}, 'n_envs must be an integer, got "sixty"'),
+    ({"seed": None}, "seed must be an integer, got null"),
+    ({"kl_target": "3"}, 'kl_target must be a number or null, got "3"'),
+    ({"progress_bar": "yes", "algo": 5}, "algo must be a string, got 5"),
+    ({"n_envs": 0}, "--n-envs must be > 0"),  # the right type, a refused value
+    ({"algo": "ddpg"}, "--algo must be one of"),
+])
+def test_a_resume_with_a_bad_value_in_args_json_is_one_line_naming_the_file_and_field(tmp_path, capsys, changes,
+                                                                                      message):
+    checkpoint = fake_run(tmp_path, **changes)
+    error = cli_error(capsys, "train", ["--resume", checkpoint])
+    assert error.startswith(f"error: {checkpoint.parent.parent.resolve() / 'args.json'}: ") and message in error
+
+
+def test_resume_finds_the_run_of_a_checkpoint_or_of_a_final_agent_and_refuses_other_places(tmp_path, capsys):
+    checkpoint = fake_run(tmp_path)
+    run = checkpoint.parent.parent.resolve()
+    shutil.copy(checkpoint, run / "agent.zip")
+    assert train.run_of_checkpoint(checkpoint) == train.run_of_checkpoint(run / "agent.zip") == run
+    elsewhere = tmp_path / "agent.zip"
+    shutil.copy(checkpoint, elsewhere)
+    error = cli_error(capsys, "train", ["--resume", elsewhere])
+    assert str(elsewhere) in error and "<run>/checkpoints/agent_*.zip or <run>/agent.zip" in error
 
 
 def test_the_before_after_table_prints_a_zero_kl_as_zero():
@@ -205,8 +316,10 @@ def test_critic_free_runs_end_to_end_and_resume_with_their_own_class(algo, tmp_p
 
 @pytest.mark.slow
 def test_dpo_runs_end_to_end_on_given_comparisons_and_resumes(tmp_path):
-    records = [{"prompt": "the soup was", "chosen": "really great .", "rejected": "not great ."},
-               {"prompt": "our waiter seemed", "chosen": "friendly !", "rejected": "rude ."}] * 8
+    # 16 distinct comparisons (exact duplicates are left out of the training data)
+    records = [{"prompt": prompt, "chosen": f"{adverb} {good} .", "rejected": f"{adverb} {bad} ."}
+               for prompt in ("the soup was", "our waiter seemed") for adverb in ("really", "not")
+               for good, bad in (("great", "rude"), ("tasty", "bad"), ("lovely", "slow"), ("friendly", "rude"))]
     data = tmp_path / "prefs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     run_dir = run_train(["--algo", "dpo", "--comparisons", data, "--batch-size", 4, "--checkpoint-every", 8, "--out-dir",
