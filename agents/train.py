@@ -50,6 +50,7 @@ from rlhf_gym.metrics import format_number
 from .experiment import (ALGORITHM_OPTIONS, DEFAULT_TOTAL_RESPONSES, TrainConfig, build_env_and_agent, env_settings,
                          held_out_evaluator)
 from .registry import algorithm_of_checkpoint, get_algorithm
+from .run_inputs import INPUTS_KEY, check_unchanged_inputs, run_inputs
 
 if TYPE_CHECKING:  # --help needs neither: they load torch
     from rlhf_gym.evaluation import Evaluation
@@ -268,6 +269,10 @@ def main(args: Args) -> Path:
         given = given_resume_options(args)
         args = resumed_args(args)
         run_dir = run_of_checkpoint(args.resume)
+        note = check_unchanged_inputs(read_json(run_dir / "args.json").get(INPUTS_KEY), run_inputs(args),
+                                      run_dir / "args.json")
+        if note:
+            console.print(note)
         if (run_dir / "summary.json").exists() and not args.overwrite:
             raise ConfigError(f"{run_dir} has finished (summary.json): resuming from {args.resume} would overwrite its "
                               "agent.zip, policy/ and summary.json; pass --overwrite to do so")
@@ -282,6 +287,8 @@ def main(args: Args) -> Path:
         model.tensorboard_log = str(run_dir) if writes else None
     settings = {**asdict(args), "env": env_settings(env), "algorithm": asdict(args.algorithm_config()),
                 "processes": parallel.num_processes}
+    if not args.resume:  # what the run read, by content: a resume refuses inputs changed since (agents.run_inputs)
+        settings[INPUTS_KEY] = run_inputs(args)
     if writes and args.resume:
         record_resume(args, given, run_dir)  # args.json stays the run's original record
     elif writes:

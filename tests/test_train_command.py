@@ -334,3 +334,23 @@ def test_dpo_runs_end_to_end_on_given_comparisons_and_resumes(tmp_path):
     assert run_train(["--resume", run_dir / "checkpoints" / "agent_00000008_comparisons.zip", "--no-progress-bar"]) == run_dir
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4  # resumed at step 2, to the same budget
 
+
+
+@pytest.mark.slow
+def test_a_resume_refuses_inputs_changed_since_the_run_started(task, tmp_path, capsys):
+    """A run records its inputs by content; a resume after the prompt file was shortened (or a model replaced) would mix
+    two runs in one curve, so it is refused, naming the input, until the file is as it was."""
+    prompts = tmp_path / "prompts.txt"
+    original = "\n".join(task.train_prompts[:16]) + "\n"
+    prompts.write_text(original)
+    run_dir = run_train(["--prompts", prompts, "--out-dir", tmp_path / "runs", "--total-responses", 16,
+                         "--checkpoint-every", 8, *TINY])
+    assert set(json.loads((run_dir / "args.json").read_text())["inputs"]) == {"prompts", "task:reviews"}
+    (run_dir / "summary.json").unlink()  # as if killed after its first checkpoint
+    checkpoint = run_dir / "checkpoints" / "agent_00000008_responses.zip"
+    prompts.write_text("\n".join(task.train_prompts[:8]) + "\n")
+    error = cli_error(capsys, "train", ["--resume", checkpoint])
+    assert "the run's inputs changed since it started (--prompts)" in error and str(run_dir / "args.json") in error
+    assert not (run_dir / "summary.json").exists()
+    prompts.write_text(original)
+    assert run_train(["--resume", checkpoint, "--no-progress-bar"]) == run_dir
