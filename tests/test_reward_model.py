@@ -243,3 +243,38 @@ def test_train_rm_never_replaces_a_directory_that_holds_no_reward_model(tmp_path
     message = cli_error(capsys, "train-rm", ["--data", data, "--out-dir", home, "--epochs", "1"])
     assert str(home) in message and "holds no saved reward model" in message
     assert [p.name for p in home.iterdir()] == ["thesis.tex"]
+
+
+def shipped_comparisons(task: str, n: int, path: Path) -> Path:
+    """The first ``n`` comparisons of a task's shipped data, as a JSONL file at ``path``."""
+    from rlhf_gym.tasks import world_of
+
+    lines = (world_of(task).task().artifacts_dir / "preferences.jsonl").read_text().splitlines()[:n]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_train_rm_reads_the_datas_task_and_takes_a_size(tmp_path, capsys):
+    """rlhf-gym 0.8 built every default model on the reviews tokenizer: on another task's data nearly every content
+    word was <unk>. The default model now takes the tokenizer of the task whose words the data uses, and a size."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from rlhf_gym.tasks import world_of
+
+    data = shipped_comparisons("lists", 40, tmp_path / "lists.jsonl")
+    run_command("train-rm", ["--data", str(data), "--out-dir", str(tmp_path / "rm"), "--epochs", "1", "--width", "32",
+                             "--layers", "1"])
+    assert "reward model on the lists task's tokenizer (0.0% of the words unknown)" in capsys.readouterr().out
+    assert AutoTokenizer.from_pretrained(tmp_path / "rm").get_vocab() == world_of("lists").tokenizer().get_vocab()
+    config = AutoConfig.from_pretrained(tmp_path / "rm")
+    assert (config.n_embd, config.n_layer) == (32, 1)
+
+
+def test_train_rm_refuses_data_its_tokenizer_cannot_read(tmp_path, capsys):
+    data = shipped_comparisons("lists", 40, tmp_path / "lists.jsonl")
+    message = cli_error(capsys, "train-rm", ["--data", data, "--out-dir", tmp_path / "rm", "--task", "reviews"])
+    assert "of its words are unknown to the reviews task's tokenizer" in message and "--model" in message
+    assert not (tmp_path / "rm").exists()
+    with pytest.raises(SystemExit) as exit_info:  # the default model's options do not go with --model
+        run_command("train-rm", ["--data", str(data), "--model", str(tmp_path), "--width", "32"])
+    assert exit_info.value.code == 2 and "--width: options of the default model" in capsys.readouterr().err

@@ -1,9 +1,13 @@
 """Stage 2: train a Bradley-Terry reward model on preference JSONL (or a Hugging Face dataset on disk).
 
     rlhf-gym train-rm --data prefs.jsonl --out-dir rm/
+    rlhf-gym train-rm --data prefs.jsonl --task lists --width 128 --layers 3 --out-dir rm/   # a proxy of another size
     rlhf-gym train-rm --data prefs.jsonl --model distilbert-base-uncased --out-dir rm/  # any HF model
 
-The default model is a small GPT-2-style classifier on the task's word-level tokenizer. Writes the model in
+The default model is a small GPT-2-style classifier (``--width`` x ``--layers``, by default the task build's) on a
+task's word-level tokenizer: ``--task``'s, or the task whose vocabulary covers the data best. Data of which more than a
+tenth of the words would be unknown to that tokenizer is refused (a model that reads ``<unk>`` for every content word
+learns length and nothing else): pass ``--model`` with a tokenizer of its own instead. Writes the model in
 save_pretrained format plus reward_metadata.json (data hash, seed, held-out accuracy), and TensorBoard logs;
 an existing --out-dir (a previous reward model) is replaced only once the new model is complete. Duplicate
 records are left out and the held-out comparisons are split off by pair (rlhf_gym.reward_training.split_records);
@@ -24,6 +28,7 @@ from rlhf_gym.checks import check_positive_options, check_seed
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
 from rlhf_gym.preferences import PreferenceDataError, load_preferences
 from rlhf_gym.reward_settings import RewardTrainingConfig
+from rlhf_gym.tasks import task_names
 
 if TYPE_CHECKING:  # torch and transformers only once the command runs: --help stays fast
     import torch
@@ -35,7 +40,11 @@ if TYPE_CHECKING:  # torch and transformers only once the command runs: --help s
 class Args:
     data: str = arg("preferences.jsonl", "preference JSONL (prompt, chosen, rejected[, margin]) or a saved datasets directory")
     out_dir: str = arg("reward_model", "output directory (save_pretrained format)")
-    model: str | None = arg(None, "HF model id or directory (default: a small GPT-2 on the reviews tokenizer)")
+    model: str | None = arg(None, "HF model id or directory (default: a small GPT-2 on a task's word-level tokenizer)")
+    task: str | None = arg(None, "the task whose tokenizer the default model reads (default: the one whose vocabulary "
+                                 "covers the data best)", choices=task_names)
+    width: int | None = arg(None, "the default model's width (default: the task build's reward_width)")
+    layers: int | None = arg(None, "the default model's transformer layers (default: the task build's reward_layers)")
     epochs: int = arg(RewardTrainingConfig.epochs, "passes over the data")
     batch_size: int = arg(RewardTrainingConfig.batch_size, "comparisons per step")
     learning_rate: float = arg(RewardTrainingConfig.learning_rate, "AdamW learning rate")
@@ -48,7 +57,13 @@ class Args:
     def __post_init__(self) -> None:
         if not 0 < self.eval_fraction < 1:
             raise ConfigError(f"--eval-fraction must be in (0, 1), got {self.eval_fraction}")
-        check_positive_options(self, ("epochs", "batch_size", "learning_rate"))
+        check_positive_options(self, ("epochs", "batch_size", "learning_rate", "width", "layers"))
+        if self.model is not None:
+            given = [f"--{name}" for name in ("task", "width", "layers") if getattr(self, name) is not None]
+            if given:
+                raise ConfigError(f"{', '.join(given)}: options of the default model; --model brings its own")
+        if self.task is not None and self.task not in task_names():
+            raise ConfigError(f"--task must be one of {', '.join(task_names())}, got {self.task!r}")
         if not (math.isfinite(self.center_rewards_coef) and self.center_rewards_coef >= 0):
             raise ConfigError(f"--center-rewards-coef must be >= 0 and finite, got {self.center_rewards_coef}")
         check_seed(self.seed)
@@ -68,14 +83,47 @@ def load_records(args: Args) -> list[dict]:
     return records
 
 
-def build_model(args: Args, device: torch.device) -> RewardModel:
+MAX_UNKNOWN_SHARE = 0.1
+"""The largest share of the data's words a default model's tokenizer may not know."""
+SAMPLED_RECORDS = 500
+"""Comparisons whose words are counted to choose and check the tokenizer."""
+
+
+def unknown_share(tokenizer, records: list[dict]) -> float:
+    """The share of the tokens of the first :data:`SAMPLED_RECORDS` comparisons (prompt, chosen, rejected) that are
+    ``tokenizer``'s unknown token."""
+    ids = [i for record in records[:SAMPLED_RECORDS] for text in (record["prompt"], record["chosen"], record["rejected"])
+           for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    return sum(i == tokenizer.unk_token_id for i in ids) / max(len(ids), 1)
+
+
+def choose_tokenizer(task: str | None, records: list[dict], where: str):
+    """The word-level tokenizer of ``task``, or of the task whose vocabulary covers ``records`` best; refused when more
+    than :data:`MAX_UNKNOWN_SHARE` of the words would be unknown."""
+    from rlhf_gym.tasks import world_of
+
+    shares = {}
+    for name in [task] if task is not None else task_names():
+        tokenizer = world_of(name).tokenizer()
+        shares[name] = (unknown_share(tokenizer, records), tokenizer)
+    best = min(shares, key=lambda name: shares[name][0])
+    share, tokenizer = shares[best]
+    if share > MAX_UNKNOWN_SHARE:
+        raise ConfigError(f"--data {where}: {share:.0%} of its words are unknown to the {best} task's tokenizer"
+                          f"{'' if task else ' (the best of the tasks)'}: the model would read <unk> for them; pass the "
+                          "data's --task, or --model with a tokenizer of its own")
+    if task is None:
+        print(f"[rlhf_gym] reward model on the {best} task's tokenizer ({share:.1%} of the words unknown)")
+    return tokenizer
+
+
+def build_model(args: Args, device: torch.device, records: list[dict]) -> RewardModel:
     import torch
     from transformers import AutoTokenizer
 
     from rlhf_gym.gpt2 import gpt2_reward_model
     from rlhf_gym.reward_model import RewardModel
     from rlhf_gym.tasks.building import BuildConfig
-    from rlhf_gym.tasks.reviews.task import WORLD as REVIEWS
     from rlhf_gym.utils import load_model, load_pretrained
 
     torch.manual_seed(args.seed)
@@ -83,7 +131,8 @@ def build_model(args: Args, device: torch.device) -> RewardModel:
         model = load_model(args.model, "reward_model", "--model", from_base=True)  # a causal LM gets a new score head
         return RewardModel(model.to(device), load_pretrained(AutoTokenizer.from_pretrained, args.model, "--model's tokenizer"))
     build = BuildConfig()
-    return gpt2_reward_model(REVIEWS.tokenizer(), build.reward_width, build.reward_layers, device=device)
+    return gpt2_reward_model(choose_tokenizer(args.task, records, str(args.data)), args.width or build.reward_width,
+                             args.layers or build.reward_layers, device=device)
 
 
 def main(args: Args) -> dict:
@@ -91,7 +140,7 @@ def main(args: Args) -> dict:
     from rlhf_gym.utils import resolve_device
 
     records = load_records(args)
-    reward_model = build_model(args, resolve_device(args.device))
+    reward_model = build_model(args, resolve_device(args.device), records)
     config = RewardTrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                   eval_fraction=args.eval_fraction, center_rewards_coef=args.center_rewards_coef,
                                   seed=args.seed)
