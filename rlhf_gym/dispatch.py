@@ -20,6 +20,7 @@ job run in this process raises its error as it is).
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +64,8 @@ class RaySettings:
         check_number("--ray-num-gpus", self.num_gpus, 0)
         if self.address is not None and not self.address.strip():
             raise ConfigError("--ray-address must not be empty (e.g. auto or ray://host:10001)")
+        if self.address is not None:
+            ray_host_port(self.address)  # a malformed address fails here, before Ray is imported
 
     @property
     def threads(self) -> int:
@@ -225,11 +228,36 @@ def _run_on_ray(jobs: Sequence[Job], settings: RaySettings, finish: Callable[[in
             ray.shutdown()
 
 
+RAY_PROBE_SECONDS = 5.0
+"""How long :func:`connect` waits for a cluster's port to answer before it gives up (``ray.init`` itself can wait for
+minutes on an address where nothing listens)."""
+
+
+def ray_host_port(address: str) -> tuple[str, int] | None:
+    """The host and port of a Ray address ``host:port`` or ``ray://host:port``; None for ``auto`` (Ray finds it); a
+    :class:`ConfigError` naming ``--ray-address`` for anything else."""
+    if address == "auto":
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--ray-address {address!r}: expected auto, host:port or ray://host:port (e.g. ray://head:10001)")
+    return host, int(port)
+
+
 def connect(ray, address: str | None) -> None:
-    """``ray.init``: a new local instance without the dashboard (``address=None``), or the cluster at ``address``."""
+    """``ray.init``: a new local instance without the dashboard (``address=None``), or the cluster at ``address`` once
+    its port answers within :data:`RAY_PROBE_SECONDS` (one error line otherwise, not a hang)."""
     if address is None:
         ray.init(address="local", include_dashboard=False)
         return
+    host_port = ray_host_port(address)
+    if host_port is not None:
+        try:
+            socket.create_connection(host_port, timeout=RAY_PROBE_SECONDS).close()
+        except OSError as error:  # refused, unreachable, unknown host or no answer in time
+            reason = "no answer" if isinstance(error, TimeoutError) else error.strerror or str(error)
+            raise ConfigError(f"--ray-address {address}: nothing answers at {host_port[0]}:{host_port[1]} ({reason})"
+                              ) from None
     try:
         ray.init(address=address)
     except ConnectionError as error:

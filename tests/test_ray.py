@@ -34,6 +34,9 @@ RECORD_KEYS = ("gold_reward", "normalised_score", "proxy_reward", "kl", "distinc
     (["--ray-num-cpus", "2"], "--ray-num-cpus needs --ray or --ray-address"),
     (["--ray-num-gpus", "1"], "--ray-num-gpus needs --ray or --ray-address"),
     (["--ray-address", ""], "--ray-address must not be empty"),
+    (["--ray-address", "127.0.0.1"], "--ray-address '127.0.0.1': expected auto, host:port or ray://host:port"),
+    (["--ray-address", "ray://head:port"], "--ray-address 'ray://head:port': expected auto, host:port"),
+    (["--ray-address", "http://head:10001"], "--ray-address 'http://head:10001': expected auto, host:port"),
 ])
 def test_bad_ray_options(command, argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -117,17 +120,34 @@ def test_the_pool_s_workers_exit_when_their_driver_is_killed(tmp_path):
 
 
 def test_an_address_without_a_cluster_is_a_config_error(monkeypatch):
-    """What ``ray.init`` raises when no cluster answers (after about 30 s for ``ray://``; at once for ``auto`` on a
-    machine without Ray) becomes a one-line error naming the option."""
+    """What ``ray.init`` raises when no cluster answers (at once for ``auto`` on a machine without Ray) becomes a
+    one-line error naming the option."""
     ray = pytest.importorskip("ray")
 
     def no_cluster(address):
         raise ConnectionError("ray client connection timeout")
 
     monkeypatch.setattr(ray, "init", no_cluster)
-    with pytest.raises(ConfigError, match=r"^--ray-address ray://head:10001: cannot connect to a Ray cluster there "
+    with pytest.raises(ConfigError, match=r"^--ray-address auto: cannot connect to a Ray cluster there "
                                           r"\(ray client connection timeout\)$"):
-        connect(ray, "ray://head:10001")
+        connect(ray, "auto")
+
+
+class NeverInit:
+    """A stand-in for the ray module whose ``init`` must not be reached."""
+
+    def init(self, **kwargs):
+        raise AssertionError(f"ray.init was called with {kwargs}")
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1"])
+def test_an_address_where_nothing_listens_is_one_error_at_once(address):
+    """rlhf-gym 0.8 handed ``127.0.0.1:1`` to ``ray.init``, which waited past 200 s with no message; the port is now
+    probed first, with a timeout, and a refusal is one line naming the option."""
+    started = time.time()
+    with pytest.raises(ConfigError, match=rf"^--ray-address {address}: nothing answers at 127.0.0.1:1 \("):
+        connect(NeverInit(), address)
+    assert time.time() - started < 10
 
 
 @pytest.fixture(scope="module")
