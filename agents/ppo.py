@@ -440,7 +440,7 @@ class TokenPPO(OnlineAlgorithm, PPO):
                 # NLPO the masked ones would measure the sampler, not the policy), the sampling pass's own numbers.
                 # NaN: a finished row takes no action
                 reported = unmasked_logp.gather(-1, actions[:, None]).squeeze(-1)
-                batched.report_logprobs(torch.where(alive, reported, torch.nan))
+                batched.report_logprobs(reported, rows=alive)
                 _, rewards, terminated, truncated, info = batched.step(actions.cpu().numpy())
                 rewards = torch.as_tensor(rewards, dtype=torch.float32, device=self.device)
                 # a finished row's reward at this step is a late one (deferred scoring): written here, at a padding

@@ -70,27 +70,35 @@ class EpisodeBatch:
         self.eos[rows] = False
         self.pending[rows] = False
 
-    def report(self, logprobs) -> None:
-        """Store ``log pi(a_t | s_t)`` of the actions about to be taken (NaN: not reported).
+    def report(self, logprobs, rows=None) -> None:
+        """Store ``log pi(a_t | s_t)`` of the actions about to be taken, for the rows of the bool mask ``rows`` (None:
+        every row); a row outside it has no report, and the fallback applies to its token.
 
-        :raises ConfigError: for a value that is no log-probability (inf, -inf, > 0), which would make the reward infinite
-            or the KL wrong, naming the row.
+        :raises ConfigError: for a reported value that is no log-probability (NaN, inf, -inf, > 0), which would make the
+            reward NaN or infinite or the KL wrong, naming the row.
         """
         # a tensor is detached, upcast and brought to the host first: NumPy cannot read a CUDA, grad or bf16 tensor
         try:
             values = np.asarray(logprobs.detach().float().cpu() if torch.is_tensor(logprobs) else logprobs,
                                 dtype=np.float32).reshape(-1)
+            given = (np.ones(self.num_rows, dtype=bool) if rows is None else
+                     np.asarray(rows.detach().cpu() if torch.is_tensor(rows) else rows).reshape(-1))
         except (TypeError, ValueError):
             raise ConfigError(f"report_logprobs: expected {self.num_rows} numbers, got {logprobs!r}") from None
         if values.shape[0] != self.num_rows:
             raise ValueError(f"expected {self.num_rows} log-probs, got {values.shape[0]}")
-        # NaN passes (that row has no report: the fallback applies); inf would make the KL and the reward infinite,
-        # and a positive value is no log-probability (e.g. a negative log-likelihood passed with the wrong sign)
-        bad = np.isinf(values) | (values > MAX_LOGPROB)
+        if given.dtype != bool or given.shape != (self.num_rows,):
+            raise ConfigError(f"report_logprobs: rows must be a bool mask of {self.num_rows} rows, got {rows!r}")
+        # NaN is refused, not read as "no report": it is most likely a policy whose logits went NaN, and its fallback
+        # (log pi = 0) would turn into a KL of hundreds of nats; rows without a report are said with ``rows``. inf would
+        # make the KL and the reward infinite, and a positive value is no log-probability (a negative log-likelihood
+        # passed with the wrong sign)
+        bad = given & (~np.isfinite(values) | (values > MAX_LOGPROB))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ConfigError(f"report_logprobs: row {row}: {values[row]}; {LOGPROB_RULE} (NaN: no report for that row)")
-        self.reported[:] = values
+            raise ConfigError(f"report_logprobs: row {row}: {values[row]}; {LOGPROB_RULE} (a row with no report: leave "
+                              "it out of rows=)")
+        self.reported[:] = np.where(given, values, np.nan)  # NaN: the internal mark of "no report"
 
     def attention_mask(self) -> np.ndarray:
         """1 on each row's prompt and response so far, 0 on the right padding  [N, P + T]."""

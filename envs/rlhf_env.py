@@ -130,8 +130,8 @@ class RLHFEnv(RLHFEnvSurface, gym.Env):
         # an agent typically has its log-prob as a 0-d tensor or array; .item() makes it a plain number to check
         if (torch.is_tensor(logprob) or isinstance(logprob, np.ndarray)) and logprob.ndim == 0:
             logprob = logprob.item()
-        # stricter than the batched env, which takes NaN for "no report" in a row: here not calling is the way to
-        # report nothing, so a NaN is most likely a bug upstream (e.g. a policy whose logits went NaN)
+        # not calling is the way to report nothing (the batched env's rows= mask), so a NaN is a bug upstream (e.g. a
+        # policy whose logits went NaN), refused as in the batched env
         if not (is_number(logprob) and math.isfinite(logprob) and logprob <= MAX_LOGPROB):
             shown = float(logprob) if is_number(logprob) else repr(logprob)
             raise ConfigError(f"report_logprobs: got {shown}; {LOGPROB_RULE} (to report nothing, do not call it)")

@@ -114,12 +114,15 @@ class RLHFVectorEnv(RLHFEnvSurface, VectorEnv):
         and ``load_state_dict``."""
         self._setup.kl_controller = controller
 
-    def report_logprobs(self, logprobs) -> None:
-        """Report ``log pi(a_t | s_t)`` for every row's next action (NaN for none): the log-prob channel.
+    def report_logprobs(self, logprobs, rows=None) -> None:
+        """Report ``log pi(a_t | s_t)`` of each row's next action: the log-prob channel.
 
-        :raises ConfigError: for a value that is no log-probability (inf, -inf, > 0), naming its row.
+        :param logprobs: one number per row (a list, array or tensor).
+        :param rows: bool mask of the rows that report (None: every row); the others have no report (a finished row,
+            say), and the fallback ``log pi = 0`` applies to their token.
+        :raises ConfigError: for a reported value that is no log-probability (NaN, inf, -inf, > 0), naming its row.
         """
-        self._episodes.report(logprobs)
+        self._episodes.report(logprobs, rows)
 
     def action_masks(self, as_tensor: bool = False):
         """NLPO masks of every row's next token, bool [num_envs, vocab] (a device tensor with ``as_tensor=True``)."""

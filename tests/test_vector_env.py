@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 import numpy as np
+import torch
 import pytest
 from stable_baselines3.common.vec_env import VecCheckNan
 
@@ -138,7 +139,22 @@ def test_batched_report_logprobs_refuses_impossible_values(task, ref_model, toke
                             ([5.0, -1.0], "row 0: 5.0")):
         with pytest.raises(ConfigError, match=rf"report_logprobs: {message}; a log-probability is a finite number <= 0"):
             envs.report_logprobs(values)
-    envs.report_logprobs([float("nan"), -0.5])  # NaN: no report for that row (a finished row, say)
+    envs.report_logprobs([float("nan"), -0.5], rows=[False, True])  # row 0 reports nothing (a finished row, say)
+
+
+def test_a_nan_log_prob_is_refused_and_rows_say_which_rows_report(task, ref_model, tokenizer):
+    """rlhf-gym 0.8 read a NaN as "no report" and paid the fallback: a policy whose logits went NaN got a KL of
+    hundreds of nats and a reward of about -31 instead of an error. A row without a report is now left out of rows=."""
+    envs = RLHFVectorEnv(num_envs=2, **kwargs(task, ref_model, tokenizer))
+    envs.reset(seed=0)
+    with pytest.raises(ConfigError, match=r"report_logprobs: row 0: nan; a log-probability is a finite number <= 0"):
+        envs.report_logprobs([float("nan"), -0.5])
+    with pytest.raises(ConfigError, match="rows must be a bool mask of 2 rows"):
+        envs.report_logprobs([-0.1, -0.5], rows=[1, 0])
+    envs.report_logprobs(torch.tensor([-0.1, -0.5]), rows=torch.tensor([False, True]))
+    _, _, _, _, _ = envs.step(np.array([5, 6], dtype=np.int32))
+    policy = envs._episodes.policy_logprobs[:, 0]
+    assert np.isnan(policy[0]) and policy[1] == pytest.approx(-0.5)  # row 0 takes the fallback, row 1 its report
 
 
 def run_batch(env, tokens, logprobs, rows_per_call=None):
