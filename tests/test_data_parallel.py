@@ -15,13 +15,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, pipeline
+from transformers import AutoModelForCausalLM, GPT2LMHeadModel, pipeline
 
 import data_parallel_worker as worker
 from rlhf_gym.agents import DPO, TokenPPO
 from rlhf_gym.agents.buffer import masked_whiten
+from rlhf_gym.agents.dpo import dpo_loss, sequence_logps
 from rlhf_gym.agents.parallel import DataParallel, ProcessGroupKLController
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.gpt2 import gpt2_config
 from rlhf_gym.jsonl import read_jsonl, write_jsonl
 from rlhf_gym.kl import AdaptiveKLController
 
@@ -106,6 +108,52 @@ def test_dpo_refuses_a_minibatch_smaller_than_the_processes(task, ref_model, tok
         dpo.learn(5)
     assert dpo.num_steps == 0
 
+
+def process_of_two(index: int) -> DataParallel:
+    """Process ``index`` of two, with DDP's calls done locally (no process group): its own gradients, torch's clip."""
+    return DataParallel(SimpleNamespace(num_processes=2, process_index=index, device=torch.device("cpu"),
+                                        backward=lambda loss: loss.backward(),
+                                        clip_grad_norm_=torch.nn.utils.clip_grad_norm_))
+
+
+@pytest.mark.parametrize(("index", "rows"), [(0, [3, 2]), (1, [0, 1])])
+def test_dpo_loss_on_a_process_is_its_share_of_the_global_mean(task, tokenizer, index, rows):
+    """Of the minibatch [3, 0, 2, 1] process 0 of 2 takes positions 0 and 2 (comparisons 3 and 2), process 1 positions
+    1 and 3 (comparisons 0 and 1); each divides the sum of its 2 losses by 4 / 2 = 2 (the minibatch over the
+    processes), not by the minibatch's 4 (a gradient half the global mean's once DDP averages it)."""
+    torch.manual_seed(0)
+    policy = GPT2LMHeadModel(gpt2_config(tokenizer, 16, 1, heads=2))
+    torch.manual_seed(1)
+    reference = GPT2LMHeadModel(gpt2_config(tokenizer, 16, 1, heads=2))  # not the policy: the rows' losses differ
+    dpo = DPO(policy, reference, tokenizer, task.reward_model_comparisons()[:4], beta=0.5, learning_rate=1e-2,
+              batch_size=4, device="cpu")
+    with torch.no_grad():  # every comparison's loss, from the same single-process code the step uses
+        logps = sequence_logps(dpo.policy, *dpo._batch([0, 1, 2, 3])).view(2, -1)
+        losses, _, _ = dpo_loss(logps[0], logps[1], dpo.ref_logps[:, 0], dpo.ref_logps[:, 1], beta=0.5)
+    losses = losses.tolist()
+    assert abs((losses[3] + losses[2]) - (losses[0] + losses[1])) > 1e-3  # the two shares differ
+    dpo.parallel = process_of_two(index)
+    stats = dpo.train_step([3, 0, 2, 1])
+    expected = (losses[rows[0]] + losses[rows[1]]) / (4 / 2)
+    assert stats["train/loss"] == pytest.approx(expected, abs=1e-5)
+    assert (dpo.num_comparisons, dpo.num_steps) == (4, 1)  # the whole minibatch is counted, on every process
+
+
+class TenMoreTokensElsewhere(TwoIdenticalProcesses):
+    """Process 0 of two when the other process's share holds 10 response tokens in all."""
+
+    def sum(self, tensor):
+        return tensor + 10
+
+
+def test_ppo_token_normaliser_is_the_global_token_count_over_the_processes():
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]])  # 5 tokens here
+    normaliser = TokenPPO.minibatch_tokens  # only reads self.parallel
+    assert normaliser(SimpleNamespace(parallel=DataParallel()), mask).item() == 5.0  # one process: its own count
+    # two processes with 5 tokens each: (5 + 5) / 2 = 5, the local count
+    assert normaliser(SimpleNamespace(parallel=TwoIdenticalProcesses()), mask).item() == 5.0
+    # the other process holds 10: (5 + 10) / 2 = 7.5, neither the local 5 nor the global 15
+    assert normaliser(SimpleNamespace(parallel=TenMoreTokensElsewhere()), mask).item() == 7.5
 
 @pytest.mark.parametrize("flag", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
 def test_sharding_engines_are_refused_with_the_reason(monkeypatch, flag):

@@ -59,6 +59,17 @@ def test_dpo_loss_by_hand():
     assert ipo.tolist() == pytest.approx([(2 - 1) ** 2, (-1 - 1) ** 2])
 
 
+
+def test_ipo_target_gap_is_one_over_two_beta_at_any_beta():
+    """At beta = 0.25 IPO's target gap is 1 / (2 * 0.25) = 2 nats (not 1, as at the default beta 0.5, nor 1 / beta = 4)."""
+    # row 0: h = (-1 - -2) - (-4 - -2) = 1 + 2 = 3; loss (3 - 2)^2 = 1
+    # row 1: h = (-3 - -2) - (-2 - -2) = -1 - 0 = -1; loss (-1 - 2)^2 = 9   (a target of 4 would give 25, of 1 give 4)
+    args = (torch.tensor([-1.0, -3.0]), torch.tensor([-4.0, -2.0]), torch.tensor([-2.0, -2.0]), torch.tensor([-2.0, -2.0]))
+    losses, chosen, rejected = dpo_loss(*args, beta=0.25, loss_type="ipo")
+    assert losses.tolist() == pytest.approx([1.0, 9.0])
+    # implicit rewards 0.25 * (log pi - log pi_ref): chosen 0.25 * 1, 0.25 * -1; rejected 0.25 * -2, 0.25 * 0
+    assert chosen.tolist() == pytest.approx([0.25, -0.25]) and rejected.tolist() == pytest.approx([-0.5, 0.0])
+
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
 def test_dpo_loss_gradient_raises_chosen_and_lowers_rejected(loss_type):
     chosen, rejected = torch.tensor([-2.0], requires_grad=True), torch.tensor([-2.0], requires_grad=True)
@@ -104,6 +115,46 @@ def test_reference_log_probs_are_computed_once_and_match_unpadded_sequences(toke
             for k in (0, 1):
                 expected = unpadded_logp(ref, dpo.prompt_ids[i], dpo.response_ids[i][k])
                 assert dpo.ref_logps[i, k].item() == pytest.approx(expected, abs=1e-4)
+
+
+def separate_logps(model, tokenizer, prompts: list[str], responses: list[str]) -> torch.Tensor:
+    """log pi(response | prompt) [B] of the responses alone (chosen and rejected never in one batch)."""
+    pad = tokenizer.pad_token_id
+    queries, query_mask = left_pad([tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts], pad)
+    ids = [torch.tensor(tokenize_response(tokenizer, r)) for r in responses]
+    padded = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=pad)
+    mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(r) for r in ids], batch_first=True)
+    with torch.no_grad():
+        return sequence_logps(model, queries, query_mask, padded, mask)
+
+
+def test_reference_columns_are_chosen_then_rejected_and_swapping_the_data_swaps_them(tokenizer):
+    """ref_logps[:, 0] is the chosen response's log pi_ref and [:, 1] the rejected one's; chosen and rejected differ in
+    length (2 + EOS against 4 + EOS tokens), so a mix-up of the columns or of the rows of the [2B] batch shows."""
+    comparisons = [{"prompt": "the soup was", "chosen": "good .", "rejected": "bad and cold ."},
+                   {"prompt": "the pizza was", "chosen": "terrible and bland .", "rejected": "great"}]
+    swapped = [{**c, "chosen": c["rejected"], "rejected": c["chosen"]} for c in comparisons]
+    ref = tiny_lm(tokenizer, seed=1)
+    prompts = [c["prompt"] for c in comparisons]
+    chosen = separate_logps(ref, tokenizer, prompts, [c["chosen"] for c in comparisons])
+    rejected = separate_logps(ref, tokenizer, prompts, [c["rejected"] for c in comparisons])
+    assert (chosen - rejected).abs().min() > 0.1  # the two columns are told apart
+
+    dpo = DPO(tiny_lm(tokenizer), ref, tokenizer, comparisons, beta=0.5, batch_size=2, device="cpu")
+    torch.testing.assert_close(dpo.ref_logps[:, 0], chosen, atol=1e-5, rtol=0)
+    torch.testing.assert_close(dpo.ref_logps[:, 1], rejected, atol=1e-5, rtol=0)
+    flipped = DPO(tiny_lm(tokenizer), ref, tokenizer, swapped, beta=0.5, batch_size=2, device="cpu")
+    torch.testing.assert_close(flipped.ref_logps, dpo.ref_logps.flip(1), atol=1e-5, rtol=0)
+
+    # the margin of the first step, by hand: beta * mean(h), h = (pi_w - ref_w) - (pi_l - ref_l), the policy's
+    # log-probs from the same separate passes (both agents start from tiny_lm seed 0, which differs from the reference)
+    policy_chosen = separate_logps(dpo.policy, tokenizer, prompts, [c["chosen"] for c in comparisons])
+    policy_rejected = separate_logps(dpo.policy, tokenizer, prompts, [c["rejected"] for c in comparisons])
+    margin = 0.5 * ((policy_chosen - chosen) - (policy_rejected - rejected)).mean().item()
+    assert abs(margin) > 1e-2
+    stats, flipped_stats = dpo.train_step([0, 1]), flipped.train_step([0, 1])
+    assert stats["rewards/margins"] == pytest.approx(margin, abs=1e-5)
+    assert flipped_stats["rewards/margins"] == pytest.approx(-margin, abs=1e-5)
 
 
 def test_without_a_reference_the_policy_starts_at_zero_implicit_reward(tokenizer, records):

@@ -217,3 +217,28 @@ def test_the_command_line_builds_a_lora_agent_with_its_learning_rate(task):
     assert isinstance(env.batched_env.ref_model, AdaptersDisabled)
     assert TrainConfig(lora_r=4, learning_rate=3e-4).lr == 3e-4
 
+
+
+def test_the_adapter_update_is_scaled_by_alpha_over_r():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=10, n_layer=1, n_embd=8, n_head=2))
+    peft_model = apply_lora(model, LoraSettings(r=2, alpha=6, target_modules="c_attn"))
+    layer = peft_model.get_base_model().transformer.h[0].attn.c_attn  # GPT-2's Conv1D: weight [in 8, out 24]
+    assert layer.scaling["default"] == 3.0  # alpha / r = 6 / 2
+    a = torch.zeros(2, 8)  # lora_A: a Linear(8 -> 2), weight [r, in]: picks x[0] and x[1]
+    a[0, 0], a[1, 1] = 1.0, 1.0
+    b = torch.zeros(24, 2)  # lora_B: a Linear(2 -> 24), weight [out, r]
+    b[0, 0], b[1, 1], b[23, 0] = 1.0, 2.0, -1.0
+    with torch.no_grad():
+        layer.lora_A["default"].weight.copy_(a)
+        layer.lora_B["default"].weight.copy_(b)
+        x = torch.arange(1.0, 9.0)[None]  # [[1, 2, ..., 8]]
+        delta = layer(x) - layer.base_layer(x)
+    # (alpha / r) x A^T B^T: x A^T = [x0, x1] = [1, 2]; B^T maps it to out[0] = 1 * 1, out[1] = 2 * 2, out[23] = -1 * 1;
+    # times 3: out[0] = 3, out[1] = 12, out[23] = -3, the other 21 outputs 0 (a scale of alpha = 6 or 1 would differ)
+    expected = torch.zeros(1, 24)
+    expected[0, 0], expected[0, 1], expected[0, 23] = 3.0, 12.0, -3.0
+    torch.testing.assert_close(delta, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(delta, 3.0 * x @ a.T @ b.T, rtol=0, atol=1e-5)

@@ -133,6 +133,42 @@ def test_advantages_are_whitened_over_the_rollout_when_asked(task):
     assert logged(agent, "train/policy_gradient_loss") == pytest.approx(expected, abs=1e-5)
 
 
+def test_normalize_rewards_divides_by_the_running_return_std(task):
+    agent = make_agent(task, normalize_rewards=True)
+    _, _, _, mask = fill_buffer(agent)
+    buffer = agent.rollout_buffer
+    agent._compute_advantages(buffer, {})
+    # returns R = [0, 0, 1.9, -1.5, -2]: batch mean -1.6 / 5 = -0.32, batch var (3.61 + 2.25 + 4) / 5 - 0.32^2 = 1.8696.
+    # RunningMeanStd starts at mean 0, var 1, count 1e-4; with the batch (count 5): count 5.0001,
+    # mean -0.32 * 5 / 5.0001, var (1 * 1e-4 + 1.8696 * 5 + 0.32^2 * 1e-4 * 5 / 5.0001) / 5.0001 = 1.86958465626...
+    rms = agent.return_rms
+    assert rms.count == pytest.approx(5.0001, rel=1e-12)
+    # the returns are summed from float32 rewards (1.9 is not exact there): statistics to 1e-6
+    assert rms.mean == pytest.approx(-0.32 * 5 / 5.0001, rel=1e-6)
+    var1 = (1 * 1e-4 + 1.8696 * 5 + 0.32 ** 2 * 1e-4 * 5 / 5.0001) / 5.0001
+    assert var1 == pytest.approx(1.8695846562659, rel=1e-12) and rms.var == pytest.approx(var1, rel=1e-6)
+    scale = np.sqrt(var1 + 1e-8)  # 1.36732756...: not the variance, not the batch's own std (1.36733...), not 1
+    np.testing.assert_allclose(buffer.rewards.sum(1).numpy(), np.array(RETURNS) / scale, rtol=1e-6, atol=1e-7)
+    # GAE then runs on the scaled rewards (gamma = lambda = 1): every token's return is R / scale, advantage R / scale + d
+    np.testing.assert_allclose(buffer.returns[mask].numpy(), per_token(RETURNS) / scale, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(buffer.advantages[mask].numpy(), per_token(RETURNS) / scale + per_token(VALUE_SHIFTS),
+                               rtol=1e-6, atol=1e-6)
+    # a second rollout with returns 2R (batch mean -0.64, var 4 * 1.8696 = 7.4784, count 5) joins the running statistics:
+    # delta = -0.64 - mean1; var = (var1 * 5.0001 + 7.4784 * 5 + delta^2 * 5.0001 * 5 / 10.0001) / 10.0001 = 4.69956530832...
+    # (the batch's own variance, 7.4784, would give another scale)
+    fill_buffer(agent)
+    buffer.rewards *= 2
+    agent._compute_advantages(buffer, {})
+    mean1 = -0.32 * 5 / 5.0001
+    delta = -0.64 - mean1
+    var2 = (var1 * 5.0001 + 7.4784 * 5 + delta ** 2 * 5.0001 * 5 / 10.0001) / 10.0001
+    assert var2 == pytest.approx(4.699565308324, rel=1e-11)
+    assert rms.count == pytest.approx(10.0001, rel=1e-12) and rms.var == pytest.approx(var2, rel=1e-6)
+    assert rms.mean == pytest.approx(mean1 + delta * 5 / 10.0001, rel=1e-6)
+    np.testing.assert_allclose(buffer.rewards.sum(1).numpy(), 2 * np.array(RETURNS) / np.sqrt(var2 + 1e-8),
+                               rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("clip_range_vf, expected", [
     # (V - R)^2 against (V_old + clip(V - V_old, -0.2, 0.2) - R)^2 with V = 0, V_old = -d, per row:
     # d=1, R=0: 0 | 0.64;  d=-1, R=0: 0 | 0.64;  d=0.1, R=1.9: 3.61 | 3.61;  d=-0.5, R=-1.5: 2.25 | 3.24;

@@ -12,7 +12,7 @@ from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.ensemble import ProxyRewardArgs
 from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.best_of_n import best_of_n_curve, rank_samples
-from rlhf_gym.studies.analysis.gao import best_of_n_gain_points, fit_gao, gao_best_of_n, gao_rl
+from rlhf_gym.studies.analysis.gao import best_of_n_gain_points, fit_gao, gao_best_of_n, gao_rl, gold_gain_points
 from rlhf_gym.proxies import ProxySpec, parse_ints, parse_sizes, train_proxy
 from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.reward_training import METADATA_FILE
@@ -40,6 +40,38 @@ def test_best_of_n_gain_is_measured_from_best_of_one():
              {"n": 4, "kl": 0.64, "gold_reward": 0.25}]
     kl, gain = best_of_n_gain_points(curve)
     assert kl.tolist() == [0.0, 0.19, 0.64] and gain.tolist() == [0.0, 0.5, 0.75]
+
+
+def test_rl_form_by_hand_and_its_exact_fit():
+    # R(2) = 2 (1.5 - 0.4 ln 2) = 3 - 0.8 * 0.69314718056 = 3 - 0.55451774445 = 2.44548225555
+    assert gao_rl(np.array([2.0]), 1.5, 0.4)[0] == pytest.approx(2.44548225555, abs=1e-9)
+    # points exactly on R(d) = d (1.5 - 0.4 ln d), given as KL = d^2: the fit takes sqrt(KL) and recovers alpha and b
+    d = np.array([0.5, 1.0, 2.0, 3.0, 4.0])
+    gain = d * (1.5 - 0.4 * np.log(d))  # at d = 1: 1.5 (ln 1 = 0)
+    assert gain[1] == 1.5
+    fit = fit_gao(d ** 2, gain, form="rl")
+    assert fit.alpha == pytest.approx(1.5, abs=1e-6) and fit.b == pytest.approx(0.4, abs=1e-6)
+    assert fit.r2 == pytest.approx(1.0, abs=1e-9) and fit.n_points == 5 and fit.form == "rl"
+    assert fit.peak_d == pytest.approx(np.exp(1.5 / 0.4 - 1.0), rel=1e-6)  # exp(2.75) = 15.642631884...
+    assert fit.peak_d == pytest.approx(15.6426318842, rel=1e-6)
+
+
+def test_rl_gold_gain_is_measured_from_each_run_first_point():
+    runs = [{"points": [{"kl": 0.0, "gold_reward": 0.7}, {"kl": 1.0, "gold_reward": 0.9}, {"kl": 4.0, "gold_reward": 0.6}]},
+            {"points": [{"kl": 0.0, "gold_reward": -0.2}, {"kl": 2.25, "gold_reward": 0.3}]}]
+    kl, gain = gold_gain_points(runs)
+    assert kl.tolist() == [0.0, 1.0, 4.0, 0.0, 2.25]  # KL itself: fit_gao takes its square root
+    # first run: 0.7 - 0.7 = 0, 0.9 - 0.7 = 0.2, 0.6 - 0.7 = -0.1; second run from its own start: 0, 0.3 + 0.2 = 0.5
+    np.testing.assert_allclose(gain, [0.0, 0.2, -0.1, 0.0, 0.5], rtol=0, atol=1e-12)
+
+
+def test_best_of_n_gain_starts_from_a_non_zero_best_of_one():
+    curve = [{"n": 1, "kl": 0.0, "gold_reward": 0.7}, {"n": 2, "kl": 0.19, "gold_reward": 0.8},
+             {"n": 4, "kl": 0.64, "gold_reward": 0.65}]
+    kl, gain = best_of_n_gain_points(curve)
+    # 0.7 - 0.7 = 0, 0.8 - 0.7 = 0.1, 0.65 - 0.7 = -0.05
+    assert kl.tolist() == [0.0, 0.19, 0.64]
+    np.testing.assert_allclose(gain, [0.0, 0.1, -0.05], rtol=0, atol=1e-12)
 
 
 def test_ranking_shared_samples_is_best_of_n_of_each_proxy():

@@ -52,6 +52,21 @@ def test_gold_by_hand(prompt, response, expected):
     assert gold_reward(prompt, response) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(("prompt", "response", "expected"), [
+    # n = 3, k = 2, V = {pear}: c = 1; padding 3 - 2 = 1; invalid: apple twice = 2; missing 2 - 1 = 1
+    # G = (1 - 0.5 * 1 - 1.0 * 2 - 0.5 * 1) / 2 = -2 / 2 = -1 (the repeat counted once would give -0.5)
+    ("list two fruits but not apple :", "apple , apple and pear .", -1.0),
+    # n = 3, k = 3, V = {red}: c = 1; no padding; invalid: dog twice = 2; missing 3 - 1 = 2
+    # G = (1 - 0 - 1.0 * 2 - 0.5 * 2) / 3 = -2 / 3 (the repeat counted once would give -1 / 3)
+    ("list three colours :", "red , dog and dog .", -2 / 3),
+    # n = 4, k = 2, V = {} : c = 0; padding 4 - 2 = 2; invalid: dog four times = 4; missing 2
+    # G = (0 - 0.5 * 2 - 1.0 * 4 - 0.5 * 2) / 2 = -6 / 2 = -3
+    ("list two colours :", "dog , dog , dog and dog .", -3.0),
+])
+def test_gold_counts_every_occurrence_of_a_repeated_invalid_item(prompt, response, expected):
+    assert gold_reward(prompt, response) == pytest.approx(expected, abs=1e-12)
+
+
 @pytest.mark.parametrize(("response", "expected"), [
     ("apple , apple and pear .", 3), ("red blue .", 2), ("", 0), ("apple , pear , plum , fig , kiwi and lemon .", 6),
 ])
