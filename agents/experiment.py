@@ -153,7 +153,7 @@ class TrainConfig:
         """``--beta`` of rlhf-gym 0.8 meant three things; it now sets the one option it meant for this algorithm."""
         if self.beta is None:
             return
-        target = "dpo_beta" if traits.kl == "implicit" else "kl_coef"
+        target = traits.coefficient_option
         if getattr(self, target) is not None:
             raise ConfigError(f"--beta is a deprecated alias of --{target.replace('_', '-')}: give only one of them")
         warnings.warn(f"--beta is deprecated: use --{target.replace('_', '-')} ({self.algo})", FutureWarning, stacklevel=3)

@@ -55,6 +55,12 @@ class AlgorithmTraits:
             raise ValueError(f"kl must be one of {KL_PLACES}, got {self.kl!r}")
 
     @property
+    def coefficient_option(self) -> str:
+        """The option the coefficient of the KL leash is set with: ``dpo_beta`` (the implicit reward's temperature) for
+        the DPO family, ``kl_coef`` otherwise (the meaning the deprecated ``--beta`` of rlhf-gym 0.8 had here)."""
+        return "dpo_beta" if self.kl == "implicit" else "kl_coef"
+
+    @property
     def budget_unit(self) -> str:
         """What the budget counts: sampled responses (online) or comparisons trained on (offline)."""
         return "responses" if self.online else "comparisons"

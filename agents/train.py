@@ -197,7 +197,7 @@ def upgraded_arguments(stored: dict) -> dict:
     stored.pop("dpo_loss", None)
     cls = get_algorithm(stored.get("algo", "ppo"))
     if stored.get("beta") is not None:
-        stored["dpo_beta" if cls.traits.kl == "implicit" else "kl_coef"] = stored["beta"]
+        stored[cls.traits.coefficient_option] = stored["beta"]
     stored["beta"] = None
     own = {f.name for f in fields(cls.Config)}
     for name in ALGORITHM_OPTIONS:
