@@ -14,6 +14,7 @@ and the EOS that ended it (a response of ``max_new_tokens`` tokens was cut by th
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import time
@@ -34,6 +35,7 @@ from transformers import AutoTokenizer
 from rlhf_gym.checks import check_count, check_number, check_seed
 from rlhf_gym.divergence import check_finite_loss, check_finite_parameters
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
+from rlhf_gym.files import write_errors_name
 from rlhf_gym.generation import left_pad, query_response_inputs, response_slice
 from rlhf_gym.preferences import NON_PREFERENCE_LABELS, check_identical_responses, load_preferences, validate_record
 from rlhf_gym.prompts import tokenize_prompts
@@ -416,11 +418,13 @@ class OfflinePreferenceOptimizer:
         if not self.parallel.is_main_process:  # every process holds the same weights; the main process writes
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+        with write_errors_name(path), tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
             staging = Path(tmp)
             self.policy.save_pretrained(staging / POLICY_DIR)
             self.tokenizer.save_pretrained(staging / POLICY_DIR)
-            torch.save(self._state(), staging / STATE_FILE)
+            state = io.BytesIO()  # serialised in memory: torch.save reports a full disk as "unexpected pos", no OSError
+            torch.save(self._state(), state)
+            (staging / STATE_FILE).write_bytes(state.getvalue())
             (staging / CHECKPOINT_ALGORITHM_KEY).write_text(self.traits.name)  # agents.registry reads it
             archive = staging / "checkpoint.zip"
             with zipfile.ZipFile(archive, "w") as zf:
@@ -469,8 +473,9 @@ class OfflinePreferenceOptimizer:
     def export_pretrained(self, directory: str | Path) -> None:
         """Write the policy as a plain HF model directory with its tokenizer (``rlhf-gym evaluate --agent <dir>``)."""
         check_finite_parameters(self.policy, f"the {self.traits.name} policy to {directory}")
-        self.policy.save_pretrained(directory)
-        save_tokenizer_for_export(self.tokenizer, directory)  # decodes with the spaces the task's language has
+        with write_errors_name(directory):
+            self.policy.save_pretrained(directory)
+            save_tokenizer_for_export(self.tokenizer, directory)  # decodes with the spaces the task's language has
 
     # ----------------------------------------------------------------------- the algorithm contract (agents.registry)
     @classmethod

@@ -33,6 +33,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 
 from rlhf_gym.generation import cache_kwargs, output_cache, positions, query_response_inputs, response_slice
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.files import write_errors_name
 from rlhf_gym.fused import fuse_gelu
 from rlhf_gym.masking import apply_mask
 from rlhf_gym.tokenizers import save_tokenizer_for_export
@@ -334,8 +335,9 @@ class TransformerPolicy(BasePolicy):
             if not isinstance(self.model_name_or_path, str):
                 raise ConfigError("export_pretrained needs the tokenizer of a policy built from a model object")
             tokenizer = AutoTokenizer.from_pretrained(self.model_name_or_path)
-        self.plain_lm().save_pretrained(directory)
-        save_tokenizer_for_export(tokenizer, directory)
+        with write_errors_name(directory):
+            self.plain_lm().save_pretrained(directory)
+            save_tokenizer_for_export(tokenizer, directory)
 
 
 class MaskableTransformerPolicy(TransformerPolicy, MaskableActorCriticPolicy):

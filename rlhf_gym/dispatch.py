@@ -274,8 +274,8 @@ def check_fits(resources: dict[str, float], settings: RaySettings) -> None:
 
 
 def _failure(jobs: Sequence[Job], failures: list[tuple[int, BaseException]]) -> Exception:
-    """The error that reports ``failures``: the first one's class for a user error (so the command line prints it as
-    one line), else :class:`RunFailedError`."""
+    """The error that reports ``failures``: the first one's class for a user error or an ``OSError`` naming a file (a
+    full disk...: the command line prints either as one line), else :class:`RunFailedError`."""
     i, error = failures[0]
     cause = getattr(error, "cause", None) or error  # a Ray task's error carries the worker's exception as .cause
     where = f"run {jobs[i].name}"
@@ -284,4 +284,6 @@ def _failure(jobs: Sequence[Job], failures: list[tuple[int, BaseException]]) -> 
                   f"{len(jobs) - len(failures)} finished")
     if isinstance(cause, RLHFGymError):
         return type(cause)(f"{cause} ({where})")
+    if isinstance(cause, OSError) and cause.filename is not None:
+        return OSError(cause.errno, f"{cause.strerror or cause} ({where})", cause.filename)
     return RunFailedError(f"{type(cause).__name__}: {cause} ({where})")

@@ -6,9 +6,13 @@ and their light paths stay fast.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,29 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, data: Any) -> None:
     """:func:`atomic_write_text` of ``data`` as indented JSON."""
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def write_errors_name(path: str | Path) -> Iterator[None]:
+    """Run a block that writes ``path`` (a file or a directory); a failed write leaves it as an ``OSError`` naming
+    ``path``, which the command line prints as one ``error:`` line.
+
+    Libraries report the same failure in their own way: safetensors raises ``SafetensorError("... I/O error: No space
+    left on device (os error 28)")``, and an ``OSError`` from a library may name a temporary file or nothing. The errno
+    is kept where the message carries one (``os error N``), else it is ``EIO``.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+    except Exception as error:
+        if type(error).__name__ != "SafetensorError":  # matched by name: importing safetensors here would cost --help
+            raise
+        code = re.search(r"os error (\d+)", str(error))
+        number = int(code.group(1)) if code else errno.EIO
+        raise OSError(number, os.strerror(number), str(path)) from error
 
 
 def read_json(path: str | Path, required: tuple[str, ...] = (), what: str = "a JSON object") -> dict:

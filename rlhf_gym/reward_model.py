@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer
 
 from .errors import ConfigError
+from .files import write_errors_name
 from .utils import context_length, load_model, load_pretrained
 
 
@@ -76,8 +77,11 @@ class RewardModel:
         return cls(model.to(device).eval(), tokenizer, max_length=max_length)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        self.model.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
+        """Save the model and its tokenizer in HF format; a failed write (a full disk...) is an ``OSError`` naming
+        ``directory``."""
+        with write_errors_name(directory):
+            self.model.save_pretrained(directory)
+            self.tokenizer.save_pretrained(directory)
 
     @property
     def device(self) -> torch.device:

@@ -145,6 +145,30 @@ def test_an_interrupted_run_resumes_to_the_same_result(study, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in untouched} == untouched  # finished rounds are never rewritten
 
 
+def test_a_full_disk_is_one_error_line_and_the_rerun_keeps_the_comparisons(tmp_path, capsys, monkeypatch):
+    """safetensors' own error class for a full disk (0.9.0: a RunFailedError traceback) is one ``error:`` line naming
+    the reward model; the round's comparisons stay on disk and a rerun, with space again, reuses them."""
+    import transformers.modeling_utils
+    from helpers import cli_error
+    from safetensors import SafetensorError
+
+    def disk_full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    argv = [*TINY, "--rounds", "1", "--out-dir", tmp_path]
+    with monkeypatch.context() as patch:
+        patch.setattr(transformers.modeling_utils, "safe_save_file", disk_full)
+        message = cli_error(capsys, "iterate", argv)
+    run = run_dir(tmp_path, 1, 0)
+    assert message == f"error: No space left on device: {round_dir(run, 1) / REWARD_DIR}"
+    comparisons = (round_dir(run, 1) / COMPARISONS_FILE).read_bytes()
+    assert len(comparisons.splitlines()) == 16
+    assert not (round_dir(run, 1) / REWARD_DIR).exists()
+    command.main(parse_dataclass(command.Args, "", [str(a) for a in argv]))
+    assert (round_dir(run, 1) / COMPARISONS_FILE).read_bytes() == comparisons
+    assert (round_dir(run, 1) / REWARD_DIR / METADATA_FILE).is_file()
+
+
 def test_a_run_stored_with_other_settings_is_refused(study):
     args, _ = study
     other = parse_dataclass(command.Args, "", ["--quick", "--out-dir", args.out_dir])

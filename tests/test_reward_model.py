@@ -278,3 +278,22 @@ def test_train_rm_refuses_data_its_tokenizer_cannot_read(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:  # the default model's options do not go with --model
         run_command("train-rm", ["--data", str(data), "--model", str(tmp_path), "--width", "32"])
     assert exit_info.value.code == 2 and "--width: options of the default model" in capsys.readouterr().err
+
+
+def safetensors_disk_full(*args, **kwargs):
+    """What safetensors raises when the disk fills while it writes a model (measured on a full tmpfs)."""
+    from safetensors import SafetensorError
+
+    raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+def test_train_rm_reports_safetensors_full_disk_as_one_line(tmp_path, capsys, monkeypatch):
+    """safetensors reports a full disk with its own error class, which 0.9.0 printed as a traceback."""
+    import transformers.modeling_utils
+
+    data = write_preferences(tmp_path / "prefs.jsonl", synthetic_comparisons(20, seed=0))
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", safetensors_disk_full)
+    out = tmp_path / "rm"
+    message = cli_error(capsys, "train-rm", ["--data", data, "--out-dir", out, "--epochs", "1"])
+    assert message == f"error: No space left on device: {out}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prefs.jsonl"]  # no half model, no staging directory

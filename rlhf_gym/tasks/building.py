@@ -29,7 +29,7 @@ from ..reward_model import RewardModel
 from ..reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
 from ..sft import SFTConfig, train_sft
 from ..utils import load_model, seed_everything
-from ..files import atomic_write_json
+from ..files import atomic_write_json, write_errors_name
 from . import DEFAULT_MAX_NEW_TOKENS
 from .world import TaskWorld
 
@@ -161,8 +161,9 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
     texts = [" ".join(world.sample_text(rng)) for _ in range(config.n_sft_texts)]
     policy = GPT2LMHeadModel(gpt2_config(tokenizer, config.policy_width, config.policy_layers))
     sft_losses = train_sft(policy, tokenizer, texts, SFTConfig(epochs=config.sft_epochs, seed=config.seed), progress)
-    policy.save_pretrained(staging / "policy")
-    tokenizer.save_pretrained(staging / "policy")
+    with write_errors_name(staging / "policy"):
+        policy.save_pretrained(staging / "policy")
+        tokenizer.save_pretrained(staging / "policy")
     eval_sample = random.Random(config.seed_for(SeedStream.EVAL_SAMPLE)).sample(eval_prompts, config.n_eval_samples)
     sft_figures = measure_policy(world, policy, tokenizer, eval_sample, config.max_new_tokens,
                                  config.seed_for(SeedStream.SFT_FIGURES))
