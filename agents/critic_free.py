@@ -23,6 +23,7 @@ from .buffer import SequenceRolloutBuffer, SequenceSamples
 from .critic_free_settings import DEFAULT_GROUP_SIZE
 from .parallel import DataParallel
 from .ppo import TokenPPO
+from .schedules import check_lr_schedule
 from .policy import TransformerPolicy
 from .vec_env import RLHFVecEnv, unwrap_bridge
 
@@ -32,7 +33,10 @@ class CriticFreeConfig:
     """The hyperparameters RLOO and GRPO share, with their defaults (each checked here, once)."""
 
     learning_rate: float = 1e-4
-    """AdamW learning rate."""
+    """AdamW learning rate (the initial one with ``lr_schedule="linear"``)."""
+    lr_schedule: str = "constant"
+    """``constant`` (rlhf-gym 0.9's, which the published RLOO and GRPO results used), or ``linear``: annealed to 0 over
+    the response budget."""
     batch_size: int = 16
     """Minibatch size, in responses; it must divide the rollout (``--n-envs``)."""
     n_epochs: int = 1
@@ -46,6 +50,7 @@ class CriticFreeConfig:
     def __post_init__(self) -> None:
         for name in ("learning_rate", "batch_size", "n_epochs"):
             check_option(name, getattr(self, name), strict=True)
+        check_lr_schedule(self.lr_schedule)
         check_option("kl_coef", self.kl_coef)
         if self.group_size < 2:
             raise ConfigError(f"--group-size {self.group_size}: at least 2 responses per prompt are needed for a baseline "

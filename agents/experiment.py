@@ -27,6 +27,7 @@ from .critic_free_settings import DEFAULT_GROUP_SIZE, GRPO_LOSS_TYPES
 from .lora_settings import ALL_LINEAR, ALL_LINEAR_AND_HEAD, LoraSettings
 from .precision import AMP_MODES
 from .registry import algorithm_names, get_algorithm
+from .schedules import LR_SCHEDULES
 
 if TYPE_CHECKING:  # the options (and a command's --help) need none of these: they load torch and SB3
     import torch
@@ -49,8 +50,8 @@ EVAL_SEED_OFFSET = 10_000
 # KL coefficient, group size and masks come from the algorithm (its env_settings)
 ENV_FIELDS = ("task", "ref_model", "reward_model", "prompts", "max_new_tokens", "kl_target", "kl_estimator",
               "kl_placement", "temperature")
-ALGORITHM_OPTIONS = ("learning_rate", "batch_size", "n_epochs", "kl_coef", "group_size", "gae_lambda", "ent_coef",
-                     "vf_coef", "mask_top_p", "mask_refresh_every", "grpo_loss", "dpo_beta", "label_smoothing")
+ALGORITHM_OPTIONS = ("learning_rate", "lr_schedule", "batch_size", "n_epochs", "kl_coef", "group_size", "gae_lambda",
+                     "ent_coef", "vf_coef", "mask_top_p", "mask_refresh_every", "grpo_loss", "dpo_beta", "label_smoothing")
 """TrainConfig fields that are hyperparameters of an algorithm: None means the algorithm's own default (its ``Config``),
 and one that its ``Config`` does not have is refused."""
 
@@ -99,6 +100,8 @@ class TrainConfig:
                                       "responses: the paper's); default: dapo", choices=GRPO_LOSS_TYPES)
     learning_rate: float | None = arg(None, "AdamW learning rate (default: 1e-4; the DPO family 3e-4; with --lora-r "
                                             f"{LORA_LEARNING_RATE:g})")
+    lr_schedule: str | None = arg(None, "the online algorithms: constant, or linear (annealed to 0 over the budget); "
+                                        "default: linear for ppo and nlpo, constant for rloo and grpo", choices=LR_SCHEDULES)
     lora_r: int | None = arg(None, "train LoRA adapters of this rank instead of the whole policy (the lora extra); the "
                                    "reference is the same model with the adapters off, so its weights are held once")
     lora_alpha: float = arg(16.0, "LoRA scale numerator: the adapters' update is (alpha / r) * B A")

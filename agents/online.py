@@ -16,6 +16,7 @@ import torch
 
 from .callbacks import LearningCurveCallback, ResponseCheckpoint, read_curve, truncate_curve
 from .registry import AlgorithmTraits
+from .schedules import learning_rate_schedule
 
 if TYPE_CHECKING:  # the builder imports this module: no cycle at run time
     from .experiment import TrainConfig
@@ -52,7 +53,7 @@ class OnlineAlgorithm:
                     tensorboard_log: str | None):
         """A new agent on ``env`` with the run's settings (this process's share of each minibatch)."""
         config = train_config.algorithm_config()
-        return cls("TransformerPolicy", env, learning_rate=config.learning_rate,
+        return cls("TransformerPolicy", env, learning_rate=learning_rate_schedule(config.learning_rate, config.lr_schedule),
                    batch_size=parallel.share(config.batch_size, "--batch-size"), n_epochs=config.n_epochs,
                    amp=train_config.amp_on(device), seed=train_config.seed, device=device, parallel=parallel,
                    tensorboard_log=tensorboard_log,

@@ -44,6 +44,7 @@ from .parallel import DataParallel, PolicyCall, ProcessGroupKLController
 from .policy import TransformerPolicy
 from .precision import AMP_MODES, amp_dtype
 from .registry import AlgorithmTraits, register_algorithm
+from .schedules import check_lr_schedule
 from .vec_env import RLHFVecEnv, row_infos, unwrap_bridge
 
 
@@ -53,8 +54,13 @@ class PPOConfig:
     """TokenPPO's hyperparameters for ``rlhf-gym train --algo ppo``, with its defaults (each checked here, once)."""
 
     learning_rate: float = 1e-4
-    """AdamW learning rate. With 200 iterations of 64 responses, 1e-4 gives the same result over seeds on RLHF-v0
-    (docs/training.md): at 3e-4 the policy flipped between a sound reply and the proxy's punctuation hack."""
+    """AdamW learning rate (the initial one with ``lr_schedule="linear"``). With 200 iterations of 64 responses, 1e-4
+    gives the same result over seeds on RLHF-v0 (docs/training.md): at 3e-4 the policy flipped between a sound reply and
+    the proxy's punctuation hack; annealed from 2e-4, one seed of five settled on one-word replies (gold 0.99)."""
+    lr_schedule: str = "linear"
+    """``linear``: the rate is annealed to 0 over the response budget (CleanRL's ``anneal_lr``, TRL's default), which
+    halves the spread of the default job's final gold reward over seeds (docs/training.md); ``constant``: rlhf-gym
+    0.9's."""
     batch_size: int = 16
     """Minibatch size, in responses."""
     n_epochs: int = 4
@@ -72,6 +78,7 @@ class PPOConfig:
     def __post_init__(self) -> None:
         for name in ("learning_rate", "batch_size", "n_epochs"):
             check_option(name, getattr(self, name), strict=True)
+        check_lr_schedule(self.lr_schedule)
         for name in ("kl_coef", "gae_lambda", "ent_coef", "vf_coef"):
             check_option(name, getattr(self, name))
 
@@ -393,6 +400,21 @@ class TokenPPO(OnlineAlgorithm, PPO):
                      if isinstance(callback, list) else [] if callback is None else [callback])
             callback = [ResponseProgressBar(total_responses), *given]
         return super().learn(bound, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar=False)
+
+    def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
+        """SB3's ``progress_remaining`` (1 -> 0), which learning-rate and clip-range schedules read before each update.
+
+        With a response budget it is the share of the budget that was still to sample when the rollout of this update
+        began, as CleanRL's ``anneal_lr`` does: the first update reads 1, the last one (of ``n``) ``1 / n``, never 0.
+        (SB3's own count of steps would not end near 0: ``learn`` passes it an upper bound, as a rollout takes as many
+        steps as its longest response.) A resumed run reads the same values as an uninterrupted one.
+        """
+        if self._response_budget is None:
+            super()._update_current_progress_remaining(num_timesteps, total_timesteps)
+            return
+        # called after collect_rollouts, which has already counted this rollout's responses
+        sampled_before = self.num_responses - self.responses_per_rollout
+        self._current_progress_remaining = max(0.0, 1.0 - sampled_before / self._response_budget)
 
     # -------------------------------------------------------------------------------------- rollouts
     def collect_rollouts(self, env: RLHFVecEnv, callback: BaseCallback, rollout_buffer: SequenceRolloutBuffer,

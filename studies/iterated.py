@@ -166,7 +166,8 @@ class Args(RayOptions, PPORunOptions):
         """One round's Stage 3: ``train_agent``'s configuration with this study's budget, beta, seed and reward model."""
         return TrainConfig(task=self.task, seed=seed, kl_coef=self.beta, reward_model=reward_model,
                            max_new_tokens=self.max_new_tokens, n_envs=self.n_envs, batch_size=self.batch_size,
-                           n_epochs=self.n_epochs, learning_rate=self.learning_rate, device="cpu")
+                           n_epochs=self.n_epochs, learning_rate=self.learning_rate, device="cpu",
+                           lr_schedule="constant")  # each round's learn() is a budget of its own: no annealing per round
 
 
 def sampling_policy(task: Task, run: Path, k: int):

@@ -140,7 +140,8 @@ def train_config(args: Args, beta: float, seed: int) -> TrainConfig:
     """One run of the grid: ``train_agent``'s configuration with this sweep's budget, beta, seed and proxy."""
     return TrainConfig(seed=seed, kl_coef=beta, reward_model=args.load_proxy(), max_new_tokens=args.max_new_tokens,
                        n_envs=args.n_envs, batch_size=args.batch_size, n_epochs=args.n_epochs,
-                       learning_rate=args.learning_rate, device="cpu")
+                       learning_rate=args.learning_rate, device="cpu",
+                       lr_schedule="constant")  # the curves of gold vs KL over training are of an unannealed optimiser
 
 
 def train_one(args: Args, beta: float, seed: int) -> dict:

@@ -180,9 +180,10 @@ def test_summarize_expands_patterns_and_lists(tmp_path, capsys):
     for seed, gold in enumerate([1.0, 3.0]):
         fake_run(tmp_path / f"RLHF-v0__x__{seed}__1", gold)
     table = summarize.main(summarize.Args(runs=str(tmp_path / "RLHF-v0__x__*")))
-    assert "| gold_reward | 0.000 ± 0.000 | 2.000 ± 1.000 |" in table and "after (nlpo)" in table
+    # gold 1 and 3: mean 2, sample std sqrt(2), 95 % half-width t_{0.975,1} * sqrt(2) / sqrt(2) = 12.706
+    assert "| gold_reward | 0.000 ± 0.000 | 2.000 ± 12.706 |" in table and "after (nlpo)" in table
     out = capsys.readouterr().out
-    assert out.startswith("2 runs")
+    assert out.startswith("2 runs; mean ± half-width of the 95 % confidence interval")
     assert "| RLHF-v0__x__1__1 | ? | 3.000 | nan | 1.00 | ? | 10 |" in out  # each run's own row
     listed = ",".join(str(tmp_path / f"RLHF-v0__x__{seed}__1") for seed in (0, 1))
     assert summarize.main(summarize.Args(runs=listed)) == table

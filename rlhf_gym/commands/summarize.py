@@ -1,4 +1,5 @@
-"""Mean ± std over training runs (one per seed) of their summary.json's before/after figures, as a Markdown table.
+"""Mean and 95 % confidence interval over training runs (one per seed) of their summary.json's before/after figures,
+as a Markdown table (``mean ± half-width``, Student's t: :mod:`rlhf_gym.statistics`).
 
 Then one row per run (seed, gold reward, well-formed share, KL, PPO iterations, seconds) so that no seed hides in a mean.
 
@@ -20,6 +21,7 @@ from rlhf_gym.cli import arg
 from rlhf_gym.errors import MissingFileError
 from rlhf_gym.metrics import EVALUATION_METRICS, format_number
 from rlhf_gym.files import read_json
+from rlhf_gym.statistics import mean_interval
 
 
 @dataclass
@@ -53,15 +55,15 @@ def main(args: Args) -> str:
     for key in EVALUATION_METRICS:
         if key not in summaries[0]["before"]:
             continue
-        before = np.array([s["before"][key] for s in summaries])
-        after = np.array([s["after"][key] for s in summaries])
-        lines.append(f"| {key} | {format_number(before.mean())} ± {format_number(before.std())} | "
-                     f"{format_number(after.mean())} ± {format_number(after.std())} |")
+        cells = [mean_interval([s[stage][key] for s in summaries]).format() for stage in ("before", "after")]
+        lines.append(f"| {key} | {cells[0]} | {cells[1]} |")
     seconds = np.array([s["seconds"] for s in summaries])
     table = "\n".join(lines)
-    print(f"{len(summaries)} runs\n\n{table}\n\nwall time per run: {seconds.mean():.0f} ± {seconds.std():.0f} s on "
+    print(f"{len(summaries)} runs; mean ± half-width of the 95 % confidence interval (Student's t)\n\n{table}\n\n"
+          f"wall time per run: {seconds.mean():.0f} s (min {seconds.min():.0f}, max {seconds.max():.0f}) on "
           f"{summaries[0]['device']}\n\n{per_run_table(directories, summaries)}")
     return table
+
 
 
 def per_run_table(directories: list[Path], summaries: list[dict]) -> str:

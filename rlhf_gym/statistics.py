@@ -1,0 +1,68 @@
+"""Means over seeds with a 95 % confidence interval (Student's t), as every published table of rlhf-gym reports them.
+
+No NumPy or SciPy: the t quantiles are the standard table values ``t_{0.975, df}`` (df = n - 1), and the interval is
+``mean ± t * s / sqrt(n)`` with ``s`` the sample standard deviation (``ddof = 1``). Two means differ significantly in
+the tables' sense when their intervals do not overlap (a conservative test: it needs more than a 5 % level).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .metrics import format_number
+
+CONFIDENCE = 0.95
+# t_{0.975, df} for df = 1 .. 30 (any statistics table); past 30 the normal quantile 1.96 is within 2 % of it
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_Z_975 = 1.960
+
+
+def t_quantile(df: int) -> float:
+    """``t_{0.975, df}``, the two-sided 95 % quantile of Student's t with ``df >= 1`` degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"a t interval needs at least 1 degree of freedom (2 values), got {df}")
+    return _T_975[df - 1] if df <= len(_T_975) else _Z_975
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over ``n`` values and the half-width of its 95 % confidence interval (NaN for a single value)."""
+
+    mean: float
+    half_width: float
+    n: int
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+    def overlaps(self, other: Interval) -> bool:
+        """Whether the two intervals share a point (then the tables call the difference not significant)."""
+        return not (self.high < other.low or other.high < self.low)
+
+    def format(self, digits: int = 3) -> str:
+        """``"1.246 ± 0.047"``, or the mean alone for a single value (:func:`rlhf_gym.metrics.format_number`)."""
+        if self.n < 2:
+            return format_number(self.mean, digits)
+        return f"{format_number(self.mean, digits)} ± {format_number(self.half_width, digits)}"
+
+
+def mean_interval(values: Sequence[float]) -> Interval:
+    """The mean of ``values`` with its 95 % Student-t interval; ``ValueError`` for no values or a non-finite one."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("no values to average")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"non-finite value among {values}")
+    n, mean = len(values), sum(values) / len(values)
+    if n == 1:
+        return Interval(mean, math.nan, 1)
+    sample_std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return Interval(mean, t_quantile(n - 1) * sample_std / math.sqrt(n), n)
