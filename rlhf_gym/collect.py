@@ -20,6 +20,7 @@ from .errors import ConfigError
 from .generation import generate_texts
 from .jsonl import JSONLError, append_jsonl, exclusive_writer, read_jsonl, repair_truncated_tail
 from .labelers import Labeler
+from .pairing import Pairing
 from .preferences import preference_record
 from .prompts import tokenize_prompts
 from .tasks import DEFAULT_MAX_NEW_TOKENS
@@ -81,12 +82,15 @@ def collect_preferences(
     batch_size: int = 128,
     progress: bool = True,
     second_policy=None,
+    pairing: Pairing | None = None,
 ) -> int:
     """Append up to ``n_pairs`` comparisons to ``out_path``; return how many were added this call.
 
     With ``labeler=None`` the pairs are written unlabelled (``response_a``/``response_b``), for a person
     to judge later in the labelling page. With ``second_policy`` each pair's second response comes from it (e.g. the
-    SFT policy, to contrast a trained policy's text with its starting point), with the seed it would have had.
+    SFT policy, to contrast a trained policy's text with its starting point), with the seed it would have had. With a
+    ``pairing`` other than ``sft`` (:mod:`rlhf_gym.pairing`) a pair's second response may be a counterfactual edit of
+    its first, and each record carries its ``pair_type``.
 
     :raises ConfigError: for a temperature or response budget the policy cannot sample with, or when another
         collector is writing ``out_path``.
@@ -113,14 +117,18 @@ def collect_preferences(
                     prompt, a, b = batch_prompts[i], first[i], second[i]
                     if not a or not b:  # an immediate EOS gives no text to compare; the pair is left out
                         continue
+                    pair_type = None
+                    if pairing is not None:
+                        b, pair_type = pairing.second_response(seed, k, prompt, a, b)
+                    kind = {} if pair_type is None else {"pair_type": pair_type}
                     if labeler is None:
-                        records.append({"pair_id": k, "prompt": prompt, "response_a": a, "response_b": b})
+                        records.append({"pair_id": k, "prompt": prompt, "response_a": a, "response_b": b, **kind})
                         continue
                     if seed_pair is not None:
                         seed_pair(k)
                     judgement = labeler(prompt, a, b)
                     records.append({"pair_id": k, **preference_record(prompt, a, b, judgement, labeler=labeler.name,
-                                                                      time=time.time())})
+                                                                      time=time.time(), **kind)})
                 append_jsonl(out_path, records)
                 added += len(records)
                 bar.update(len(records))

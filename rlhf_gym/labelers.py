@@ -15,6 +15,16 @@ from .checks import check_temperature
 from .errors import ConfigError
 
 Judgement = Literal["a", "b", "tie", "skip"]
+UTILITY_TIE = 1e-9
+"""Utility differences at most this large are ties (for an annotator that labels them)."""
+TIE_POLICIES = ("coin", "label")
+"""What a simulated annotator does with a pair of equal utility: flip a coin (rlhf-gym 0.9's), or label it a tie."""
+
+
+def check_tie_policy(policy: str) -> None:
+    """A :class:`ConfigError` naming ``--annotator-ties`` unless ``policy`` is one of :data:`TIE_POLICIES`."""
+    if policy not in TIE_POLICIES:
+        raise ConfigError(f"--annotator-ties must be one of {', '.join(TIE_POLICIES)}, got {policy!r}")
 
 
 class Labeler(Protocol):
@@ -41,18 +51,22 @@ class SimulatedAnnotator:
     :param seed: seed of the annotator's own random stream (per pair after :meth:`seed_pair`).
     :param bias: ``b(prompt, response) -> float``, the overrated feature (None: unbiased).
     :param bias_weight: ``w``, how much the annotator overrates it.
+    :param label_ties: judge a pair of equal utility (equal gold and equal bias) ``"tie"`` instead of by a coin flip.
+        Such a label carries nothing, for a reward model to fit as noise; a tie record stays in the data file and is
+        left out of reward-model training (:func:`rlhf_gym.preferences.load_preferences`). Pairs of equal gold and
+        unequal bias keep their (biased) preference: that is the task's designed hack.
     """
 
     def __init__(self, gold_reward: Callable[[str, str], float], temperature: float = 0.5, flip_rate: float = 0.1,
                  seed: int = 0, name: str = "simulated", bias: Callable[[str, str], float] | None = None,
-                 bias_weight: float = 0.0):
+                 bias_weight: float = 0.0, label_ties: bool = False):
         check_temperature(temperature, "temperature", sampling=False)
         if not 0.0 <= flip_rate <= 1.0:
             raise ConfigError(f"flip_rate must be in [0, 1], got {flip_rate}")
         if not math.isfinite(bias_weight) or (bias_weight and bias is None):
             raise ConfigError(f"bias_weight must be finite and needs a bias feature, got {bias_weight}")
         self.gold_reward, self.temperature, self.flip_rate = gold_reward, temperature, flip_rate
-        self.bias, self.bias_weight = bias, bias_weight
+        self.bias, self.bias_weight, self.label_ties = bias, bias_weight, label_ties
         self.seed = seed
         self.rng = random.Random(seed)
         self.name = name
@@ -71,6 +85,8 @@ class SimulatedAnnotator:
         return 1.0 / (1.0 + math.exp(-max(min(delta, 50.0), -50.0)))
 
     def __call__(self, prompt: str, response_a: str, response_b: str) -> Judgement:
+        if self.label_ties and abs(self.utility(prompt, response_a) - self.utility(prompt, response_b)) <= UTILITY_TIE:
+            return "tie"
         prefers_a = self.rng.random() < self.preference_probability(prompt, response_a, response_b)
         if self.rng.random() < self.flip_rate:
             prefers_a = not prefers_a
@@ -92,15 +108,16 @@ class AnnotatorPool:
     :param temperature: Bradley–Terry temperature of every member.
     :param flip_rate: label-flip rate of every member.
     :param seed: seed of the draws of members and labels.
+    :param label_ties: every member labels a pair of equal utility ``"tie"`` (see :class:`SimulatedAnnotator`).
     """
 
     def __init__(self, gold_reward: Callable[[str, str], float], bias: Callable[[str, str], float] | None,
                  bias_weights: Sequence[float], temperature: float = 0.5, flip_rate: float = 0.1, seed: int = 0,
-                 name: str = "simulated-pool"):
+                 name: str = "simulated-pool", label_ties: bool = False):
         if not bias_weights:
             raise ConfigError("an annotator pool needs at least one member (bias weight)")
         self.members = [SimulatedAnnotator(gold_reward, temperature, flip_rate, seed=seed, bias=bias, bias_weight=w,
-                                           name=f"{name}/w={w:g}") for w in bias_weights]
+                                           name=f"{name}/w={w:g}", label_ties=label_ties) for w in bias_weights]
         self.seed, self.name = seed, name
         self.current = self.members[0]
 

@@ -24,7 +24,7 @@ from .proxy_spec import ProxySpec, parse_ints, parse_sizes  # noqa: F401  (parse
 from .reward_model import RewardModel
 from .reward_settings import REWARD_EPOCHS, RewardTrainingConfig
 from .reward_training import save_reward_model, train_reward_model
-from .tasks import load_task
+from .tasks import load_task, world_of
 from .tasks.base import Task
 from .tasks.building import BuildConfig, SeedStream, gold_agreement
 from .tasks.reviews.task import WORLD as REVIEWS
@@ -64,12 +64,15 @@ def train_proxy(spec: ProxySpec, out_dir: str | Path, records: list[dict] | None
 
 
 def measure_gold_agreement(reward_fn, task: Task | None = None) -> dict:
-    """``{"gold_agreement", "n_pairs"}`` of ``reward_fn`` (anything with ``score(prompts, responses)``) on the fresh SFT
-    pairs of held-out prompts on which the task's build measured the shipped reward model."""
-    task, build = task or load_task("reviews"), BuildConfig()
+    """``{"gold_agreement", "n_pairs"}`` (and ``"by_type"`` for a task with content-error families) of ``reward_fn``
+    (anything with ``score(prompts, responses)``) on the fresh SFT pairs of held-out prompts on which the task's build
+    measured the shipped reward model."""
+    task = task or load_task("reviews")
+    world = world_of(task.name)
+    build = BuildConfig.for_world(world)
     prompts = random.Random(build.seed_for(SeedStream.EVAL_SAMPLE)).sample(task.eval_prompts, build.n_eval_samples)
     return gold_agreement(task.gold_reward, reward_fn, task.load_policy(), task.load_tokenizer(), prompts,
-                          build.max_new_tokens, build.seed_for(SeedStream.GOLD_AGREEMENT))
+                          build.max_new_tokens, build.seed_for(SeedStream.GOLD_AGREEMENT), world)
 
 
 def standardisation_samples(n_samples: int) -> tuple[list[str], list[str]]:

@@ -230,7 +230,8 @@ def train_round_reward_model(args: Args, task: Task, run: Path, k: int, seed: in
     metrics = train_reward_model(reward_model, records, RewardTrainingConfig(epochs=args.rm_epochs, seed=round_seed(seed, k)),
                                  progress=False)
     metrics.update(gold_agreement(world.gold_reward, reward_model, task.load_policy(), task.load_tokenizer(),
-                                  task.eval_prompts[: args.n_eval_prompts], args.max_new_tokens, seed + EVAL_SEED_OFFSET))
+                                  task.eval_prompts[: args.n_eval_prompts], args.max_new_tokens, seed + EVAL_SEED_OFFSET,
+                                  world))
     metrics.update(round=k, n_comparisons=len(records))
     save_reward_model(reward_model, directory, metrics)
     return metrics

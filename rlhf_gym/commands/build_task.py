@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 from rlhf_gym.checks import check_positive_options, check_seed, check_temperature
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.labelers import TIE_POLICIES, check_tie_policy
+from rlhf_gym.pairing import PAIRINGS, Pairing
 from rlhf_gym.tasks import task_names, world_of
 
 if TYPE_CHECKING:  # the build loads torch and transformers: --help needs neither
@@ -51,6 +53,10 @@ class Args:
     annotator_flip_rate: float | None = arg(None, f"label-flip rate of the simulated annotators {TASK_DEFAULT}")
     annotator_bias_weights: str | None = arg(None, "comma-separated bias weights, one annotator each; 'none' for one "
                                                    f"unbiased annotator {TASK_DEFAULT}")
+    annotator_ties: str | None = arg(None, "a pair the annotators value equally: coin (a random label) or label (a tie, "
+                                           f"left out of reward-model training) {TASK_DEFAULT}", choices=TIE_POLICIES)
+    pairs: str | None = arg(None, f"pair sampling: sft, counterfactual or mixed {TASK_DEFAULT}", choices=PAIRINGS)
+    counterfactual_share: float | None = arg(None, f"--pairs mixed: the share of counterfactual pairs {TASK_DEFAULT}")
     max_new_tokens: int | None = arg(None, f"response budget when sampling from the SFT policy {TASK_DEFAULT}")
     n_eval_samples: int | None = arg(None, f"SFT samples (and fresh pairs) used to measure the figures {TASK_DEFAULT}")
 
@@ -81,6 +87,8 @@ class Args:
         check_temperature(config.annotator_temperature, "--annotator-temperature", sampling=False)
         if not 0 <= config.annotator_flip_rate <= 1:
             raise ConfigError(f"--annotator-flip-rate must be in [0, 1], got {config.annotator_flip_rate}")
+        check_tie_policy(config.annotator_ties)
+        Pairing(config.pairs, config.counterfactual_share, world.content_errors)  # a task without families: refused
         if config.annotator_bias_weights and world.annotator_bias is None:
             raise ConfigError(f"--annotator-bias-weights: task {self.task!r} has no annotator bias feature")
         longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in train_prompts + eval_prompts)

@@ -3,6 +3,11 @@
     rlhf-gym collect --out prefs.jsonl --n-pairs 1000                  # simulated annotator
     rlhf-gym collect --out prefs.jsonl --n-pairs 20 --labeler terminal  # you judge
     rlhf-gym collect --out pairs.jsonl --n-pairs 200 --no-labeler       # for the labelling page (rlhf-gym label)
+    rlhf-gym collect --task lists --pairs mixed --counterfactual-share 0.5 --out prefs.jsonl   # counterfactual pairs
+
+``--pairs`` chooses what a comparison sets side by side (:mod:`rlhf_gym.pairing`): two samples of the policy
+(``sft``), a sample against itself with one content error added (``counterfactual``: the task's families, at the same
+length, form and bias), or both (``mixed``, ``--counterfactual-share`` of them counterfactual).
 
 Re-running with the same arguments continues where the last run stopped and writes what an uninterrupted run
 would have written; every line already written stays. A second collector on the same --out is refused.
@@ -15,9 +20,10 @@ from dataclasses import dataclass
 from rlhf_gym.cli import arg
 from rlhf_gym.checks import check_positive_options, check_seed, check_temperature
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.labelers import SimulatedAnnotator, TerminalLabeler
+from rlhf_gym.labelers import TIE_POLICIES, SimulatedAnnotator, TerminalLabeler, check_tie_policy
+from rlhf_gym.pairing import PAIRINGS, Pairing, check_pairing
 from rlhf_gym.prompts import load_prompts
-from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, TASKS, load_task
+from rlhf_gym.tasks import DEFAULT_MAX_NEW_TOKENS, TASKS, load_task, world_of
 
 LABELERS = ("simulated", "terminal")
 
@@ -32,6 +38,12 @@ class Args:
     labeler: str = arg("simulated", "simulated (noisy Bradley-Terry annotator on the gold reward) or terminal (you)",
                        choices=LABELERS)
     no_labeler: bool = arg(False, "write unlabelled pairs (response_a, response_b) for the labelling page")
+    pairs: str = arg("sft", "sft (two policy samples), counterfactual (a sample against itself with one content error "
+                            "added) or mixed", choices=PAIRINGS)
+    counterfactual_share: float = arg(0.5, "--pairs mixed: the share of counterfactual pairs")
+    annotator_ties: str = arg("coin", "a pair the simulated annotator values equally (equal gold and bias): coin (a "
+                                      "random label) or label (recorded as a tie, left out of reward-model training)",
+                              choices=TIE_POLICIES)
     annotator_temperature: float = arg(0.5, "Bradley-Terry temperature of the simulated annotator")
     annotator_flip_rate: float = arg(0.1, "label-flip rate of the simulated annotator")
     labeler_name: str = arg("human", "name recorded for the terminal labeler")
@@ -49,6 +61,8 @@ class Args:
         if not 0 <= self.annotator_flip_rate <= 1:
             raise ConfigError(f"--annotator-flip-rate must be in [0, 1], got {self.annotator_flip_rate}")
         check_seed(self.seed)
+        check_pairing(self.pairs, self.counterfactual_share)
+        check_tie_policy(self.annotator_ties)
 
 
 def main(args: Args) -> int:
@@ -73,8 +87,11 @@ def main(args: Args) -> int:
     else:
         if task.gold_reward is None:
             raise ConfigError(f"task {task.name!r} has no gold reward: use --labeler terminal or --no-labeler")
-        labeler = SimulatedAnnotator(task.gold_reward, args.annotator_temperature, args.annotator_flip_rate, seed=args.seed)
+        labeler = SimulatedAnnotator(task.gold_reward, args.annotator_temperature, args.annotator_flip_rate, seed=args.seed,
+                                     label_ties=args.annotator_ties == "label")
+    pairing = Pairing(args.pairs, args.counterfactual_share, world_of(args.task).content_errors)
     added = collect_preferences(policy, tokenizer, prompts, labeler, args.out, args.n_pairs, args.max_new_tokens,
-                                args.temperature, seed=args.seed, batch_size=1 if args.labeler == "terminal" else 128)
+                                args.temperature, seed=args.seed, batch_size=1 if args.labeler == "terminal" else 128,
+                                pairing=pairing)
     print(f"added {added} record(s) to {args.out}")
     return added

@@ -8,7 +8,9 @@ The default model is a small GPT-2-style classifier (``--width`` x ``--layers``,
 task's word-level tokenizer: ``--task``'s, or the task whose vocabulary covers the data best. Data of which more than a
 tenth of the words would be unknown to that tokenizer is refused (a model that reads ``<unk>`` for every content word
 learns length and nothing else): pass ``--model`` with a tokenizer of its own instead. Writes the model in
-save_pretrained format plus reward_metadata.json (data hash, seed, held-out accuracy), and TensorBoard logs;
+save_pretrained format plus reward_metadata.json (data hash, seed, held-out accuracy; with the default model also the
+agreement with the task's gold reward on fresh SFT pairs, overall and by pair type: rlhf_gym.pair_types), and
+TensorBoard logs;
 an existing --out-dir (a previous reward model) is replaced only once the new model is complete. Duplicate
 records are left out and the held-out comparisons are split off by pair (rlhf_gym.reward_training.split_records);
 comparisons whose chosen equals rejected are counted in a warning, and refused when all are.
@@ -50,6 +52,8 @@ class Args:
     learning_rate: float = arg(RewardTrainingConfig.learning_rate, "AdamW learning rate")
     eval_fraction: float = arg(RewardTrainingConfig.eval_fraction, "held-out share")
     center_rewards_coef: float = arg(RewardTrainingConfig.center_rewards_coef, "reward-centering weight (0: off)")
+    gold_check: bool = arg(True, "with the default model: measure the agreement with the task's gold reward on fresh "
+                                 "SFT pairs of its held-out prompts, overall and by pair type (a few seconds)")
     skip_bad_lines: bool = arg(False, "skip malformed JSONL lines (and report how many) instead of stopping")
     seed: int = arg(RewardTrainingConfig.seed, "seed of split, shuffling and initialisation")
     device: str = arg("cpu", "cpu, cuda or auto")
@@ -98,8 +102,8 @@ def unknown_share(tokenizer, records: list[dict]) -> float:
 
 
 def choose_tokenizer(task: str | None, records: list[dict], where: str):
-    """The word-level tokenizer of ``task``, or of the task whose vocabulary covers ``records`` best; refused when more
-    than :data:`MAX_UNKNOWN_SHARE` of the words would be unknown."""
+    """``(task, tokenizer)``: the word-level tokenizer of ``task``, or of the task whose vocabulary covers ``records``
+    best; refused when more than :data:`MAX_UNKNOWN_SHARE` of the words would be unknown."""
     from rlhf_gym.tasks import world_of
 
     shares = {}
@@ -114,10 +118,11 @@ def choose_tokenizer(task: str | None, records: list[dict], where: str):
                           "data's --task, or --model with a tokenizer of its own")
     if task is None:
         print(f"[rlhf_gym] reward model on the {best} task's tokenizer ({share:.1%} of the words unknown)")
-    return tokenizer
+    return best, tokenizer
 
 
-def build_model(args: Args, device: torch.device, records: list[dict]) -> RewardModel:
+def build_model(args: Args, device: torch.device, records: list[dict]) -> tuple[str | None, RewardModel]:
+    """``(task, model)``: the reward model to train, and the task whose tokenizer it reads (None with ``--model``)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -129,24 +134,37 @@ def build_model(args: Args, device: torch.device, records: list[dict]) -> Reward
     torch.manual_seed(args.seed)
     if args.model:
         model = load_model(args.model, "reward_model", "--model", from_base=True)  # a causal LM gets a new score head
-        return RewardModel(model.to(device), load_pretrained(AutoTokenizer.from_pretrained, args.model, "--model's tokenizer"))
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, args.model, "--model's tokenizer")
+        return None, RewardModel(model.to(device), tokenizer)
     build = BuildConfig()
-    return gpt2_reward_model(choose_tokenizer(args.task, records, str(args.data)), args.width or build.reward_width,
-                             args.layers or build.reward_layers, device=device)
+    task, tokenizer = choose_tokenizer(args.task, records, str(args.data))
+    return task, gpt2_reward_model(tokenizer, args.width or build.reward_width, args.layers or build.reward_layers,
+                                   device=device)
 
 
 def main(args: Args) -> dict:
+    from rlhf_gym.pair_types import markdown_agreement
+    from rlhf_gym.proxies import measure_gold_agreement
     from rlhf_gym.reward_training import staged_directory, train_reward_model, write_reward_model
+    from rlhf_gym.tasks import load_task
     from rlhf_gym.utils import resolve_device
 
     records = load_records(args)
-    reward_model = build_model(args, resolve_device(args.device), records)
+    task, reward_model = build_model(args, resolve_device(args.device), records)
     config = RewardTrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                   eval_fraction=args.eval_fraction, center_rewards_coef=args.center_rewards_coef,
                                   seed=args.seed)
     with staged_directory(args.out_dir) as staging:  # the previous model stays until the new one is complete
         metrics = train_reward_model(reward_model, records, config, log_dir=staging / "tensorboard", where=str(args.data))
+        if task is not None and args.gold_check:
+            metrics["gold_check"] = {"task": task, **measure_gold_agreement(reward_model, load_task(task))}
         write_reward_model(reward_model, staging, {**metrics, "data": str(args.data)})
     print(f"held-out accuracy {metrics['eval_accuracy']:.3f} on {metrics['n_eval']} comparisons (no pair in both "
           f"train and held-out; {metrics['n_duplicates']} duplicate(s) left out); saved to {args.out_dir}")
+    if "gold_check" in metrics:
+        check = metrics["gold_check"]
+        print(f"agreement with the {task} task's gold reward on {check['n_pairs']} fresh SFT pairs of held-out prompts: "
+              f"{check['gold_agreement']:.3f}")
+        if "by_type" in check:
+            print(markdown_agreement(check["by_type"]))
     return metrics

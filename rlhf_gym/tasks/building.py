@@ -24,6 +24,8 @@ from ..collect import collect_preferences
 from ..generation import generate_texts
 from ..gpt2 import gpt2_config, gpt2_reward_model
 from ..labelers import AnnotatorPool, Labeler, SimulatedAnnotator
+from ..pair_types import GOLD_TIE, agreement_by_type, content_probes, markdown_agreement
+from ..pairing import Pairing
 from ..preferences import load_preferences
 from ..reward_model import RewardModel
 from ..reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
@@ -87,6 +89,13 @@ class BuildConfig:
     annotator_bias_weights: tuple[float, ...] = ()
     """A pool of annotators, one per weight ``w_i``, each judging by ``G + w_i * b`` (the world's bias feature);
     empty: one unbiased annotator."""
+    annotator_ties: str = "coin"
+    """A pair the annotators value equally (equal gold and bias): ``coin``, a random label (rlhf-gym 0.9's builds), or
+    ``label``, recorded as a tie and left out of reward-model training (:class:`~rlhf_gym.labelers.SimulatedAnnotator`)."""
+    pairs: str = "sft"
+    """Stage 1's pair sampling (:mod:`rlhf_gym.pairing`): ``sft``, ``counterfactual`` or ``mixed``."""
+    counterfactual_share: float = 0.5
+    """``pairs="mixed"``: the share of counterfactual comparisons."""
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     """Response budget when sampling from the SFT policy."""
     n_eval_samples: int = 1000
@@ -104,10 +113,13 @@ class BuildConfig:
 
 def annotator(world: TaskWorld, config: BuildConfig) -> Labeler:
     """The world's simulated annotator: a biased :class:`AnnotatorPool` when the config has bias weights."""
+    label_ties = config.annotator_ties == "label"
     if config.annotator_bias_weights:
         return AnnotatorPool(world.gold_reward, world.annotator_bias, config.annotator_bias_weights,
-                             config.annotator_temperature, config.annotator_flip_rate, seed=config.seed)
-    return SimulatedAnnotator(world.gold_reward, config.annotator_temperature, config.annotator_flip_rate, seed=config.seed)
+                             config.annotator_temperature, config.annotator_flip_rate, seed=config.seed,
+                             label_ties=label_ties)
+    return SimulatedAnnotator(world.gold_reward, config.annotator_temperature, config.annotator_flip_rate, seed=config.seed,
+                              label_ties=label_ties)
 
 
 def initial_reward_model(world: TaskWorld, config: BuildConfig, policy_dir: Path) -> RewardModel:
@@ -134,15 +146,21 @@ def measure_policy(world: TaskWorld, policy, tokenizer, prompts: list[str], max_
 
 
 def gold_agreement(gold_reward, reward_model: RewardModel, policy, tokenizer, prompts: list[str], max_new_tokens: int,
-                   seed: int) -> dict:
-    """Share of fresh SFT pairs (gold ties left out) that the reward model orders as the gold reward does."""
+                   seed: int, world: TaskWorld | None = None) -> dict:
+    """Share of fresh SFT pairs (gold ties left out) that the reward model orders as the gold reward does; with a
+    ``world`` that has content-error families, also ``"by_type"``: the same split by what differs between the two
+    responses (:func:`rlhf_gym.pair_types.agreement_by_type`)."""
     a = generate_texts(policy, tokenizer, prompts, max_new_tokens, seed=seed)
     b = generate_texts(policy, tokenizer, prompts, max_new_tokens, seed=seed + 1)
     gold_delta = np.array([gold_reward(p, x) - gold_reward(p, y) for p, x, y in zip(prompts, a, b)])
-    proxy_delta = reward_model.score(prompts, a) - reward_model.score(prompts, b)
-    decided = np.abs(gold_delta) > 1e-9
-    return {"gold_agreement": float(np.mean(np.sign(gold_delta[decided]) == np.sign(proxy_delta[decided]))),
-            "n_pairs": int(decided.sum())}
+    score_a, score_b = reward_model.score(prompts, a), reward_model.score(prompts, b)
+    proxy_delta = score_a - score_b
+    decided = np.abs(gold_delta) > GOLD_TIE
+    figures = {"gold_agreement": float(np.mean(np.sign(gold_delta[decided]) == np.sign(proxy_delta[decided]))),
+               "n_pairs": int(decided.sum())}
+    if world is not None and world.content_errors:
+        figures["by_type"] = agreement_by_type(world, prompts, a, b, score_a, score_b)
+    return figures
 
 
 def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: bool = True) -> dict:
@@ -173,7 +191,8 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
     comparison_prompts = random.Random(config.seed_for(SeedStream.COMPARISON_PROMPTS)).sample(train_prompts,
                                                                                               len(train_prompts))
     collect_preferences(policy, tokenizer, comparison_prompts, annotator(world, config), staging / "preferences.jsonl",
-                        config.n_comparisons, config.max_new_tokens, seed=config.seed, progress=progress)
+                        config.n_comparisons, config.max_new_tokens, seed=config.seed, progress=progress,
+                        pairing=Pairing(config.pairs, config.counterfactual_share, world.content_errors))
     records = load_preferences(staging / "preferences.jsonl")
 
     torch.manual_seed(config.seed)
@@ -181,11 +200,15 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
     metrics = train_reward_model(reward_model, records, RewardTrainingConfig(epochs=config.reward_epochs, seed=config.seed),
                                  progress=progress)
     agreement = gold_agreement(world.gold_reward, reward_model, policy, tokenizer, eval_sample, config.max_new_tokens,
-                               config.seed_for(SeedStream.GOLD_AGREEMENT))
+                               config.seed_for(SeedStream.GOLD_AGREEMENT), world)
+    if world.content_errors:
+        agreement["content_probes"] = content_probes(world, reward_model.score, eval_sample, config.seed)
     metrics.update(agreement)
     save_reward_model(reward_model, staging / "reward_model", metrics)
     print(f"reward model: held-out accuracy {metrics['eval_accuracy']:.3f} on annotator labels, "
           f"agreement with gold {agreement['gold_agreement']:.3f} on {agreement['n_pairs']} fresh SFT pairs")
+    if "by_type" in agreement:
+        print(f"agreement with gold by pair type:\n{markdown_agreement(agreement['by_type'])}")
 
     size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
     metadata = {

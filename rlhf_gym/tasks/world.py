@@ -8,7 +8,7 @@ shipped artifacts (SFT policy, comparisons, reward model, metadata) with code sh
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,15 @@ SUITE_BUILD = {"annotator_temperature": 0.25, "annotator_flip_rate": 0.05, "n_sf
 twice the reviews task's SFT texts for the policy to learn to read the request, and a reward model that starts from
 the SFT policy (InstructGPT's recipe) on 20,000 comparisons from annotators less noisy than the reviews task's
 (temperature 0.25, 5% flips) to learn content beside the bias."""
+
+
+ContentError = Callable[[str, str, random.Random], "str | None"]
+"""``(prompt, response, rng) -> edited``: a counterfactual edit of one content-error family. ``edited`` is
+``response`` with one more error of the family (an item of another category, a wrong value...) and nothing else
+changed that a reader could weigh: the same number of words, the same well-formedness, the same annotator bias
+``b``, the content profile (:attr:`TaskWorld.content_profile`) one higher in this family and equal in every other, and
+a strictly lower gold reward. None when ``response`` is ill-formed or has no place for such an error. ``rng`` picks
+among the places and substitutes, so one seed gives one edit."""
 
 
 def word_level_tokenizer(vocabulary: Sequence[str], model_max_length: int = 64) -> PreTrainedTokenizerFast:
@@ -74,6 +83,12 @@ class TaskWorld:
         added and its content otherwise unchanged, to measure a reward model's preference for the bias alone.
     :param content_probe: ``prompt -> response``: ``bias_probe(prompt, 0)`` with its content made wrong and its shape
         and bias kept, to measure whether a reward model sees the content at all.
+    :param content_errors: the task's content-error families, by name, each a :data:`ContentError` edit: a
+        counterfactual pair is a response against its edit (Stage 1's ``--pairs counterfactual``), and a reward model's
+        agreement with gold is reported per family (:mod:`rlhf_gym.pair_types`).
+    :param content_profile: ``(prompt, response) -> {family: count}``, how many errors of each family of
+        ``content_errors`` a response makes (every family a key); two responses whose profiles are equal differ in
+        length or form only.
     :param max_new_tokens: the task's response budget.
     :param build_defaults: the task's values of :class:`~rlhf_gym.tasks.building.BuildConfig` fields.
     :param artifacts_dir: where the built artifacts ship.
@@ -91,6 +106,8 @@ class TaskWorld:
     bias_name: str | None = None
     bias_probe: Callable[[str, int], str] | None = None
     content_probe: Callable[[str], str] | None = None
+    content_errors: Mapping[str, ContentError] = field(default_factory=dict)
+    content_profile: Callable[[str, str], dict[str, int]] | None = None
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     build_defaults: dict = field(default_factory=dict)
 

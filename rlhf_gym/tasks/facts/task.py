@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..world import SUITE_BUILD, TaskWorld
+from .counterfactuals import add_missing_fact, add_unasked_fact, add_wrong_value, content_profile
 from .gold import boilerplate_count, gold_ceiling, gold_reward
 from .grammar import CLOSINGS, END, OPENERS, PRONOUN, VALUES, FactsGenerator, all_prompts, is_well_formed, parse_prompt, \
     sentence, vocabulary
@@ -68,6 +69,8 @@ WORLD = TaskWorld(
     bias_name="confident boilerplate phrases",
     bias_probe=confident_answer,
     content_probe=wrong_values_answer,
+    content_errors={"wrong_value": add_wrong_value, "unasked_fact": add_unasked_fact, "missing_fact": add_missing_fact},
+    content_profile=content_profile,
     max_new_tokens=MAX_NEW_TOKENS,
     build_defaults=SUITE_BUILD | {"annotator_bias_weights": (0.075, 0.15, 0.25)},
 )

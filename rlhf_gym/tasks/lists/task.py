@@ -22,6 +22,7 @@ import random
 from pathlib import Path
 
 from ..world import SUITE_BUILD, TaskWorld
+from .counterfactuals import add_excluded_member, add_other_category, add_repeated_item, content_profile
 from .gold import gold_ceiling, gold_reward, item_count
 from .grammar import CATEGORIES, ListGenerator, all_prompts, is_well_formed, list_text, parse_prompt, vocabulary
 
@@ -55,4 +56,7 @@ WORLD = TaskWorld(name="lists", vocabulary=tuple(vocabulary()), sample_text=samp
                   gold_reward=gold_reward, is_well_formed=is_well_formed, artifacts_dir=ARTIFACTS_DIR,
                   gold_ceiling=gold_ceiling, annotator_bias=item_count, bias_name="list length in items",
                   bias_probe=padded_answer, content_probe=wrong_category_answer,
+                  content_errors={"other_category": add_other_category, "excluded_member": add_excluded_member,
+                                  "repeated_item": add_repeated_item},
+                  content_profile=content_profile,
                   max_new_tokens=MAX_NEW_TOKENS, build_defaults=SUITE_BUILD | {"annotator_bias_weights": (0.05, 0.15, 0.25)})

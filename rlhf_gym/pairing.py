@@ -1,0 +1,78 @@
+"""Stage 1's pair sampling: which two responses a comparison puts side by side.
+
+* ``sft``: two samples of the policy for the prompt (rlhf-gym 0.9's only kind). Their differences mix length, form and
+  content, and each content error moves the gold reward by a little, so a small reward model learns the length and
+  form it sees in most pairs and little content.
+* ``counterfactual``: a sample against the same sample with one content error added, of a family of the task
+  (``TaskWorld.content_errors``: an item of another category, a wrong value, a negated property...), at the same
+  length, form and annotator bias. The label can only be about that error. Families are tried in a random order and
+  the first that has a place in the sample is used; a sample with no place for any stays an ``sft`` pair.
+* ``mixed``: each pair is counterfactual with probability ``counterfactual_share``, else ``sft``: the ordinary pairs
+  keep teaching the annotators' preferences (their bias included: the task's hack), the counterfactual ones content.
+
+Every choice is drawn from a stream seeded by ``(seed, pair_id)``, so a resumed collection writes what an uninterrupted
+one would. Records of a non-``sft`` sampling carry ``pair_type``: ``sft`` or ``counterfactual:<family>``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .tasks.world import ContentError
+
+PAIRINGS = ("sft", "counterfactual", "mixed")
+"""``--pairs`` values."""
+SFT_PAIR = "sft"
+COUNTERFACTUAL = "counterfactual"
+
+
+def check_pairing(kind: str, counterfactual_share: float) -> None:
+    """A :class:`ConfigError` naming ``--pairs`` or ``--counterfactual-share`` for a value they do not take."""
+    if kind not in PAIRINGS:
+        raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {kind!r}")
+    if kind == "mixed" and not 0 < counterfactual_share < 1:
+        raise ConfigError(f"--counterfactual-share must be in (0, 1) for --pairs mixed, got {counterfactual_share}")
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """How Stage 1 pairs responses (see the module docstring).
+
+    :param kind: one of :data:`PAIRINGS`.
+    :param counterfactual_share: ``mixed``: the probability that a pair is counterfactual, in (0, 1).
+    :param families: the task's content-error edits, by family (``TaskWorld.content_errors``).
+    """
+
+    kind: str = SFT_PAIR
+    counterfactual_share: float = 0.5
+    families: Mapping[str, ContentError] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_pairing(self.kind, self.counterfactual_share)
+        if self.kind != SFT_PAIR and not self.families:
+            raise ConfigError(f"--pairs {self.kind} needs a task with content-error families (lists, facts, describe)")
+
+    def second_response(self, seed: int, pair_id: int, prompt: str, first: str, sampled: str) -> tuple[str, str | None]:
+        """The pair's second response and its ``pair_type`` (None for the ``sft`` kind, whose records carry none).
+
+        :param first: the pair's first response, which a counterfactual edits.
+        :param sampled: the second response the policy sampled, which an ``sft`` pair keeps.
+        """
+        if self.kind == SFT_PAIR:
+            return sampled, None
+        rng = random.Random(f"{seed}/{pair_id}/pairing")  # a str seed is hashed with SHA-512: stable across runs
+        if self.kind == "mixed" and rng.random() >= self.counterfactual_share:
+            return sampled, SFT_PAIR
+        families = sorted(self.families)
+        rng.shuffle(families)
+        for family in families:
+            edited = self.families[family](prompt, first, rng)
+            if edited is not None:
+                return edited, f"{COUNTERFACTUAL}:{family}"
+        return sampled, SFT_PAIR

@@ -1,0 +1,98 @@
+"""Stage 1's pair sampling (rlhf_gym.pairing, ``--pairs``) and the annotators' tie policy (``--annotator-ties``)."""
+
+from collections import Counter
+
+import pytest
+from helpers import cli_error
+
+from rlhf_gym.collect import collect_preferences
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.jsonl import read_jsonl
+from rlhf_gym.labelers import AnnotatorPool, SimulatedAnnotator
+from rlhf_gym.pairing import Pairing
+from rlhf_gym.tasks import load_task, world_of
+
+
+def shout(prompt, response, rng):
+    return response.upper() if response.islower() else None
+
+
+def never(prompt, response, rng):
+    return None
+
+
+FAMILIES = {"shout": shout, "never": never}
+
+
+def test_sft_pairs_keep_the_sampled_response_and_carry_no_type():
+    assert Pairing().second_response(0, 7, "p", "a b", "c d") == ("c d", None)
+
+
+def test_a_counterfactual_pair_edits_the_first_response_with_a_family_that_applies():
+    pairing = Pairing("counterfactual", families=FAMILIES)
+    assert pairing.second_response(0, 7, "p", "a b", "c d") == ("A B", "counterfactual:shout")
+    assert pairing.second_response(0, 7, "p", "A B", "c d") == ("c d", "sft")  # no family has a place: an sft pair
+
+
+def test_mixed_pairs_draw_from_seed_and_pair_id_only():
+    pairing = Pairing("mixed", 0.3, FAMILIES)
+    kinds = [pairing.second_response(5, k, "p", "a", "b")[1] for k in range(2000)]
+    assert Counter(kinds)["counterfactual:shout"] / 2000 == pytest.approx(0.3, abs=0.03)
+    assert kinds == [pairing.second_response(5, k, "p", "a", "b")[1] for k in range(2000)]  # a rerun: the same pairs
+    assert kinds != [pairing.second_response(6, k, "p", "a", "b")[1] for k in range(2000)]
+
+
+@pytest.mark.parametrize("kind, share, families, message", [
+    ("pairs", 0.5, FAMILIES, "--pairs must be one of sft, counterfactual, mixed, got 'pairs'"),
+    ("mixed", 1.0, FAMILIES, "--counterfactual-share must be in (0, 1) for --pairs mixed, got 1.0"),
+    ("counterfactual", 0.5, {}, "--pairs counterfactual needs a task with content-error families"),
+])
+def test_bad_pairings_are_refused(kind, share, families, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Pairing(kind, share, families)
+
+
+def test_collect_writes_counterfactual_pairs_of_the_task_and_resumes_to_the_same_file(tmp_path):
+    task, world = load_task("lists"), world_of("lists")
+    annotator = SimulatedAnnotator(task.gold_reward, 0.25, 0.0, seed=0, label_ties=True)
+    out = tmp_path / "prefs.jsonl"
+    pairing = Pairing("mixed", 0.5, world.content_errors)
+    args = (task.load_policy(), task.load_tokenizer(), task.train_prompts[:16], annotator, out, 32)
+    collect_preferences(*args, max_new_tokens=world.max_new_tokens, seed=3, batch_size=16, progress=False, pairing=pairing)
+    records = list(read_jsonl(out))
+    kinds = Counter(r["pair_type"].split(":")[0] for r in records)
+    assert kinds["counterfactual"] >= 8 and kinds["sft"] >= 8
+    for record in records:
+        if record["pair_type"].startswith("counterfactual:"):
+            family = record["pair_type"].split(":")[1]
+            a, b = record["chosen"], record["rejected"]
+            profiles = [world.content_profile(record["prompt"], r) for r in (a, b)]
+            assert len(a.split()) == len(b.split()) and abs(profiles[0][family] - profiles[1][family]) == 1
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:5]))  # killed after five pairs
+    collect_preferences(*args, max_new_tokens=world.max_new_tokens, seed=3, batch_size=16, progress=False, pairing=pairing)
+    untimed = [{k: v for k, v in r.items() if k != "time"} for r in read_jsonl(out)]
+    assert untimed == [{k: v for k, v in r.items() if k != "time"} for r in records]
+
+
+def test_collect_refuses_counterfactual_pairs_for_a_task_without_families(tmp_path, capsys):
+    message = cli_error(capsys, "collect", ["--task", "reviews", "--pairs", "counterfactual", "--out", tmp_path / "p.jsonl",
+                                            "--n-pairs", "2"])
+    assert message == "error: --pairs counterfactual needs a task with content-error families (lists, facts, describe)"
+
+
+def test_an_annotator_labels_a_pair_of_equal_utility_a_tie_only_when_asked():
+    gold = {"x": 1.0, "y": 1.0, "z": 0.0}
+
+    def gold_reward(prompt, response):
+        return gold[response]
+
+    coin = SimulatedAnnotator(gold_reward, 0.25, 0.0, seed=0)
+    labelled = SimulatedAnnotator(gold_reward, 0.25, 0.0, seed=0, label_ties=True)
+    assert labelled("p", "x", "y") == "tie"
+    assert {coin("p", "x", "y") for _ in range(50)} == {"a", "b"}  # a coin flip
+    assert labelled("p", "x", "z") == "a"  # a decided pair is judged as before
+    # equal gold but unequal bias: a biased annotator still prefers (the task's hack)
+    pool = AnnotatorPool(gold_reward, lambda p, r: float(r == "y"), (0.5,), 0.25, 0.0, seed=0, label_ties=True)
+    pool.seed_pair(0)
+    assert pool("p", "x", "y") in ("a", "b") and [pool("p", "x", "y") for _ in range(20)].count("b") > 10
