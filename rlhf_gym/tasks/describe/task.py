@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..world import SUITE_BUILD, TaskWorld
+from .counterfactuals import add_negated_property, add_unaddressed_property, add_wrong_property, content_profile
 from .gold import echo, gold_ceiling, gold_reward
 from .grammar import ANTONYM, Clause, DescribeGenerator, all_prompts, is_well_formed, parse_prompt, render, vocabulary
 
@@ -64,6 +65,9 @@ WORLD = TaskWorld(
     bias_name="echo: response words that are nouns or adjectives of the prompt",
     bias_probe=echoing_answer,
     content_probe=denied_answer,
+    content_errors={"negated_property": add_negated_property, "wrong_property": add_wrong_property,
+                    "unaddressed_property": add_unaddressed_property},
+    content_profile=content_profile,
     max_new_tokens=MAX_NEW_TOKENS,
     build_defaults=SUITE_BUILD | {"annotator_bias_weights": (0.1, 0.25, 0.4)},
 )

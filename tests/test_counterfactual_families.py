@@ -1,0 +1,66 @@
+"""Every task's counterfactual families (``TaskWorld.content_errors``), property-based over many generator samples and
+prompts: an edit adds exactly one error of its family and changes nothing else a reader could weigh (length in words,
+well-formedness, the annotators' bias), and lowers the gold reward; one seed gives one edit; every family applies to
+a ceiling answer (with room made by bias units where needed), which makes no error of any family."""
+
+import random
+from collections import Counter
+
+import pytest
+
+from rlhf_gym.pair_types import ceiling_edit
+from rlhf_gym.tasks import WORLDS
+
+FAMILIES = {
+    "lists": {"other_category", "excluded_member", "repeated_item"},
+    "facts": {"wrong_value", "unasked_fact", "missing_fact"},
+    "describe": {"negated_property", "wrong_property", "unaddressed_property"},
+}
+N_SAMPLES = 600
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_an_edit_adds_one_error_of_its_family_and_nothing_else(name):
+    world = WORLDS[name]
+    assert set(world.content_errors) == FAMILIES[name]
+    rng, applied, well_formed = random.Random(0), Counter(), 0
+    for i in range(N_SAMPLES):
+        prompt, response = world.sample_text(rng)
+        before = world.content_profile(prompt, response)
+        assert set(before) == FAMILIES[name]
+        well_formed += world.is_well_formed(prompt, response)
+        for family, edit in world.content_errors.items():
+            edited = edit(prompt, response, random.Random(i))
+            if edited is None:
+                continue
+            applied[family] += 1
+            where = f"{family} on {prompt!r} -> {response!r}: {edited!r}"
+            assert world.is_well_formed(prompt, response) and world.is_well_formed(prompt, edited), where
+            assert len(edited.split()) == len(response.split()), where
+            assert world.annotator_bias(prompt, edited) == world.annotator_bias(prompt, response), where
+            after = world.content_profile(prompt, edited)
+            assert after == {**before, family: before[family] + 1}, where
+            assert world.gold_reward(prompt, edited) < world.gold_reward(prompt, response), where
+            assert edit(prompt, response, random.Random(i)) == edited, where
+    for family in FAMILIES[name]:  # each family has a place in a good share of the well-formed samples
+        assert applied[family] >= 0.2 * well_formed, (family, applied, well_formed)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_family_applies_to_a_ceiling_answer(name):
+    """The probe table's pairs: a ceiling answer (some bias units may make room) against its one-error edit."""
+    world = WORLDS[name]
+    _, held_out = world.prompt_split()
+    applied = Counter()
+    for i, prompt in enumerate(held_out[:300]):
+        for family in world.content_errors:
+            pair = ceiling_edit(world, family, prompt, random.Random(i))
+            if pair is None:
+                continue
+            ceiling, edited = pair
+            applied[family] += 1
+            assert world.gold_reward(prompt, ceiling) == world.gold_ceiling(prompt)
+            assert set(world.content_profile(prompt, ceiling).values()) == {0}
+            assert world.content_profile(prompt, edited) == {f: int(f == family) for f in world.content_errors}
+    # a family may need something of the prompt (an excluded member needs a "but not"); each applies to many
+    assert all(applied[family] >= 100 for family in FAMILIES[name]), applied
