@@ -35,8 +35,7 @@ class CriticFreeConfig:
     learning_rate: float = 1e-4
     """AdamW learning rate (the initial one with ``lr_schedule="linear"``)."""
     lr_schedule: str = "constant"
-    """``constant`` (rlhf-gym 0.9's, which the published RLOO and GRPO results used), or ``linear``: annealed to 0 over
-    the response budget."""
+    """``constant``, or ``linear``: annealed to 0 over the response budget."""
     batch_size: int = 16
     """Minibatch size, in responses; it must divide the rollout (``--n-envs``)."""
     n_epochs: int = 1

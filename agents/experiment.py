@@ -100,8 +100,8 @@ class TrainConfig:
                                       "responses: the paper's); default: dapo", choices=GRPO_LOSS_TYPES)
     learning_rate: float | None = arg(None, "AdamW learning rate (default: 1e-4; the DPO family 3e-4; with --lora-r "
                                             f"{LORA_LEARNING_RATE:g})")
-    lr_schedule: str | None = arg(None, "the online algorithms: constant, or linear (annealed to 0 over the budget); "
-                                        "default: linear for ppo and nlpo, constant for rloo and grpo", choices=LR_SCHEDULES)
+    lr_schedule: str | None = arg(None, "the online algorithms: constant (the default), or linear (annealed to 0 over "
+                                        "the budget)", choices=LR_SCHEDULES)
     lora_r: int | None = arg(None, "train LoRA adapters of this rank instead of the whole policy (the lora extra); the "
                                    "reference is the same model with the adapters off, so its weights are held once")
     lora_alpha: float = arg(16.0, "LoRA scale numerator: the adapters' update is (alpha / r) * B A")

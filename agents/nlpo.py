@@ -22,9 +22,6 @@ from .registry import AlgorithmTraits, register_algorithm
 class NLPOConfig(PPOConfig):
     """NLPO's hyperparameters: PPO's and the masks'."""
 
-    lr_schedule: str = "constant"
-    """``constant`` (rlhf-gym 0.9's, with which NLPO's published results were measured; PPO's default became ``linear``
-    on the default job's measurements alone), or ``linear`` (annealed to 0 over the response budget)."""
     mask_top_p: float = 0.9
     """Keep the tokens in this top-p mass of the masking policy."""
     mask_refresh_every: int = 5

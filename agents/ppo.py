@@ -56,11 +56,11 @@ class PPOConfig:
     learning_rate: float = 1e-4
     """AdamW learning rate (the initial one with ``lr_schedule="linear"``). With 200 iterations of 64 responses, 1e-4
     gives the same result over seeds on RLHF-v0 (docs/training.md): at 3e-4 the policy flipped between a sound reply and
-    the proxy's punctuation hack; annealed from 2e-4, one seed of five settled on one-word replies (gold 0.99)."""
-    lr_schedule: str = "linear"
-    """``linear``: the rate is annealed to 0 over the response budget (CleanRL's ``anneal_lr``, TRL's default), which
-    halves the spread of the default job's final gold reward over seeds (docs/training.md); ``constant``: rlhf-gym
-    0.9's."""
+    the proxy's punctuation hack."""
+    lr_schedule: str = "constant"
+    """``constant``, or ``linear``: annealed to 0 over the response budget (CleanRL's ``anneal_lr``, TRL's default). On
+    the default job ``linear`` halved the spread over five seeds at one thread but not at two, at a mean 0.03 lower
+    (README, "Results"), so the default stays constant."""
     batch_size: int = 16
     """Minibatch size, in responses."""
     n_epochs: int = 4

@@ -211,7 +211,7 @@ def test_the_command_line_builds_a_lora_agent_with_its_learning_rate(task):
     config = TrainConfig(lora_r=4, lora_alpha=8.0, lora_target_modules="c_attn,c_proj", n_envs=4, batch_size=2)
     env, agent = build_env_and_agent(config)
     assert agent.policy_kwargs["lora"] == {"r": 4, "alpha": 8.0, "target_modules": ["c_attn", "c_proj"]}
-    assert agent.lr_schedule(1.0) == LORA_LEARNING_RATE  # the LoRA default (initial) rate unless --learning-rate is given
+    assert agent.learning_rate == LORA_LEARNING_RATE  # the LoRA default unless --learning-rate is given
     adapted = {name.split(".")[-1] for name, module in agent.policy.lm.named_modules() if hasattr(module, "lora_A")}
     assert adapted == {"c_attn", "c_proj"}
     assert isinstance(env.batched_env.ref_model, AdaptersDisabled)

@@ -72,12 +72,10 @@ def test_a_constant_rate_stays(task):
 
 
 def test_the_defaults_of_each_algorithm_and_the_option():
-    assert TrainConfig().algorithm_config().lr_schedule == "linear"
-    assert TrainConfig().algorithm_config().learning_rate == 1e-4
-    for algo in ("nlpo", "rloo", "grpo"):  # as published with rlhf-gym 0.9
+    for algo in ("ppo", "nlpo", "rloo", "grpo"):  # as published with rlhf-gym 0.9
         assert TrainConfig(algo=algo).algorithm_config().lr_schedule == "constant"
         assert TrainConfig(algo=algo).algorithm_config().learning_rate == 1e-4
-    assert TrainConfig(algo="rloo", lr_schedule="linear").algorithm_config().lr_schedule == "linear"
+        assert TrainConfig(algo=algo, lr_schedule="linear").algorithm_config().lr_schedule == "linear"
     with pytest.raises(ConfigError, match="--lr-schedule: not an option of dpo"):
         TrainConfig(algo="dpo", lr_schedule="linear")
     with pytest.raises(ConfigError, match="--lr-schedule must be one of constant, linear, got 'step'"):
