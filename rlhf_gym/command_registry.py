@@ -41,6 +41,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("train", "rlhf_gym.agents.train", "train"),
     Command("evaluate", "rlhf_gym.agents.evaluate", "evaluate"),
     Command("summarize", "rlhf_gym.commands.summarize", "evaluate"),
+    Command("rm-quality", "rlhf_gym.commands.rm_quality", "evaluate"),
     Command("best-of-n", "rlhf_gym.studies.best_of_n", "studies"),
     Command("sweep", "rlhf_gym.studies.sweep", "studies"),
     Command("iterate", "rlhf_gym.studies.iterated", "studies"),

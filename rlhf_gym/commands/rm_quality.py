@@ -1,0 +1,68 @@
+"""A reward model's agreement with a task's gold reward by pair type, and its probe table of one-error edits.
+
+Overall agreement hides a proxy that sees length and form only. This command measures, on fresh SFT pairs of the
+task's held-out prompts (the pairs the task build measures on), the share of pairs the reward model orders as gold
+does: overall, on pairs that differ in length or form only, and on pairs that differ in each content-error family
+(:mod:`rlhf_gym.pair_types`). Then the probe table: a ceiling answer against the same answer with one error of each
+family, at the same length and bias; a proxy that sees the family prefers the ceiling answer on every prompt.
+
+    rlhf-gym rm-quality --task lists                               # the task's shipped reward model
+    rlhf-gym rm-quality --task lists --reward-model rm/ --out rm/quality.json
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlhf_gym.checks import check_positive_options
+from rlhf_gym.cli import arg
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.tasks import task_names
+
+
+@dataclass
+class Args:
+    task: str = arg("lists", "task: its gold reward, SFT policy, held-out prompts and content-error families",
+                    choices=task_names)
+    reward_model: str | None = arg(None, "reward model directory or HF id (default: the task's shipped one)")
+    n_probe_prompts: int = arg(300, "held-out prompts of the probe table")
+    out: str | None = arg(None, "also write the figures as JSON here")
+
+    def __post_init__(self) -> None:
+        if self.task not in task_names():
+            raise ConfigError(f"--task must be one of {', '.join(task_names())}, got {self.task!r}")
+        check_positive_options(self, ("n_probe_prompts",))
+
+
+def markdown_probes(probes: dict[str, dict]) -> str:
+    """The probe table as Markdown: per family, the prompts, the share where the proxy prefers the ceiling answer, and
+    the mean proxy and gold margins."""
+    lines = ["| family | prompts | proxy prefers the ceiling answer | proxy margin | gold margin |", "|---|---|---|---|---|"]
+    for family, row in probes.items():
+        if not row["prompts"]:
+            lines.append(f"| {family} | 0 | — | — | — |")
+            continue
+        lines.append(f"| {family} | {row['prompts']} | {row['prefers_ceiling']:.3f} | {row['margin']:.3f} | "
+                     f"{row['gold_margin']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(args: Args) -> dict:
+    from rlhf_gym.files import atomic_write_json
+    from rlhf_gym.pair_types import content_probes, markdown_agreement
+    from rlhf_gym.proxies import measure_gold_agreement
+    from rlhf_gym.reward_model import RewardModel
+    from rlhf_gym.tasks import load_task, world_of
+
+    task, world = load_task(args.task), world_of(args.task)
+    if not world.content_errors:
+        raise ConfigError(f"task {args.task!r} has no content-error families to split by (lists, facts, describe have)")
+    reward_model = RewardModel.from_pretrained(args.reward_model) if args.reward_model else task.load_reward_model()
+    agreement = measure_gold_agreement(reward_model, task)
+    probes = content_probes(world, reward_model.score, task.eval_prompts[: args.n_probe_prompts])
+    report = {"task": args.task, "reward_model": args.reward_model or str(task.reward_dir), **agreement, "probes": probes}
+    print(f"{args.task}: agreement with gold {agreement['gold_agreement']:.3f} on {agreement['n_pairs']} fresh SFT pairs "
+          f"of held-out prompts\n\n{markdown_agreement(agreement['by_type'])}\n\n{markdown_probes(probes)}")
+    if args.out:
+        atomic_write_json(args.out, report)
+    return report
