@@ -244,3 +244,41 @@ def test_build_task_builds_a_tiny_task(tmp_path):
     for name in ("policy/config.json", "reward_model/config.json", "preferences.jsonl", "metadata.json"):
         assert (tmp_path / "task" / name).is_file(), name
     assert metadata["build_config"]["n_comparisons"] == 32 and not (tmp_path / "task.building").exists()
+
+
+def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, capsys):
+    """--sft-from: new comparisons (here mixed, ties labelled) and a new reward model on the task's own SFT policy."""
+    import torch
+
+    from rlhf_gym.preferences import load_preferences
+    from rlhf_gym.tasks import load_task
+
+    shipped = load_task("lists").policy_dir
+    argv = ["--task", "lists", "--out-dir", str(tmp_path / "task"), "--sft-from", str(shipped), "--pairs", "mixed",
+            "--annotator-ties", "label", "--n-comparisons", "48", "--reward-init", "scratch", "--reward-width", "16",
+            "--reward-layers", "1", "--reward-epochs", "1", "--n-eval-samples", "24"]
+    metadata = build_task.main(parse_dataclass(build_task.Args, "", argv))
+    from transformers import GPT2LMHeadModel
+
+    built, original = (GPT2LMHeadModel.from_pretrained(d) for d in (tmp_path / "task" / "policy", shipped))
+    assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), original.state_dict().values()))
+    assert metadata["sft"]["final_loss"] is None and metadata["build_config"]["sft_from"] == str(shipped)
+    kinds = {r["pair_type"].split(":")[0] for r in load_preferences(tmp_path / "task" / "preferences.jsonl",
+                                                                      include_non_preferences=True)}
+    assert kinds == {"sft", "counterfactual"}
+    by_type = metadata["reward_model"]["by_type"]
+    assert set(by_type) == {"overall", "length_form", "other_category", "excluded_member", "repeated_item", "gold_ties"}
+    assert set(metadata["reward_model"]["content_probes"]) == {"other_category", "excluded_member", "repeated_item"}
+    assert "agreement with gold by pair type" in capsys.readouterr().out
+
+
+def test_build_task_refuses_an_sft_policy_that_is_not_there_or_not_the_task_s(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse_dataclass(build_task.Args, "", ["--task", "lists", "--sft-from", str(tmp_path)], prog="rlhf-gym build-task")
+    assert f"--sft-from: no saved policy (config.json) in {tmp_path}" in capsys.readouterr().err
+    from rlhf_gym.errors import ConfigError
+    from rlhf_gym.tasks import load_task, world_of
+    from rlhf_gym.tasks.building import reused_sft_policy
+
+    with pytest.raises(ConfigError, match="not of the lists task's"):
+        reused_sft_policy(world_of("lists"), str(load_task("reviews").policy_dir))

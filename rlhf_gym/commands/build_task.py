@@ -4,6 +4,8 @@
     rlhf-gym build-task --task lists             # a suite task, into the package
     rlhf-gym build-task --out-dir /tmp/rv        # somewhere else
     rlhf-gym build-task --out-dir /tmp/rv --n-comparisons 20000 --seed 1
+    rlhf-gym build-task --task lists --out-dir /tmp/lists --sft-from rlhf_gym/tasks/lists/artifacts/policy \
+        --pairs mixed --annotator-ties label          # new comparisons and reward model on the shipped SFT policy
 
 Writes policy/, reward_model/, preferences.jsonl and metadata.json (the measured figures, also printed);
 the previous artifacts are replaced only once the new ones are complete. An option left out takes the task's value
@@ -16,11 +18,12 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rlhf_gym.checks import check_positive_options, check_seed, check_temperature
 from rlhf_gym.cli import arg
-from rlhf_gym.errors import ConfigError
+from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.labelers import TIE_POLICIES, check_tie_policy
 from rlhf_gym.pairing import PAIRINGS, Pairing
 from rlhf_gym.tasks import task_names, world_of
@@ -57,6 +60,8 @@ class Args:
                                            f"left out of reward-model training) {TASK_DEFAULT}", choices=TIE_POLICIES)
     pairs: str | None = arg(None, f"pair sampling: sft, counterfactual or mixed {TASK_DEFAULT}", choices=PAIRINGS)
     counterfactual_share: float | None = arg(None, f"--pairs mixed: the share of counterfactual pairs {TASK_DEFAULT}")
+    sft_from: str | None = arg(None, "a saved SFT policy of the task to build on instead of training one (e.g. "
+                                     "rlhf_gym/tasks/<task>/artifacts/policy): new comparisons and reward model only")
     max_new_tokens: int | None = arg(None, f"response budget when sampling from the SFT policy {TASK_DEFAULT}")
     n_eval_samples: int | None = arg(None, f"SFT samples (and fresh pairs) used to measure the figures {TASK_DEFAULT}")
 
@@ -70,6 +75,8 @@ class Args:
                                         "reward_layers", "n_comparisons", "reward_epochs", "max_new_tokens",
                                         "n_eval_samples"))
         check_seed(config.seed)
+        if config.sft_from is not None and not Path(config.sft_from, "config.json").is_file():
+            raise MissingFileError(f"--sft-from: no saved policy (config.json) in {config.sft_from}")
         if config.reward_init not in REWARD_INITS:
             raise ConfigError(f"--reward-init must be one of {', '.join(REWARD_INITS)}, got {config.reward_init!r}")
         if config.n_comparisons < 2:

@@ -31,6 +31,7 @@ from ..reward_model import RewardModel
 from ..reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
 from ..sft import SFTConfig, train_sft
 from ..utils import load_model, seed_everything
+from ..errors import ConfigError
 from ..files import atomic_write_json, write_errors_name
 from . import DEFAULT_MAX_NEW_TOKENS
 from .world import TaskWorld
@@ -100,6 +101,10 @@ class BuildConfig:
     """Response budget when sampling from the SFT policy."""
     n_eval_samples: int = 1000
     """SFT samples (and fresh pairs) used to measure the figures."""
+    sft_from: str | None = None
+    """A saved SFT policy of the task to build on instead of training one (e.g. the shipped
+    ``rlhf_gym/tasks/<task>/artifacts/policy``): a new reward model on new comparisons, for the same SFT policy; the SFT
+    settings above are then unused."""
 
     def seed_for(self, stream: SeedStream) -> int:
         """The seed of one of the build's random streams."""
@@ -163,6 +168,15 @@ def gold_agreement(gold_reward, reward_model: RewardModel, policy, tokenizer, pr
     return figures
 
 
+def reused_sft_policy(world: TaskWorld, directory: str) -> GPT2LMHeadModel:
+    """The SFT policy saved in ``directory``; :class:`ConfigError` unless its vocabulary is ``world``'s."""
+    policy = load_model(directory, "policy", "--sft-from")
+    if policy.config.vocab_size != len(world.tokenizer()):
+        raise ConfigError(f"--sft-from {directory}: a policy of {policy.config.vocab_size} tokens, not of the "
+                          f"{world.name} task's {len(world.tokenizer())}")
+    return policy.eval()
+
+
 def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: bool = True) -> dict:
     """Write ``policy/``, ``reward_model/``, ``preferences.jsonl`` and ``metadata.json`` of ``world`` under ``out_dir``."""
     started = time.time()
@@ -175,10 +189,14 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
     train_prompts, eval_prompts = world.prompt_split()
     tokenizer = world.tokenizer()
 
-    rng = random.Random(config.seed)
-    texts = [" ".join(world.sample_text(rng)) for _ in range(config.n_sft_texts)]
-    policy = GPT2LMHeadModel(gpt2_config(tokenizer, config.policy_width, config.policy_layers))
-    sft_losses = train_sft(policy, tokenizer, texts, SFTConfig(epochs=config.sft_epochs, seed=config.seed), progress)
+    if config.sft_from is not None:
+        policy, sft_loss = reused_sft_policy(world, config.sft_from), None
+    else:
+        rng = random.Random(config.seed)
+        texts = [" ".join(world.sample_text(rng)) for _ in range(config.n_sft_texts)]
+        policy = GPT2LMHeadModel(gpt2_config(tokenizer, config.policy_width, config.policy_layers))
+        sft_losses = train_sft(policy, tokenizer, texts, SFTConfig(epochs=config.sft_epochs, seed=config.seed), progress)
+        sft_loss = float(np.mean(sft_losses[-50:]))
     with write_errors_name(staging / "policy"):
         policy.save_pretrained(staging / "policy")
         tokenizer.save_pretrained(staging / "policy")
@@ -216,7 +234,7 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
         "build_config": asdict(config),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},
-        "sft": {**sft_figures, "final_loss": float(np.mean(sft_losses[-50:])), "parameters": policy.num_parameters()},
+        "sft": {**sft_figures, "final_loss": sft_loss, "parameters": policy.num_parameters()},
         "reward_model": {"eval_accuracy": metrics["eval_accuracy"], **agreement,
                          "parameters": reward_model.model.num_parameters(), "data_sha256": metrics["data_sha256"]},
         "n_comparisons": len(records),
