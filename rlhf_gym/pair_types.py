@@ -32,6 +32,13 @@ Scorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 """``(prompts, responses) -> scores``: a reward model's ``score``."""
 
 
+def gold_order_agreement(gold_delta: np.ndarray, proxy_delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(agrees, decided)`` per pair from the gold and proxy score differences: whether the proxy orders the pair as
+    gold does (a proxy tie never agrees), and whether gold orders it at all (not a tie within :data:`GOLD_TIE`)."""
+    gold_delta, proxy_delta = np.asarray(gold_delta, dtype=float), np.asarray(proxy_delta, dtype=float)
+    return np.sign(gold_delta) == np.sign(proxy_delta), np.abs(gold_delta) > GOLD_TIE
+
+
 def pair_families(world: TaskWorld, prompt: str, a: str, b: str) -> tuple[str, ...]:
     """The content families whose error counts differ between ``a`` and ``b`` (in ``content_errors`` order); empty
     when both make the same errors, or when either is ill-formed (a form difference)."""
@@ -49,8 +56,7 @@ def agreement_by_type(world: TaskWorld, prompts: Sequence[str], a: Sequence[str]
         those n pairs ordered as gold orders them (None when n is 0)}}``, plus ``"gold_ties"`` (pairs left out).
     """
     gold_delta = np.array([world.gold_reward(p, x) - world.gold_reward(p, y) for p, x, y in zip(prompts, a, b)])
-    agrees = np.sign(gold_delta) == np.sign(np.asarray(proxy_a, dtype=float) - np.asarray(proxy_b, dtype=float))
-    decided = np.abs(gold_delta) > GOLD_TIE
+    agrees, decided = gold_order_agreement(gold_delta, np.asarray(proxy_a, dtype=float) - np.asarray(proxy_b, dtype=float))
     members: dict[str, list[int]] = {OVERALL: [], LENGTH_FORM: [], **{family: [] for family in world.content_errors}}
     for i in np.flatnonzero(decided):
         members[OVERALL].append(i)

@@ -24,7 +24,7 @@ from ..collect import collect_preferences
 from ..generation import generate_texts
 from ..gpt2 import gpt2_config, gpt2_reward_model
 from ..labelers import AnnotatorPool, Labeler, SimulatedAnnotator
-from ..pair_types import GOLD_TIE, agreement_by_type, content_probes, markdown_agreement
+from ..pair_types import agreement_by_type, content_probes, gold_order_agreement, markdown_agreement
 from ..pairing import Pairing
 from ..preferences import load_preferences
 from ..reward_model import RewardModel
@@ -159,10 +159,8 @@ def gold_agreement(gold_reward, reward_model: RewardModel, policy, tokenizer, pr
     b = generate_texts(policy, tokenizer, prompts, max_new_tokens, seed=seed + 1)
     gold_delta = np.array([gold_reward(p, x) - gold_reward(p, y) for p, x, y in zip(prompts, a, b)])
     score_a, score_b = reward_model.score(prompts, a), reward_model.score(prompts, b)
-    proxy_delta = score_a - score_b
-    decided = np.abs(gold_delta) > GOLD_TIE
-    figures = {"gold_agreement": float(np.mean(np.sign(gold_delta[decided]) == np.sign(proxy_delta[decided]))),
-               "n_pairs": int(decided.sum())}
+    agrees, decided = gold_order_agreement(gold_delta, score_a - score_b)
+    figures = {"gold_agreement": float(np.mean(agrees[decided])), "n_pairs": int(decided.sum())}
     if world is not None and world.content_errors:
         figures["by_type"] = agreement_by_type(world, prompts, a, b, score_a, score_b)
     return figures
