@@ -162,14 +162,21 @@ class SequenceRolloutBuffer(BaseBuffer):
                                                     self.gae_lambda)
 
     def get(self, batch_size: int, generator: torch.Generator | None = None,
-            normalize_advantage: bool = True) -> Iterator[SequenceSamples]:
+            normalize_advantage: bool = True, group_size: int = 1) -> Iterator[SequenceSamples]:
         """Minibatches of ``batch_size`` whole responses in random order (advantages whitened over the rollout, over
-        every process's rollout when :attr:`sum_over_processes` is set)."""
+        every process's rollout when :attr:`sum_over_processes` is set). With ``group_size=k``, the groups of k
+        consecutive rows (one prompt's responses) are shuffled as units and stay together, in row order, in one
+        minibatch (``batch_size`` a multiple of k)."""
         # whitened once over the whole rollout, not per minibatch as SB3's PPO does: a minibatch of a few responses
         # gives noisy statistics. In a data-parallel run they are every process's rollout's, so all processes scale alike
         advantages = (masked_whiten(self.advantages, self.response_mask.float(), total=self.sum_over_processes)
                       if normalize_advantage else self.advantages)
-        order = torch.randperm(self.n_envs, generator=generator).to(self.device)  # the generator is a CPU one
+        if group_size == 1:
+            order = torch.randperm(self.n_envs, generator=generator)  # the generator is a CPU one
+        else:  # group g's rows are g*k .. g*k + k - 1: shuffle the groups, then list each group's rows
+            groups = torch.randperm(self.n_envs // group_size, generator=generator)
+            order = (groups[:, None] * group_size + torch.arange(group_size)).reshape(-1)
+        order = order.to(self.device)
         for start in range(0, self.n_envs, batch_size):
             yield self._samples(order[start:start + batch_size], advantages)
 

@@ -211,6 +211,13 @@ class ResponseProgressBar(BaseCallback):
         self.bar.close()
 
 
+def evaluation_point(evaluation: Any, iteration: int, n_samples: int, **counters: int) -> dict:
+    """One point of a study's curve: the run's ``iteration``, its ``counters`` (responses, timesteps, comparisons...),
+    the evaluation's summary and its first ``n_samples`` (prompt, response) pairs."""
+    samples = [[p, r] for p, r in zip(evaluation.prompts[:n_samples], evaluation.responses[:n_samples])]
+    return {"iteration": iteration, **counters, **evaluation.summary(), "samples": samples}
+
+
 class HeldOutEvaluation(BaseCallback):
     """Scores the policy on held-out prompts before training, after every ``every`` PPO iterations and at the end,
     keeping the summaries and a few samples in :attr:`points` (each with its ``iteration``, ``responses`` and SB3's
@@ -232,9 +239,8 @@ class HeldOutEvaluation(BaseCallback):
 
     def record(self) -> None:
         self.last = ev = self.evaluate(self.model.policy.lm)
-        samples = [[p, r] for p, r in zip(ev.prompts[: self.n_samples], ev.responses[: self.n_samples])]
-        self.points.append({"iteration": self.iterations, "responses": int(self.model.num_responses),
-                            "timesteps": int(self.model.num_timesteps), **ev.summary(), "samples": samples})
+        self.points.append(evaluation_point(ev, self.iterations, self.n_samples, responses=int(self.model.num_responses),
+                                            timesteps=int(self.model.num_timesteps)))
 
     def _on_training_start(self) -> None:
         self.record()

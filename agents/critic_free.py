@@ -56,6 +56,17 @@ class CriticFreeConfig:
                               "from the group")
 
 
+def store_reference_logprobs(rollout_buffer: SequenceRolloutBuffer, episodes: dict[int, dict]) -> None:
+    """Put the reference's per-token log-probs of every response, from its final info, into the buffer
+    (``rollout_buffer.ref_logprobs`` [n_envs, T], 0 past a response's end) for a loss that needs ``log pi_ref``."""
+    # the env already ran the reference over every response to score it: its per-token log-probs are reused, so the
+    # loss costs no reference forward of its own. They are fixed for the update, like the old log-probs
+    rollout_buffer.ref_logprobs = torch.zeros_like(rollout_buffer.logprobs)
+    for row, info in episodes.items():
+        ref = torch.as_tensor(info["ref_token_logprobs"], dtype=torch.float32)
+        rollout_buffer.ref_logprobs[row, : len(ref)] = ref.to(rollout_buffer.ref_logprobs.device)
+
+
 def group_view(values: torch.Tensor, group_size: int) -> torch.Tensor:
     """``[B]`` -> ``[B / k, k]``: row ``g`` holds the values of group ``g`` (env rows ``g*k .. g*k + k - 1``)."""
     # the env lays groups out as consecutive rows, so a reshape finds them (no index bookkeeping)
@@ -80,6 +91,7 @@ class CriticFreeTokenPG(TokenPPO):
 
     algorithm_name = "critic-free"
     trains_value_head = False  # the value head is not part of the loss, so it is frozen (DDP refuses idle parameters)
+    keeps_groups_together = False  # True: every minibatch holds whole groups (a loss that compares a group's responses)
 
     def __init__(
         self,
@@ -176,7 +188,8 @@ class CriticFreeTokenPG(TokenPPO):
         logs: dict[str, list[float]] = defaultdict(list)
         for epoch in range(self.n_epochs):
             # normalize_advantage=False: the group advantages are already on their own scale (group_advantages)
-            for batch in self.rollout_buffer.get(self.batch_size, self._shuffle, normalize_advantage=False):
+            group = self.group_size if self.keeps_groups_together else 1
+            for batch in self.rollout_buffer.get(self.batch_size, self._shuffle, normalize_advantage=False, group_size=group):
                 with self._autocast():
                     # only the log-probs enter the loss: the values are unused and the entropy is kept out of the graph
                     logprobs, _, _ = self._policy_call("evaluate_sequences", batch.queries, batch.query_mask,

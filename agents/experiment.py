@@ -51,7 +51,8 @@ EVAL_SEED_OFFSET = 10_000
 ENV_FIELDS = ("task", "ref_model", "reward_model", "prompts", "max_new_tokens", "kl_target", "kl_estimator",
               "kl_placement", "temperature")
 ALGORITHM_OPTIONS = ("learning_rate", "lr_schedule", "batch_size", "n_epochs", "kl_coef", "group_size", "gae_lambda",
-                     "ent_coef", "vf_coef", "mask_top_p", "mask_refresh_every", "grpo_loss", "dpo_beta", "label_smoothing")
+                     "ent_coef", "vf_coef", "mask_top_p", "mask_refresh_every", "grpo_loss", "dpo_beta", "label_smoothing",
+                     "simpo_gamma", "desirable_weight", "undesirable_weight", "judge")
 """TrainConfig fields that are hyperparameters of an algorithm: None means the algorithm's own default (its ``Config``),
 and one that its ``Config`` does not have is refused."""
 
@@ -85,21 +86,29 @@ class TrainConfig:
     max_new_tokens: int | None = arg(None, "response budget in tokens (default: the env's, 24 for RLHF-v0)")
     temperature: float | None = arg(None, "sampling temperature (default: the env's, 1.0)")
     n_envs: int = arg(64, "responses per rollout (rows of the batched env)")
-    batch_size: int | None = arg(None, "minibatch size: responses (default 16), or comparisons for the DPO family (64)")
+    batch_size: int | None = arg(None, "minibatch size: responses (default 16), or comparisons for the DPO family (64; "
+                                       "kto: examples)")
     n_epochs: int | None = arg(None, "passes over each rollout (default: 4 for ppo and nlpo, 1 for rloo and grpo)")
-    group_size: int | None = arg(None, f"rloo, grpo: responses per prompt, k (default {DEFAULT_GROUP_SIZE}); must divide "
-                                       "--n-envs")
-    comparisons: str | None = arg(None, "the DPO family: preferences to train on, JSONL (prompt, chosen, rejected) or a "
-                                        "saved datasets directory (default: the comparisons the task's reward model was "
-                                        "trained on)")
-    dpo_beta: float | None = arg(None, "the DPO family: temperature of the implicit reward (default 0.5)")
+    group_size: int | None = arg(None, f"rloo, grpo (online_dpo: 2): responses per prompt, k (default "
+                                       f"{DEFAULT_GROUP_SIZE}); must divide --n-envs")
+    comparisons: str | None = arg(None, "the DPO family: preferences to train on, JSONL (prompt, chosen, rejected; kto "
+                                        "also prompt, completion, label true|false) or a saved datasets directory "
+                                        "(default: the comparisons the task's reward model was trained on)")
+    dpo_beta: float | None = arg(None, "the DPO family and online_dpo: temperature of the implicit reward (default 0.5; "
+                                       "kto 1.0; simpo: the scale of its length-normalised reward, default 2.0)")
+    judge: str | None = arg(None, "online_dpo: who ranks each sampled pair, reward_model (the env's, the default) or "
+                                  "annotator (the task's simulated annotators)", choices=("reward_model", "annotator"))
     label_smoothing: float | None = arg(None, "dpo, cdpo: the probability that a label is flipped, in [0, 0.5) "
                                               "(default: 0 for dpo, 0.1 for cdpo)")
+    simpo_gamma: float | None = arg(None, "simpo: the target reward margin gamma, >= 0 (default 1.0)")
+    desirable_weight: float | None = arg(None, "kto: lambda_D, the weight of a desirable example's loss (default 1.0)")
+    undesirable_weight: float | None = arg(None, "kto: lambda_U, the weight of an undesirable example's loss "
+                                                 "(default 1.0)")
     grpo_loss: str | None = arg(None, "grpo: dapo (the loss summed over tokens and divided by the rollout's response "
                                       "tokens, TRL's default) or grpo (averaged over each response's tokens, then "
                                       "responses: the paper's); default: dapo", choices=GRPO_LOSS_TYPES)
-    learning_rate: float | None = arg(None, "AdamW learning rate (default: 1e-4; the DPO family 3e-4; with --lora-r "
-                                            f"{LORA_LEARNING_RATE:g})")
+    learning_rate: float | None = arg(None, "AdamW learning rate (default: 1e-4; the DPO family 3e-4, simpo 2e-4; with "
+                                            f"--lora-r {LORA_LEARNING_RATE:g})")
     lr_schedule: str | None = arg(None, "the online algorithms: constant (the default), or linear (annealed to 0 over "
                                         "the budget)", choices=LR_SCHEDULES)
     lora_r: int | None = arg(None, "train LoRA adapters of this rank instead of the whole policy (the lora extra); the "

@@ -28,7 +28,7 @@ import torch
 from rlhf_gym.errors import ConfigError
 
 from .buffer import SequenceRolloutBuffer, SequenceSamples, masked_mean
-from .critic_free import CriticFreeConfig, CriticFreeTokenPG, group_view
+from .critic_free import CriticFreeConfig, CriticFreeTokenPG, group_view, store_reference_logprobs
 from .critic_free_settings import GRPO_LOSS_TYPES as LOSS_TYPES
 from .registry import AlgorithmTraits, register_algorithm
 
@@ -115,13 +115,9 @@ class GRPO(CriticFreeTokenPG):
     def sequence_rewards(self, rollout_buffer: SequenceRolloutBuffer, episodes: dict[int, dict]) -> torch.Tensor:
         """The reward model's score minus any no-EOS penalty, from each response's final info; the reference's per-token
         log-probs of the same infos go into the buffer for the KL term."""
-        # the env already ran the reference over every response to score it: its per-token log-probs are reused, so the
-        # KL term costs no reference forward of its own. They are fixed for the update, like the old log-probs
-        rollout_buffer.ref_logprobs = torch.zeros_like(rollout_buffer.logprobs)
+        store_reference_logprobs(rollout_buffer, episodes)
         rewards = torch.zeros(self.n_envs)
         for row, info in episodes.items():
-            ref = torch.as_tensor(info["ref_token_logprobs"], dtype=torch.float32)
-            rollout_buffer.ref_logprobs[row, : len(ref)] = ref.to(rollout_buffer.ref_logprobs.device)
             # from the final info, not the buffer's rewards: those hold the env's r - beta * KL, and GRPO's KL is in the loss
             rewards[row] = info["proxy_reward"] - info["penalty"]
         return rewards

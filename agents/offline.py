@@ -5,7 +5,11 @@ and no sampling (the DPO family: :mod:`rlhf_gym.agents.dpo`).
 reference's log-probs, computed once before training and kept on the device; the learn loop (seeded epochs of
 minibatches, SB3 callbacks and logger, data-parallel shares); ``save``/``load`` to one zip that resumes exactly; and the
 export to a plain Hugging Face directory. A subclass supplies :meth:`OfflinePreferenceOptimizer.pair_losses` (the loss of
-each comparison from the four sequence log-probs) and its own hyperparameters.
+each comparison from the policy's two sequence log-probs and :meth:`OfflinePreferenceOptimizer.pair_inputs`: the
+reference's, or the responses' lengths; a loss that is not one per comparison overrides
+:meth:`OfflinePreferenceOptimizer.batch_losses` instead) and its own hyperparameters. An item of the data is a prompt
+with two responses: a comparison's chosen and rejected one, or (KTO, :mod:`rlhf_gym.agents.kto`) an example's completion
+and a mismatched one.
 
 A response's log-prob covers the tokens the env's policy would have sampled: the response re-tokenised as the env
 tokenises text (``tokenizer(text, add_special_tokens=False)``, prompts as :func:`rlhf_gym.prompts.tokenize_prompts`)
@@ -24,6 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -37,7 +42,8 @@ from rlhf_gym.divergence import check_finite_loss, check_finite_parameters
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
 from rlhf_gym.files import write_errors_name
 from rlhf_gym.generation import left_pad, query_response_inputs, response_slice
-from rlhf_gym.preferences import NON_PREFERENCE_LABELS, check_identical_responses, load_preferences, validate_record
+from rlhf_gym.preferences import (NON_PREFERENCE_LABELS, REQUIRED_COLUMNS, check_identical_responses, read_records,
+                                  validate_record)
 from rlhf_gym.prompts import tokenize_prompts
 from rlhf_gym.reward_training import DUPLICATES_LEFT_OUT, data_hash, drop_duplicates
 from rlhf_gym.tokenizers import save_tokenizer_for_export
@@ -102,7 +108,7 @@ class OfflinePreferenceOptimizer:
 
     :param model: the causal LM to start from (HF id, directory or model object); the policy is a trainable copy.
     :param ref_model: the frozen reference (id, directory or object); None: ``model`` itself. It is only read once,
-        to fill the cache of reference log-probs, and is not kept.
+        to fill the cache of reference log-probs, and is not kept (nor read at all where ``uses_reference`` is False).
     :param tokenizer: the policy's tokenizer (object, id or directory); None: the one saved beside ``model``.
     :param comparisons: preference records ``{"prompt", "chosen", "rejected", ...}`` (as
         :func:`rlhf_gym.preferences.load_preferences` returns), or a JSONL path / ``datasets`` dataset (or a directory
@@ -126,6 +132,13 @@ class OfflinePreferenceOptimizer:
 
     traits: ClassVar[AlgorithmTraits]
     Config: ClassVar[type]
+    uses_reference: ClassVar[bool] = True
+    """The loss reads the reference's log-probs, cached before training and saved with the agent; False (SimPO): the
+    reference is never run."""
+    item: ClassVar[str] = "comparison"
+    """What one record of the data is called in messages."""
+    dataset_columns: ClassVar[tuple[str, ...]] = REQUIRED_COLUMNS
+    """The columns a ``datasets`` dataset of the data must have."""
 
     def __init__(
         self,
@@ -149,7 +162,8 @@ class OfflinePreferenceOptimizer:
                         verbose=verbose, parallel=parallel, **loss_hyperparameters)
         self._set_model(model, tokenizer)
         self._set_data(comparisons)
-        self.ref_logps = self.reference_logps(self.policy if ref_model is None else ref_model)
+        self.ref_logps = self.reference_logps(self.policy if ref_model is None else ref_model) if self.uses_reference \
+            else None
 
     # ------------------------------------------------------------------------------------------ to implement
     def _configure_loss(self, **hyperparameters: Any) -> None:
@@ -161,11 +175,60 @@ class OfflinePreferenceOptimizer:
         raise NotImplementedError
 
     def pair_losses(self, policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
-                    ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor
+                    chosen_inputs: torch.Tensor, rejected_inputs: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-comparison losses and implicit rewards of the chosen and rejected responses (detached), each [B], from
-        the summed log-probs of the policy and of the reference."""
+        the policy's summed log-probs and :meth:`pair_inputs` (by default the reference's summed log-probs)."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------ to override
+    def pair_inputs(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`pair_losses` reads of the comparisons ``indices`` besides the policy's log-probs, chosen then
+        rejected [B] each: the reference's cached log-probs."""
+        ref = self.ref_logps[indices]
+        return ref[:, 0], ref[:, 1]
+
+    def batch_losses(self, logps: torch.Tensor, indices: list[int]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Per-item losses [B] and the step's statistics, from the policy's log-probs of the items ``indices`` [2, B]
+        (chosen, rejected): :meth:`pair_losses`, with TRL's ``DPOTrainer`` statistics.
+
+        A statistic is a number, or a list of per-item values (averaged with those of the other steps and processes).
+        """
+        losses, chosen_rewards, rejected_rewards = self.pair_losses(logps[0], logps[1], *self.pair_inputs(indices))
+        return losses, {"rewards/chosen": chosen_rewards.mean().item(), "rewards/rejected": rejected_rewards.mean().item(),
+                        "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean().item(),
+                        "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
+                        "logps/chosen": logps[0].mean().item(), "logps/rejected": logps[1].mean().item()}
+
+    @staticmethod
+    def check_record(record: dict, where: str) -> dict:
+        """Check one record (:func:`rlhf_gym.preferences.validate_record`: an error names ``where`` and the column); an
+        empty response is valid (the EOS alone: a policy that stopped at once)."""
+        return validate_record(record, where, allow_empty_responses=True)
+
+    @classmethod
+    def training_records(cls, records: list[dict], where: str) -> list[dict]:
+        """The records trained on, from the checked ones (``where`` names the data).
+
+        Ties and skips are left out, exact duplicates too, as train-rm does
+        (:func:`rlhf_gym.reward_training.drop_duplicates`); comparisons whose chosen equals rejected are counted in a
+        warning, and refused when all are (:func:`rlhf_gym.preferences.check_identical_responses`).
+        """
+        records = [r for r in records if r.get("label") not in NON_PREFERENCE_LABELS]
+        # a repeated comparison would weigh twice in every epoch (a file appended to twice, say)
+        records, n_duplicates = drop_duplicates(records)
+        if n_duplicates:
+            print(f"[rlhf_gym] left out {n_duplicates} {DUPLICATES_LEFT_OUT}")
+        check_identical_responses(records, where)
+        return records
+
+    def item_texts(self, records: list[dict]) -> list[tuple[str, str, str]]:
+        """Each item's prompt and two responses: a comparison's chosen and rejected."""
+        return [(r["prompt"], r["chosen"], r["rejected"]) for r in records]
+
+    def data_sha256(self) -> str:
+        """The hash of the records trained on, saved with the agent so that a resume checks its data."""
+        return data_hash(self.comparisons)
 
     # ------------------------------------------------------------------------------------------ setup
     def _configure(self, *, learning_rate: float, batch_size: int, max_grad_norm: float, max_new_tokens: int | None,
@@ -214,49 +277,47 @@ class OfflinePreferenceOptimizer:
         # the update's forward goes through one module, which a data-parallel engine wraps (rlhf_gym.agents.parallel)
         self._policy_call, self.optimizer = self.parallel.prepare(PolicyCall(self.policy), self.optimizer)
 
-    def _set_data(self, comparisons: list[dict] | str | Path | Any) -> None:
-        """Validate and tokenise the comparisons once: ``prompt_ids[i]`` and ``response_ids[i] = (chosen, rejected)``.
+    def _set_data(self, data: list[dict] | str | Path | Any) -> None:
+        """Read, check and tokenise the data once: item ``i`` is ``prompt_ids[i]`` with the two responses
+        ``response_ids[i]`` (a comparison's chosen and rejected), of ``response_lengths[i]`` tokens (EOS included).
 
-        An empty response is valid (the EOS alone: a policy that stopped at once); exact duplicates are left out, as
-        train-rm does (:func:`rlhf_gym.reward_training.drop_duplicates`); comparisons whose chosen equals rejected are
-        counted in a warning, and refused when all are (:func:`rlhf_gym.preferences.check_identical_responses`).
+        Which records are trained on is :meth:`training_records`'s choice, and what an item holds :meth:`item_texts`'s.
         """
-        if isinstance(comparisons, (str, Path)) or hasattr(comparisons, "column_names"):
-            records = load_preferences(comparisons, allow_empty_responses=True)
-        elif isinstance(comparisons, (list, tuple)):
-            records = []
-            for i, record in enumerate(comparisons):
-                if not isinstance(record, dict):
-                    raise DataError(f"comparison {i}: expected a dict with prompt, chosen and rejected, got "
-                                    f"{type(record).__name__}")
-                validate_record(record, f"comparison {i}", allow_empty_responses=True)
-                if record.get("label") not in NON_PREFERENCE_LABELS:
-                    records.append(record)
-        else:
-            raise TypeError(f"comparisons: expected a list of records, a JSONL path or a dataset, got "
-                            f"{type(comparisons).__name__}")
+        records = self.training_records(self._read(data), str(data) if isinstance(data, (str, Path)) else "comparisons")
         if not records:
-            raise DataError("no comparisons to train on (none given, or all labelled tie/skip)")
-        # a repeated comparison would weigh twice in every epoch (a file appended to twice, say)
-        records, n_duplicates = drop_duplicates(records)
-        if n_duplicates:
-            print(f"[rlhf_gym] left out {n_duplicates} {DUPLICATES_LEFT_OUT}")
-        check_identical_responses(records, str(comparisons) if isinstance(comparisons, (str, Path)) else "comparisons")
-        prompt_ids = tokenize_prompts([r["prompt"] for r in records], self.tokenizer)
-        response_ids = [(tokenize_response(self.tokenizer, r["chosen"], self.max_new_tokens),
-                         tokenize_response(self.tokenizer, r["rejected"], self.max_new_tokens)) for r in records]
+            raise DataError(f"no {self.item}s to train on (none given, or all labelled tie/skip)")
+        texts = self.item_texts(records)
+        prompt_ids = tokenize_prompts([prompt for prompt, _, _ in texts], self.tokenizer)
+        response_ids = [(tokenize_response(self.tokenizer, first, self.max_new_tokens),
+                         tokenize_response(self.tokenizer, second, self.max_new_tokens)) for _, first, second in texts]
         limit = context_length(self.policy)
         for i, (prompt, pair) in enumerate(zip(prompt_ids, response_ids)):
             if not prompt:
-                raise DataError(f"comparison {i}: the prompt {records[i]['prompt']!r} is empty after tokenisation")
+                raise DataError(f"{self.item} {i}: the prompt {texts[i][0]!r} is empty after tokenisation")
             longest = max(len(ids) for ids in pair)
             if limit is not None and len(prompt) + longest > limit:
-                raise ConfigError(f"comparison {i}: prompt ({len(prompt)} tokens) and response ({longest} tokens with "
+                raise ConfigError(f"{self.item} {i}: prompt ({len(prompt)} tokens) and response ({longest} tokens with "
                                   f"EOS) need {len(prompt) + longest} of the policy's {limit} positions")
         self.comparisons, self.prompt_ids, self.response_ids = records, prompt_ids, response_ids
+        self.response_lengths = torch.tensor([[len(ids) for ids in pair] for pair in response_ids], device=self.device)
+
+    def _read(self, data: list[dict] | str | Path | Any) -> list[dict]:
+        """The records of ``data`` (a list of dicts, a JSONL path, a ``datasets`` dataset or the directory of a saved
+        one), each checked by :meth:`check_record` (an error names the record: ``comparison 3``, ``file:line``)."""
+        if isinstance(data, (str, Path)) or hasattr(data, "column_names"):
+            return read_records(data, self.check_record, self.dataset_columns)
+        if not isinstance(data, (list, tuple)):
+            raise TypeError(f"comparisons: expected a list of records, a JSONL path or a dataset, got "
+                            f"{type(data).__name__}")
+        for i, record in enumerate(data):
+            if not isinstance(record, dict):
+                raise DataError(f"{self.item} {i}: expected a dict (a record), got {type(record).__name__}")
+            self.check_record(record, f"{self.item} {i}")
+        return list(data)
 
     def _batch(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
-        """Chosen then rejected sequences of ``indices``: left-padded queries [2B, P], right-padded responses [2B, T]."""
+        """First then second responses of the items ``indices`` (chosen then rejected), each after its item's prompt:
+        left-padded queries [2B, P], right-padded responses [2B, T]."""
         pad = self.tokenizer.pad_token_id
         queries, query_mask = left_pad([self.prompt_ids[i] for i in indices] * 2, pad, self.device)
         responses = [torch.tensor(self.response_ids[i][k]) for k in (0, 1) for i in indices]
@@ -266,8 +327,8 @@ class OfflinePreferenceOptimizer:
 
     @torch.no_grad()
     def reference_logps(self, ref_model: str | Path | torch.nn.Module, batch_size: int = 256) -> torch.Tensor:
-        """``log pi_ref`` of every comparison's chosen and rejected response [N, 2], on ``self.device``: one pass over the
-        data in batches of ``batch_size`` comparisons (a model object stays on its own device and is not modified)."""
+        """``log pi_ref`` of every item's two responses [N, 2] (chosen, rejected), on ``self.device``: one pass over the
+        data in batches of ``batch_size`` items (a model object stays on its own device and is not modified)."""
         ref = load_causal_lm(ref_model).to(self.device) if isinstance(ref_model, (str, Path)) else ref_model
         ref_device = next(ref.parameters()).device
         if ref.get_output_embeddings().weight.shape[0] != self.policy.get_output_embeddings().weight.shape[0]:
@@ -310,8 +371,8 @@ class OfflinePreferenceOptimizer:
         callback.init_callback(self)
         return callback
 
-    def train_step(self, indices: list[int]) -> dict[str, float]:
-        """One optimizer step on the comparisons ``indices`` (chosen and rejected in one forward); returns its stats.
+    def train_step(self, indices: list[int]) -> dict[str, Any]:
+        """One optimizer step on the items ``indices`` (both responses in one forward); returns its stats.
 
         In a data-parallel run this process takes every ``num_processes``-th of them, and its loss is its share of the
         mean over all of ``indices`` (the sum of its losses over ``len(indices) / num_processes``), so the engine's
@@ -321,8 +382,7 @@ class OfflinePreferenceOptimizer:
         share = everyone / self.parallel.num_processes
         indices = indices[self.parallel.process_index::self.parallel.num_processes]
         logps = sequence_logps(partial(self._policy_call, "__call__"), *self._batch(indices)).view(2, -1)  # [chosen; rejected]
-        ref = self.ref_logps[indices]
-        losses, chosen_rewards, rejected_rewards = self.pair_losses(logps[0], logps[1], ref[:, 0], ref[:, 1])
+        losses, stats = self.batch_losses(logps, indices)
         loss = losses.sum() / share
         check_finite_loss(loss, f"{type(self).__name__} step {self.num_steps + 1} ({self.num_comparisons} comparisons done)",
                           "try a lower learning_rate")
@@ -338,11 +398,7 @@ class OfflinePreferenceOptimizer:
         self.optimizer.step()
         self.num_comparisons += everyone
         self.num_steps += 1
-        return {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(),
-                "rewards/chosen": chosen_rewards.mean().item(), "rewards/rejected": rejected_rewards.mean().item(),
-                "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean().item(),
-                "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
-                "logps/chosen": logps[0].mean().item(), "logps/rejected": logps[1].mean().item()}
+        return {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(), **stats}
 
     def learn(self, total_comparisons: int, callback=None, progress_bar: bool = False, log_interval: int = 10,
               tb_log_name: str = "DPO") -> OfflinePreferenceOptimizer:
@@ -369,7 +425,7 @@ class OfflinePreferenceOptimizer:
         callback = self._init_callback(callback)
         callback.on_training_start(locals(), globals())
         started, start_count = time.time(), self.num_comparisons
-        window: list[dict[str, float]] = []
+        window: list[dict[str, Any]] = []
         with tqdm(total=total_comparisons, initial=min(self.num_comparisons, total_comparisons), unit="comparisons",
                   disable=not progress_bar) as bar:
             while self.num_comparisons < total_comparisons:
@@ -385,10 +441,11 @@ class OfflinePreferenceOptimizer:
         callback.on_training_end()
         return self
 
-    def _dump(self, window: list[dict[str, float]], started: float, start_count: int) -> None:
+    def _dump(self, window: list[dict[str, Any]], started: float, start_count: int) -> None:
         """Record the means of the steps in ``window`` and write them (x axis: comparisons used)."""
-        for key in window[0]:  # means over the window's steps and all processes
-            self.logger.record(key, self.parallel.mean([stats[key] for stats in window]))
+        for key in window[0]:  # means over the window's steps (a list: its values, each weighing one) and all processes
+            self.logger.record(key, self.parallel.mean(np.concatenate([np.atleast_1d(np.asarray(stats[key], np.float64))
+                                                                       for stats in window])))
         self.logger.record("train/learning_rate", self.optimizer.param_groups[0]["lr"])
         self.logger.record("train/epoch", self.num_comparisons / len(self.comparisons))
         self.logger.record("time/comparisons", self.num_comparisons)
@@ -404,12 +461,12 @@ class OfflinePreferenceOptimizer:
                                     "max_grad_norm": self.max_grad_norm, "max_new_tokens": self.max_new_tokens,
                                     "seed": self.seed},
                 "num_comparisons": self.num_comparisons, "num_steps": self.num_steps,
-                "optimizer": self.optimizer.state_dict(), "ref_logps": self.ref_logps.cpu(),
-                "data_sha256": data_hash(self.comparisons)}
+                "optimizer": self.optimizer.state_dict(), "data_sha256": self.data_sha256(),
+                **({"ref_logps": self.ref_logps.cpu()} if self.uses_reference else {})}
 
     def save(self, path: str | Path) -> None:
         """Write a zip (the policy and tokenizer in HF format, the optimizer, the counters, which fix the shuffle
-        position, and the cached reference log-probs) to ``path``, replacing it only once complete.
+        position, and the cached reference log-probs, if any) to ``path``, replacing it only once complete.
 
         :raises TrainingDivergedError: when a weight is NaN/inf (nothing is written).
         """
@@ -462,11 +519,11 @@ class OfflinePreferenceOptimizer:
             self._set_model(Path(tmp) / POLICY_DIR, Path(tmp) / POLICY_DIR)
         self.optimizer.load_state_dict(state["optimizer"])
         self.num_comparisons, self.num_steps = state["num_comparisons"], state["num_steps"]
-        self.ref_logps = state["ref_logps"].to(self.device)
+        self.ref_logps = state["ref_logps"].to(self.device) if self.uses_reference else None
         if comparisons is not None:
             self._set_data(comparisons)
-            if data_hash(self.comparisons) != state["data_sha256"]:
-                raise ConfigError(f"comparisons: not the {len(self.ref_logps)} comparisons {path} was trained on "
+            if self.data_sha256() != state["data_sha256"]:
+                raise ConfigError(f"comparisons: not the {self.item}s {path} was trained on "
                                   "(their hash differs); resume with the same data")
         return self
 

@@ -70,7 +70,8 @@ ALGORITHMS: dict[str, type] = {}
 """``--algo`` name -> class, for the algorithms registered so far (a module registers its class when imported)."""
 BUILT_IN: dict[str, str] = {"ppo": "rlhf_gym.agents.ppo", "nlpo": "rlhf_gym.agents.nlpo", "rloo": "rlhf_gym.agents.rloo",
                             "grpo": "rlhf_gym.agents.grpo", "dpo": "rlhf_gym.agents.dpo", "ipo": "rlhf_gym.agents.dpo",
-                            "cdpo": "rlhf_gym.agents.dpo"}
+                            "cdpo": "rlhf_gym.agents.dpo", "simpo": "rlhf_gym.agents.simpo", "kto": "rlhf_gym.agents.kto",
+                            "online_dpo": "rlhf_gym.agents.online_dpo"}
 """The built-in algorithms and the module that registers each, imported the first time the name is asked for (as
 Gymnasium's entry points), so that listing the choices (``--help``) imports neither torch nor SB3."""
 

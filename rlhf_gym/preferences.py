@@ -5,6 +5,9 @@ Bradley–Terry loss as ``-log sigmoid(r_w - r_l - margin)``), ``label`` (``"pre
 ``"tie"`` and ``"skip"`` records are kept in the file but left out of training), ``labeler``, ``time``,
 ``pair_id`` and whatever metadata a labeler adds. A line (or a dataset row) longer than
 :data:`MAX_RECORD_BYTES` is refused as malformed.
+
+KTO learns from *unpaired* examples ``{"prompt", "completion", "label": true|false}`` (TRL's unpaired format: a
+desirable or an undesirable completion); :func:`unpair_preferences` turns comparisons into them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from .jsonl import JSONLError, read_jsonl
 from .labelers import Judgement
 
 REQUIRED_COLUMNS = ("prompt", "chosen", "rejected")
+UNPAIRED_COLUMNS = ("prompt", "completion", "label")
 NON_PREFERENCE_LABELS = ("tie", "skip")
 MAX_RECORD_BYTES = 1_000_000
 """The longest preference record read, in bytes of its JSON line: a reward model reads a few hundred tokens of
@@ -61,11 +65,41 @@ def validate_record(record: dict, where: str, allow_empty_responses: bool = Fals
     return record
 
 
-def _validate_row(record: dict, where: str, allow_empty_responses: bool = False) -> dict:
-    """:func:`validate_record` of a dataset row, which has no line length to check: its JSON size instead."""
+def validate_unpaired_record(record: dict, where: str) -> dict:
+    """Check an unpaired example ``{"prompt", "completion", "label": bool}``, or, when it has a ``chosen`` or a
+    ``rejected`` column, a comparison (:func:`validate_record`, empty responses allowed); raise
+    :class:`PreferenceDataError` naming ``where`` and the column."""
+    if "chosen" in record or "rejected" in record:
+        return validate_record(record, where, allow_empty_responses=True)
+    check_text_columns(record, UNPAIRED_COLUMNS[:2], where, may_be_blank=UNPAIRED_COLUMNS[:2])  # "": the EOS alone
+    if "label" not in record:
+        raise PreferenceDataError(f"{where}: missing column 'label'")
+    if not isinstance(record["label"], bool):
+        raise PreferenceDataError(f"{where}: column 'label' must be true (desirable) or false (undesirable), got "
+                                  f"{type(record['label']).__name__} {record['label']!r}")
+    return record
+
+
+def unpair_preferences(records: Sequence[dict]) -> list[dict]:
+    """Unpaired examples from comparisons, as TRL's ``unpair_preference_dataset``: a comparison becomes two examples,
+    its ``chosen`` as a desirable completion (``label`` True) then its ``rejected`` as an undesirable one (False), with
+    its other columns; an unpaired example is kept as it is. Ties and skips are left out (they name no better one)."""
+    examples = []
+    for record in records:
+        if "completion" in record:
+            examples.append(record)
+        elif record.get("label") not in NON_PREFERENCE_LABELS:
+            rest = {k: v for k, v in record.items() if k not in ("chosen", "rejected", "label")}
+            examples += [{**rest, "completion": record["chosen"], "label": True},
+                         {**rest, "completion": record["rejected"], "label": False}]
+    return examples
+
+
+def _validate_row(record: dict, where: str, validate: Callable[[dict, str], dict]) -> dict:
+    """``validate`` a dataset row, which has no line length to check: its JSON size instead."""
     if len(json.dumps(record, ensure_ascii=False, default=str).encode("utf-8")) > MAX_RECORD_BYTES:
         raise PreferenceDataError(f"{where}: record longer than {MAX_RECORD_BYTES} bytes")
-    return validate_record(record, where, allow_empty_responses)
+    return validate(record, where)
 
 
 def check_identical_responses(records: Sequence[dict], where: str) -> None:
@@ -104,6 +138,16 @@ def load_preferences(source: Any, skip_bad_lines: bool = False, include_non_pref
     ``rejected`` is refused unless ``allow_empty_responses`` (see :func:`validate_record`).
     """
     validate = partial(validate_record, allow_empty_responses=allow_empty_responses)
+    records = read_records(source, validate, REQUIRED_COLUMNS, skip_bad_lines)
+    if include_non_preferences:
+        return records
+    return [r for r in records if r.get("label") not in NON_PREFERENCE_LABELS]
+
+
+def read_records(source: Any, validate: Callable[[dict, str], dict], columns: Sequence[str] = REQUIRED_COLUMNS,
+                 skip_bad_lines: bool = False) -> list[dict]:
+    """The records of a JSONL path, a ``datasets.Dataset`` with ``columns``, or the directory of a dataset saved with
+    ``save_to_disk``, each checked by ``validate(record, where)`` (``where``: ``file:line`` or ``dataset row i``)."""
     if isinstance(source, (str, Path)) and Path(source).is_dir():
         source = load_saved_dataset(Path(source))
     if isinstance(source, (str, Path)):
@@ -112,16 +156,13 @@ def load_preferences(source: Any, skip_bad_lines: bool = False, include_non_pref
                                   error=PreferenceDataError, what="preference file", max_line_bytes=MAX_RECORD_BYTES))
         if stats["skipped"]:
             print(f"[rlhf_gym] skipped {stats['skipped']} malformed line(s) in {source}")
-    elif hasattr(source, "column_names"):
-        missing = [c for c in REQUIRED_COLUMNS if c not in source.column_names]
+        return records
+    if hasattr(source, "column_names"):
+        missing = [c for c in columns if c not in source.column_names]
         if missing:
             raise PreferenceDataError(f"dataset is missing column(s) {missing}; it has {source.column_names}")
-        records = [_validate_row(dict(row), f"dataset row {i}", allow_empty_responses) for i, row in enumerate(source)]
-    else:
-        raise TypeError(f"expected a JSONL path or a datasets.Dataset, got {type(source).__name__}")
-    if include_non_preferences:
-        return records
-    return [r for r in records if r.get("label") not in NON_PREFERENCE_LABELS]
+        return [_validate_row(dict(row), f"dataset row {i}", validate) for i, row in enumerate(source)]
+    raise TypeError(f"expected a JSONL path or a datasets.Dataset, got {type(source).__name__}")
 
 
 def load_saved_dataset(path: Path) -> Any:

@@ -1,5 +1,5 @@
-"""TRL's DPO, RLOO and GRPO trainers on RLHF-v0 with our matched settings, scored by our evaluation. Same as
-``rlhf-gym trl-baselines`` (needs the ``bench`` extra)."""
+"""TRL's DPO, RLOO, GRPO, online DPO, KTO and SimPO trainers on RLHF-v0 with our matched settings, scored by our
+evaluation. Same as ``rlhf-gym trl-baselines`` (needs the ``bench`` extra)."""
 
 from rlhf_gym.cli import run_command
 

@@ -20,6 +20,16 @@ A run is a schedule of ``R`` rounds and a seed. Round ``k`` (1-based):
    where the last round stopped (optimizer, counters); the KL reference stays the SFT policy. Held-out evaluations
    every ``--eval-every`` iterations (proxy: this round's reward model; gold; KL to the SFT policy).
 
+``--method dpo`` is **iterative DPO** (Xu et al. 2023, "Some things are more CRINGE than others: iterative preference
+optimization with the pairwise cringe loss", arXiv 2312.16682; Xiong et al. 2024, arXiv 2312.11456): the same rounds of
+Stage 1 on the current policy, no reward model, and Stage 3 is ``--dpo-epochs`` passes of DPO (``--dpo-beta``) on this
+round's comparisons, from the policy of round ``k - 1`` (the SFT policy in round 1), with the SFT policy as the
+reference throughout (the KL the study reports is to it, as for PPO). Evaluations: before round 1 and after each round
+(proxy: the task's reward model, which no round trains on), at the iteration numbers a PPO run of the same schedule
+would have (``k * iterations / R``), so both methods share the plots. The PPO options (``--beta``, ``--n-epochs``,
+``--batch-size``, ``--learning-rate``) do not apply to it; DPO takes its own defaults (learning rate 3e-4, 64
+comparisons per step).
+
 Runs are independent jobs (``--workers`` processes, or Ray tasks); each trains its rounds in order. Everything is
 written to the run store of :mod:`rlhf_gym.studies.analysis.rounds` as it finishes, by the job itself (on a Ray cluster of
 several machines ``--out-dir`` must be on a shared filesystem): a rerun skips finished rounds and resumes an
@@ -33,15 +43,17 @@ to ``--out-dir``.
     rlhf-gym iterate --task lists --beta 0.01 --rounds 1,3 --seeds 0,1,2 --out-dir runs/iterated_lists
     rlhf-gym iterate --labeler page --rounds 3 --seeds 0 --total-comparisons 300 --out-dir runs/iterated_page
     rlhf-gym iterate --quick --out-dir /tmp/iterated    # smoke test, well under a minute
+    rlhf-gym iterate --method dpo --rounds 1,3 --out-dir runs/iterated_dpo   # iterative DPO against one offline pass
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -68,9 +80,13 @@ if TYPE_CHECKING:  # the rounds load torch, transformers and SB3 (imported where
 
 LABELERS = ("simulated", "terminal", "page")
 PAIRINGS = ("current", "sft")
+METHODS = ("rlhf", "dpo")
+POLICY_DIR = "policy"
+"""An iterative-DPO round's policy, exported in HF format: the next round starts from it."""
 RUN_SETTINGS = ("task", "total_comparisons", "iterations", "beta", "eval_every", "n_eval_prompts", "n_envs", "batch_size",
                 "n_epochs", "learning_rate", "max_new_tokens", "labeler", "rm_epochs", "pair_with")
-"""The settings a stored run must share with the study to be reused (else: an error naming the file)."""
+DPO_SETTINGS = ("method", "dpo_beta", "dpo_epochs")
+"""Settings of ``--method dpo`` runs only: absent (None) from an RLHF run's record, as from those stored before them."""
 QUICK = {"rounds": "1,2", "seeds": "0", "total_comparisons": 32, "iterations": 2, "eval_every": 1, "n_envs": 8,
          "batch_size": 4, "n_epochs": 2, "max_new_tokens": 12, "n_eval_prompts": 16, "workers": 1, "rm_epochs": 1}
 """What ``--quick`` sets: a smoke test of the whole study."""
@@ -94,6 +110,10 @@ class Args(RayOptions, PPORunOptions):
     pair_with: str = arg("current", "where the second response of each pair comes from in rounds 2 and later: current "
                                     "(the current policy, like the first) or sft (the SFT policy: each pair contrasts "
                                     "where the policy went with where it started)", choices=PAIRINGS)
+    method: str = arg("rlhf", "rlhf (each round: reward model, then PPO) or dpo (iterative DPO: each round's comparisons "
+                              "train the policy with DPO, no reward model)", choices=METHODS)
+    dpo_beta: float = arg(0.5, "--method dpo: DPO's beta")
+    dpo_epochs: int = arg(1, "--method dpo: DPO passes over each round's comparisons")
     quick: bool = arg(False, "smoke test: schedules 1 and 2, seed 0, 32 comparisons, two tiny iterations (< 1 minute); "
                              "the options it sets may not be given with it")
 
@@ -113,6 +133,9 @@ class Args(RayOptions, PPORunOptions):
         check_positive_options(self, ("total_comparisons", "iterations", "eval_every", "n_eval_prompts", "n_envs",
                                       "batch_size", "n_epochs", "learning_rate", "max_new_tokens", "rm_epochs", "workers"))
         self._check_schedules()
+        check_positive_options(self, ("dpo_beta", "dpo_epochs"))
+        if self.method not in METHODS:
+            raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.pair_with not in PAIRINGS:
             raise ConfigError(f"--pair-with must be one of {', '.join(PAIRINGS)}, got {self.pair_with!r}")
         if self.labeler not in LABELERS:
@@ -160,7 +183,8 @@ class Args(RayOptions, PPORunOptions):
 
     def run_config(self) -> dict:
         """The settings a stored run must share with this study to be reused."""
-        return {k: getattr(self, k) for k in RUN_SETTINGS}
+        dpo = self.method == "dpo"
+        return {**{k: getattr(self, k) for k in RUN_SETTINGS}, **{k: getattr(self, k) if dpo else None for k in DPO_SETTINGS}}
 
     def train_config(self, seed: int, reward_model: str | None) -> TrainConfig:
         """One round's Stage 3: ``train_agent``'s configuration with this study's budget, beta, seed and reward model."""
@@ -172,12 +196,12 @@ class Args(RayOptions, PPORunOptions):
 
 def sampling_policy(task: Task, run: Path, k: int):
     """The policy round ``k`` samples its comparisons from: the SFT policy in round 1, else the HF causal LM of the agent
-    saved at the end of round ``k - 1``."""
-    from rlhf_gym.agents.ppo import TokenPPO
+    saved at the end of round ``k - 1`` (PPO's or DPO's)."""
+    from rlhf_gym.agents.registry import load_policy
 
     if k == 1:
         return task.load_policy()
-    return TokenPPO.load(round_dir(run, k - 1) / AGENT_FILE, device="cpu").policy.lm.eval()
+    return load_policy(round_dir(run, k - 1) / AGENT_FILE, "cpu")
 
 
 def round_labeler(args: Args, task: Task, seed: int) -> Labeler | None:
@@ -256,6 +280,36 @@ def train_round_policy(args: Args, run: Path, k: int, rounds: int, seed: int) ->
     return held_out
 
 
+def train_round_dpo(args: Args, run: Path, k: int, rounds: int, seed: int) -> tuple[list[dict], Any]:
+    """Stage 3 of an iterative-DPO round: ``--dpo-epochs`` passes of DPO on round ``k``'s comparisons from the policy of
+    round ``k - 1`` (the SFT policy in round 1; the reference is the SFT policy), evaluated on held-out prompts before
+    (round 1 only) and after; the policy is exported to ``policy/`` and the agent saved, each atomically. Returns the
+    round's points and its last evaluation."""
+    import torch
+
+    from rlhf_gym.agents.callbacks import evaluation_point
+
+    directory = round_dir(run, k)
+    torch.manual_seed(round_seed(seed, k))
+    config = TrainConfig(algo="dpo", task=args.task, seed=round_seed(seed, k), dpo_beta=args.dpo_beta,
+                         model=None if k == 1 else str(round_dir(run, k - 1) / POLICY_DIR),
+                         comparisons=str(directory / COMPARISONS_FILE), max_new_tokens=args.max_new_tokens, device="cpu")
+    env, agent = build_env_and_agent(config)
+    evaluate = held_out_evaluator(env, args.n_eval_prompts, seed)
+    per_round = args.iterations // rounds
+    points = [] if k > 1 else [evaluation_point(evaluate(agent.trained_lm), 0, args.n_samples_kept, comparisons=0)]
+    agent.learn(args.dpo_epochs * len(agent.comparisons))
+    last = evaluate(agent.trained_lm)
+    points.append(evaluation_point(last, k * per_round, args.n_samples_kept, comparisons=int(agent.num_comparisons)))
+    staged = directory / f".tmp.{POLICY_DIR}"
+    shutil.rmtree(staged, ignore_errors=True)  # a stage left by an interrupted round
+    agent.export_pretrained(staged)
+    shutil.rmtree(directory / POLICY_DIR, ignore_errors=True)
+    os.replace(staged, directory / POLICY_DIR)
+    agent.save(directory / AGENT_FILE)  # written atomically by the agent
+    return points, last
+
+
 def ill_formed_share(task: Task, records: list[dict]) -> float:
     """Share of the responses of ``records`` (both sides, ties and skips included) that are not well-formed."""
     if not records:
@@ -276,17 +330,22 @@ def train_round(args: Args, task: Task, rounds: int, seed: int, k: int) -> int:
         left = collect_round(args, task, run, k, seed, n_pairs)
         if left:
             return left
-    metrics = train_round_reward_model(args, task, run, k, seed)
-    held_out = train_round_policy(args, run, k, rounds, seed)
-    first = RewardModel.from_pretrained(round_dir(run, 1) / REWARD_DIR)
+    if args.method == "dpo":  # no reward model: the comparisons train the policy directly
+        reward_model, first_round_proxy = None, None
+        points, _ = train_round_dpo(args, run, k, rounds, seed)
+    else:
+        metrics = train_round_reward_model(args, task, run, k, seed)
+        held_out = train_round_policy(args, run, k, rounds, seed)
+        points = held_out.points
+        reward_model = {key: metrics[key] for key in ("eval_accuracy", "gold_agreement", "n_train", "n_eval",
+                                                      "n_comparisons", "data_sha256")}
+        first = RewardModel.from_pretrained(round_dir(run, 1) / REWARD_DIR)
+        first_round_proxy = float(first.score(held_out.last.prompts, held_out.last.responses).mean())
     comparisons = load_preferences(round_dir(run, k) / COMPARISONS_FILE, include_non_preferences=True)
     atomic_write_json(round_dir(run, k) / ROUND_FILE, {
         "round": k, "rounds": rounds, "seed": seed, "config": args.run_config(), "n_comparisons": len(comparisons),
-        "comparisons_ill_formed": ill_formed_share(task, comparisons), "points": held_out.points,
-        "reward_model": {key: metrics[key] for key in ("eval_accuracy", "gold_agreement", "n_train", "n_eval",
-                                                       "n_comparisons", "data_sha256")},
-        "first_round_proxy": float(first.score(held_out.last.prompts, held_out.last.responses).mean()),
-        "seconds": round(time.time() - started, 1)})
+        "comparisons_ill_formed": ill_formed_share(task, comparisons), "points": points, "reward_model": reward_model,
+        "first_round_proxy": first_round_proxy, "seconds": round(time.time() - started, 1)})
     return 0
 
 
@@ -358,8 +417,12 @@ def main(args: Args) -> dict:
     result = {"args": asdict(args), "summary": rows, "runs": runs}
     atomic_write_json(out_dir / "iterated.json", result)
     table = markdown_table(rows)
-    heading = (f"# Iterated RLHF, task {args.task}, beta {args.beta:g}: {args.total_comparisons} comparisons and "
-               f"{args.iterations} PPO iterations per run, split over its rounds ({args.labeler} labeller)")
+    if args.method == "dpo":
+        heading = (f"# Iterative DPO, task {args.task}, DPO beta {args.dpo_beta:g}: {args.total_comparisons} comparisons per "
+                   f"run, split over its rounds, {args.dpo_epochs} DPO pass(es) per round ({args.labeler} labeller)")
+    else:
+        heading = (f"# Iterated RLHF, task {args.task}, beta {args.beta:g}: {args.total_comparisons} comparisons and "
+                   f"{args.iterations} PPO iterations per run, split over its rounds ({args.labeler} labeller)")
     atomic_write_text(out_dir / "iterated.md", f"{heading}\n\n{table}")
     plot_iterated(runs, out_dir / "iterated.png", title=f"{args.task}, beta={args.beta:g}, held-out prompts, "
                                                         f"{len(args.seed_list())} seed(s)")

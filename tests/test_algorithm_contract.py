@@ -75,22 +75,26 @@ def test_a_toy_algorithm_registered_in_a_test_trains_resumes_and_evaluates(toy_a
 
 def test_an_unregistered_name_is_refused_with_the_choices(toy_algorithm):
     assert get_algorithm("toy_reinforce") is toy_algorithm
-    with pytest.raises(ConfigError, match="--algo must be one of ppo, nlpo, rloo, grpo, dpo, ipo, cdpo, toy_reinforce"):
+    with pytest.raises(ConfigError, match="--algo must be one of ppo, nlpo, rloo, grpo, dpo, ipo, cdpo, simpo, kto, "
+                                          "online_dpo, toy_reinforce"):
         get_algorithm("toy")
     with pytest.raises(ValueError, match="already registered"):
         register_algorithm(type("Impostor", (MeanBaselineReinforce,), {}))
 
 
-@pytest.mark.parametrize("name", ["ppo", "nlpo", "rloo", "grpo", "dpo", "ipo", "cdpo"])
+@pytest.mark.parametrize("name", ["ppo", "nlpo", "rloo", "grpo", "dpo", "ipo", "cdpo", "simpo", "kto", "online_dpo"])
 def test_every_built_in_algorithm_declares_its_traits_config_and_defaults(name):
     cls = get_algorithm(name)
     traits, config = cls.traits, cls.Config()
     assert traits.name == name and traits.summary
-    assert traits.online == (traits.kl != "implicit")  # the DPO family alone learns offline, with no KL term
+    own = {f.name for f in fields(cls.Config)}
+    assert traits.online or traits.kl == "implicit"  # an offline algorithm has no env reward or rollout to pay a KL in
+    assert (traits.kl == "implicit") == ("dpo_beta" in own)  # an implicit KL is held by DPO's beta
     assert traits.group_sampling == ("group_size" in {f.name for f in fields(cls.Config)})
     env = cls.env_settings(config)
     assert ("group_size" in env) == traits.group_sampling
-    assert env.get("beta") == (0.0 if traits.kl == "loss" else None)  # the env's default, or no KL in its reward
+    # the env's default KL term in its reward, or none for an online algorithm that holds the KL elsewhere (its loss)
+    assert env.get("beta") == (0.0 if traits.online and traits.kl != "reward" else None)
 
 
 def test_the_coefficient_flags_mean_one_thing_each():

@@ -165,7 +165,7 @@ def test_train_help_lists_the_registered_algorithms_and_fixed_choices(capsys):
     finally:
         del ALGORITHMS["toy"]
     text = capsys.readouterr().out
-    assert "--algo {ppo,nlpo,rloo,grpo,dpo,ipo,cdpo,toy}" in text
+    assert "--algo {ppo,nlpo,rloo,grpo,dpo,ipo,cdpo,simpo,kto,online_dpo,toy}" in text
     for option in ("--amp {auto,bf16,fp16,none}", "--kl-estimator {k1,k3}", "--kl-placement {terminal,per_token}",
                    "--grpo-loss {dapo,grpo}", "--progress-bar, --no-progress-bar"):
         assert option in text, option

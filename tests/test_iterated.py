@@ -235,6 +235,9 @@ def test_the_labelling_page_labels_each_round(tmp_path, capsys):
     (["--rounds", "3,1"], "--rounds 3,1: each schedule once, in increasing order"),
     (["--quick", "--seeds", "0,1"], "--quick sets --seeds itself"),
     (["--quick", "--iterations", "6", "--rounds", "1,3"], "--quick sets --rounds, --iterations itself"),
+    (["--method", "ppo"], "--method must be one of rlhf, dpo, got 'ppo'"),
+    (["--method", "dpo", "--dpo-beta", "0"], "--dpo-beta must be > 0"),
+    (["--method", "dpo", "--dpo-epochs", "0"], "--dpo-epochs must be > 0"),
 ])
 def test_bad_options_exit_2_with_one_line(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:  # parsing only: a valid command line would start the study

@@ -83,7 +83,9 @@ def summarize_schedules(runs: list[dict], bias: Callable[[str, str], float] | No
         row = summarize(group)[0]  # one beta per study: one row
         ever = sum(any(p["well_formed"] < HACKED_WELL_FORMED for p in r["points"]) for r in group)
         row.update(rounds=rounds, hacked=hacked_count(group), ever_hacked=ever,
-                   first_round_proxy_final=mean_std([r["first_round_proxy_final"] for r in group]),
+                   # None for iterative DPO, which trains no reward model
+                   first_round_proxy_final=(None if group[0]["first_round_proxy_final"] is None
+                                            else mean_std([r["first_round_proxy_final"] for r in group])),
                    comparisons_ill_formed=[mean_std(list(shares)) for shares in zip(*(r["comparisons_ill_formed"]
                                                                                       for r in group))])
         if bias is not None:
@@ -101,9 +103,10 @@ def markdown_table(rows: list[dict]) -> str:
              + (f" {rows[0]['bias_name']} (final samples) |" if biased else ""), "|---" * (11 + biased) + "|"]
     for r in rows:
         shares = ", ".join(pm(s) for s in r["comparisons_ill_formed"])
+        first = r["first_round_proxy_final"]  # None for iterative DPO (no reward model)
         lines.append(f"| {r['rounds']} | {len(r['seeds'])} | {pm(r['gold_start'])} | {pm(r['gold_peak'])} "
                      f"({r['kl_at_peak'][0]:.1f}) | {pm(r['final_gold_reward'])} | {pm(r['final_proxy_reward'])} | "
-                     f"{pm(r['first_round_proxy_final'])} | {pm(r['final_kl'], 1)} | {pm(r['final_well_formed'])} | "
+                     f"{pm(first) if first else 'n/a'} | {pm(r['final_kl'], 1)} | {pm(r['final_well_formed'])} | "
                      f"{r['ever_hacked']}, {r['hacked']} of {len(r['seeds'])} | {shares} |"
                      + (f" {pm(r['final_bias'])} |" if biased else ""))
     return "\n".join(lines) + "\n"
