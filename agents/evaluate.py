@@ -42,6 +42,8 @@ from rlhf_gym.files import atomic_write_json, read_json
 
 from .registry import load_policy
 
+SPLITS = ("held_out", "validation")
+
 if TYPE_CHECKING:  # torch and transformers only once the command runs: --help stays fast
     import torch
 
@@ -55,6 +57,9 @@ class Args:
     env_id: str = arg("RLHF-v0", "benchmark task: a registered env id (its reward model, task and response budget)")
     suite: str | None = arg(None, f"evaluate on every env id of this suite instead of --env-id (e.g. {DEFAULT_SUITE})")
     n_eval_prompts: int = arg(1024, "held-out prompts (the reviews task has 1024; the protocol uses all)")
+    split: str = arg("held_out", "prompts scored: held_out (the task's evaluation prompts: the protocol) or validation "
+                                 "(the last 256 train prompts, which rlhf-gym tune holds out of training to choose "
+                                 "settings)", choices=SPLITS)
     seed: int = arg(0, "sampling seed")
     kl_budget: float = arg(10.0, "KL budget of the headline number (nats per response)")
     best_of_n: str | None = arg(None, "best_of_n.json for the best-of-n-matched gap")
@@ -62,6 +67,8 @@ class Args:
     device: str = arg("auto", "cpu, cuda or auto")
 
     def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         try:
             gym.spec(self.env_id)
         except gym.error.Error as error:
@@ -155,7 +162,7 @@ def evaluate_on(args: Args, env_id: str, agent: str, write: bool = True) -> dict
     if env.task is None:
         raise ConfigError(f"--env-id {env_id}: the env has no task, so no held-out prompts or gold reward")
     policy = load_agent(agent, env, device)
-    prompts = env.task.eval_prompts[: args.n_eval_prompts]
+    prompts = (env.task.eval_prompts if args.split == "held_out" else env.task.validation_prompts)[: args.n_eval_prompts]
     ev = evaluate_policy(policy, env.tokenizer, prompts, env.reward_fn, env.ref_model, env.task, env.max_new_tokens,
                          env.temperature, seed=args.seed)
     metrics = {**ev.summary(), "distinct_1": distinct_n(ev.responses, 1),

@@ -66,8 +66,10 @@ class Args(TrainConfig):
     exp_name: str = arg("train_agent", "name of this experiment (part of the run directory's name)")
     total_responses: int = arg(DEFAULT_TOTAL_RESPONSES, "budget: responses to sample in all (TRL's total_episodes); the run "
                                                         "makes ceil(total_responses / n_envs) iterations (rollout + update)")
-    total_comparisons: int | None = arg(None, "the offline algorithms' budget (the DPO family): comparisons to train on in "
-                                              "all (default: one pass over them)")
+    total_comparisons: int | None = arg(None, "the offline algorithms' budget (the DPO family): comparisons (kto: examples) "
+                                              "to train on in all (default: --passes over them)")
+    passes: int | None = arg(None, "the offline algorithms: passes over their data, the budget when --total-comparisons "
+                                   "is not given (default 1)")
     n_eval_prompts: int = arg(256, "held-out prompts for the before/after table")
     out_dir: str = arg("runs", "where run directories are created")
     checkpoint_every: int = arg(DEFAULT_CHECKPOINT_EVERY, "save a checkpoint every this many responses (the offline "
@@ -83,7 +85,12 @@ class Args(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive_options(self, ("total_responses", "total_comparisons", "n_eval_prompts", "checkpoint_every"))
+        check_positive_options(self, ("total_responses", "total_comparisons", "passes", "n_eval_prompts",
+                                      "checkpoint_every"))
+        if self.passes is not None and (self.algorithm.traits.online or self.total_comparisons is not None):
+            raise ConfigError("--passes is the budget of the offline algorithms, without --total-comparisons"
+                              + (f" ({self.algo} samples responses: --total-responses)" if self.algorithm.traits.online
+                                 else ""))
         if self.resume is not None and not Path(self.resume).is_file():
             raise MissingFileError(f"--resume: checkpoint not found: {self.resume}")
 
@@ -305,7 +312,8 @@ def main(args: Args) -> Path:
     before = parallel.on_main(lambda: evaluate(env.batched_env.ref_model))
 
     learning_started = time.time()
-    budget = args.total_responses if model.traits.online else args.total_comparisons
+    budget = (args.total_responses if model.traits.online
+              else args.total_comparisons or (args.passes or 1) * len(model.comparisons))
     model.learn_run(budget, run_dir if writes else None, args.checkpoint_every, args.progress_bar and writes,
                     resumed=args.resume is not None, title=args.env_id)
     counters = model.counters()

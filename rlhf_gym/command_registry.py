@@ -49,6 +49,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("diverse-ensembles", "rlhf_gym.studies.diverse_ensembles", "studies"),
     Command("leaderboard", "rlhf_gym.studies.leaderboard", "studies"),
     Command("suite-hacks", "rlhf_gym.studies.suite_hacks", "studies"),
+    Command("direct-overopt", "rlhf_gym.studies.direct_overoptimisation", "studies"),
+    Command("tune", "rlhf_gym.studies.tuning", "studies"),
     Command("benchmark", "rlhf_gym.benchmarks.command", "benchmarks"),
     Command("env-overhead", "rlhf_gym.benchmarks.env_overhead_command", "benchmarks"),
     Command("trl-baselines", "rlhf_gym.benchmarks.trl_algorithms", "benchmarks"),

@@ -23,13 +23,19 @@ is PPO with ``--small-beta`` (default 0.01) instead of the default 0.1: the leas
 reward hacks show. With ``--suite`` every env id of the suite gets its own leaderboard under ``<out-dir>/<env id>``,
 and ``suite.md`` puts them side by side (normalised score, or gold reward where a task has no ceiling).
 
-Writes ``leaderboard.md`` (mean ± std over seeds) and ``leaderboard.png`` (gold reward against sqrt(KL): every
-seed of every method, and the best-of-n curve) to ``--out-dir``.
+With ``--tuned <tuning.json>`` (``rlhf-gym tune``: every method's setting chosen on a validation split of the train
+prompts, at most six settings each) each method trains with its chosen setting instead of its defaults; the setting is
+stored with each record, and a record made with another setting is refused.
+
+Writes ``leaderboard.md`` (mean ± the half-width of a 95 % Student-t interval over seeds, :mod:`rlhf_gym.statistics`,
+and the significance tiers of the headline: :func:`significance_tiers`) and ``leaderboard.png`` (gold reward against
+sqrt(KL): every seed of every method, and the best-of-n curve) to ``--out-dir``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -48,11 +54,12 @@ from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.metrics import format_number
 from rlhf_gym.registration import suite_env_ids, task_of
+from rlhf_gym.statistics import Interval, mean_interval
 from rlhf_gym.tasks import load_task
 from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
 
 BEST_OF_N = (4, 16, 64)
-TRL_METHODS = ("trl_dpo", "trl_rloo", "trl_grpo")
+TRL_METHODS = ("trl_dpo", "trl_rloo", "trl_grpo", "trl_online_dpo", "trl_kto", "trl_simpo")
 """TRL 0.29.1's trainers with our matched settings (:mod:`rlhf_gym.benchmarks.trl_algorithms`; needs the ``bench`` extra)."""
 SMALL_BETA_METHOD = "ppo_small_beta"
 BASELINES = ("sft", "best_of_n")
@@ -84,6 +91,8 @@ class Args(RayOptions):
     suite: str | None = arg(None, "run every env id of this suite instead of --env-id (e.g. RLHF-Suite-v0)")
     workers: int = arg(1, "runs at once in local processes (spawned, one torch thread each); 1: one after another in "
                           "this process; with Ray the cluster's free resources decide instead")
+    tuned: str | None = arg(None, "tuning.json of `rlhf-gym tune`: each method trains with its chosen setting (a method "
+                                  "it did not tune: its defaults)")
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.method_list) - set(methods()))
@@ -96,7 +105,15 @@ class Args(RayOptions):
             raise ConfigError(f"--small-beta must be >= 0, got {self.small_beta}")
         if self.suite is not None:
             suite_env_ids(self.suite)
+        if self.tuned is not None:
+            self.setting_of("ppo")  # a missing or malformed file fails here
         self.ray_settings()  # checks the Ray options
+
+    def setting_of(self, method: str) -> dict:
+        """The setting ``method`` trains with: its chosen one in ``--tuned``, else none (its defaults)."""
+        from rlhf_gym.studies.tuning import chosen_settings
+
+        return {} if self.tuned is None else chosen_settings(self.tuned).get(method, {})
 
     @property
     def method_list(self) -> list[str]:
@@ -130,13 +147,15 @@ def train_and_score(method: str, seed: int, args: Args) -> dict:
         quick = {"batch_size": 4, "total_comparisons": 16, "n_eval_prompts": QUICK["n_eval_prompts"]}
     else:
         quick = {k: v for k, v in QUICK.items() if k != "n_max"}
+    setting = args.setting_of(method)
     run_args = train.Args(algo=algo, env_id=args.env_id, seed=seed, exp_name=f"leaderboard_{method}", kl_coef=kl_coef,
                           out_dir=str(Path(args.out_dir) / "runs"), progress_bar=False,
-                          **{"total_responses": args.total_responses, "n_eval_prompts": 64, **quick})
+                          **{"total_responses": args.total_responses, "n_eval_prompts": 64, **quick, **setting})
     run_dir = train.main(run_args)
     summary = read_json(run_dir / "summary.json", ("train_seconds",), "a run's summary")
     budget = {k: summary[k] for k in ("responses", "comparisons") if k in summary}
-    return {**score(str(run_dir / "policy"), args), "seconds": summary["train_seconds"], "run_dir": str(run_dir), **budget}
+    return {**score(str(run_dir / "policy"), args), "seconds": summary["train_seconds"], "run_dir": str(run_dir),
+            "setting": setting, **budget}
 
 
 def n_max(args: Args) -> int:
@@ -190,12 +209,12 @@ def method_records(method: str, seed: int, args: Args) -> dict[str, dict]:
 def train_trl_and_score(algo: str, seed: int, args: Args) -> dict:
     """TRL's trainer for ``algo`` with the matched settings (tiny budgets with ``--quick``); the exported policy scored
     by the same protocol. Its time is TRL's ``train()`` alone, as ours is ``learn()`` alone (no loading, no
-    evaluation; DPO's reference log-probs are precomputed before it in both)."""
+    evaluation; DPO's and KTO's reference log-probs are computed before it in both)."""
     from rlhf_gym.benchmarks import trl_algorithms
 
     out = Path(args.out_dir) / "runs" / f"trl_{algo}_seed{seed}"
-    if args.quick:  # two optimizer steps each
-        settings = trl_algorithms.Settings(responses=32, comparisons=8, dpo_batch_size=4)
+    if args.quick:  # two optimizer steps each (KTO: 8 comparisons are 16 examples)
+        settings = trl_algorithms.Settings(responses=32, comparisons=8, dpo_batch_size=4, kto_batch_size=8, simpo_batch_size=4)
     else:
         settings = trl_algorithms.Settings(responses=args.total_responses)
     policy_dir = trl_algorithms.train_trl(algo, out, seed, settings)
@@ -205,7 +224,14 @@ def train_trl_and_score(algo: str, seed: int, args: Args) -> dict:
 
 
 def jobs(args: Args) -> list[Job]:
-    """A job per (method, seed) that has no record yet: :func:`run_method` in a worker, its records stored here."""
+    """A job per (method, seed) that has no record yet: :func:`run_method` in a worker, its records stored here. A
+    stored record trained with another setting than ``--tuned`` gives (none: the defaults) is a :class:`ConfigError`."""
+    for seed in args.seed_list:
+        for method in args.method_list:
+            path = record_path(args.out_dir, method, seed)
+            if path.exists() and read_json(path).get("setting", {}) != args.setting_of(method):
+                raise ConfigError(f"{path} was trained with setting {read_json(path).get('setting', {})}, not "
+                                  f"{args.setting_of(method)}; use another --out-dir or delete it")
     return [Job(f"{args.env_id} {method} seed={seed}", run_method, (method, seed, args),
                 partial(store_records, args.out_dir, seed))
             for seed in args.seed_list for method in args.method_list
@@ -229,36 +255,77 @@ def collect(args: Args) -> list[dict]:
     return read_records(args)
 
 
+def mean_and_half_width(values: list[float]) -> tuple[float, float] | None:
+    """``(mean, half-width of its 95 % interval)`` over seeds (NaN half-width for one value), None for none."""
+    if not values:
+        return None
+    interval = mean_interval(values)
+    return interval.mean, interval.half_width
+
+
 def aggregate(records: list[dict], kl_budget: float) -> list[dict]:
-    """One row per method: mean and std over seeds of :data:`COLUMNS`, and the headline (gold reward at KL <= budget)
-    as a mean over the seeds within the budget, with how many were."""
+    """One row per method: the mean over seeds of :data:`COLUMNS` with its 95 % interval (``(mean, half-width)``), and
+    the headline (gold reward at KL <= budget) over the seeds within the budget, with how many were; then each row's
+    significance tier (:func:`significance_tiers`)."""
     rows = []
     for method in dict.fromkeys(r["method"] for r in records):
         group = [r for r in records if r["method"] == method]
         row = {"method": method, "seeds": len(group)}
         for column in COLUMNS:
-            values = [float(r[column]) for r in group if r.get(column) is not None]
-            row[column] = (float(np.mean(values)), float(np.std(values))) if values else None
+            row[column] = mean_and_half_width([float(r[column]) for r in group if r.get(column) is not None])
         within = [float(r["gold_reward"]) for r in group if r["kl"] <= kl_budget]
-        row["headline"] = (float(np.mean(within)), float(np.std(within))) if within else None
+        row["headline"] = mean_and_half_width(within)
         row["within_budget"] = len(within)
         rows.append(row)
+    significance_tiers(rows)
     return rows
 
 
-def markdown_table(rows: list[dict], kl_budget: float) -> str:
-    def cell(value, digits=3):
-        return "—" if value is None else f"{format_number(value[0], digits)} ± {format_number(value[1], digits)}"
+def significance_tiers(rows: list[dict]) -> None:
+    """Set each row's ``tier`` (1 = the best) from the headline's 95 % intervals; None without one (over budget, or
+    fewer than two seeds within it).
 
-    lines = [f"| method | seeds | **gold reward at KL ≤ {kl_budget:g}** | gold reward | normalised score | proxy reward "
-             "| KL (nats) | distinct-2 | well-formed | training time (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    Going down the rows by headline mean, a method joins the current tier when its interval overlaps the interval of
+    any method already in it, and starts the next tier otherwise. Every method of a tier is then significantly below
+    every method of the tiers above it (its interval lies wholly below theirs), while two methods of one tier may not
+    differ significantly.
+    """
+    ranked = sorted((r for r in rows if r["headline"] is not None and r["within_budget"] >= 2),
+                    key=lambda r: -r["headline"][0])
+    tier, members = 0, []
+    for row in rows:
+        row["tier"] = None
+    for row in ranked:
+        interval = Interval(row["headline"][0], row["headline"][1], row["within_budget"])
+        if not any(interval.overlaps(other) for other in members):
+            tier, members = tier + 1, []
+        members.append(interval)
+        row["tier"] = tier
+
+
+def plus_half_width(value: tuple[float, float] | None, digits: int = 3) -> str:
+    """``"mean ± half-width"`` of a :func:`mean_and_half_width` pair, the mean alone for one seed, ``—`` for none."""
+    if value is None:
+        return "—"
+    mean, half_width = value
+    if math.isnan(half_width):
+        return format_number(mean, digits)
+    return f"{format_number(mean, digits)} ± {format_number(half_width, digits)}"
+
+
+def markdown_table(rows: list[dict], kl_budget: float) -> str:
+    cell = plus_half_width
+
+    lines = [f"| method | seeds | **gold reward at KL ≤ {kl_budget:g}** | tier | gold reward | normalised score | "
+             "proxy reward | KL (nats) | distinct-2 | well-formed | training time (s) |", "|---" * 11 + "|"]
     for row in rows:
         headline = cell(row["headline"])
         if row["headline"] is not None and row["within_budget"] < row["seeds"]:
             headline += f" ({row['within_budget']} of {row['seeds']} within)"
         elif row["headline"] is None:
             headline = "over budget"
-        lines.append(f"| {row['method']} | {row['seeds']} | **{headline}** | {cell(row['gold_reward'])} | "
+        tier = "—" if row.get("tier") is None else str(row["tier"])
+        lines.append(f"| {row['method']} | {row['seeds']} | **{headline}** | {tier} | {cell(row['gold_reward'])} | "
                      f"{cell(row['normalised_score'])} | {cell(row['proxy_reward'])} | {cell(row['kl'], 2)} | "
                      f"{cell(row['distinct_2'])} | {cell(row['well_formed'])} | {cell(row['seconds'], 0)} |")
     return "\n".join(lines) + "\n"
@@ -325,8 +392,8 @@ def seeds_phrase(args: Args) -> str:
 
 
 def suite_table(by_env: dict[str, list[dict]]) -> str:
-    """Methods by env ids: the normalised score (mean ± std over seeds) where the task has a ceiling, else the gold
-    reward (marked ``G``)."""
+    """Methods by env ids: the normalised score (mean ± the 95 % half-width over seeds) where the task has a ceiling,
+    else the gold reward (marked ``G``)."""
     methods = list(dict.fromkeys(row["method"] for rows in by_env.values() for row in rows))
     lines = ["| method | " + " | ".join(by_env) + " |", "|---" * (len(by_env) + 1) + "|"]
     for method in methods:
@@ -336,10 +403,9 @@ def suite_table(by_env: dict[str, list[dict]]) -> str:
             if row is None:
                 cells.append("—")
             elif row["normalised_score"] is not None:
-                mean, std = row["normalised_score"]
-                cells.append(f"{format_number(mean, 2)} ± {format_number(std, 2)}")
+                cells.append(plus_half_width(row["normalised_score"], 2))
             else:
-                cells.append(f"G {format_number(row['gold_reward'][0])} ± {format_number(row['gold_reward'][1])}")
+                cells.append(f"G {plus_half_width(row['gold_reward'], 3)}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

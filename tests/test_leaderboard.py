@@ -16,18 +16,60 @@ def record(method, seed, gold, kl, **extra):
             "well_formed": 1.0, "seconds": 10.0 * (seed + 1), **extra}
 
 
-def test_aggregate_gives_mean_and_population_std_and_a_headline_within_the_budget():
+def test_aggregate_gives_the_mean_and_its_95_percent_interval_and_a_headline_within_the_budget():
     records = [record("ppo", 0, 1.0, 4.0), record("ppo", 1, 2.0, 6.0), record("ppo", 2, 3.0, 12.0),
                record("grpo", 0, 0.5, 20.0)]
     rows = {row["method"]: row for row in leaderboard.aggregate(records, kl_budget=10.0)}
     ppo = rows["ppo"]
     assert ppo["seeds"] == 3
-    assert ppo["gold_reward"] == pytest.approx((2.0, (2 / 3) ** 0.5))
-    assert ppo["seconds"] == pytest.approx((20.0, (200 / 3) ** 0.5))
-    assert ppo["headline"] == pytest.approx((1.5, 0.5)) and ppo["within_budget"] == 2  # seed 2 is over budget
+    # gold 1, 2, 3: sample std 1, t_{0.975, 2} = 4.303, half-width 4.303 / sqrt(3)
+    assert ppo["gold_reward"] == pytest.approx((2.0, 4.303 / 3 ** 0.5))
+    assert ppo["seconds"] == pytest.approx((20.0, 43.03 / 3 ** 0.5))
+    # seeds 0 and 1 are within the budget: gold 1, 2, sample std 0.7071, t_{0.975, 1} = 12.706
+    assert ppo["headline"] == pytest.approx((1.5, 12.706 * 0.5 ** 0.5 / 2 ** 0.5)) and ppo["within_budget"] == 2
     assert rows["grpo"]["headline"] is None
+    assert rows["grpo"]["gold_reward"][0] == 0.5 and np.isnan(rows["grpo"]["gold_reward"][1])  # one seed: no interval
     table = leaderboard.markdown_table(list(rows.values()), 10.0)
-    assert "**1.500 ± 0.500 (2 of 3 within)**" in table and "| grpo | 1 | **over budget** |" in table
+    assert "**1.500 ± 6.353 (2 of 3 within)** | 1 |" in table and "| grpo | 1 | **over budget** | — | 0.500 |" in table
+
+
+def headline_row(method, mean, half_width, seeds=5):
+    return {"method": method, "headline": (mean, half_width), "within_budget": seeds}
+
+
+def test_tiers_split_where_an_interval_overlaps_no_method_of_the_current_tier():
+    rows = [headline_row("a", 1.30, 0.05), headline_row("b", 1.20, 0.06), headline_row("c", 1.12, 0.03),
+            headline_row("d", 0.50, 0.10), headline_row("e", 0.45, 0.01, seeds=1), headline_row("f", 0.2, 0.4)]
+    leaderboard.significance_tiers(rows)
+    # b overlaps a ([1.14, 1.26] and [1.25, 1.35]); c overlaps b but not a, so it stays in tier 1; d overlaps none
+    # of a, b, c; f ([-0.2, 0.6]) overlaps d; e has one seed within the budget: no interval, no tier
+    assert [r["tier"] for r in rows] == [1, 1, 1, 2, None, 2]
+    rows = [headline_row("a", 1.0, 0.1), headline_row("b", 0.5, 0.1), headline_row("c", 0.0, 0.1)]
+    leaderboard.significance_tiers(rows)
+    assert [r["tier"] for r in rows] == [1, 2, 3]
+
+
+def test_a_tuned_leaderboard_trains_each_method_with_its_chosen_setting(tmp_path, monkeypatch):
+    tuned = tmp_path / "tuning.json"
+    tuned.write_text(json.dumps({"methods": [{"method": "dpo", "chosen": {"dpo_beta": 0.25, "passes": 3}}]}))
+    args = leaderboard.Args(methods="dpo,ppo", seeds="0", out_dir=str(tmp_path / "board"), tuned=str(tuned))
+    assert args.setting_of("dpo") == {"dpo_beta": 0.25, "passes": 3} and args.setting_of("ppo") == {}
+    seen = {}
+
+    def fake_train(run_args):
+        seen[run_args.algo] = (run_args.dpo_beta, run_args.passes)
+        raise SystemExit  # far enough: the run's arguments are what the test checks
+
+    monkeypatch.setattr(leaderboard.train, "main", fake_train)
+    for method in ("dpo", "ppo"):
+        with pytest.raises(SystemExit):
+            leaderboard.train_and_score(method, 0, args)
+    assert seen == {"dpo": (0.25, 3), "ppo": (None, None)}
+    # a record trained with another setting is refused, not mixed into the table
+    leaderboard.record_path(args.out_dir, "dpo", 0).parent.mkdir(parents=True)
+    leaderboard.record_path(args.out_dir, "dpo", 0).write_text(json.dumps(record("dpo", 0, 0.3, 1.0, setting={})))
+    with pytest.raises(ConfigError, match="was trained with setting {}, not {'dpo_beta': 0.25, 'passes': 3}"):
+        leaderboard.jobs(args)
 
 
 def test_the_written_leaderboard_counts_its_seeds(tmp_path):
@@ -81,6 +123,8 @@ def test_suite_table_shows_the_normalised_score_or_else_the_gold_reward():
     table = leaderboard.suite_table(rows).splitlines()
     assert table[0] == "| method | RLHF-v0 | RLHF-Lists-v0 |"
     assert table[2] == "| ppo | G 1.250 ± 0.020 | 0.50 ± 0.12 |" and table[3] == "| sft | — | 0.00 ± 0.00 |"
+    one_seed = {"RLHF-v0": [{"method": "ppo", "normalised_score": None, "gold_reward": (1.25, float("nan"))}]}
+    assert leaderboard.suite_table(one_seed).splitlines()[2] == "| ppo | G 1.250 |"
 
 
 @pytest.mark.slow

@@ -170,8 +170,9 @@ def test_aggregate_leaves_out_a_column_no_record_has_and_counts_a_kl_at_the_budg
                for seed, (gold, kl) in enumerate([(1.0, 10.0), (3.0, 10.5)])]
     (row,) = leaderboard.aggregate(records, kl_budget=10.0)
     assert row["normalised_score"] is None and row["proxy_reward"] is None  # None everywhere / absent: no mean
-    assert row["gold_reward"] == (2.0, 1.0)
-    assert row["headline"] == (1.0, 0.0) and row["within_budget"] == 1  # KL 10.0 is within a budget of 10.0
+    assert row["gold_reward"] == pytest.approx((2.0, 12.706))  # sample std sqrt(2), t_{0.975, 1} = 12.706, n = 2
+    assert row["headline"][0] == 1.0 and row["within_budget"] == 1  # KL 10.0 is within a budget of 10.0
+    assert row["tier"] is None  # one seed within the budget: no interval to rank it by
 
 
 # ---------------------------------------------------------------------------------------------- facts' bias

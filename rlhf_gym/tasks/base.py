@@ -19,6 +19,10 @@ from ..utils import load_model, load_pretrained
 from ..files import read_json
 from . import DEFAULT_MAX_NEW_TOKENS
 
+VALIDATION_PROMPTS = 256
+"""The validation split: the last this many train prompts, held out of training by ``rlhf-gym tune`` to choose each
+method's settings (the held-out prompts are never used for a choice)."""
+
 
 @dataclass
 class Task:
@@ -44,6 +48,16 @@ class Task:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     reward_model_dir: Path | None = field(default=None)
     gold_ceiling: Callable[[str], float] | None = None
+
+    @property
+    def validation_prompts(self) -> list[str]:
+        """The last :data:`VALIDATION_PROMPTS` train prompts: what tuning scores settings on."""
+        return self.train_prompts[-VALIDATION_PROMPTS:]
+
+    @property
+    def tuning_prompts(self) -> list[str]:
+        """The train prompts without the validation split: what tuning trains on."""
+        return self.train_prompts[:-VALIDATION_PROMPTS]
 
     @property
     def policy_dir(self) -> Path:
