@@ -16,9 +16,10 @@ Judges (``judge``):
 
 * ``"reward_model"``: the env's reward model; the response with the higher ``r_phi - penalty`` wins (TRL's
   ``reward_model`` with its ``missing_eos_penalty``); equal scores are a tie;
-* ``"annotator"``: the task's simulated annotator or annotator pool (its build's biases, temperature and flips: those
-  who labelled the reward model's comparisons), asked once per pair, seeded by the pair's number so that a resumed run
-  judges as an uninterrupted one; its ``"tie"`` is a tie.
+* ``"annotator"``: the task's simulated annotator or annotator pool (the biases, temperature, flips and tie policy its
+  build recorded in ``metadata.json``: those who labelled the reward model's comparisons), asked once per pair, its
+  draws seeded by the run's seed (plus :data:`JUDGE_SEED_OFFSET`, a stream apart from the build's) and the pair's number,
+  so that a resumed run judges as an uninterrupted one and two seeds draw different noise; its ``"tie"`` is a tie.
 
 A tied pair gives no gradient (its rows get advantage 0 and are left out of the loss's mean).
 """
@@ -40,6 +41,12 @@ from .registry import AlgorithmTraits, register_algorithm
 from .schedules import check_lr_schedule
 
 JUDGES = ("reward_model", "annotator")
+JUDGE_SEED_OFFSET = 20_000
+"""The annotator judge of a run with seed ``s`` draws with seed ``s + 20,000``: apart from the build's stream (its seed,
+0) and the held-out evaluations' (``s + 10,000``)."""
+ANNOTATOR_SETTINGS = ("annotator_bias_weights", "annotator_temperature", "annotator_flip_rate", "annotator_ties")
+"""The build settings that make the task's annotators (read from its ``metadata.json``; a setting it did not record takes
+the world's default)."""
 PAIR = 2
 """Responses per prompt: a pair."""
 
@@ -135,6 +142,10 @@ class OnlineDPO(CriticFreeTokenPG):
         self.beta, self.judge = float(beta), judge
         self.judged_pairs = 0  # pairs this process judged so far: the annotator's seed of the next (saved with the agent)
         super().__init__(policy, env, group_size=kwargs.pop("group_size", PAIR), **kwargs)
+        if self.batch_size % PAIR:  # this process's share of a minibatch: whole pairs, or the loss cannot pair rows up
+            raise ConfigError(f"online DPO's minibatches hold whole pairs: a batch of {self.batch_size} responses per "
+                              f"process is odd (give a --batch-size that is even on each of the "
+                              f"{self.parallel.num_processes} process(es))")
         self._annotator = None  # built on first use, from the env's task (not saved: rebuilt from the task)
 
     def coefficients(self) -> dict[str, float]:
@@ -154,8 +165,10 @@ class OnlineDPO(CriticFreeTokenPG):
             task = self.batched_env.task
             if task is None:
                 raise ConfigError("judge='annotator' needs an env with a task (its simulated annotators)")
-            world = world_of(task.name)
-            self._annotator = annotator(world, BuildConfig.for_world(world))
+            world, built = world_of(task.name), task.metadata.get("build_config", {})
+            recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in built.items() if k in ANNOTATOR_SETTINGS}
+            seed = JUDGE_SEED_OFFSET + (self.seed or 0)
+            self._annotator = annotator(world, BuildConfig.for_world(world, **recorded, seed=seed))
         return self._annotator
 
     def sequence_rewards(self, rollout_buffer: SequenceRolloutBuffer, episodes: dict[int, dict]) -> torch.Tensor:
@@ -189,8 +202,10 @@ class OnlineDPO(CriticFreeTokenPG):
         ref_logps = group_view((batch.ref_logprobs * mask).sum(1), PAIR)
         preference = group_view(batch.advantages[:, 0], PAIR)[:, 0]  # the first response's +1 / -1 / 0
         losses, decided = online_dpo_loss(policy_logps, ref_logps, preference, self.beta)
-        # the mean over the decided pairs (a minibatch of ties only has no loss); a rollout's minibatches are equal in size
-        loss = losses.sum() / decided.sum().clamp(min=1)
+        # the mean over the decided pairs of the whole minibatch, over every process (each process's loss is its share,
+        # so the engine's average of the gradients is the gradient of that mean: cf. TokenPPO.minibatch_tokens); a
+        # minibatch of ties only has no loss
+        loss = losses.sum() / (self.parallel.sum(decided.sum().float()) / self.parallel.num_processes).clamp(min=1)
         with torch.no_grad():
             rewards = self.beta * (policy_logps - ref_logps)
             winner = torch.where(preference[:, None] >= 0, rewards, rewards.flip(1))  # [chosen, rejected] per pair

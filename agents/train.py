@@ -87,7 +87,9 @@ class Args(TrainConfig):
         super().__post_init__()
         check_positive_options(self, ("total_responses", "total_comparisons", "passes", "n_eval_prompts",
                                       "checkpoint_every"))
-        if self.passes is not None and (self.algorithm.traits.online or self.total_comparisons is not None):
+        # a resumed run keeps its stored --passes, and a --total-comparisons given to the resume takes over from it
+        if self.passes is not None and self.resume is None and (self.algorithm.traits.online
+                                                                or self.total_comparisons is not None):
             raise ConfigError("--passes is the budget of the offline algorithms, without --total-comparisons"
                               + (f" ({self.algo} samples responses: --total-responses)" if self.algorithm.traits.online
                                  else ""))

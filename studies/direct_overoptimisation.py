@@ -48,9 +48,10 @@ from .sweep import check_stored, start_study
 
 RUN_SETTINGS = ("env_id", "lengths", "n_eval_prompts", "n_envs", "quick")
 """The settings a stored run must share with the study to be reused (beside its method, beta and seed)."""
-PEAK_MARGIN = 0.05
-"""A run over-optimised when its gold peaked before its last stage and the last stage is below the peak by more than
-this (gold reward units: about a tenth of the seed-to-seed spread of the default PPO job's gold)."""
+NOISE_Z = 2.0
+"""A run over-optimised when its gold rose above the start to a peak before its last stage and then fell from it by more
+than ``NOISE_Z * sqrt(2)`` standard errors of one evaluation's mean gold (the noise of a difference of two such means:
+about 0.16 on RLHF-v0 with 256 prompts), so that one evaluation's sampling noise does not count as a fall."""
 QUICK = {"methods": "dpo,online_dpo", "beta_scales": "0.5,1", "lengths": "0.005,0.01", "seeds": "0", "n_eval_prompts": 8,
          "n_envs": 8, "workers": 1}
 """What ``--quick`` sets: a smoke test of the whole study (seconds)."""
@@ -156,9 +157,17 @@ def jobs(args: Args) -> list[Job]:
 
 
 def overoptimised(run: dict) -> bool:
-    """The run's gold peaked before its last stage and ended more than :data:`PEAK_MARGIN` below the peak."""
-    gold = [p["gold_reward"] for p in run["points"]]
-    return int(np.argmax(gold)) < len(gold) - 1 and max(gold) - gold[-1] > PEAK_MARGIN
+    """The run's gold rose to a peak after its start and before its last stage, and its last stage fell from the peak by
+    more than the noise (:data:`NOISE_Z`; the standard errors from each point's ``gold_reward_std`` over the run's
+    ``n_eval_prompts``)."""
+    points = run["points"]
+    gold = [p["gold_reward"] for p in points]
+    peak = int(np.argmax(gold))
+    if not 0 < peak < len(gold) - 1:
+        return False
+    n = run["config"]["n_eval_prompts"]
+    noise = NOISE_Z * math.sqrt(points[peak]["gold_reward_std"] ** 2 / n + points[-1]["gold_reward_std"] ** 2 / n)
+    return gold[peak] - gold[-1] > noise
 
 
 def summarize_method(method: str, runs: list[dict]) -> dict:
@@ -174,7 +183,7 @@ def summarize_method(method: str, runs: list[dict]) -> dict:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| method | runs | best gold (beta, length, KL, well-formed) | Gao fit: alpha, b, R² | fitted peak KL | "
-             "runs whose gold rose and then fell |", "|---" * 6 + "|"]
+             "runs whose gold rose and then fell beyond the noise |", "|---" * 6 + "|"]
     for r in rows:
         fit, best = r["fit"], r["best"]
         # a peak past the largest KL measured is an extrapolation: the points themselves never turned down

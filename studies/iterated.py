@@ -424,7 +424,8 @@ def main(args: Args) -> dict:
         heading = (f"# Iterated RLHF, task {args.task}, beta {args.beta:g}: {args.total_comparisons} comparisons and "
                    f"{args.iterations} PPO iterations per run, split over its rounds ({args.labeler} labeller)")
     atomic_write_text(out_dir / "iterated.md", f"{heading}\n\n{table}")
-    plot_iterated(runs, out_dir / "iterated.png", title=f"{args.task}, beta={args.beta:g}, held-out prompts, "
+    leash = f"DPO beta={args.dpo_beta:g}" if args.method == "dpo" else f"beta={args.beta:g}"
+    plot_iterated(runs, out_dir / "iterated.png", title=f"{args.task}, {leash}, held-out prompts, "
                                                         f"{len(args.seed_list())} seed(s)")
     print(table)
     print(f"done in {time.time() - started:.0f} s: iterated.json, iterated.md, iterated.png in {out_dir}")

@@ -35,7 +35,6 @@ sqrt(KL): every seed of every method, and the best-of-n curve) to ``--out-dir``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -148,9 +147,10 @@ def train_and_score(method: str, seed: int, args: Args) -> dict:
     else:
         quick = {k: v for k, v in QUICK.items() if k != "n_max"}
     setting = args.setting_of(method)
-    run_args = train.Args(algo=algo, env_id=args.env_id, seed=seed, exp_name=f"leaderboard_{method}", kl_coef=kl_coef,
-                          out_dir=str(Path(args.out_dir) / "runs"), progress_bar=False,
-                          **{"total_responses": args.total_responses, "n_eval_prompts": 64, **quick, **setting})
+    # one dict, so that a tuned setting (a kl_coef, say) overrides the method's own values instead of clashing
+    options = {"kl_coef": kl_coef, "total_responses": args.total_responses, "n_eval_prompts": 64, **quick, **setting}
+    run_args = train.Args(algo=algo, env_id=args.env_id, seed=seed, exp_name=f"leaderboard_{method}",
+                          out_dir=str(Path(args.out_dir) / "runs"), progress_bar=False, **options)
     run_dir = train.main(run_args)
     summary = read_json(run_dir / "summary.json", ("train_seconds",), "a run's summary")
     budget = {k: summary[k] for k in ("responses", "comparisons") if k in summary}
@@ -255,12 +255,13 @@ def collect(args: Args) -> list[dict]:
     return read_records(args)
 
 
-def mean_and_half_width(values: list[float]) -> tuple[float, float] | None:
-    """``(mean, half-width of its 95 % interval)`` over seeds (NaN half-width for one value), None for none."""
+def mean_and_half_width(values: list[float]) -> tuple[float, float | None] | None:
+    """``(mean, half-width of its 95 % interval)`` over seeds (half-width None for one value: JSON's null), None for
+    none."""
     if not values:
         return None
     interval = mean_interval(values)
-    return interval.mean, interval.half_width
+    return interval.mean, None if interval.n < 2 else interval.half_width
 
 
 def aggregate(records: list[dict], kl_budget: float) -> list[dict]:
@@ -286,9 +287,10 @@ def significance_tiers(rows: list[dict]) -> None:
     fewer than two seeds within it).
 
     Going down the rows by headline mean, a method joins the current tier when its interval overlaps the interval of
-    any method already in it, and starts the next tier otherwise. Every method of a tier is then significantly below
-    every method of the tiers above it (its interval lies wholly below theirs), while two methods of one tier may not
-    differ significantly.
+    any method already in it, and starts the next tier otherwise. So the first method of each tier is significantly
+    below every method of the tier above it (its interval lies wholly below theirs); a later member, which joined by
+    overlapping another member, need not be (a wide interval can reach up into the tier above), and two methods of one
+    tier may not differ significantly. The docs state each claimed difference from the intervals themselves.
     """
     ranked = sorted((r for r in rows if r["headline"] is not None and r["within_budget"] >= 2),
                     key=lambda r: -r["headline"][0])
@@ -308,7 +310,7 @@ def plus_half_width(value: tuple[float, float] | None, digits: int = 3) -> str:
     if value is None:
         return "—"
     mean, half_width = value
-    if math.isnan(half_width):
+    if half_width is None:
         return format_number(mean, digits)
     return f"{format_number(mean, digits)} ± {format_number(half_width, digits)}"
 

@@ -151,15 +151,20 @@ class Args(RayOptions):
 
 def training_data(args: Args) -> dict[str, str]:
     """The tuning split's data, written once under ``<out-dir>/data``: the train prompts without the validation split
-    (``--prompts``) and the task's comparisons without those of validation prompts (``--comparisons``)."""
+    (``--prompts``) and the task's comparisons without those of validation prompts (``--comparisons``); data written for
+    another env id (or by --quick) is a :class:`ConfigError` naming its manifest."""
     task = load_task(task_of(args.env_id))
     directory = Path(args.out_dir) / "data"
     prompts, comparisons = directory / "tuning_prompts.jsonl", directory / "tuning_comparisons.jsonl"
-    if not comparisons.is_file():
+    manifest, made_for = directory / "manifest.json", {"config": {"env_id": args.env_id, "quick": args.quick}}
+    if manifest.is_file():
+        check_stored(manifest, read_json(manifest, ("config",), "the tuning data's manifest"), made_for["config"])
+    else:
         validation = set(task.validation_prompts)
         kept = [r for r in task.reward_model_comparisons() if r["prompt"] not in validation]
         write_jsonl(prompts, [{"prompt": p} for p in task.tuning_prompts])
         write_jsonl(comparisons, kept[:QUICK_COMPARISONS] if args.quick else kept)
+        atomic_write_json(manifest, made_for)  # last: the data are complete once it exists
     return {"prompts": str(prompts), "comparisons": str(comparisons)}
 
 

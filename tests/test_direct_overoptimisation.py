@@ -58,14 +58,18 @@ def test_stage_budgets_round_up_to_whole_rollouts():
     assert command.stage_budget(1e-6, 9000, 1) == 1
 
 
-def points(*gold):
-    return {"points": [{"gold_reward": g, "kl": k} for k, g in enumerate(gold)]}
+def points(*gold, std=0.8, n=256):
+    return {"config": {"n_eval_prompts": n}, "points": [{"gold_reward": g, "kl": k, "gold_reward_std": std}
+                                                        for k, g in enumerate(gold)]}
 
 
-def test_a_run_over_optimised_when_its_gold_fell_from_an_earlier_peak_beyond_the_margin():
+def test_a_run_over_optimised_when_its_gold_fell_from_a_risen_peak_beyond_the_noise():
+    # noise: 2 * sqrt(2 * 0.8^2 / 256) = 0.1414
     assert command.overoptimised(points(0.0, 0.5, 0.3))
-    assert not command.overoptimised(points(0.0, 0.5, 0.47))  # within PEAK_MARGIN of the peak
+    assert not command.overoptimised(points(0.0, 0.5, 0.37))  # a fall of 0.13: within the noise
+    assert command.overoptimised(points(0.0, 0.5, 0.37, std=0.5))  # the same fall, a quieter evaluation (noise 0.088)
     assert not command.overoptimised(points(0.0, 0.3, 0.5))  # still rising
+    assert not command.overoptimised(points(0.5, 0.2, 0.1))  # never rose above its start
 
 
 def test_the_method_row_fits_gao_on_the_gain_over_the_start():
@@ -73,8 +77,9 @@ def test_the_method_row_fits_gao_on_the_gain_over_the_start():
     import math
 
     gains = {d: d * (1 - 0.5 * math.log(d)) for d in (1, 2, 3)}
-    run = {"beta": 0.5, "points": [{"kl": 0.0, "gold_reward": -0.2, "length": 0.0, "well_formed": 1.0}]
-           + [{"kl": float(d * d), "gold_reward": -0.2 + g, "length": float(d), "well_formed": 1.0} for d, g in gains.items()]}
+    start = {"kl": 0.0, "gold_reward": -0.2, "length": 0.0, "well_formed": 1.0, "gold_reward_std": 0.8}
+    run = {"beta": 0.5, "config": {"n_eval_prompts": 256}, "points": [start] + [
+        {**start, "kl": float(d * d), "gold_reward": -0.2 + g, "length": float(d)} for d, g in gains.items()]}
     row = command.summarize_method("dpo", [run])
     assert row["fit"]["alpha"] == pytest.approx(1.0) and row["fit"]["b"] == pytest.approx(0.5)
     assert row["fit"]["peak_kl"] == pytest.approx(math.exp(2 * (1 / 0.5 - 1)))  # d* = exp(alpha / b - 1)

@@ -1,6 +1,7 @@
 """The leaderboard: aggregation over seeds by hand, the headline's KL budget, resumable records, the quick pipeline."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ def test_aggregate_gives_the_mean_and_its_95_percent_interval_and_a_headline_wit
     # seeds 0 and 1 are within the budget: gold 1, 2, sample std 0.7071, t_{0.975, 1} = 12.706
     assert ppo["headline"] == pytest.approx((1.5, 12.706 * 0.5 ** 0.5 / 2 ** 0.5)) and ppo["within_budget"] == 2
     assert rows["grpo"]["headline"] is None
-    assert rows["grpo"]["gold_reward"][0] == 0.5 and np.isnan(rows["grpo"]["gold_reward"][1])  # one seed: no interval
+    assert rows["grpo"]["gold_reward"] == (0.5, None)  # one seed: no interval (null in leaderboard.json)
     table = leaderboard.markdown_table(list(rows.values()), 10.0)
     assert "**1.500 ± 6.353 (2 of 3 within)** | 1 |" in table and "| grpo | 1 | **over budget** | — | 0.500 |" in table
 
@@ -51,24 +52,29 @@ def test_tiers_split_where_an_interval_overlaps_no_method_of_the_current_tier():
 
 def test_a_tuned_leaderboard_trains_each_method_with_its_chosen_setting(tmp_path, monkeypatch):
     tuned = tmp_path / "tuning.json"
-    tuned.write_text(json.dumps({"methods": [{"method": "dpo", "chosen": {"dpo_beta": 0.25, "passes": 3}}]}))
-    args = leaderboard.Args(methods="dpo,ppo", seeds="0", out_dir=str(tmp_path / "board"), tuned=str(tuned))
-    assert args.setting_of("dpo") == {"dpo_beta": 0.25, "passes": 3} and args.setting_of("ppo") == {}
+    tuned.write_text(json.dumps({"methods": [{"method": "dpo", "chosen": {"dpo_beta": 0.25, "passes": 3}},
+                                             {"method": "ppo", "chosen": {"kl_coef": 0.05, "learning_rate": 3e-4}}]}))
+    args = leaderboard.Args(methods="dpo,ppo,rloo,ppo_small_beta", seeds="0", out_dir=str(tmp_path / "board"),
+                            tuned=str(tuned))
+    assert args.setting_of("dpo") == {"dpo_beta": 0.25, "passes": 3} and args.setting_of("rloo") == {}
     seen = {}
 
     def fake_train(run_args):
-        seen[run_args.algo] = (run_args.dpo_beta, run_args.passes)
+        seen[run_args.algo if run_args.kl_coef != 0.01 else "ppo_small_beta"] = (
+            run_args.dpo_beta, run_args.passes, run_args.kl_coef, run_args.learning_rate)
         raise SystemExit  # far enough: the run's arguments are what the test checks
 
     monkeypatch.setattr(leaderboard.train, "main", fake_train)
-    for method in ("dpo", "ppo"):
+    for method in ("dpo", "ppo", "rloo", "ppo_small_beta"):
         with pytest.raises(SystemExit):
             leaderboard.train_and_score(method, 0, args)
-    assert seen == {"dpo": (0.25, 3), "ppo": (None, None)}
+    # the tuned kl_coef replaces PPO's default; PPO at the small beta keeps its own (it was not tuned)
+    assert seen == {"dpo": (0.25, 3, None, None), "ppo": (None, None, 0.05, 3e-4), "rloo": (None, None, None, None),
+                    "ppo_small_beta": (None, None, 0.01, None)}
     # a record trained with another setting is refused, not mixed into the table
     leaderboard.record_path(args.out_dir, "dpo", 0).parent.mkdir(parents=True)
     leaderboard.record_path(args.out_dir, "dpo", 0).write_text(json.dumps(record("dpo", 0, 0.3, 1.0, setting={})))
-    with pytest.raises(ConfigError, match="was trained with setting {}, not {'dpo_beta': 0.25, 'passes': 3}"):
+    with pytest.raises(ConfigError, match=re.escape("was trained with setting {}, not {'dpo_beta': 0.25, 'passes': 3}")):
         leaderboard.jobs(args)
 
 
@@ -123,7 +129,7 @@ def test_suite_table_shows_the_normalised_score_or_else_the_gold_reward():
     table = leaderboard.suite_table(rows).splitlines()
     assert table[0] == "| method | RLHF-v0 | RLHF-Lists-v0 |"
     assert table[2] == "| ppo | G 1.250 ± 0.020 | 0.50 ± 0.12 |" and table[3] == "| sft | — | 0.00 ± 0.00 |"
-    one_seed = {"RLHF-v0": [{"method": "ppo", "normalised_score": None, "gold_reward": (1.25, float("nan"))}]}
+    one_seed = {"RLHF-v0": [{"method": "ppo", "normalised_score": None, "gold_reward": (1.25, None)}]}
     assert leaderboard.suite_table(one_seed).splitlines()[2] == "| ppo | G 1.250 |"
 
 

@@ -79,6 +79,8 @@ def test_options_are_checked(task):
         OnlineDPOConfig(judge="gpt")
     with pytest.raises(ConfigError, match="group_size=2 but the env samples groups of 4"):
         OnlineDPO("TransformerPolicy", RLHFVecEnv(num_envs=8, group_size=4, task=task, max_new_tokens=6), device="cpu")
+    with pytest.raises(ConfigError, match="a batch of 3 responses per process is odd"):
+        OnlineDPO("TransformerPolicy", env(task, reward_model=word_count), batch_size=3, device="cpu")
     with pytest.raises(ConfigError, match="beta must be > 0"):
         OnlineDPO("TransformerPolicy", env(task, reward_model=word_count), beta=0.0, device="cpu")
 
@@ -150,6 +152,8 @@ def test_the_annotator_judge_is_the_one_who_labelled_the_tasks_comparisons(task)
     judge = OnlineDPO("TransformerPolicy", env(task), judge="annotator", device="cpu").annotator()
     # the reviews task's build: one unbiased annotator at temperature 0.5 with 10 % flips
     assert isinstance(judge, SimulatedAnnotator) and (judge.temperature, judge.flip_rate) == (0.5, 0.1)
+    assert judge.seed == 20_000  # seed 0's stream, apart from the build's (0)
+    assert OnlineDPO("TransformerPolicy", env(task), judge="annotator", seed=3, device="cpu").annotator().seed == 20_003
     lists = load_task("lists")
     pool = OnlineDPO("TransformerPolicy", RLHFVecEnv(num_envs=4, group_size=2, task=lists, max_new_tokens=6),
                      judge="annotator", device="cpu").annotator()

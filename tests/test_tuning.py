@@ -84,6 +84,13 @@ def test_the_validation_split_is_kept_out_of_the_training_data(quick, task):
     assert not validation & set(task.eval_prompts)  # and the held-out prompts are neither
 
 
+def test_data_written_for_another_run_is_refused(quick):
+    args, _ = quick
+    other = parse_dataclass(tuning.Args, "", ["--methods", "dpo", "--out-dir", args.out_dir])
+    with pytest.raises(ConfigError, match=r"manifest.json was made with other settings \(quick\)"):
+        tuning.training_data(other)
+
+
 def test_evaluate_scores_the_validation_split_when_asked():
     result = evaluate.main(evaluate.Args(agent="sft", split="validation", n_eval_prompts=4))
     from rlhf_gym.tasks import load_task
