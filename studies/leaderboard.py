@@ -53,7 +53,7 @@ from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.metrics import format_number
 from rlhf_gym.registration import suite_env_ids, task_of
-from rlhf_gym.statistics import Interval, mean_interval
+from rlhf_gym.statistics import mean_interval
 from rlhf_gym.tasks import load_task
 from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
 
@@ -286,23 +286,23 @@ def significance_tiers(rows: list[dict]) -> None:
     """Set each row's ``tier`` (1 = the best) from the headline's 95 % intervals; None without one (over budget, or
     fewer than two seeds within it).
 
-    Going down the rows by headline mean, a method joins the current tier when its interval overlaps the interval of
-    any method already in it, and starts the next tier otherwise. So the first method of each tier is significantly
-    below every method of the tier above it (its interval lies wholly below theirs); a later member, which joined by
-    overlapping another member, need not be (a wide interval can reach up into the tier above), and two methods of one
-    tier may not differ significantly. The docs state each claimed difference from the intervals themselves.
+    With the rows in order of headline mean, a tier ends between two neighbours exactly when every interval above the
+    cut lies wholly above every interval below it. So every method of a tier is significantly better than every method
+    of every lower tier, whatever the widths; methods of one tier may or may not differ (one wide interval holds its
+    neighbours together).
     """
     ranked = sorted((r for r in rows if r["headline"] is not None and r["within_budget"] >= 2),
                     key=lambda r: -r["headline"][0])
-    tier, members = 0, []
     for row in rows:
         row["tier"] = None
-    for row in ranked:
-        interval = Interval(row["headline"][0], row["headline"][1], row["within_budget"])
-        if not any(interval.overlaps(other) for other in members):
-            tier, members = tier + 1, []
-        members.append(interval)
+    lows = [mean - half_width for mean, half_width in (r["headline"] for r in ranked)]
+    highs = [mean + half_width for mean, half_width in (r["headline"] for r in ranked)]
+    tier, lowest_above = 1, float("inf")
+    for i, row in enumerate(ranked):
+        if i and lowest_above > max(highs[i:]):  # a cut before row i: all above it clear of all below it
+            tier += 1
         row["tier"] = tier
+        lowest_above = min(lowest_above, lows[i])
 
 
 def plus_half_width(value: tuple[float, float] | None, digits: int = 3) -> str:

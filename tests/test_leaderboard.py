@@ -38,16 +38,20 @@ def headline_row(method, mean, half_width, seeds=5):
     return {"method": method, "headline": (mean, half_width), "within_budget": seeds}
 
 
-def test_tiers_split_where_an_interval_overlaps_no_method_of_the_current_tier():
+def test_tiers_are_cut_only_where_every_interval_above_clears_every_interval_below():
     rows = [headline_row("a", 1.30, 0.05), headline_row("b", 1.20, 0.06), headline_row("c", 1.12, 0.03),
             headline_row("d", 0.50, 0.10), headline_row("e", 0.45, 0.01, seeds=1), headline_row("f", 0.2, 0.4)]
     leaderboard.significance_tiers(rows)
-    # b overlaps a ([1.14, 1.26] and [1.25, 1.35]); c overlaps b but not a, so it stays in tier 1; d overlaps none
-    # of a, b, c; f ([-0.2, 0.6]) overlaps d; e has one seed within the budget: no interval, no tier
+    # a [1.25, 1.35] overlaps b [1.14, 1.26], b overlaps c [1.09, 1.15]: no cut among them; all three clear d [0.4, 0.6]
+    # and f [-0.2, 0.6]; d and f overlap. e has one seed within the budget: no interval, no tier
     assert [r["tier"] for r in rows] == [1, 1, 1, 2, None, 2]
     rows = [headline_row("a", 1.0, 0.1), headline_row("b", 0.5, 0.1), headline_row("c", 0.0, 0.1)]
     leaderboard.significance_tiers(rows)
     assert [r["tier"] for r in rows] == [1, 2, 3]
+    # b [8.4, 8.6] clears a [9, 11], but c's wide interval [5.4, 11.4] reaches a: no cut anywhere
+    rows = [headline_row("a", 10.0, 1.0), headline_row("b", 8.5, 0.1), headline_row("c", 8.4, 3.0)]
+    leaderboard.significance_tiers(rows)
+    assert [r["tier"] for r in rows] == [1, 1, 1]
 
 
 def test_a_tuned_leaderboard_trains_each_method_with_its_chosen_setting(tmp_path, monkeypatch):
