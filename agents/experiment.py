@@ -96,8 +96,9 @@ class TrainConfig:
                                         "(default: the comparisons the task's reward model was trained on)")
     dpo_beta: float | None = arg(None, "the DPO family and online_dpo: temperature of the implicit reward (default 0.5; "
                                        "kto 1.0; simpo: the scale of its length-normalised reward, default 2.0)")
-    judge: str | None = arg(None, "online_dpo: who ranks each sampled pair, reward_model (the env's, the default) or "
-                                  "annotator (the task's simulated annotators)", choices=("reward_model", "annotator"))
+    judge: str | None = arg(None, "online_dpo: who ranks each sampled pair, reward_model (the env's, the default), "
+                                  "annotator (the task's simulated annotators) or person (you, at the terminal)",
+                            choices=("reward_model", "annotator", "person"))
     label_smoothing: float | None = arg(None, "dpo, cdpo: the probability that a label is flipped, in [0, 0.5) "
                                               "(default: 0 for dpo, 0.1 for cdpo)")
     simpo_gamma: float | None = arg(None, "simpo: the target reward margin gamma, >= 0 (default 1.0)")

@@ -19,7 +19,10 @@ Judges (``judge``):
 * ``"annotator"``: the task's simulated annotator or annotator pool (the biases, temperature, flips and tie policy its
   build recorded in ``metadata.json``: those who labelled the reward model's comparisons), asked once per pair, its
   draws seeded by the run's seed (plus :data:`JUDGE_SEED_OFFSET`, a stream apart from the build's) and the pair's number,
-  so that a resumed run judges as an uninterrupted one and two seeds draw different noise; its ``"tie"`` is a tie.
+  so that a resumed run judges as an uninterrupted one and two seeds draw different noise; its ``"tie"`` is a tie;
+* ``"person"``: you, at the terminal (:class:`rlhf_gym.labelers.TerminalLabeler`: ``1``, ``2``, ``t`` for a tie, ``s``
+  to skip, which counts as a tie), pair by pair as each rollout ends; one process only. (The labelling page is
+  asynchronous, so it labels rounds instead: ``rlhf-gym iterate --method dpo --labeler page``.)
 
 A tied pair gives no gradient (its rows get advantage 0 and are left out of the loss's mean).
 """
@@ -34,13 +37,14 @@ import torch.nn.functional as F
 
 from rlhf_gym.checks import check_option
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.labelers import TerminalLabeler
 
 from .buffer import SequenceRolloutBuffer, SequenceSamples
 from .critic_free import CriticFreeTokenPG, group_view, store_reference_logprobs
 from .registry import AlgorithmTraits, register_algorithm
 from .schedules import check_lr_schedule
 
-JUDGES = ("reward_model", "annotator")
+JUDGES = ("reward_model", "annotator", "person")
 JUDGE_SEED_OFFSET = 20_000
 """The annotator judge of a run with seed ``s`` draws with seed ``s + 20,000``: apart from the build's stream (its seed,
 0) and the held-out evaluations' (``s + 10,000``)."""
@@ -71,7 +75,8 @@ class OnlineDPOConfig:
     dpo_beta: float = 0.5
     """Temperature of the implicit reward ``beta * (log pi - log pi_ref)``."""
     judge: str = "reward_model"
-    """Who ranks each pair: the env's ``reward_model`` or the task's simulated ``annotator`` (pool)."""
+    """Who ranks each pair: the env's ``reward_model``, the task's simulated ``annotator`` (pool), or a ``person`` at the
+    terminal."""
 
     def __post_init__(self) -> None:
         for name in ("learning_rate", "batch_size", "n_epochs", "dpo_beta"):
@@ -146,38 +151,44 @@ class OnlineDPO(CriticFreeTokenPG):
             raise ConfigError(f"online DPO's minibatches hold whole pairs: a batch of {self.batch_size} responses per "
                               f"process is odd (give a --batch-size that is even on each of the "
                               f"{self.parallel.num_processes} process(es))")
-        self._annotator = None  # built on first use, from the env's task (not saved: rebuilt from the task)
+        if judge == "person" and self.parallel.num_processes > 1:
+            raise ConfigError("judge='person' reads your judgements in one process: run without a data-parallel launch")
+        self._pair_judge = None  # built on first use (not saved: rebuilt from the task, or a new terminal)
 
     def coefficients(self) -> dict[str, float]:
         """The implicit reward's temperature (no KL term is paid anywhere)."""
         return {"dpo_beta": self.beta}
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_annotator"]
+        return [*super()._excluded_save_params(), "_pair_judge"]
+
+    def pair_judge(self):
+        """The judge of the pairs when it is not the reward model: the task's annotators, or a person at the terminal."""
+        if self._pair_judge is None:
+            self._pair_judge = TerminalLabeler() if self.judge == "person" else self.annotator()
+        return self._pair_judge
 
     def annotator(self):
         """The task's simulated annotator (a pool for the suite's tasks), as its build labelled the reward model's
         comparisons."""
-        if self._annotator is None:
-            from rlhf_gym.tasks import world_of
-            from rlhf_gym.tasks.building import BuildConfig, annotator
+        from rlhf_gym.tasks import world_of
+        from rlhf_gym.tasks.building import BuildConfig, annotator
 
-            task = self.batched_env.task
-            if task is None:
-                raise ConfigError("judge='annotator' needs an env with a task (its simulated annotators)")
-            world, built = world_of(task.name), task.metadata.get("build_config", {})
-            recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in built.items() if k in ANNOTATOR_SETTINGS}
-            seed = JUDGE_SEED_OFFSET + (self.seed or 0)
-            self._annotator = annotator(world, BuildConfig.for_world(world, **recorded, seed=seed))
-        return self._annotator
+        task = self.batched_env.task
+        if task is None:
+            raise ConfigError("judge='annotator' needs an env with a task (its simulated annotators)")
+        world, built = world_of(task.name), task.metadata.get("build_config", {})
+        recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in built.items() if k in ANNOTATOR_SETTINGS}
+        return annotator(world, BuildConfig.for_world(world, **recorded, seed=JUDGE_SEED_OFFSET + (self.seed or 0)))
 
     def sequence_rewards(self, rollout_buffer: SequenceRolloutBuffer, episodes: dict[int, dict]) -> torch.Tensor:
-        """The judge's verdict as scores: the reward model's ``r_phi - penalty``, or 1 for the annotator's winner and 0
-        for its loser (0 and 0 for a tie); the reference's per-token log-probs go into the buffer for the loss."""
+        """The judge's verdict as scores: the reward model's ``r_phi - penalty``, or 1 for the annotator's (person's)
+        winner and 0 for its loser (0 and 0 for a tie or a skip); the reference's per-token log-probs go into the buffer
+        for the loss."""
         store_reference_logprobs(rollout_buffer, episodes)
         if self.judge == "reward_model":
             return torch.tensor([episodes[row]["proxy_reward"] - episodes[row]["penalty"] for row in range(self.n_envs)])
-        judge, scores = self.annotator(), torch.zeros(self.n_envs)
+        judge, scores = self.pair_judge(), torch.zeros(self.n_envs)
         for first in range(0, self.n_envs, PAIR):  # rows 2g, 2g + 1: one prompt's pair
             a, b = episodes[first], episodes[first + 1]
             if hasattr(judge, "seed_pair"):  # a pair's number over all processes: process p judges every n-th pair

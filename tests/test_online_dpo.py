@@ -135,7 +135,7 @@ class CountingJudge:
 
 def test_the_annotator_judge_is_called_once_per_pair_with_that_pairs_texts_and_number(task):
     agent = OnlineDPO("TransformerPolicy", env(task), judge="annotator", seed=0, device="cpu")
-    judge = agent._annotator = CountingJudge()
+    judge = agent._pair_judge = CountingJudge()
     buffer = collect(agent)
     infos = agent.last_rollout_infos
     assert judge.calls == [(infos[2 * g]["prompt"], infos[2 * g]["response_text"], infos[2 * g + 1]["response_text"])
@@ -160,6 +160,18 @@ def test_the_annotator_judge_is_the_one_who_labelled_the_tasks_comparisons(task)
     # the lists task's build: a pool of three members with bias weights 0.05, 0.15, 0.25, temperature 0.25, 5 % flips
     assert isinstance(pool, AnnotatorPool)
     assert [(m.bias_weight, m.temperature, m.flip_rate) for m in pool.members] == [(w, 0.25, 0.05) for w in (0.05, 0.15, 0.25)]
+
+
+def test_a_person_judges_each_pair_at_the_terminal_and_a_skip_is_a_tie(task):
+    from rlhf_gym.labelers import TerminalLabeler
+
+    agent = OnlineDPO("TransformerPolicy", env(task), judge="person", seed=0, device="cpu")
+    assert isinstance(agent.pair_judge(), TerminalLabeler)
+    answers, shown = iter(["2", "x", "1", "s", "t"]), []  # "x" is asked again
+    agent._pair_judge = TerminalLabeler(read=lambda prompt: next(answers), write=shown.append)
+    buffer = collect(agent)
+    assert sum(text.startswith("\nPROMPT: ") for text in shown) == 4  # one question per pair
+    assert buffer.advantages[::2, 0].tolist() == [-1, 1, 0, 0]  # second won, first won, skipped, tie
 
 
 def test_save_load_resumes_with_the_settings_and_the_judges_count(task, tmp_path):
