@@ -48,9 +48,6 @@ JUDGES = ("reward_model", "annotator", "person")
 JUDGE_SEED_OFFSET = 20_000
 """The annotator judge of a run with seed ``s`` draws with seed ``s + 20,000``: apart from the build's stream (its seed,
 0) and the held-out evaluations' (``s + 10,000``)."""
-ANNOTATOR_SETTINGS = ("annotator_bias_weights", "annotator_temperature", "annotator_flip_rate", "annotator_ties")
-"""The build settings that make the task's annotators (read from its ``metadata.json``; a setting it did not record takes
-the world's default)."""
 PAIR = 2
 """Responses per prompt: a pair."""
 
@@ -171,15 +168,12 @@ class OnlineDPO(CriticFreeTokenPG):
     def annotator(self):
         """The task's simulated annotator (a pool for the suite's tasks), as its build labelled the reward model's
         comparisons."""
-        from rlhf_gym.tasks import world_of
-        from rlhf_gym.tasks.building import BuildConfig, annotator
+        from rlhf_gym.tasks.building import task_annotator
 
         task = self.batched_env.task
         if task is None:
             raise ConfigError("judge='annotator' needs an env with a task (its simulated annotators)")
-        world, built = world_of(task.name), task.metadata.get("build_config", {})
-        recorded = {k: tuple(v) if isinstance(v, list) else v for k, v in built.items() if k in ANNOTATOR_SETTINGS}
-        return annotator(world, BuildConfig.for_world(world, **recorded, seed=JUDGE_SEED_OFFSET + (self.seed or 0)))
+        return task_annotator(task.name, task.metadata.get("build_config", {}), JUDGE_SEED_OFFSET + (self.seed or 0))
 
     def sequence_rewards(self, rollout_buffer: SequenceRolloutBuffer, episodes: dict[int, dict]) -> torch.Tensor:
         """The judge's verdict as scores: the reward model's ``r_phi - penalty``, or 1 for the annotator's (person's)

@@ -206,14 +206,13 @@ def sampling_policy(task: Task, run: Path, k: int):
 
 def round_labeler(args: Args, task: Task, seed: int) -> Labeler | None:
     """The labeller of a round: the task's simulated annotator(s) seeded by ``seed``, you, or None (the page)."""
-    from rlhf_gym.tasks.building import BuildConfig, annotator
+    from rlhf_gym.tasks.building import task_annotator
 
     if args.labeler == "page":
         return None
     if args.labeler == "terminal":
         return TerminalLabeler()
-    world = world_of(task.name)
-    return annotator(world, BuildConfig.for_world(world, seed=seed))
+    return task_annotator(task.name, task.metadata.get("build_config", {}), seed)
 
 
 def collect_round(args: Args, task: Task, run: Path, k: int, seed: int, n_pairs: int) -> int:

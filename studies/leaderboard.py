@@ -226,12 +226,14 @@ def train_trl_and_score(algo: str, seed: int, args: Args) -> dict:
 def jobs(args: Args) -> list[Job]:
     """A job per (method, seed) that has no record yet: :func:`run_method` in a worker, its records stored here. A
     stored record trained with another setting than ``--tuned`` gives (none: the defaults) is a :class:`ConfigError`."""
+    settings = {method: args.setting_of(method) for method in args.method_list}  # one read of --tuned
     for seed in args.seed_list:
-        for method in args.method_list:
+        for method, setting in settings.items():
             path = record_path(args.out_dir, method, seed)
-            if path.exists() and read_json(path).get("setting", {}) != args.setting_of(method):
-                raise ConfigError(f"{path} was trained with setting {read_json(path).get('setting', {})}, not "
-                                  f"{args.setting_of(method)}; use another --out-dir or delete it")
+            stored = read_json(path).get("setting", {}) if path.exists() else setting
+            if stored != setting:
+                raise ConfigError(f"{path} was trained with setting {stored}, not {setting}; use another --out-dir or "
+                                  "delete it")
     return [Job(f"{args.env_id} {method} seed={seed}", run_method, (method, seed, args),
                 partial(store_records, args.out_dir, seed))
             for seed in args.seed_list for method in args.method_list

@@ -66,3 +66,13 @@ def record_pid_and_sleep(directory: str, seconds: float) -> None:
 
     (Path(directory) / str(os.getpid())).touch()
     time.sleep(seconds)
+
+
+def write_word_comparisons(path: Path) -> Path:
+    """Sixteen distinct comparisons of the reviews task's words (a good adjective over a bad one) as JSONL at ``path``:
+    the offline trainers' end-to-end data (exact duplicates would be left out of training)."""
+    records = [{"prompt": prompt, "chosen": f"{adverb} {good} .", "rejected": f"{adverb} {bad} ."}
+               for prompt in ("the soup was", "our waiter seemed") for adverb in ("really", "not")
+               for good, bad in (("great", "rude"), ("tasty", "bad"), ("lovely", "slow"), ("friendly", "rude"))]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path

@@ -7,6 +7,7 @@ import math
 import pytest
 import test_dpo
 import torch
+from helpers import write_word_comparisons
 from test_algorithm_contract import run_train
 
 from rlhf_gym.agents import train
@@ -144,11 +145,7 @@ def test_a_few_steps_on_the_task_preferences_raise_accuracy_and_margin(task, tok
 
 
 def test_simpo_runs_end_to_end_on_given_comparisons_and_resumes(tmp_path):
-    records = [{"prompt": prompt, "chosen": f"{adverb} {good} .", "rejected": f"{adverb} {bad} ."}
-               for prompt in ("the soup was", "our waiter seemed") for adverb in ("really", "not")
-               for good, bad in (("great", "rude"), ("tasty", "bad"), ("lovely", "slow"), ("friendly", "rude"))]
-    data = tmp_path / "prefs.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    data = write_word_comparisons(tmp_path / "prefs.jsonl")
     run_dir = run_train(["--algo", "simpo", "--comparisons", data, "--batch-size", 4, "--simpo-gamma", 0.5,
                          "--checkpoint-every", 8, "--out-dir", tmp_path / "runs", "--n-eval-prompts", 8,
                          "--no-progress-bar"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import cli_error
+from helpers import cli_error, write_word_comparisons
 
 from rlhf_gym.agents import train
 from rlhf_gym.cli import parse_dataclass
@@ -316,12 +316,7 @@ def test_critic_free_runs_end_to_end_and_resume_with_their_own_class(algo, tmp_p
 
 @pytest.mark.slow
 def test_dpo_runs_end_to_end_on_given_comparisons_and_resumes(tmp_path):
-    # 16 distinct comparisons (exact duplicates are left out of the training data)
-    records = [{"prompt": prompt, "chosen": f"{adverb} {good} .", "rejected": f"{adverb} {bad} ."}
-               for prompt in ("the soup was", "our waiter seemed") for adverb in ("really", "not")
-               for good, bad in (("great", "rude"), ("tasty", "bad"), ("lovely", "slow"), ("friendly", "rude"))]
-    data = tmp_path / "prefs.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    data = write_word_comparisons(tmp_path / "prefs.jsonl")  # 16 distinct comparisons
     run_dir = run_train(["--algo", "dpo", "--comparisons", data, "--batch-size", 4, "--checkpoint-every", 8, "--out-dir",
                          tmp_path / "runs", "--n-eval-prompts", 8, "--no-progress-bar"])
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -88,13 +88,18 @@ def test_dpo_uses_the_reward_models_training_split(task):
     assert len(dpo_records(task, comparisons=8)["chosen"]) == 8
 
 
-@pytest.mark.slow
-def test_trl_samples_like_the_env(tmp_path, task):
-    trainer = build_trainer("rloo", tmp_path, 0, Settings(**TINY_RL), task)
-    tokenizer, generation = task.load_tokenizer(), trainer.generation_config
+def assert_samples_like_the_env(generation, task) -> None:
+    """TRL's generation config samples as the env does: the task's EOS and pad, its budget, plain temperature 1."""
+    tokenizer = task.load_tokenizer()
     assert (generation.eos_token_id, generation.pad_token_id) == (tokenizer.eos_token_id, tokenizer.pad_token_id)
     assert generation.max_new_tokens == task.max_new_tokens == 24
     assert (generation.do_sample, generation.temperature, generation.top_k, generation.top_p) == (True, 1.0, 0, 1.0)
+
+
+@pytest.mark.slow
+def test_trl_samples_like_the_env(tmp_path, task):
+    trainer = build_trainer("rloo", tmp_path, 0, Settings(**TINY_RL), task)
+    assert_samples_like_the_env(trainer.generation_config, task)
     assert trainer.args.per_device_train_batch_size == 4 and trainer.args.generation_batch_size == 8
     assert trainer.args.max_steps == 2 and trainer.beta == 0.1
 
@@ -107,10 +112,7 @@ def response_tokens(labels) -> list[list[int]]:
 @pytest.mark.slow
 def test_trl_online_dpo_samples_pairs_and_judges_with_our_reward_model(tmp_path, task):
     trainer = build_trainer("online_dpo", tmp_path, 0, Settings(**TINY_RL), task)
-    tokenizer, generation = task.load_tokenizer(), trainer.generation_config
-    assert (generation.eos_token_id, generation.pad_token_id) == (tokenizer.eos_token_id, tokenizer.pad_token_id)
-    assert generation.max_new_tokens == task.max_new_tokens == 24
-    assert (generation.do_sample, generation.temperature, generation.top_k, generation.top_p) == (True, 1.0, 0, 1.0)
+    assert_samples_like_the_env(trainer.generation_config, task)
     assert trainer.num_generations == 2 and trainer.args.per_device_train_batch_size == 2  # prompts: 4 responses a step
     assert trainer.args.max_steps == 2 and trainer.beta == our_defaults("online_dpo").dpo_beta == 0.5
     assert (trainer.args.loss_type, trainer.args.missing_eos_penalty) == ("sigmoid", None)

@@ -127,6 +127,21 @@ def annotator(world: TaskWorld, config: BuildConfig) -> Labeler:
                               label_ties=label_ties)
 
 
+ANNOTATOR_SETTINGS = ("annotator_bias_weights", "annotator_temperature", "annotator_flip_rate", "annotator_ties")
+"""The build settings that make a task's annotators."""
+
+
+def task_annotator(task_name: str, recorded: dict, seed: int) -> Labeler:
+    """The annotators who labelled a built task's comparisons, drawing a stream of their own (``seed``): the annotator
+    settings its build recorded (``metadata.json``'s ``build_config``; a setting it did not record takes the world's
+    default)."""
+    from . import world_of  # the package's registry of worlds imports this module's users: not at import time
+
+    world = world_of(task_name)
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in ANNOTATOR_SETTINGS}
+    return annotator(world, BuildConfig.for_world(world, **settings, seed=seed))
+
+
 def initial_reward_model(world: TaskWorld, config: BuildConfig, policy_dir: Path) -> RewardModel:
     """The reward model before training: fresh (``reward_init="scratch"``) or the saved SFT policy with a score head."""
     if config.reward_init == "sft":
