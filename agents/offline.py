@@ -43,7 +43,7 @@ from rlhf_gym.errors import ConfigError, DataError, MissingFileError
 from rlhf_gym.files import write_errors_name
 from rlhf_gym.generation import left_pad, query_response_inputs, response_slice
 from rlhf_gym.preferences import (NON_PREFERENCE_LABELS, REQUIRED_COLUMNS, check_identical_responses, read_records,
-                                  validate_record)
+                                  validate_record, with_rendering)
 from rlhf_gym.prompts import tokenize_prompts
 from rlhf_gym.reward_training import DUPLICATES_LEFT_OUT, data_hash, drop_duplicates
 from rlhf_gym.tokenizers import save_tokenizer_for_export
@@ -113,7 +113,8 @@ class OfflinePreferenceOptimizer:
     :param comparisons: preference records ``{"prompt", "chosen", "rejected", ...}`` (as
         :func:`rlhf_gym.preferences.load_preferences` returns), or a JSONL path / ``datasets`` dataset (or a directory
         saved by ``save_to_disk``) it loads. Records labelled ``tie`` or ``skip`` and exact duplicates are left out; a
-        ``margin`` is not used; an empty response is the EOS token alone.
+        ``margin`` is not used; an empty response is the EOS token alone. Conversational records (messages) are rendered
+        with the tokenizer's chat template (:mod:`rlhf_gym.conversation`).
     :param learning_rate: AdamW learning rate (constant; the AdamW settings of every rlhf-gym trainer,
         :data:`rlhf_gym.agents.policy.OPTIMIZER_KWARGS`, with torch's weight decay 0.01).
     :param batch_size: comparisons per optimizer step (one forward over their 2 * batch_size sequences).
@@ -303,17 +304,20 @@ class OfflinePreferenceOptimizer:
 
     def _read(self, data: list[dict] | str | Path | Any) -> list[dict]:
         """The records of ``data`` (a list of dicts, a JSONL path, a ``datasets`` dataset or the directory of a saved
-        one), each checked by :meth:`check_record` (an error names the record: ``comparison 3``, ``file:line``)."""
+        one), each checked by :meth:`check_record` (an error names the record: ``comparison 3``, ``file:line``), its
+        conversations rendered with the policy's chat template (:func:`rlhf_gym.preferences.with_rendering`)."""
+        check = with_rendering(self.check_record, self.tokenizer)
         if isinstance(data, (str, Path)) or hasattr(data, "column_names"):
-            return read_records(data, self.check_record, self.dataset_columns)
+            return read_records(data, check, self.dataset_columns)
         if not isinstance(data, (list, tuple)):
             raise TypeError(f"comparisons: expected a list of records, a JSONL path or a dataset, got "
                             f"{type(data).__name__}")
+        records = []
         for i, record in enumerate(data):
             if not isinstance(record, dict):
                 raise DataError(f"{self.item} {i}: expected a dict (a record), got {type(record).__name__}")
-            self.check_record(record, f"{self.item} {i}")
-        return list(data)
+            records.append(check(record, f"{self.item} {i}"))
+        return records
 
     def _batch(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         """First then second responses of the items ``indices`` (chosen then rejected), each after its item's prompt:

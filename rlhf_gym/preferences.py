@@ -8,6 +8,10 @@ Bradley–Terry loss as ``-log sigmoid(r_w - r_l - margin)``), ``label`` (``"pre
 
 KTO learns from *unpaired* examples ``{"prompt", "completion", "label": true|false}`` (TRL's unpaired format: a
 desirable or an undesirable completion); :func:`unpair_preferences` turns comparisons into them.
+
+The text columns may also be conversations, lists of ``{"role", "content"}`` messages (TRL's conversational format,
+:mod:`rlhf_gym.conversation`): they are checked when read, and rendered to flat text with a tokenizer's chat template by
+the reader given one (``load_preferences(..., tokenizer=)``, :func:`with_rendering`); a reader without one refuses them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from .conversation import check_all_or_none, check_messages, render_record
 from .errors import ConfigError, DataError, MissingFileError
 from .jsonl import JSONLError, read_jsonl
 from .labelers import Judgement
@@ -36,17 +41,30 @@ class PreferenceDataError(JSONLError):
     """A preference record is malformed; the message names the file and line."""
 
 
-def check_text_columns(record: dict, columns: Sequence[str], where: str, may_be_blank: Sequence[str] = ("prompt",)) -> None:
+def check_text_columns(record: dict, columns: Sequence[str], where: str, may_be_blank: Sequence[str] = ("prompt",),
+                       messages: bool = False) -> None:
     """Each column present and a string, each but those in ``may_be_blank`` non-blank; :class:`PreferenceDataError`
-    naming ``where``."""
+    naming ``where``.
+
+    :param messages: a column may be a conversation instead (a list of ``{"role", "content"}`` messages, checked by
+        :func:`rlhf_gym.conversation.check_messages`), all of them or none (:func:`rlhf_gym.conversation.check_all_or_none`).
+    """
     for column in columns:
         if column not in record:
             raise PreferenceDataError(f"{where}: missing column {column!r}")
         value = record[column]
+        if messages and isinstance(value, list):
+            check_messages(value, f"{where}: column {column!r}", PreferenceDataError)
+            if column not in may_be_blank and not any(m["content"].strip() for m in value):
+                raise PreferenceDataError(f"{where}: column {column!r} is empty (every message's content is blank)")
+            continue
         if not isinstance(value, str):
-            raise PreferenceDataError(f"{where}: column {column!r} must be a string, got {type(value).__name__}")
+            expected = "a string or a list of messages" if messages else "a string"
+            raise PreferenceDataError(f"{where}: column {column!r} must be {expected}, got {type(value).__name__}")
         if column not in may_be_blank and not value.strip():
             raise PreferenceDataError(f"{where}: column {column!r} is empty")
+    if messages:
+        check_all_or_none(record, where, PreferenceDataError)
 
 
 def validate_record(record: dict, where: str, allow_empty_responses: bool = False) -> dict:
@@ -56,7 +74,8 @@ def validate_record(record: dict, where: str, allow_empty_responses: bool = Fals
         EOS at once writes "" (the env strips the decoded text), and its log-prob is that of the EOS token. Reward-model
         data does not: a blank response is more likely a broken export than a judgement.
     """
-    check_text_columns(record, REQUIRED_COLUMNS, where, REQUIRED_COLUMNS if allow_empty_responses else ("prompt",))
+    check_text_columns(record, REQUIRED_COLUMNS, where, REQUIRED_COLUMNS if allow_empty_responses else ("prompt",),
+                       messages=True)
     margin = record.get("margin")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
         raise PreferenceDataError(f"{where}: column 'margin' must be a number, got {type(margin).__name__}")
@@ -71,7 +90,7 @@ def validate_unpaired_record(record: dict, where: str) -> dict:
     :class:`PreferenceDataError` naming ``where`` and the column."""
     if "chosen" in record or "rejected" in record:
         return validate_record(record, where, allow_empty_responses=True)
-    check_text_columns(record, UNPAIRED_COLUMNS[:2], where, may_be_blank=UNPAIRED_COLUMNS[:2])  # "": the EOS alone
+    check_text_columns(record, UNPAIRED_COLUMNS[:2], where, may_be_blank=UNPAIRED_COLUMNS[:2], messages=True)  # "": EOS
     if "label" not in record:
         raise PreferenceDataError(f"{where}: missing column 'label'")
     if not isinstance(record["label"], bool):
@@ -129,15 +148,26 @@ def preference_record(prompt: str, response_a: str, response_b: str, judgement: 
     return record
 
 
+def with_rendering(validate: Callable[[dict, str], dict], tokenizer: Any) -> Callable[[dict, str], dict]:
+    """``validate``, then the record's conversations rendered with ``tokenizer``'s chat template
+    (:func:`rlhf_gym.conversation.render_record`); a conversational record without a tokenizer (None) or its template is
+    a :class:`ConfigError` naming the record, which ``skip_bad_lines`` does not skip."""
+    def check(record: dict, where: str) -> dict:
+        return render_record(validate(record, where), tokenizer, where)
+
+    return check
+
+
 def load_preferences(source: Any, skip_bad_lines: bool = False, include_non_preferences: bool = False,
-                     allow_empty_responses: bool = False) -> list[dict]:
+                     allow_empty_responses: bool = False, tokenizer: Any = None) -> list[dict]:
     """Load comparisons from a JSONL path, a Hugging Face ``datasets.Dataset`` with the three columns, or the directory
     of a dataset saved with ``save_to_disk``.
 
     Records labelled ``tie`` or ``skip`` are left out unless ``include_non_preferences``; a blank ``chosen`` or
-    ``rejected`` is refused unless ``allow_empty_responses`` (see :func:`validate_record`).
+    ``rejected`` is refused unless ``allow_empty_responses`` (see :func:`validate_record`). Conversational records are
+    rendered to flat text with ``tokenizer``'s chat template (:func:`with_rendering`), and refused without one.
     """
-    validate = partial(validate_record, allow_empty_responses=allow_empty_responses)
+    validate = with_rendering(partial(validate_record, allow_empty_responses=allow_empty_responses), tokenizer)
     records = read_records(source, validate, REQUIRED_COLUMNS, skip_bad_lines)
     if include_non_preferences:
         return records

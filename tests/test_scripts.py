@@ -66,7 +66,7 @@ def test_train_rm_trains_and_saves_in_hf_format(tmp_path):
 def test_train_rm_names_the_bad_line(tmp_path, capsys):
     data = write_jsonl(tmp_path / "prefs.jsonl", [GOOD, {**GOOD, "chosen": 3}])
     error = cli_error(capsys, "train-rm", ["--data", data, "--out-dir", tmp_path / "rm"])
-    assert error == (f"error: {data}:2: column 'chosen' must be a string, got int "
+    assert error == (f"error: {data}:2: column 'chosen' must be a string or a list of messages, got int "
                      "(pass --skip-bad-lines to skip malformed lines)")
     assert not (tmp_path / "rm").exists()
 
@@ -85,10 +85,10 @@ def test_train_rm_missing_data_and_model(tmp_path, capsys):
     assert cli_error(capsys, "train-rm", ["--data", missing]) == f"error: --data: file not found: {missing}"
     data = write_jsonl(tmp_path / "prefs.jsonl", [GOOD] * 4)
     error = cli_error(capsys, "train-rm", ["--data", data, "--model", tmp_path / "no_model", "--out-dir", tmp_path / "rm"])
-    assert error.startswith(f"error: cannot load --model from '{tmp_path / 'no_model'}'")
+    assert error.startswith(f"error: cannot load --model's tokenizer from '{tmp_path / 'no_model'}'")
     (tmp_path / "empty_dir").mkdir()
     error = cli_error(capsys, "train-rm", ["--data", data, "--model", tmp_path / "empty_dir", "--out-dir", tmp_path / "rm"])
-    assert error.startswith(f"error: cannot load --model from '{tmp_path / 'empty_dir'}'")
+    assert error.startswith(f"error: cannot load --model's tokenizer from '{tmp_path / 'empty_dir'}'")
 
 
 def test_train_rm_bad_options_exit_2(capsys):

@@ -15,7 +15,8 @@ an existing --out-dir (a previous reward model) is replaced only once the new mo
 records are left out and the held-out comparisons are split off by pair (rlhf_gym.reward_training.split_records);
 comparisons whose chosen equals rejected are counted in a warning, and refused when all are.
 A malformed line stops the run with its file and line (or is skipped with --skip-bad-lines); so does a NaN/inf
-loss, and a model with NaN/inf parameters is never saved.
+loss, and a model with NaN/inf parameters is never saved. Conversational data (messages: rlhf_gym.conversation) is
+rendered with --model's chat template; the default model's word-level tokenizers have none.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from rlhf_gym.cli import arg
 from rlhf_gym.checks import check_positive_options, check_seed
+from rlhf_gym.conversation import ChatTemplateError
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
 from rlhf_gym.preferences import PreferenceDataError, load_preferences
 from rlhf_gym.reward_settings import RewardTrainingConfig
@@ -73,15 +75,21 @@ class Args:
         check_seed(self.seed)
 
 
-def load_records(args: Args) -> list[dict]:
-    """The comparisons of ``--data``; errors name the file and line (and the option that skips bad lines)."""
+def load_records(args: Args, tokenizer=None) -> list[dict]:
+    """The comparisons of ``--data``, conversations rendered with ``tokenizer``'s chat template (``--model``'s; None:
+    the default model, which has none); errors name the file and line (and the option that skips bad lines)."""
     path = Path(args.data)
     if not path.exists():
         raise MissingFileError(f"--data: file not found: {path}")
     try:  # a JSONL file, or the directory of a saved datasets dataset
-        records = load_preferences(path, skip_bad_lines=args.skip_bad_lines)
+        records = load_preferences(path, skip_bad_lines=args.skip_bad_lines, tokenizer=tokenizer)
     except PreferenceDataError as error:
         raise PreferenceDataError(f"{error} (pass --skip-bad-lines to skip malformed lines)") from None
+    except ChatTemplateError as error:
+        if tokenizer is not None:
+            raise
+        raise ChatTemplateError(f"{error} (the default reward model's word-level tokenizer has no chat template: pass "
+                                "--model with one)") from None
     if len(records) < 2:
         raise DataError(f"{path}: need at least 2 comparisons to train a reward model, got {len(records)}")
     return records
@@ -121,20 +129,30 @@ def choose_tokenizer(task: str | None, records: list[dict], where: str):
     return best, tokenizer
 
 
-def build_model(args: Args, device: torch.device, records: list[dict]) -> tuple[str | None, RewardModel]:
-    """``(task, model)``: the reward model to train, and the task whose tokenizer it reads (None with ``--model``)."""
-    import torch
+def model_tokenizer(args: Args):
+    """``--model``'s tokenizer; None for the default model (a task's, chosen by :func:`choose_tokenizer`)."""
+    if not args.model:
+        return None
     from transformers import AutoTokenizer
+
+    from rlhf_gym.utils import load_pretrained
+
+    return load_pretrained(AutoTokenizer.from_pretrained, args.model, "--model's tokenizer")
+
+
+def build_model(args: Args, device: torch.device, records: list[dict], tokenizer=None) -> tuple[str | None, RewardModel]:
+    """``(task, model)``: the reward model to train, and the task whose tokenizer it reads (None with ``--model``, whose
+    ``tokenizer`` is :func:`model_tokenizer`'s)."""
+    import torch
 
     from rlhf_gym.gpt2 import gpt2_reward_model
     from rlhf_gym.reward_model import RewardModel
     from rlhf_gym.tasks.building import BuildConfig
-    from rlhf_gym.utils import load_model, load_pretrained
+    from rlhf_gym.utils import load_model
 
     torch.manual_seed(args.seed)
     if args.model:
         model = load_model(args.model, "reward_model", "--model", from_base=True)  # a causal LM gets a new score head
-        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, args.model, "--model's tokenizer")
         return None, RewardModel(model.to(device), tokenizer)
     build = BuildConfig()
     task, tokenizer = choose_tokenizer(args.task, records, str(args.data))
@@ -149,8 +167,9 @@ def main(args: Args) -> dict:
     from rlhf_gym.tasks import load_task
     from rlhf_gym.utils import resolve_device
 
-    records = load_records(args)
-    task, reward_model = build_model(args, resolve_device(args.device), records)
+    tokenizer = model_tokenizer(args)
+    records = load_records(args, tokenizer)
+    task, reward_model = build_model(args, resolve_device(args.device), records, tokenizer)
     config = RewardTrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                   eval_fraction=args.eval_fraction, center_rewards_coef=args.center_rewards_coef,
                                   seed=args.seed)
