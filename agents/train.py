@@ -43,7 +43,7 @@ from rich.table import Table
 from rlhf_gym.checks import check_positive_options
 from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
-from rlhf_gym.files import atomic_write_json, read_json
+from rlhf_gym.files import atomic_write_json, create_run_directory, read_json
 from rlhf_gym.jsonl import append_jsonl, read_jsonl
 from rlhf_gym.metrics import format_number
 
@@ -224,23 +224,6 @@ def run_of_checkpoint(checkpoint: str | Path) -> Path:
         raise MissingFileError(f"--resume {checkpoint}: no run's args.json at {run}; resume works from a run's "
                                "<run>/checkpoints/agent_*.zip or <run>/agent.zip (beside <run>/args.json)")
     return run
-
-
-def create_run_directory(out_dir: str | Path, name: str) -> Path:
-    """Create ``out_dir/name`` atomically (``mkdir`` fails if it exists); a run started in the same second with the
-    same name gets ``name-2``, ``name-3``, ..., so two runs never share a directory."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out-dir {out_dir}: exists and is not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    candidate, attempt = out_dir / name, 1
-    while True:
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            attempt += 1
-            candidate = out_dir / f"{name}-{attempt}"
 
 
 def report(before: Evaluation, after: Evaluation, console: Console) -> dict:

@@ -16,15 +16,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError, MissingFileError
+from .errors import ConfigError, DataError, MissingFileError
+
+
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` less the process's umask: what ``open`` (files, 0o666) or ``mkdir`` (directories, 0o777) would give,
+    for the temporary files and directories of atomic writes, which ``tempfile`` creates owner-only."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so a crash never leaves half a file."""
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a crash never leaves half a file; the file
+    gets the permissions a plain write would (:func:`umask_mode`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, umask_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -79,3 +89,20 @@ def read_json(path: str | Path, required: tuple[str, ...] = (), what: str = "a J
     if not isinstance(data, dict) or any(key not in data for key in required):
         raise DataError(f"{path}: not {what} (expected a JSON object with {', '.join(required) or 'keys'})")
     return data
+
+
+def create_run_directory(out_dir: str | Path, name: str) -> Path:
+    """Create ``out_dir/name`` atomically (``mkdir`` fails if it exists); a run started in the same second with the
+    same name gets ``name-2``, ``name-3``, ..., so two runs never share a directory."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out-dir {out_dir}: exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    candidate, attempt = out_dir / name, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            attempt += 1
+            candidate = out_dir / f"{name}-{attempt}"

@@ -31,7 +31,7 @@ from .divergence import check_finite_loss, check_finite_parameters
 from .errors import ConfigError, DataError
 from .reward_model import RewardModel, bradley_terry_loss
 from .reward_settings import METADATA_FILE, REWARD_EPOCHS, RewardTrainingConfig  # noqa: F401  (REWARD_EPOCHS re-exported)
-from .files import atomic_write_json
+from .files import atomic_write_json, umask_mode
 from .preferences import check_identical_responses
 
 DIVERGENCE_HINT = "lower the learning rate, or look for extreme margins in the data; the model is not saved"
@@ -214,6 +214,7 @@ def staged_directory(directory: str | Path) -> Iterator[Path]:
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+        staging.chmod(umask_mode(0o777))  # mkdtemp makes it owner-only
     except OSError as cause:  # e.g. a read-only parent: name the directory, not the temporary one
         raise OSError(cause.errno, cause.strerror or str(cause), str(directory)) from cause
     try:

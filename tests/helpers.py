@@ -5,8 +5,19 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from rlhf_gym.cli import run_command
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Import into a test module of tiny models: they gain nothing from threads, and on a busy machine torch's spinning
+    threads slow them 40-80x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class NoCallback:

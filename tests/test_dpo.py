@@ -18,15 +18,9 @@ from rlhf_gym.generation import decode_responses, left_pad, sample
 from rlhf_gym.gpt2 import gpt2_config
 from rlhf_gym.preferences import load_preferences
 from rlhf_gym.utils import load_model
+from helpers import one_thread  # noqa: F401  (an autouse fixture: one torch thread for the module)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine torch's spinning threads slow them ~80x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -43,3 +43,18 @@ def test_a_failed_job_s_os_error_keeps_its_file_and_names_the_run():
     error = _failure(jobs, [(1, OSError(errno.ENOSPC, "No space left on device", "/runs/r2/reward_model"))])
     assert user_error_message(error) == ("No space left on device (run rounds=2 seed=0; 1 of 2 runs failed "
                                          "(rounds=2 seed=0), 1 finished): /runs/r2/reward_model")
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
+    # tempfile makes its files 0600 and directories 0700: an export meant to be shared would be unreadable to others
+    import os
+
+    from rlhf_gym.files import atomic_write_text, umask_mode
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644 == umask_mode()
+        assert umask_mode(0o777) == 0o755
+    finally:
+        os.umask(old)

@@ -15,6 +15,7 @@ from helpers import cli_error, write_word_comparisons
 from rlhf_gym.agents import train
 from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.files import create_run_directory
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--n-envs", "8", "--batch-size", "4", "--max-new-tokens", "10", "--n-eval-prompts", "8", "--no-progress-bar"]
@@ -220,12 +221,12 @@ def test_the_log_names_only_the_settings_that_differ_from_the_defaults():
 
 
 def test_two_runs_with_the_same_name_get_two_directories(tmp_path):
-    first = train.create_run_directory(tmp_path / "runs", "RLHF-v0__x__0__123")
-    second = train.create_run_directory(tmp_path / "runs", "RLHF-v0__x__0__123")
+    first = create_run_directory(tmp_path / "runs", "RLHF-v0__x__0__123")
+    second = create_run_directory(tmp_path / "runs", "RLHF-v0__x__0__123")
     assert (first.name, second.name) == ("RLHF-v0__x__0__123", "RLHF-v0__x__0__123-2")
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="is not a directory"):
-        train.create_run_directory(tmp_path / "file", "run")
+        create_run_directory(tmp_path / "file", "run")
 
 
 def test_bad_input_leaves_no_run_directory(tmp_path, capsys):

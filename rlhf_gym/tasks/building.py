@@ -29,7 +29,8 @@ from ..pairing import Pairing
 from ..preferences import load_preferences
 from ..reward_model import RewardModel
 from ..reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
-from ..sft import SFTConfig, train_sft
+from ..sft import SFTResult, final_loss, train_sft
+from ..sft_data import SFTConfig, task_demonstrations, tokenize
 from ..utils import load_model, seed_everything
 from ..errors import ConfigError
 from ..files import atomic_write_json, write_errors_name
@@ -190,6 +191,18 @@ def reused_sft_policy(world: TaskWorld, directory: str) -> GPT2LMHeadModel:
     return policy.eval()
 
 
+def sft_policy(world: TaskWorld, config: BuildConfig, progress: bool = True) -> tuple[GPT2LMHeadModel, SFTResult]:
+    """The build's SFT policy: a fresh ``policy_width`` x ``policy_layers`` GPT-2 trained on ``n_sft_texts`` texts of the
+    world's generator (:func:`~rlhf_gym.sft_data.task_demonstrations`), every token learnt, with the defaults of
+    :class:`~rlhf_gym.sft_data.SFTConfig`. Its weights are drawn here: call it after ``seed_everything(config.seed)``."""
+    tokenizer = world.tokenizer()
+    examples = [tokenize(d, tokenizer) for d in task_demonstrations(world, config.n_sft_texts, config.seed)]
+    policy = GPT2LMHeadModel(gpt2_config(tokenizer, config.policy_width, config.policy_layers))
+    result = train_sft(policy, examples, SFTConfig(epochs=config.sft_epochs, seed=config.seed, completion_only_loss=False),
+                       tokenizer.pad_token_id, progress)
+    return policy, result
+
+
 def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: bool = True) -> dict:
     """Write ``policy/``, ``reward_model/``, ``preferences.jsonl`` and ``metadata.json`` of ``world`` under ``out_dir``."""
     started = time.time()
@@ -205,11 +218,8 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
     if config.sft_from is not None:
         policy, sft_loss = reused_sft_policy(world, config.sft_from), None
     else:
-        rng = random.Random(config.seed)
-        texts = [" ".join(world.sample_text(rng)) for _ in range(config.n_sft_texts)]
-        policy = GPT2LMHeadModel(gpt2_config(tokenizer, config.policy_width, config.policy_layers))
-        sft_losses = train_sft(policy, tokenizer, texts, SFTConfig(epochs=config.sft_epochs, seed=config.seed), progress)
-        sft_loss = float(np.mean(sft_losses[-50:]))
+        policy, sft = sft_policy(world, config, progress)
+        sft_loss = final_loss(sft.losses)
     with write_errors_name(staging / "policy"):
         policy.save_pretrained(staging / "policy")
         tokenizer.save_pretrained(staging / "policy")
