@@ -15,6 +15,14 @@ largest n). See docs/benchmark_protocol.md.
     rlhf-gym evaluate --agent sft --best-of-n runs/best_of_n/best_of_n.json
     rlhf-gym evaluate --agent sft --suite RLHF-Suite-v0                         # every task of the suite
     rlhf-gym evaluate --agent 'runs/suite/{task}/policy' --suite RLHF-Suite-v0  # one trained policy per task
+    rlhf-gym evaluate --model my_llama --suite RLHF-Suite-v0                    # any causal LM, any tokenizer
+    rlhf-gym evaluate --model my_llama_rlhf --reference my_llama_sft --env-id RLHF-Lists-v0
+
+**Any model** (``--model``): a causal LM with its own tokenizer (a byte-level BPE, SentencePiece...) is scored on the
+task's text: the prompts are encoded with its tokenizer, its responses decoded to text (special tokens dropped, spaces
+stripped) for the gold reward, well-formedness and the task's reward model (which reads the text with its own
+tokenizer). The response budget is in the model's tokens (the task's, converted: ``Task.response_budget``). The KL is
+taken against ``--reference`` (a policy with the same tokenizer); with none, gold and proxy only.
 
 On a task with a gold ceiling the metrics also hold the **normalised score** ``(G - G_sft) / (ceiling - G_sft)``:
 0 is the SFT policy, 1 the best any response can get. With ``--suite`` the agent runs on every task of the suite
@@ -55,6 +63,10 @@ class Args:
     agent: str = arg("sft", "an agent's .zip (any algorithm), exported HF policy directory, or 'sft' (the task's "
                             "reference policy); with --suite, a path with {task} or {env_id} in it")
     env_id: str = arg("RLHF-v0", "benchmark task: a registered env id (its reward model, task and response budget)")
+    model: str | None = arg(None, "in place of --agent: any causal LM (HF directory or hub id) with its own tokenizer, scored "
+                                  "on the task's text; with --suite, {task} or {env_id} may name one per task")
+    reference: str | None = arg(None, "with --model: the reference policy of the KL (same tokenizer as --model); default: "
+                                      "none, gold and proxy only")
     suite: str | None = arg(None, f"evaluate on every env id of this suite instead of --env-id (e.g. {DEFAULT_SUITE})")
     n_eval_prompts: int = arg(1024, "held-out prompts (the reviews task has 1024; the protocol uses all)")
     split: str = arg("held_out", "prompts scored: held_out (the task's evaluation prompts: the protocol) or validation "
@@ -73,7 +85,16 @@ class Args:
             gym.spec(self.env_id)
         except gym.error.Error as error:
             raise ConfigError(f"--env-id: {error}") from None
-        if self.suite is not None:
+        if self.model is not None and self.agent != "sft":
+            raise ConfigError("give --agent or --model, not both")
+        if self.reference is not None and self.model is None:
+            raise ConfigError("--reference applies to --model (an --agent's reference is its task's SFT policy)")
+        if self.model is not None:
+            if self.best_of_n is not None:
+                raise ConfigError("--best-of-n compares at the task's KL; it needs --agent, not --model")
+            for env_id in suite_env_ids(self.suite) if self.suite is not None else (self.env_id,):
+                model_path(self.model, env_id, "--model")
+        elif self.suite is not None:
             env_ids = suite_env_ids(self.suite)
             if self.agent != "sft" and "{" not in self.agent:
                 raise ConfigError("--agent: with --suite, name each task's agent with {task} or {env_id} in the path "
@@ -94,14 +115,28 @@ class Args:
         """The agent for ``env_id``: ``sft``, or ``--agent`` with ``{task}`` / ``{env_id}`` filled in (must exist)."""
         if self.agent == "sft":
             return "sft"
-        try:
-            path = self.agent.format(task=task_of(env_id), env_id=env_id)
-        except (KeyError, IndexError, ValueError) as error:
-            raise ConfigError(f"--agent: only {{task}} and {{env_id}} may be filled in, got {self.agent!r} "
-                              f"({error})") from None
+        path = fill_in(self.agent, env_id, "--agent")
         if not Path(path).exists():
             raise MissingFileError(f"--agent: no such file or directory for {env_id}: {path}")
         return path
+
+
+def fill_in(template: str, env_id: str, option: str) -> str:
+    """``template`` with ``{task}`` and ``{env_id}`` filled in for ``env_id``; :class:`ConfigError` naming ``option``
+    for any other field."""
+    try:
+        return template.format(task=task_of(env_id), env_id=env_id)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ConfigError(f"{option}: only {{task}} and {{env_id}} may be filled in, got {template!r} ({error})") from None
+
+
+def model_path(template: str, env_id: str, option: str) -> str:
+    """A ``--model`` or ``--reference`` for ``env_id``: a local directory (must hold a ``config.json``) or, for a name
+    that is no local path, a hub id (loaded when the command runs)."""
+    path = fill_in(template, env_id, option)
+    if Path(path).exists() and not (Path(path) / "config.json").is_file():
+        raise MissingFileError(f"{option}: {path} holds no model (no config.json)")
+    return path
 
 
 def headline(gold_reward: float, kl: float, kl_budget: float = 10.0) -> float | None:
@@ -129,12 +164,14 @@ def load_agent(path: str, env: RLHFEnvSurface, device: torch.device):
 
 
 def main(args: Args) -> dict:
-    """Score the agent on ``--env-id``, or on every task of ``--suite`` (then ``{"suite", "rows"}``)."""
+    """Score the agent (or ``--model``) on ``--env-id``, or on every task of ``--suite`` (then ``{"suite", "rows"}``)."""
     if args.suite is None:
-        return evaluate_on(args, args.env_id, args.agent)
-    rows = [evaluate_on(args, env_id, args.agent_path(env_id), write=False) for env_id in suite_env_ids(args.suite)]
-    result = {"suite": args.suite, "agent": args.agent, "rows": rows, "args": asdict(args)}
-    print(f"\n{args.agent} on {args.suite}\n\n{suite_table(rows)}")
+        return evaluate_on(args, args.env_id, args.agent if args.model is None else args.model)
+    rows = [evaluate_on(args, env_id, args.agent_path(env_id) if args.model is None else args.model, write=False)
+            for env_id in suite_env_ids(args.suite)]
+    name = args.agent if args.model is None else args.model
+    result = {"suite": args.suite, "agent": name, "rows": rows, "args": asdict(args)}
+    print(f"\n{name} on {args.suite}\n\n{suite_table(rows)}")
     if args.out:
         atomic_write_json(args.out, result)
     return result
@@ -158,21 +195,31 @@ def evaluate_on(args: Args, env_id: str, agent: str, write: bool = True) -> dict
     from rlhf_gym.utils import resolve_device
 
     device = resolve_device(args.device)
-    env = gym.make(env_id, device=device).unwrapped
+    if args.model is None:
+        env = gym.make(env_id, device=device).unwrapped
+    else:
+        # the env encodes the task's prompts with the reference's tokenizer, or with the model's own when none is named
+        # (then the env's reference is the model itself, used only for its tokenizer: no KL is measured)
+        agent = model_path(args.model, env_id, "--model")
+        reference = model_path(args.reference, env_id, "--reference") if args.reference is not None else agent
+        env = gym.make(env_id, device=device, ref_model=reference).unwrapped
     if env.task is None:
         raise ConfigError(f"--env-id {env_id}: the env has no task, so no held-out prompts or gold reward")
-    policy = load_agent(agent, env, device)
+    no_reference = args.model is not None and args.reference is None
+    policy = env.ref_model if no_reference else load_agent(agent, env, device)
     prompts = (env.task.eval_prompts if args.split == "held_out" else env.task.validation_prompts)[: args.n_eval_prompts]
-    ev = evaluate_policy(policy, env.tokenizer, prompts, env.reward_fn, env.ref_model, env.task, env.max_new_tokens,
-                         env.temperature, seed=args.seed)
+    ev = evaluate_policy(policy, env.tokenizer, prompts, env.reward_fn, None if no_reference else env.ref_model, env.task,
+                         env.max_new_tokens, env.temperature, seed=args.seed)
     metrics = {**ev.summary(), "distinct_1": distinct_n(ev.responses, 1),
                "gold_reward_sem": float(ev.gold_reward.std() / math.sqrt(len(prompts))),
-               "kl_sem": float(ev.kl.std() / math.sqrt(len(prompts))),
+               "kl_sem": None if ev.kl is None else float(ev.kl.std() / math.sqrt(len(prompts))),
                "normalised_score": env.task.normalised_score(prompts, float(ev.gold_reward.mean()))}
-    result = {"agent": agent, "env_id": env_id, "n_prompts": len(prompts), "metrics": metrics,
+    kl = metrics["kl"]
+    result = {"agent": agent, "env_id": env_id, "n_prompts": len(prompts), "max_new_tokens": env.max_new_tokens,
+              "metrics": metrics,
               "headline": {"name": f"gold reward at KL <= {args.kl_budget:g} nats",
-                           "value": headline(metrics["gold_reward"], metrics["kl"], args.kl_budget),
-                           "over_budget": metrics["kl"] > args.kl_budget},
+                           "value": None if kl is None else headline(metrics["gold_reward"], kl, args.kl_budget),
+                           "over_budget": None if kl is None else kl > args.kl_budget},
               "samples": [[p, r] for p, r in zip(ev.prompts[:5], ev.responses[:5])], "args": asdict(args)}
     if args.best_of_n:
         curve = read_json(args.best_of_n, ("curve",), "a best-of-n result")["curve"]
@@ -180,8 +227,11 @@ def evaluate_on(args: Args, env_id: str, agent: str, write: bool = True) -> dict
         result["best_of_n_matched"] = {"gold_reward": matched,
                                        "gap": None if matched is None else metrics["gold_reward"] - matched}
     value = result["headline"]["value"]
-    print(f"{agent} on {env_id}: {result['headline']['name']} = "
-          f"{'over budget' if value is None else format_number(value)} (KL {format_number(metrics['kl'], 2)})")
+    if kl is None:
+        print(f"{agent} on {env_id}: gold reward {format_number(metrics['gold_reward'])} (no --reference: KL not measured)")
+    else:
+        print(f"{agent} on {env_id}: {result['headline']['name']} = "
+              f"{'over budget' if value is None else format_number(value)} (KL {format_number(kl, 2)})")
     print("  " + ", ".join(f"{k} {format_number(v)}" for k, v in metrics.items() if v is not None))
     if args.out and write:
         atomic_write_json(args.out, result)

@@ -237,7 +237,9 @@ def resolve_setup(config: RLHFEnvConfig) -> EnvSetup:
     task = load_task(config.task) if config.task is not None else None
     model, tokenizer = load_reference(config, task, device)
     reward_fn = load_reward(config, task, device)
-    max_new_tokens = config.max_new_tokens or (task.max_new_tokens if task else DEFAULT_MAX_NEW_TOKENS)
+    # the budget is in the policy's tokens: a given one as it is; the task's, stated in its own tokenizer's tokens, is
+    # converted for a policy with another tokenizer (Task.response_budget)
+    max_new_tokens = config.max_new_tokens or (task.response_budget(tokenizer) if task else DEFAULT_MAX_NEW_TOKENS)
     prompts, prompt_ids, max_prompt_tokens = load_prompt_ids(config, task, tokenizer, model, max_new_tokens)
     stop_id = resolve_stop_token(config.stop_token, tokenizer)
     # GPT-2-style tokenizers have no pad token; the stop token serves. Padding only ever follows a row's real tokens and

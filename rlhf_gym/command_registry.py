@@ -36,6 +36,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("collect", "rlhf_gym.commands.collect", "data"),
     Command("label", "rlhf_gym.commands.label", "data"),
     Command("build-task", "rlhf_gym.commands.build_task", "data"),
+    Command("export-data", "rlhf_gym.commands.export_data", "data"),
+    Command("make-model", "rlhf_gym.commands.make_model", "data"),
+    Command("sft", "rlhf_gym.commands.sft", "train"),
     Command("train-rm", "rlhf_gym.commands.train_rm", "train"),
     Command("build-ensemble", "rlhf_gym.commands.build_ensemble", "train"),
     Command("train", "rlhf_gym.agents.train", "train"),
@@ -54,6 +57,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("benchmark", "rlhf_gym.benchmarks.command", "benchmarks"),
     Command("env-overhead", "rlhf_gym.benchmarks.env_overhead_command", "benchmarks"),
     Command("trl-baselines", "rlhf_gym.benchmarks.trl_algorithms", "benchmarks"),
+    Command("trl-sft", "rlhf_gym.benchmarks.trl_sft", "benchmarks"),
 )}
 """``rlhf-gym`` subcommand -> :class:`Command`."""
 

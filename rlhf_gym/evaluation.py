@@ -1,7 +1,7 @@
 """Evaluate a policy on held-out prompts: proxy reward, gold reward, KL to the reference, length, diversity.
 
 For each prompt one response is sampled (seeded) from the policy; ``KL = sum_t log pi(y_t) - log pi_ref(y_t)``
-(k1 on the policy's own samples, an unbiased estimate of ``KL(pi || pi_ref)``).
+(k1 on the policy's own samples, an unbiased estimate of ``KL(pi || pi_ref)``), when a reference is given.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ class Evaluation:
     prompts: list[str]
     responses: list[str]
     proxy_reward: np.ndarray
-    kl: np.ndarray
+    kl: np.ndarray | None
     response_length: np.ndarray
     gold_reward: np.ndarray | None = None
     well_formed: np.ndarray | None = None
 
     def summary(self) -> dict[str, float]:
-        out = {"proxy_reward": float(self.proxy_reward.mean()), "kl": float(self.kl.mean()),
+        out = {"proxy_reward": float(self.proxy_reward.mean()), "kl": None if self.kl is None else float(self.kl.mean()),
                "response_length": float(self.response_length.mean()), "distinct_2": distinct_n(self.responses, 2)}
         if self.gold_reward is not None:
             out["gold_reward"] = float(self.gold_reward.mean())
@@ -61,7 +61,8 @@ def to_context(queries: torch.Tensor, query_mask: torch.Tensor, tokens: torch.Te
 def evaluate_policy(policy, tokenizer, prompts: list[str], reward_fn, ref_model, task: Task | None = None,
                     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, temperature: float = 1.0, seed: int = 0,
                     batch_size: int = 256) -> Evaluation:
-    """Sample one response per prompt from ``policy`` (an HF causal LM) and score it."""
+    """Sample one response per prompt from ``policy`` (an HF causal LM) and score it; with ``ref_model`` None (no
+    reference named) the KL is not measured (``Evaluation.kl`` None)."""
     device = next(policy.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     responses, kls, lengths = [], [], []
@@ -71,14 +72,15 @@ def evaluate_policy(policy, tokenizer, prompts: list[str], reward_fn, ref_model,
                                        tokenizer.pad_token_id, device)
         samples = sample(policy, queries, query_mask, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
                          temperature, generator)
-        contexts, prompt_lens = to_context(queries, query_mask, samples.tokens, samples.mask, tokenizer.pad_token_id)
-        ref = reference_logprobs(ref_model, contexts.to(next(ref_model.parameters()).device), prompt_lens,
-                                 samples.tokens.shape[1], temperature)
-        kls.append(((samples.logprobs - ref.to(device)) * samples.mask).sum(1).cpu())
+        if ref_model is not None:
+            contexts, prompt_lens = to_context(queries, query_mask, samples.tokens, samples.mask, tokenizer.pad_token_id)
+            ref = reference_logprobs(ref_model, contexts.to(next(ref_model.parameters()).device), prompt_lens,
+                                     samples.tokens.shape[1], temperature)
+            kls.append(((samples.logprobs - ref.to(device)) * samples.mask).sum(1).cpu())
         lengths.append(samples.mask.sum(1).cpu())
         responses += decode_responses(tokenizer, samples)
     proxy = checked_scores(reward_fn(prompts, responses), prompts)
-    evaluation = Evaluation(prompts, responses, proxy, torch.cat(kls).numpy().astype(np.float64),
+    evaluation = Evaluation(prompts, responses, proxy, torch.cat(kls).numpy().astype(np.float64) if kls else None,
                             torch.cat(lengths).numpy().astype(np.float64))
     if task is not None and task.gold_reward is not None:
         gold = task.gold_scores(prompts, responses)

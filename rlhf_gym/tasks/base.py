@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,6 +39,8 @@ class Task:
     :param is_well_formed: ``f(prompt, response) -> bool`` when the task has a grammar.
     :param max_new_tokens: default response budget.
     :param gold_ceiling: ``prompt -> max_y G(prompt, y)`` when it is known (the normalised score's 1).
+    :param sample_text: ``rng -> (prompt, response)``, a demonstration of the task's generator (None: unknown); it sets
+        the response budget of a policy with another tokenizer (:meth:`response_budget`).
     """
 
     name: str
@@ -48,6 +52,7 @@ class Task:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     reward_model_dir: Path | None = field(default=None)
     gold_ceiling: Callable[[str], float] | None = None
+    sample_text: Callable[[random.Random], tuple[str, str]] | None = None
 
     @property
     def validation_prompts(self) -> list[str]:
@@ -71,6 +76,21 @@ class Task:
     def metadata(self) -> dict:
         path = self.artifacts_dir / "metadata.json"
         return json.loads(path.read_text()) if path.exists() else {}
+
+    def response_budget(self, tokenizer, n_texts: int = 512) -> int:
+        """The response budget in ``tokenizer``'s tokens: :attr:`max_new_tokens` for the task's own tokenizer; for
+        another, ``ceil(max_new_tokens * tokens per word)``, the tokens per word of ``tokenizer`` measured on
+        ``n_texts`` of the generator's responses (seed 0; the train prompts for a task without a generator), so that a
+        subword policy gets room for the same text as the task's word-level one."""
+        if tokenizer.get_vocab() == self.load_tokenizer().get_vocab():
+            return self.max_new_tokens
+        rng = random.Random(0)
+        texts = ([self.sample_text(rng)[1] for _ in range(n_texts)] if self.sample_text is not None
+                 else self.train_prompts[:n_texts])
+        # a response is encoded with the space that separates it from the prompt, as the env's policy writes it
+        tokens = sum(len(tokenizer(" " + text, add_special_tokens=False)["input_ids"]) for text in texts)
+        words = sum(len(text.split()) for text in texts)
+        return max(self.max_new_tokens, math.ceil(self.max_new_tokens * tokens / words))
 
     def load_tokenizer(self):
         self._check_built(self.policy_dir)

@@ -124,4 +124,4 @@ class TaskWorld:
         return Task(name=self.name, artifacts_dir=Path(artifacts_dir) if artifacts_dir else self.artifacts_dir,
                     train_prompts=train, eval_prompts=held_out, gold_reward=self.gold_reward,
                     is_well_formed=self.is_well_formed, max_new_tokens=self.max_new_tokens,
-                    gold_ceiling=self.gold_ceiling)
+                    gold_ceiling=self.gold_ceiling, sample_text=self.sample_text)
