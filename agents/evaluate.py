@@ -144,22 +144,23 @@ def headline(gold_reward: float, kl: float, kl_budget: float = 10.0) -> float | 
     return gold_reward if kl <= kl_budget else None
 
 
-def load_agent(path: str, env: RLHFEnvSurface, device: torch.device):
-    """The agent's causal LM; its tokenizer must be the reference's (else the KL is undefined)."""
+def load_agent(path: str, env: RLHFEnvSurface, device: torch.device, option: str = "--agent"):
+    """The agent's causal LM; its tokenizer must be the reference's (else the KL is undefined). ``option`` (``--agent``
+    or ``--model``) names it in errors."""
     from transformers import AutoTokenizer
 
-    from rlhf_gym.utils import load_model
+    from rlhf_gym.utils import load_model, load_pretrained
 
     if path == "sft":
         return env.ref_model
     if Path(path).is_file():
         lm = load_policy(path, device)
     else:
-        check_same_tokenizer(AutoTokenizer.from_pretrained(path), env.tokenizer, f"--agent {path}",
-                             "the reference policy's (the KL is undefined)")
-        lm = load_model(path, "policy", "--agent").to(device).eval()
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path, f"{option}'s tokenizer")
+        check_same_tokenizer(tokenizer, env.tokenizer, f"{option} {path}", "the reference policy's (the KL is undefined)")
+        lm = load_model(path, "policy", option).to(device).eval()
     if lm.get_output_embeddings().weight.shape[0] != env.vocab_size:
-        raise ConfigError(f"--agent {path}: its vocabulary does not match the reference policy's; the KL is undefined")
+        raise ConfigError(f"{option} {path}: its vocabulary does not match the reference policy's; the KL is undefined")
     return lm
 
 
@@ -202,11 +203,14 @@ def evaluate_on(args: Args, env_id: str, agent: str, write: bool = True) -> dict
         # (then the env's reference is the model itself, used only for its tokenizer: no KL is measured)
         agent = model_path(args.model, env_id, "--model")
         reference = model_path(args.reference, env_id, "--reference") if args.reference is not None else agent
-        env = gym.make(env_id, device=device, ref_model=reference).unwrapped
+        try:
+            env = gym.make(env_id, device=device, ref_model=reference).unwrapped
+        except (MissingFileError, ConfigError) as error:  # the env names its reference: say which option that was
+            raise type(error)(f"{'--reference' if args.reference is not None else '--model'}: {error}") from None
     if env.task is None:
         raise ConfigError(f"--env-id {env_id}: the env has no task, so no held-out prompts or gold reward")
     no_reference = args.model is not None and args.reference is None
-    policy = env.ref_model if no_reference else load_agent(agent, env, device)
+    policy = env.ref_model if no_reference else load_agent(agent, env, device, "--agent" if args.model is None else "--model")
     prompts = (env.task.eval_prompts if args.split == "held_out" else env.task.validation_prompts)[: args.n_eval_prompts]
     ev = evaluate_policy(policy, env.tokenizer, prompts, env.reward_fn, None if no_reference else env.ref_model, env.task,
                          env.max_new_tokens, env.temperature, seed=args.seed)

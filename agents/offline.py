@@ -45,6 +45,7 @@ from rlhf_gym.generation import left_pad, query_response_inputs, response_slice
 from rlhf_gym.preferences import (NON_PREFERENCE_LABELS, REQUIRED_COLUMNS, check_identical_responses, read_records,
                                   validate_record, with_rendering)
 from rlhf_gym.prompts import tokenize_prompts
+from rlhf_gym.reward_model import join_text, joining_space
 from rlhf_gym.reward_training import DUPLICATES_LEFT_OUT, data_hash, drop_duplicates
 from rlhf_gym.tokenizers import save_tokenizer_for_export
 from rlhf_gym.utils import context_length, load_pretrained, resolve_device
@@ -63,14 +64,28 @@ POLICY_DIR, STATE_FILE = "policy", "dpo_state.pt"
 rlhf-gym 0.8, whose DPO checkpoints load as they are)."""
 
 
-def tokenize_response(tokenizer, response: str, max_new_tokens: int | None = None) -> list[int]:
-    """The token ids the env's policy sampled for a decoded ``response``: the text's ids and the EOS that ended it.
+def tokenize_response(tokenizer, response: str, max_new_tokens: int | None = None, prompt: str | None = None,
+                      prompt_ids: list[int] | None = None) -> list[int]:
+    """The token ids the env's policy samples to write ``response`` after ``prompt``: the text's ids and the EOS that
+    ended it.
 
-    The env decodes a response with ``skip_special_tokens=True`` and strips it (``rlhf_gym.envs.episodes.EpisodeBatch.texts``);
-    with the task's word-level tokenizer, tokenising that text gives the sampled ids back. A response of
-    ``max_new_tokens`` tokens or more hit the budget and ended without EOS (None: every response ends with EOS).
+    The env decodes a response with ``skip_special_tokens=True`` and strips it (``rlhf_gym.envs.episodes.EpisodeBatch.texts``),
+    so a response is the stripped text; ``""`` is the EOS alone. Its ids are those that follow ``prompt_ids`` (the
+    prompt's own ids, as the env encodes it) in the ids of the whole text :func:`rlhf_gym.reward_model.join_text`
+    (``prompt response``): what a subword tokenizer gives a word after a space (GPT-2's ``Ġword``, SentencePiece's
+    ``▁word``). Where that text's ids do not start with the prompt's (a merge across the boundary), or with no prompt
+    given, the response is encoded on its own after the joining space. With a word-level tokenizer every way gives the
+    same ids. A response of ``max_new_tokens`` tokens or more hit the budget and ended without EOS (None: every
+    response ends with EOS).
     """
-    ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    text = response.strip()
+    ids = None if text else []
+    if ids is None and prompt is not None and prompt_ids is not None:
+        joined = tokenizer(join_text(prompt, text), add_special_tokens=False)["input_ids"]
+        if joined[:len(prompt_ids)] == prompt_ids and len(joined) > len(prompt_ids):
+            ids = joined[len(prompt_ids):]
+    if ids is None:
+        ids = tokenizer(joining_space(prompt) + text, add_special_tokens=False)["input_ids"]
     return ids if max_new_tokens is not None and len(ids) >= max_new_tokens else [*ids, tokenizer.eos_token_id]
 
 
@@ -289,8 +304,8 @@ class OfflinePreferenceOptimizer:
             raise DataError(f"no {self.item}s to train on (none given, or all labelled tie/skip)")
         texts = self.item_texts(records)
         prompt_ids = tokenize_prompts([prompt for prompt, _, _ in texts], self.tokenizer)
-        response_ids = [(tokenize_response(self.tokenizer, first, self.max_new_tokens),
-                         tokenize_response(self.tokenizer, second, self.max_new_tokens)) for _, first, second in texts]
+        response_ids = [tuple(tokenize_response(self.tokenizer, response, self.max_new_tokens, prompt, ids)
+                              for response in (first, second)) for (prompt, first, second), ids in zip(texts, prompt_ids)]
         limit = context_length(self.policy)
         for i, (prompt, pair) in enumerate(zip(prompt_ids, response_ids)):
             if not prompt:

@@ -58,6 +58,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("env-overhead", "rlhf_gym.benchmarks.env_overhead_command", "benchmarks"),
     Command("trl-baselines", "rlhf_gym.benchmarks.trl_algorithms", "benchmarks"),
     Command("trl-sft", "rlhf_gym.benchmarks.trl_sft", "benchmarks"),
+    Command("gpu-check", "rlhf_gym.benchmarks.gpu_check", "benchmarks"),
 )}
 """``rlhf-gym`` subcommand -> :class:`Command`."""
 

@@ -19,12 +19,21 @@ from typing import Any
 from .errors import ConfigError, DataError, MissingFileError
 
 
+def _read_umask() -> int:
+    """The process's umask: read once, at import (setting it to read it back would leave a window in which another
+    thread's new files get no mask)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+PROCESS_UMASK = _read_umask()
+
+
 def umask_mode(mode: int = 0o666) -> int:
     """``mode`` less the process's umask: what ``open`` (files, 0o666) or ``mkdir`` (directories, 0o777) would give,
     for the temporary files and directories of atomic writes, which ``tempfile`` creates owner-only."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return mode & ~umask
+    return mode & ~PROCESS_UMASK
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -72,15 +72,15 @@ def causal_lm(architecture: str, tokenizer: PreTrainedTokenizerFast, width: int,
               positions: int = 256):
     """A randomly initialised causal LM on ``tokenizer``'s vocabulary (initialise under ``torch.manual_seed``).
 
-    ``llama``: ``heads`` query heads sharing ``heads // 2`` key/value heads (grouped-query attention), a SwiGLU
-    feed-forward of ``8/3 * width`` rounded to 8, tied embeddings. ``gpt2``: GPT-2's blocks, dropout off.
+    ``llama``: ``heads`` query heads sharing :func:`key_value_heads` key/value heads (grouped-query attention), a
+    SwiGLU feed-forward of ``8/3 * width`` rounded to 8, tied embeddings. ``gpt2``: GPT-2's blocks, dropout off.
     """
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
            "pad_token_id": tokenizer.pad_token_id}
     if architecture == "llama":
         config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=-(-8 * width // 24) * 8,
                              num_hidden_layers=layers, num_attention_heads=heads,
-                             num_key_value_heads=max(1, heads // 2), max_position_embeddings=positions,
+                             num_key_value_heads=key_value_heads(heads), max_position_embeddings=positions,
                              tie_word_embeddings=True, **ids)
         return LlamaForCausalLM(config)
     if architecture == "gpt2":
@@ -88,3 +88,9 @@ def causal_lm(architecture: str, tokenizer: PreTrainedTokenizerFast, width: int,
                             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **ids)
         return GPT2LMHeadModel(config)
     raise ConfigError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
+
+
+def key_value_heads(heads: int) -> int:
+    """The key/value heads of grouped-query attention for ``heads`` query heads: the largest divisor of ``heads`` that
+    is at most half of it (each key/value head serves the same number of query heads), 1 for one head."""
+    return max(d for d in range(1, max(1, heads // 2) + 1) if heads % d == 0)

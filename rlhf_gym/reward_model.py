@@ -33,8 +33,17 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin:
 
 
 def join_text(prompt: str, response: str) -> str:
-    """The text a reward model scores."""
-    return f"{prompt} {response}".strip()
+    """The text a reward model scores, and the text a policy writes: the prompt, one space, the response without its
+    surrounding whitespace (the env strips a decoded response). No space after a prompt that ends in whitespace (a chat
+    template's generation prompt may end with a newline), so that a response given with or without its leading space,
+    as data files differ, reads the same."""
+    return f"{prompt}{joining_space(prompt)}{response.strip()}".strip()
+
+
+def joining_space(prompt: str | None) -> str:
+    """What :func:`join_text` puts between ``prompt`` and a response: one space, none after a prompt that ends in
+    whitespace; a response with no prompt (None) is taken to follow one that does not."""
+    return "" if prompt is not None and (not prompt or prompt[-1].isspace()) else " "
 
 
 class RewardModel:

@@ -120,3 +120,49 @@ def test_evaluate_model_options_are_checked(llama_dir, tmp_path):
         EvaluateArgs(model=str(tmp_path))
     with pytest.raises(ConfigError, match="--best-of-n"):
         EvaluateArgs(model=str(llama_dir), best_of_n=str(tmp_path / "curve.json"))
+
+
+def test_responses_read_the_same_with_or_without_their_leading_space(llama_dir):
+    # data files differ (TRL's convention gives completions a leading space, the task's comparisons none): the reward
+    # model reads one text, and DPO's response ids are the ids the env's policy samples after the prompt
+    from rlhf_gym.agents.offline import tokenize_response
+    from rlhf_gym.reward_model import join_text
+
+    tokenizer = AutoTokenizer.from_pretrained(llama_dir)
+    prompt = "list four drinks but not tea :"
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert join_text(prompt, " " + RESPONSE) == join_text(prompt, RESPONSE) == f"{prompt} {RESPONSE}"
+    sampled = tokenizer(" " + RESPONSE, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    for given in (RESPONSE, " " + RESPONSE):
+        assert tokenize_response(tokenizer, given, None, prompt, prompt_ids) == sampled
+    assert tokenizer.convert_ids_to_tokens(sampled[0]).startswith("Ġ")  # a word after a space, as the policy writes it
+    assert tokenize_response(tokenizer, "", None, prompt, prompt_ids) == [tokenizer.eos_token_id]
+
+
+def test_make_model_checks_its_output_and_heads(llama_dir, tmp_path):
+    from rlhf_gym.local_models import key_value_heads
+
+    assert [key_value_heads(h) for h in (1, 2, 4, 5, 6, 8)] == [1, 1, 2, 1, 3, 4]  # divisors of h, at most h / 2
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="exists and is not a directory"):
+        MakeModelArgs(out_dir=str(tmp_path / "file"))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="holds no model"):
+        MakeModelArgs(out_dir=str(tmp_path / "notes"), overwrite=True)
+
+
+def test_budget_of_a_task_without_a_built_policy_stays_the_task_s(tmp_path):
+    task = load_task("lists", artifacts_dir=tmp_path)
+    assert task.response_budget(AutoTokenizer.from_pretrained(load_task("lists").policy_dir)) == 24
+
+
+def test_evaluate_names_the_option_of_a_model_without_a_tokenizer(llama_dir, tmp_path):
+    from rlhf_gym.errors import RLHFGymError
+
+    AutoModelForCausalLM.from_pretrained(llama_dir).save_pretrained(tmp_path / "weights_only")
+    with pytest.raises(RLHFGymError, match="--model's tokenizer"):
+        evaluate(EvaluateArgs(model=str(tmp_path / "weights_only"), reference=str(llama_dir), env_id="RLHF-Lists-v0",
+                              n_eval_prompts=4))
+    with pytest.raises(RLHFGymError, match=r"^--model: "):
+        evaluate(EvaluateArgs(model=str(tmp_path / "weights_only"), env_id="RLHF-Lists-v0", n_eval_prompts=4))

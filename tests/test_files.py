@@ -49,12 +49,10 @@ def test_atomic_writes_get_the_permissions_of_a_plain_write(tmp_path):
     # tempfile makes its files 0600 and directories 0700: an export meant to be shared would be unreadable to others
     import os
 
-    from rlhf_gym.files import atomic_write_text, umask_mode
+    from rlhf_gym.files import PROCESS_UMASK, atomic_write_text, umask_mode
 
-    old = os.umask(0o022)
-    try:
-        atomic_write_text(tmp_path / "a.txt", "x")
-        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644 == umask_mode()
-        assert umask_mode(0o777) == 0o755
-    finally:
-        os.umask(old)
+    atomic_write_text(tmp_path / "a.txt", "x")
+    with open(tmp_path / "b.txt", "w") as handle:  # a plain write, for comparison
+        handle.write("x")
+    assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == os.stat(tmp_path / "b.txt").st_mode & 0o777 == umask_mode()
+    assert umask_mode(0o777) == 0o777 & ~PROCESS_UMASK

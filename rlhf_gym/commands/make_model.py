@@ -49,8 +49,15 @@ class Args:
         check_positive_options(self, ("vocab_size", "n_texts", "width", "layers", "heads", "positions"))
         if self.width % self.heads:
             raise ConfigError(f"--width {self.width} must be a multiple of --heads {self.heads}")
-        if Path(self.out_dir).exists() and any(Path(self.out_dir).iterdir()) and not self.overwrite:
-            raise ConfigError(f"--out-dir {self.out_dir} is not empty; pass --overwrite to replace it")
+        out_dir = Path(self.out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ConfigError(f"--out-dir {out_dir}: exists and is not a directory")
+        if out_dir.is_dir() and any(out_dir.iterdir()):
+            if not self.overwrite:
+                raise ConfigError(f"--out-dir {out_dir} is not empty; pass --overwrite to replace it")
+            # --overwrite replaces a model, never a directory of something else
+            if not (out_dir / "config.json").is_file():
+                raise ConfigError(f"--out-dir {out_dir} holds no model (no config.json); --overwrite replaces a model only")
 
 
 def main(args: Args) -> dict:

@@ -82,7 +82,11 @@ class Task:
         another, ``ceil(max_new_tokens * tokens per word)``, the tokens per word of ``tokenizer`` measured on
         ``n_texts`` of the generator's responses (seed 0; the train prompts for a task without a generator), so that a
         subword policy gets room for the same text as the task's word-level one."""
-        if tokenizer.get_vocab() == self.load_tokenizer().get_vocab():
+        try:
+            own = self.load_tokenizer().get_vocab()
+        except MissingFileError:  # a task whose policy is not built: its tokenizer is unknown, its budget stays
+            return self.max_new_tokens
+        if tokenizer.get_vocab() == own:
             return self.max_new_tokens
         rng = random.Random(0)
         texts = ([self.sample_text(rng)[1] for _ in range(n_texts)] if self.sample_text is not None
