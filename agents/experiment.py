@@ -25,7 +25,7 @@ from rlhf_gym.tasks import task_names
 
 from .critic_free_settings import DEFAULT_GROUP_SIZE, GRPO_LOSS_TYPES
 from .lora_settings import ALL_LINEAR, ALL_LINEAR_AND_HEAD, LoraSettings
-from .precision import AMP_MODES
+from .precision import AMP_MODES, auto_amp
 from .registry import algorithm_names, get_algorithm
 from .schedules import LR_SCHEDULES
 
@@ -125,8 +125,9 @@ class TrainConfig:
     mask_refresh_every: int | None = arg(None, "nlpo: copy the policy into the masking policy every this many rollouts "
                                                "(default 5)")
     device: str = arg("auto", "cpu, cuda[:N] or auto (CUDA when present)")
-    amp: str = arg("auto", "mixed precision: auto (bf16 on CUDA, none on the CPU), bf16 (autocast, also on the CPU), "
-                           "fp16 (CUDA only) or none", choices=AMP_CHOICES)
+    amp: str = arg("auto", "mixed precision: auto (bf16 on CUDA, and on a CPU with bf16 units (AMX, AVX-512 BF16) for "
+                           "models of width >= 256, where it was measured faster; else none), bf16 (autocast, also on "
+                           "the CPU), fp16 (CUDA only) or none", choices=AMP_CHOICES)
 
     def __post_init__(self) -> None:
         traits = get_algorithm(self.algo).traits
@@ -210,9 +211,11 @@ class TrainConfig:
         """The learning rate the run uses (``--learning-rate``, or the algorithm's default)."""
         return self.algorithm_config().learning_rate
 
-    def amp_on(self, device: torch.device) -> str | None:
-        """The agent's ``amp``: ``--amp``, with ``auto`` resolved to bf16 on CUDA and float32 (None) elsewhere."""
-        amp = ("bf16" if device.type == "cuda" else "none") if self.amp == "auto" else self.amp
+    def amp_on(self, device: torch.device, model=None) -> str | None:
+        """The agent's ``amp``: ``--amp``, with ``auto`` resolved by :func:`rlhf_gym.agents.precision.auto_amp` for
+        ``model`` (the policy's starting model: its hidden size) on ``device``; None for float32."""
+        width = getattr(getattr(model, "config", None), "hidden_size", None)
+        amp = auto_amp(device.type, width) if self.amp == "auto" else self.amp
         return None if amp == "none" else amp
 
 

@@ -55,7 +55,8 @@ class OnlineAlgorithm:
         config = train_config.algorithm_config()
         return cls("TransformerPolicy", env, learning_rate=learning_rate_schedule(config.learning_rate, config.lr_schedule),
                    batch_size=parallel.share(config.batch_size, "--batch-size"), n_epochs=config.n_epochs,
-                   amp=train_config.amp_on(device), seed=train_config.seed, device=device, parallel=parallel,
+                   amp=train_config.amp_on(device, env.batched_env.ref_model), seed=train_config.seed, device=device,
+                   parallel=parallel,
                    tensorboard_log=tensorboard_log,
                    policy_kwargs={"model_name_or_path": train_config.model, "temperature": env.batched_env.temperature,
                                   "lora": train_config.lora_settings()},
@@ -67,7 +68,7 @@ class OnlineAlgorithm:
         """The agent of ``checkpoint`` on ``env``, ready to continue (optimizer, counters, the env's KL controller)."""
         batch_size = parallel.share(train_config.algorithm_config().batch_size, "--batch-size")
         return cls.load(checkpoint, env=env, device=device, parallel=parallel, batch_size=batch_size,
-                        tensorboard_log=tensorboard_log, amp=train_config.amp_on(device))
+                        tensorboard_log=tensorboard_log, amp=train_config.amp_on(device, env.batched_env.ref_model))
 
     @classmethod
     def policy_from_checkpoint(cls, path: str | Path, device: torch.device):
