@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError, DataError
-from .files import atomic_write_text, read_json, umask_mode
+from .files import atomic_write_text, read_json, staged_directory
 from .jsonl import write_jsonl
 from .labelers import AnnotatorPool, Labeler
 from .pairing import SFT_PAIR
@@ -185,31 +183,17 @@ def save_datasets(tables: dict[str, list[dict]], directory: Path) -> bool:
     except ImportError:
         shutil.rmtree(directory, ignore_errors=True)  # a previous export's copy would not match the new files
         return False
-    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
-    staging.chmod(umask_mode(0o777))  # mkdtemp makes it owner-only
     bars_were_on = not datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # a bar per split would bury the summary
     try:
-        for config, splits in dataset_configs(tables).items():
-            dataset = datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in splits.items()})
-            dataset.save_to_disk(str(staging / config))
-        replace_directory(staging, directory)
+        with staged_directory(directory, None, "export") as staging:  # the command's --overwrite gates a replacement
+            for config, splits in dataset_configs(tables).items():
+                dataset = datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in splits.items()})
+                dataset.save_to_disk(str(staging / config))
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
         if bars_were_on:
             datasets.enable_progress_bars()
     return True
-
-
-def replace_directory(new: Path, directory: Path) -> None:
-    """Rename ``new`` to ``directory``, the previous ``directory`` (if any) removed once the new one is in place."""
-    if not directory.exists():
-        os.rename(new, directory)
-        return
-    previous = new.with_name(new.name + ".old")
-    os.rename(directory, previous)
-    os.rename(new, directory)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 def markdown_docstring(docstring: str) -> str:

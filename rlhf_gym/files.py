@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,3 +116,53 @@ def create_run_directory(out_dir: str | Path, name: str) -> Path:
         except FileExistsError:
             attempt += 1
             candidate = out_dir / f"{name}-{attempt}"
+
+
+@contextmanager
+def staged_directory(directory: str | Path, marker: str | None, what: str) -> Iterator[Path]:
+    """A new directory next to ``directory`` to write into; it replaces ``directory`` when the block succeeds.
+
+    On any error the new directory is removed and ``directory`` stays as it was: a failed save (disk full...)
+    never leaves half a model in place of a good one. Between the two renames of the swap, a crash leaves
+    both versions as hidden directories next to ``directory``. An ``OSError`` raised in the block names
+    ``directory``. The new directory gets the permissions a plain ``mkdir`` would (:func:`umask_mode`).
+
+    :param marker: the file (a path inside ``directory``) that marks a directory this may replace, e.g. a reward
+        model's ``reward_metadata.json``; None: whatever ``directory`` holds is replaced.
+    :param what: what such a directory holds, for the error ("saved reward model").
+    :raises NotADirectoryError: if ``directory`` is a file.
+    :raises ConfigError: if ``directory`` holds files but no ``marker`` (it is not replaced).
+    """
+    directory = Path(directory).resolve()
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
+    if marker is not None and directory.is_dir() and any(directory.iterdir()) and not (directory / marker).is_file():
+        raise ConfigError(f"{directory} is not empty and holds no {what} ({marker}); "
+                          "choose a new or empty output directory")
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+        staging.chmod(umask_mode(0o777))  # mkdtemp makes it owner-only
+    except OSError as cause:  # e.g. a read-only parent: name the directory, not the temporary one
+        raise OSError(cause.errno, cause.strerror or str(cause), str(directory)) from cause
+    try:
+        yield staging
+        if directory.exists():
+            previous = staging.with_name(staging.name + ".old")
+            os.rename(directory, previous)
+            try:
+                os.rename(staging, directory)
+            except OSError:
+                os.rename(previous, directory)
+                raise
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            os.rename(staging, directory)
+    except OSError as cause:
+        shutil.rmtree(staging, ignore_errors=True)
+        if cause.filename is not None and not str(cause.filename).startswith(str(staging)):
+            raise
+        raise OSError(cause.errno, cause.strerror or str(cause), str(directory)) from cause
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

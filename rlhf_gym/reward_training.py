@@ -5,20 +5,15 @@ term (reward centering, Eisenstein et al. 2023) is off unless ``center_rewards_c
 
 Training stops with :class:`~rlhf_gym.errors.TrainingDivergedError` as soon as a loss or a gradient is NaN/inf,
 and a model with a non-finite parameter is never saved. A save replaces the previous model only once the new
-one is complete (:func:`staged_directory`).
+one is complete (:func:`rlhf_gym.files.staged_directory`).
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
 import random
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import closing, contextmanager, nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,10 +23,10 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from .divergence import check_finite_loss, check_finite_parameters
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .reward_model import RewardModel, bradley_terry_loss
 from .reward_settings import METADATA_FILE, REWARD_EPOCHS, RewardTrainingConfig  # noqa: F401  (REWARD_EPOCHS re-exported)
-from .files import atomic_write_json, umask_mode
+from .files import atomic_write_json, staged_directory
 from .preferences import check_identical_responses
 
 DIVERGENCE_HINT = "lower the learning rate, or look for extreme margins in the data; the model is not saved"
@@ -192,54 +187,6 @@ def train_reward_model(
             "data_sha256": data_hash(records)}
 
 
-@contextmanager
-def staged_directory(directory: str | Path) -> Iterator[Path]:
-    """A new directory next to ``directory`` to write into; it replaces ``directory`` when the block succeeds.
-
-    On any error the new directory is removed and ``directory`` stays as it was: a failed save (disk full...)
-    never leaves half a model in place of a good one. Between the two renames of the swap, a crash leaves
-    both versions as hidden directories next to ``directory``. An ``OSError`` raised in the block names
-    ``directory``.
-
-    :raises NotADirectoryError: if ``directory`` is a file.
-    :raises ConfigError: if ``directory`` holds files but no :data:`METADATA_FILE` (not a saved reward model:
-        it is not replaced).
-    """
-    directory = Path(directory).resolve()
-    if directory.exists() and not directory.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
-    if directory.is_dir() and any(directory.iterdir()) and not (directory / METADATA_FILE).is_file():
-        raise ConfigError(f"{directory} is not empty and holds no saved reward model ({METADATA_FILE}); "
-                          "choose a new or empty output directory")
-    try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
-        staging.chmod(umask_mode(0o777))  # mkdtemp makes it owner-only
-    except OSError as cause:  # e.g. a read-only parent: name the directory, not the temporary one
-        raise OSError(cause.errno, cause.strerror or str(cause), str(directory)) from cause
-    try:
-        yield staging
-        if directory.exists():
-            previous = staging.with_name(staging.name + ".old")
-            os.rename(directory, previous)
-            try:
-                os.rename(staging, directory)
-            except OSError:
-                os.rename(previous, directory)
-                raise
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
-            os.rename(staging, directory)
-    except OSError as cause:
-        shutil.rmtree(staging, ignore_errors=True)
-        if cause.filename is not None and not str(cause.filename).startswith(str(staging)):
-            raise
-        raise OSError(cause.errno, cause.strerror or str(cause), str(directory)) from cause
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
 def write_reward_model(reward_model: RewardModel, directory: str | Path, metrics: dict) -> None:
     """``save_pretrained`` plus :data:`METADATA_FILE` (data hash, seed, accuracy, history) into ``directory``, as is.
 
@@ -252,5 +199,5 @@ def write_reward_model(reward_model: RewardModel, directory: str | Path, metrics
 
 def save_reward_model(reward_model: RewardModel, directory: str | Path, metrics: dict) -> None:
     """:func:`write_reward_model` into a :func:`staged_directory`: ``directory`` is the old model or the new one."""
-    with staged_directory(directory) as staging:
+    with staged_directory(directory, METADATA_FILE, "saved reward model") as staging:
         write_reward_model(reward_model, staging, metrics)

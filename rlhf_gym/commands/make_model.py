@@ -10,7 +10,6 @@ its chat template). Fine-tune it with ``rlhf-gym sft``, then train it with any a
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,11 +60,11 @@ class Args:
 
 
 def main(args: Args) -> dict:
-    """Build, save (into a staging directory renamed at the end, so a failure leaves no half-written model) and
-    describe the model."""
+    """Build, save (into a staging directory that replaces ``--out-dir`` at the end, so a failure leaves no half-written
+    model) and describe the model."""
     import torch
 
-    from rlhf_gym.files import write_errors_name
+    from rlhf_gym.files import staged_directory
     from rlhf_gym.local_models import causal_lm, corpus, train_byte_level_bpe
     from rlhf_gym.tasks import world_of
 
@@ -76,13 +75,10 @@ def main(args: Args) -> dict:
     torch.manual_seed(args.seed)
     model = causal_lm(args.arch, tokenizer, args.width, args.layers, args.heads, args.positions)
     out_dir = Path(args.out_dir)
-    staging = out_dir.with_name(out_dir.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    with write_errors_name(staging):
+    # the previous model stays until the new one is written whole (Args refused a directory that holds no model)
+    with staged_directory(out_dir, "config.json", "saved model") as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        staging.rename(out_dir)
     summary = {"out_dir": str(out_dir), "architecture": type(model).__name__, "parameters": model.num_parameters(),
                "tokenizer": args.tokenizer, "vocabulary": len(tokenizer),
                "chat_template": tokenizer.chat_template is not None}

@@ -205,13 +205,13 @@ def run_name(args: Args) -> str:
 
 def save_policy(model, tokenizer, directory: Path) -> None:
     """The model and its tokenizer in save_pretrained format, written to a temporary directory then renamed: the
-    directory holds a whole policy or none (:func:`rlhf_gym.reward_training.staged_directory`)."""
+    directory holds a whole policy or none (:func:`rlhf_gym.files.staged_directory`)."""
     from rlhf_gym.divergence import check_finite_parameters
-    from rlhf_gym.reward_training import staged_directory
+    from rlhf_gym.files import staged_directory
     from rlhf_gym.tokenizers import save_tokenizer_for_export
 
     check_finite_parameters(model, f"the fine-tuned model to {directory}")
-    with staged_directory(directory) as staging:
+    with staged_directory(directory, "config.json", "saved model") as staging:
         model.save_pretrained(staging)
         save_tokenizer_for_export(tokenizer, staging)
 

@@ -163,7 +163,9 @@ def build_model(args: Args, device: torch.device, records: list[dict], tokenizer
 def main(args: Args) -> dict:
     from rlhf_gym.pair_types import markdown_agreement
     from rlhf_gym.proxies import measure_gold_agreement
-    from rlhf_gym.reward_training import staged_directory, train_reward_model, write_reward_model
+    from rlhf_gym.files import staged_directory
+    from rlhf_gym.reward_settings import METADATA_FILE
+    from rlhf_gym.reward_training import train_reward_model, write_reward_model
     from rlhf_gym.tasks import load_task
     from rlhf_gym.utils import resolve_device
 
@@ -173,7 +175,8 @@ def main(args: Args) -> dict:
     config = RewardTrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                   eval_fraction=args.eval_fraction, center_rewards_coef=args.center_rewards_coef,
                                   seed=args.seed)
-    with staged_directory(args.out_dir) as staging:  # the previous model stays until the new one is complete
+    # the previous model stays until the new one is complete
+    with staged_directory(args.out_dir, METADATA_FILE, "saved reward model") as staging:
         metrics = train_reward_model(reward_model, records, config, log_dir=staging / "tensorboard", where=str(args.data))
         if task is not None and args.gold_check:
             metrics["gold_check"] = {"task": task, **measure_gold_agreement(reward_model, load_task(task))}
