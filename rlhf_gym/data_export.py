@@ -24,13 +24,10 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError, DataError
-from .files import atomic_write_text, read_json, staged_directory
+from .files import atomic_write_text, staged_directory
 from .jsonl import write_jsonl
 from .labelers import AnnotatorPool, Labeler
 from .pairing import SFT_PAIR
-from .preferences import load_preferences
-from .reward_settings import METADATA_FILE
-from .reward_training import split_records
 from .sft_data import task_demonstrations
 from .tasks import world_of
 from .tasks.base import VALIDATION_PROMPTS, Task
@@ -117,19 +114,6 @@ def sft_row(demonstration: dict, conversational: bool = False) -> dict:
         return demonstration
     return {"messages": [{"role": "user", "content": demonstration["prompt"]},
                          {"role": "assistant", "content": demonstration["completion"].removeprefix(" ")}]}
-
-
-def reward_model_config(task: Task) -> dict:
-    """The training settings of the task's reward model (its ``eval_fraction`` and ``seed`` split the comparisons)."""
-    return read_json(task.reward_dir / METADATA_FILE, ("config",), "the reward model's metadata")["config"]
-
-
-def reward_model_split(task: Task, config: dict) -> dict[str, list[dict]]:
-    """The task's comparisons on each side of its reward model's split: ``{"train": ..., "eval": ...}``, as
-    :meth:`Task.reward_model_comparisons` (ties, skips and exact duplicates left out, as training left them)."""
-    train, held_out, _ = split_records(load_preferences(task.artifacts_dir / PREFERENCES_FILE), config["eval_fraction"],
-                                       config["seed"])
-    return dict(zip(PREFERENCE_SPLITS, (train, held_out)))
 
 
 def annotator_name(labeler: Labeler, record: dict) -> str | None:
@@ -322,8 +306,8 @@ def export_data(task_name: str = "reviews", out_dir: str | Path | None = None, n
     out_dir = Path(out_dir) if out_dir is not None else DEFAULT_OUT_DIR / task_name
     check_out_dir(out_dir, overwrite)
     task = world.task()
-    config, rm_config = recorded_build_config(world, task.metadata), reward_model_config(task)
-    splits = reward_model_split(task, rm_config)
+    config, rm_config = recorded_build_config(world, task.metadata), task.reward_model_config
+    splits = dict(zip(PREFERENCE_SPLITS, task.reward_model_split()))
     tables = {SFT_FILE: [sft_row(d, conversational) for d in demonstrations(world, config, n_demonstrations)],
               PREFERENCES_FILE: preference_rows(annotator(world, config), splits, conversational),
               **prompt_tables(task)}

@@ -110,16 +110,27 @@ class Task:
         self._check_built(self.reward_dir)
         return RewardModel.from_pretrained(self.reward_dir, device=device)
 
-    def reward_model_comparisons(self) -> list[dict]:
-        """The comparisons the task's reward model was trained on (DPO's default data): the train side of
-        :func:`~rlhf_gym.reward_training.split_records` over ``preferences.jsonl``, with the held-out fraction and seed
-        recorded in the reward model's metadata."""
+    @property
+    def reward_model_config(self) -> dict:
+        """The training settings of the task's reward model, from its metadata (``eval_fraction`` and ``seed`` split
+        the comparisons)."""
+        return read_json(self.reward_dir / METADATA_FILE, ("config",), "the reward model's metadata")["config"]
+
+    def reward_model_split(self) -> tuple[list[dict], list[dict]]:
+        """``(train, held_out)``: ``preferences.jsonl`` split by :func:`~rlhf_gym.reward_training.split_records` with
+        the held-out fraction and seed of :attr:`reward_model_config`, as the reward model was trained (ties, skips and
+        exact duplicates left out)."""
         path = self.artifacts_dir / "preferences.jsonl"
         if not path.exists():
             raise MissingFileError(f"task {self.name!r}: no comparisons at {path}; rebuild it with `rlhf-gym build-task`")
-        config = read_json(self.reward_dir / METADATA_FILE, ("config",), "the reward model's metadata")["config"]
-        train, _, _ = split_records(load_preferences(path), config["eval_fraction"], config["seed"])
-        return train
+        config = self.reward_model_config
+        train, held_out, _ = split_records(load_preferences(path), config["eval_fraction"], config["seed"])
+        return train, held_out
+
+    def reward_model_comparisons(self) -> list[dict]:
+        """The comparisons the task's reward model was trained on (DPO's default data): the train side of
+        :meth:`reward_model_split`."""
+        return self.reward_model_split()[0]
 
     def gold_scores(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, np.ndarray]:
         """``{"gold_reward": ..., "well_formed": ...}``, one value per response (the task needs both functions)."""
