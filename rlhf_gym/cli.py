@@ -81,9 +81,9 @@ def _optional(annotation: Any):
 def parse_dataclass(cls: type[T], description: str, argv: list[str] | None = None, prog: str | None = None) -> T:
     """Build ``cls`` from ``--field-name value`` options; ``--help`` lists every field with its help and default.
 
-    A boolean field is a pair ``--flag`` / ``--no-flag`` (a field named ``no_x`` that defaults to False is the single
-    switch ``--no-x``); a field with choices (:func:`arg`) shows them as ``{a,b,c}``; a default is shown once: not
-    when the help text already names it, nor when it is None.
+    A boolean field is a pair ``--flag`` / ``--no-flag`` (``bool | None``: None when neither is given; a field named
+    ``no_x`` that defaults to False is the single switch ``--no-x``); a field with choices (:func:`arg`) shows them as
+    ``{a,b,c}``; a default is shown once: not when the help text already names it, nor when it is None.
 
     A value of the wrong type, an unknown option, or an error from ``cls.__post_init__`` exits with a one-line
     error naming the option (argparse's exit code 2), not a traceback.
@@ -101,6 +101,8 @@ def parse_dataclass(cls: type[T], description: str, argv: list[str] | None = Non
                 parser.add_argument(option, action="store_true", help=f.metadata.get("help", ""))
             else:
                 parser.add_argument(option, action=_BooleanOption, default=f.default, help=help_text)
+        elif f.default is None and str(f.type).replace(" ", "") == "bool|None":  # a switch left out: None
+            parser.add_argument(option, action=_BooleanOption, default=None, help=help_text)
         elif f.default is None:
             parser.add_argument(option, type=_optional(f.type), default=None, metavar=metavar, help=help_text)
         else:

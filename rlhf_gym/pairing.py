@@ -32,6 +32,11 @@ SFT_PAIR = "sft"
 COUNTERFACTUAL = "counterfactual"
 
 
+def counterfactual_records(records: list[dict]) -> list[dict]:
+    """The records whose ``pair_type`` is ``counterfactual:<family>``: comparisons that differ in one content error."""
+    return [r for r in records if str(r.get("pair_type", "")).startswith(COUNTERFACTUAL + ":")]
+
+
 def check_pairing(kind: str, counterfactual_share: float) -> None:
     """A :class:`ConfigError` naming ``--pairs`` or ``--counterfactual-share`` for a value they do not take."""
     if kind not in PAIRINGS:

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .generation import generate_texts
 from .gpt2 import gpt2_reward_model
 from .preferences import load_preferences
 from .proxy_spec import ProxySpec, parse_ints, parse_sizes  # noqa: F401  (parse_ints, parse_sizes re-exported)
@@ -27,6 +26,7 @@ from .reward_training import save_reward_model, train_reward_model
 from .tasks import load_task, world_of
 from .tasks.base import Task
 from .tasks.building import BuildConfig, SeedStream, gold_agreement
+from .tasks.building import standardisation_samples as building_samples
 from .tasks.reviews.task import WORLD as REVIEWS
 
 
@@ -76,11 +76,10 @@ def measure_gold_agreement(reward_fn, task: Task | None = None) -> dict:
 
 
 def standardisation_samples(n_samples: int) -> tuple[list[str], list[str]]:
-    """The SFT samples (train prompts) on which ensemble members are standardised: the build's ENSEMBLE_NORM stream."""
-    task, build = load_task("reviews"), BuildConfig()
-    seed = build.seed_for(SeedStream.ENSEMBLE_NORM)
-    prompts = random.Random(seed).choices(task.train_prompts, k=n_samples)
-    return prompts, generate_texts(task.load_policy(), task.load_tokenizer(), prompts, build.max_new_tokens, seed=seed)
+    """The SFT samples (train prompts) of the reviews task on which ensemble members are standardised: the build's
+    ENSEMBLE_NORM stream (:func:`rlhf_gym.tasks.building.standardisation_samples`)."""
+    task = load_task("reviews")
+    return building_samples(task.train_prompts, task.load_policy(), task.load_tokenizer(), BuildConfig(), n_samples)
 
 
 def standardisation(member, prompts: list[str], responses: list[str]) -> tuple[float, float]:

@@ -9,7 +9,7 @@ from rlhf_gym.collect import collect_preferences
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.jsonl import read_jsonl
 from rlhf_gym.labelers import AnnotatorPool, SimulatedAnnotator
-from rlhf_gym.pairing import Pairing
+from rlhf_gym.pairing import Pairing, counterfactual_records
 from rlhf_gym.tasks import load_task, world_of
 
 
@@ -32,6 +32,12 @@ def test_a_counterfactual_pair_edits_the_first_response_with_a_family_that_appli
     pairing = Pairing("counterfactual", families=FAMILIES)
     assert pairing.second_response(0, 7, "p", "a b", "c d") == ("A B", "counterfactual:shout")
     assert pairing.second_response(0, 7, "p", "A B", "c d") == ("c d", "sft")  # no family has a place: an sft pair
+
+
+def test_counterfactual_records_are_those_of_a_family_only():
+    records = [{"pair_type": "sft"}, {"pair_type": "counterfactual:excluded_member"}, {},
+               {"pair_type": "counterfactual"}, {"pair_type": "counterfactual:repeated_item"}]
+    assert counterfactual_records(records) == [records[1], records[4]]
 
 
 def test_mixed_pairs_draw_from_seed_and_pair_id_only():

@@ -177,3 +177,20 @@ def test_comparisons_whose_chosen_is_rejected_warn_and_cannot_be_all(model):
         first_epoch_loss(model, records)
     with pytest.raises(DataError, match=r"records: all 8 comparisons have chosen == rejected"):
         first_epoch_loss(model, [{**r, "rejected": r["chosen"]} for r in comparisons()])
+
+
+def test_standardising_a_reward_model_s_scale_gives_its_samples_std_1_and_keeps_their_order():
+    from rlhf_gym.errors import ConfigError
+    from rlhf_gym.tasks.building import standardise_reward_scale
+
+    torch.manual_seed(1)
+    reward_model = gpt2_reward_model(REVIEWS.tokenizer(), width=32, layers=1, heads=2)
+    prompts = ["the food was"] * 8
+    responses = [f"{WORDS[i]} and {WORDS[(i * 3) % 8]} ." for i in range(8)]
+    before = reward_model.score(prompts, responses)
+    std = standardise_reward_scale(reward_model, prompts, responses)
+    after = reward_model.score(prompts, responses)
+    assert std == pytest.approx(before.std(), rel=1e-6)
+    assert after.std() == pytest.approx(1.0, rel=1e-4) and np.allclose(after, before / std, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ConfigError, match="a constant reward, nothing to standardise"):
+        standardise_reward_scale(reward_model, prompts[:1] * 2, responses[:1] * 2)

@@ -110,7 +110,7 @@ def test_collect_writes_labelled_and_unlabelled_pairs(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--task", "chess"], "error: unknown task 'chess'; known tasks: ['describe', 'facts', 'lists', 'reviews']"),
+    (["--task", "chess"], f"error: unknown task 'chess'; known tasks: {sorted(tasks.task_names())}"),
     (["--policy", "/nonexistent/policy"], "error: cannot load --policy from '/nonexistent/policy': no such file or directory"),
     (["--prompts", "/nonexistent/prompts.txt"], "error: prompt file not found: /nonexistent/prompts.txt"),
     (["--prompts", "prompts.csv"], "error: prompt file 'prompts.csv': expected a .jsonl, .json or .txt file"),
@@ -229,6 +229,9 @@ def test_build_task_takes_a_world_s_defaults_then_the_options():
     (["--annotator-bias-weights", "0.1,x"], "--annotator-bias-weights must be comma-separated numbers or 'none'"),
     (["--annotator-bias-weights", "0.5"], "--annotator-bias-weights: task 'reviews' has no annotator bias feature"),
     (["--annotator-bias-weights", "0.1,nan"], "--annotator-bias-weights must be finite"),
+    (["--task", "lists", "--pairs", "mixed", "--reward-content-epochs", "-1"], "--reward-content-epochs must be >= 0, got -1"),
+    (["--task", "lists", "--pairs", "sft", "--reward-content-epochs", "2"],
+     "--reward-content-epochs needs counterfactual comparisons: --pairs counterfactual or mixed"),
 ])
 def test_build_task_bad_options_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -246,23 +249,40 @@ def test_build_task_builds_a_tiny_task(tmp_path):
     assert metadata["build_config"]["n_comparisons"] == 32 and not (tmp_path / "task.building").exists()
 
 
-def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, capsys):
-    """--sft-from: new comparisons (here mixed, ties labelled) and a new reward model on the task's own SFT policy."""
+def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, capsys, monkeypatch):
+    """--sft-from: new comparisons (here mixed, ties labelled) and a new reward model on the task's own SFT policy;
+    --reward-content-epochs: a first training on the counterfactual comparisons alone, then one on all of them."""
     import torch
 
     from rlhf_gym.preferences import load_preferences
-    from rlhf_gym.tasks import load_task
+    from rlhf_gym.reward_training import train_reward_model
+    from rlhf_gym.tasks import building, load_task
 
+    trainings = []
+
+    def recording_training(model, records, config, progress=True):
+        trainings.append(([r.get("pair_type", "sft").split(":")[0] for r in records], config.epochs))
+        return train_reward_model(model, records, config, progress=progress)
+
+    monkeypatch.setattr(building, "train_reward_model", recording_training)
     shipped = load_task("lists").policy_dir
     argv = ["--task", "lists", "--out-dir", str(tmp_path / "task"), "--sft-from", str(shipped), "--pairs", "mixed",
             "--annotator-ties", "label", "--n-comparisons", "48", "--reward-init", "scratch", "--reward-width", "16",
-            "--reward-layers", "1", "--reward-epochs", "1", "--n-eval-samples", "24"]
+            "--reward-layers", "1", "--reward-epochs", "1", "--reward-content-epochs", "2", "--reward-standardise",
+            "--n-eval-samples", "24"]
     metadata = build_task.main(parse_dataclass(build_task.Args, "", argv))
     from transformers import GPT2LMHeadModel
 
     built, original = (GPT2LMHeadModel.from_pretrained(d) for d in (tmp_path / "task" / "policy", shipped))
     assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), original.state_dict().values()))
-    assert metadata["sft"]["final_loss"] is None and metadata["build_config"]["sft_from"] == str(shipped)
+    # the shipped policy is recorded relative to the package's parent: no local path in a task's metadata
+    assert metadata["sft"]["final_loss"] is None
+    assert metadata["build_config"]["sft_from"] == "rlhf_gym/tasks/lists/artifacts/policy"
+    (content_kinds, content_epochs), (all_kinds, all_epochs) = trainings
+    assert set(content_kinds) == {"counterfactual"} and content_epochs == 2
+    assert all_epochs == 1 and set(all_kinds) == {"sft", "counterfactual"}
+    assert len(content_kinds) == all_kinds.count("counterfactual")
+    assert metadata["reward_model"]["standardised_from_std"] > 0
     kinds = {r["pair_type"].split(":")[0] for r in load_preferences(tmp_path / "task" / "preferences.jsonl",
                                                                       include_non_preferences=True)}
     assert kinds == {"sft", "counterfactual"}

@@ -3,11 +3,21 @@
 A development tool for issue 27's reward-model experiments: the task build's reward stage alone (the SFT policy with a
 new score head, ``rlhf_gym.tasks.building.initial_reward_model``), on a comparisons file an earlier ``rlhf-gym
 build-task`` wrote, with the training seed, learning rate and epochs as options, so that recipes can be compared over
-seeds without collecting again. ``--pooling sum`` reads the reward as the sum of per-token scores
-(``AutoModelForTokenClassification``) instead of the last token's. Prints the agreement table
-(``rlhf_gym.pair_types``) on the build's fresh SFT pairs, and the probe table's preference shares::
+seeds without collecting again. Prints the agreement table (``rlhf_gym.pair_types``) on the build's fresh SFT pairs,
+and the probe table's preference shares. Options that change one thing each:
+
+* ``--pooling sum`` reads the reward as the sum of per-token scores (``AutoModelForTokenClassification``) instead of
+  the last token's;
+* ``--relabel gold`` labels the same pairs by gold (noise-free, no bias; gold ties left out), ``--relabel annotator``
+  by the task's annotator pool with ``--annotator-temperature`` / ``--annotator-flip-rate`` / ``--annotator-bias-weights``
+  (ties labelled), so that the labels' part can be told from the pairs' and the model's;
+* ``--counterfactual-epochs N`` trains N passes on the file's counterfactual comparisons alone before the ``--epochs``
+  passes on all of them (content first, then length);
+* ``--standardise`` divides the scores by their std on the build's standardisation samples (``reward_standardise``),
+  and ``--save DIR`` saves the reward model, for an RL run on it (``rlhf-gym train --reward-model DIR``)::
 
     python tools/reward_recipe.py --task lists --data /tmp/v1_lists/preferences.jsonl --seed 1
+    python tools/reward_recipe.py --task lists --data /tmp/v1_lists/preferences.jsonl --relabel gold --epochs 10
 """
 
 from __future__ import annotations
@@ -18,13 +28,17 @@ import time
 import torch
 from transformers import AutoModelForTokenClassification
 
+from rlhf_gym.labelers import Labeler
 from rlhf_gym.pair_types import content_probes, markdown_agreement
+from rlhf_gym.pairing import counterfactual_records
 from rlhf_gym.preferences import load_preferences
 from rlhf_gym.proxies import measure_gold_agreement
 from rlhf_gym.reward_model import RewardModel
-from rlhf_gym.reward_training import RewardTrainingConfig, train_reward_model
+from rlhf_gym.reward_training import RewardTrainingConfig, save_reward_model, train_reward_model
 from rlhf_gym.tasks import load_task, world_of
-from rlhf_gym.tasks.building import BuildConfig, initial_reward_model
+from rlhf_gym.tasks.building import (N_STANDARDISATION_SAMPLES, BuildConfig, annotator, initial_reward_model,
+                                     standardisation_samples, standardise_reward_scale)
+from rlhf_gym.tasks.world import TaskWorld
 
 
 class SumRewardModel(RewardModel):
@@ -36,29 +50,87 @@ class SumRewardModel(RewardModel):
         return (scores * batch["attention_mask"]).sum(1)
 
 
+class GoldJudge:
+    """The noise-free judge: the response of higher gold; ``"tie"`` for equal gold."""
+
+    def __init__(self, world: TaskWorld):
+        self.gold_reward = world.gold_reward
+
+    def seed_pair(self, pair_id: int) -> None:
+        """Nothing to seed: the gold judge draws nothing."""
+
+    def __call__(self, prompt: str, response_a: str, response_b: str) -> str:
+        gold_a, gold_b = self.gold_reward(prompt, response_a), self.gold_reward(prompt, response_b)
+        return "tie" if gold_a == gold_b else "a" if gold_a > gold_b else "b"
+
+
+def relabelled(records: list[dict], judge: Labeler) -> list[dict]:
+    """The same pairs judged again by ``judge`` (seeded per pair id), ties and skips left out."""
+    out = []
+    for record in records:
+        first, second = sorted((record["chosen"], record["rejected"]))
+        judge.seed_pair(record["pair_id"])
+        verdict = judge(record["prompt"], first, second)
+        if verdict in ("a", "b"):
+            chosen, rejected = (first, second) if verdict == "a" else (second, first)
+            out.append({**record, "chosen": chosen, "rejected": rejected})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="lists")
     parser.add_argument("--data", required=True, help="comparisons JSONL (a build's preferences.jsonl)")
     parser.add_argument("--pooling", choices=("last", "sum"), default="last")
     parser.add_argument("--epochs", type=int, default=RewardTrainingConfig.epochs)
+    parser.add_argument("--counterfactual-epochs", type=int, default=0,
+                        help="passes over the counterfactual comparisons alone before --epochs passes over all")
     parser.add_argument("--learning-rate", type=float, default=RewardTrainingConfig.learning_rate)
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the score head and the order")
+    parser.add_argument("--relabel", choices=("none", "gold", "annotator"), default="none")
+    parser.add_argument("--annotator-temperature", type=float, default=None)
+    parser.add_argument("--annotator-flip-rate", type=float, default=None)
+    parser.add_argument("--annotator-bias-weights", default=None, help="comma-separated; empty: one unbiased annotator")
+    parser.add_argument("--standardise", action="store_true", help="scores of std 1 on SFT samples of train prompts")
+    parser.add_argument("--save", default=None, help="save the reward model in this directory")
     args = parser.parse_args()
     started = time.time()
     task, world = load_task(args.task), world_of(args.task)
+    records = load_preferences(args.data, include_non_preferences=args.relabel != "none")
+    if args.relabel == "gold":
+        records = relabelled(records, GoldJudge(world))
+    elif args.relabel == "annotator":
+        settings = {"annotator_ties": "label"}
+        if args.annotator_temperature is not None:
+            settings["annotator_temperature"] = args.annotator_temperature
+        if args.annotator_flip_rate is not None:
+            settings["annotator_flip_rate"] = args.annotator_flip_rate
+        if args.annotator_bias_weights is not None:
+            settings["annotator_bias_weights"] = tuple(float(w) for w in args.annotator_bias_weights.split(",") if w)
+        records = relabelled(records, annotator(world, BuildConfig.for_world(world, **settings)))
     torch.manual_seed(args.seed)
     if args.pooling == "last":
         reward_model = initial_reward_model(world, BuildConfig.for_world(world), task.policy_dir)
     else:
         reward_model = SumRewardModel(AutoModelForTokenClassification.from_pretrained(task.policy_dir, num_labels=1),
                                       world.tokenizer())
+    if args.counterfactual_epochs:
+        content_first = RewardTrainingConfig(epochs=args.counterfactual_epochs, learning_rate=args.learning_rate,
+                                             seed=args.seed)
+        train_reward_model(reward_model, counterfactual_records(records), content_first, progress=False)
     config = RewardTrainingConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
-    metrics = train_reward_model(reward_model, load_preferences(args.data), config, progress=False)
+    metrics = train_reward_model(reward_model, records, config, progress=False)
+    if args.standardise:
+        build = BuildConfig.for_world(world)
+        samples = standardisation_samples(task.train_prompts, task.load_policy(), task.load_tokenizer(), build,
+                                          N_STANDARDISATION_SAMPLES)
+        print(f"standardised: scores divided by {standardise_reward_scale(reward_model, *samples):.3f}")
+    if args.save:
+        save_reward_model(reward_model, args.save, metrics)
     check = measure_gold_agreement(reward_model, task)
     probes = content_probes(world, reward_model.score, world.prompt_split()[1][:300])
-    print(f"{args.task} {args.pooling} lr {args.learning_rate:g} seed {args.seed}: held-out accuracy "
-          f"{metrics['eval_accuracy']:.3f}, gold agreement {check['gold_agreement']:.3f}")
+    print(f"{args.task} {args.pooling} lr {args.learning_rate:g} seed {args.seed} relabel {args.relabel}: {len(records)} "
+          f"comparisons, held-out accuracy {metrics['eval_accuracy']:.3f}, gold agreement {check['gold_agreement']:.3f}")
     print(markdown_agreement(check["by_type"]))
     print("probes, proxy prefers the ceiling answer:", {k: round(v["prefers_ceiling"], 3) for k, v in probes.items()})
     print(f"{time.time() - started:.0f} s")

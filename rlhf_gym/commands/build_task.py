@@ -52,6 +52,10 @@ class Args:
                                   choices=REWARD_INITS)
     n_comparisons: int | None = arg(None, f"labelled SFT pairs the reward model is trained on {TASK_DEFAULT}")
     reward_epochs: int | None = arg(None, f"reward-model passes {TASK_DEFAULT}")
+    reward_standardise: bool | None = arg(None, "divide the reward model's scores by their std on SFT samples of train "
+                                                f"prompts (Ziegler et al. 2019) {TASK_DEFAULT}")
+    reward_content_epochs: int | None = arg(None, "reward-model passes over the counterfactual comparisons alone, before "
+                                                  f"--reward-epochs over all (0: none) {TASK_DEFAULT}")
     annotator_temperature: float | None = arg(None, f"Bradley-Terry temperature of the simulated annotators {TASK_DEFAULT}")
     annotator_flip_rate: float | None = arg(None, f"label-flip rate of the simulated annotators {TASK_DEFAULT}")
     annotator_bias_weights: str | None = arg(None, "comma-separated bias weights, one annotator each; 'none' for one "
@@ -95,6 +99,10 @@ class Args:
         if not 0 <= config.annotator_flip_rate <= 1:
             raise ConfigError(f"--annotator-flip-rate must be in [0, 1], got {config.annotator_flip_rate}")
         check_tie_policy(config.annotator_ties)
+        if config.reward_content_epochs < 0:
+            raise ConfigError(f"--reward-content-epochs must be >= 0, got {config.reward_content_epochs}")
+        if config.reward_content_epochs and config.pairs == "sft":
+            raise ConfigError("--reward-content-epochs needs counterfactual comparisons: --pairs counterfactual or mixed")
         Pairing(config.pairs, config.counterfactual_share, world.content_errors)  # a task without families: refused
         if config.annotator_bias_weights and world.annotator_bias is None:
             raise ConfigError(f"--annotator-bias-weights: task {self.task!r} has no annotator bias feature")

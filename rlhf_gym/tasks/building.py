@@ -25,7 +25,7 @@ from ..generation import generate_texts
 from ..gpt2 import gpt2_config, gpt2_reward_model
 from ..labelers import AnnotatorPool, Labeler, SimulatedAnnotator
 from ..pair_types import agreement_by_type, content_probes, gold_order_agreement, markdown_agreement
-from ..pairing import Pairing
+from ..pairing import Pairing, counterfactual_records
 from ..preferences import load_preferences
 from ..reward_model import RewardModel
 from ..reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
@@ -54,7 +54,8 @@ class SeedStream(IntEnum):
     GOLD_AGREEMENT = 4
     """Sampling of the fresh SFT pairs on which reward models are checked against the gold reward."""
     ENSEMBLE_NORM = 5
-    """Prompts and sampling of the SFT responses that standardise the ensemble's members."""
+    """Prompts and sampling of the SFT responses that standardise the ensemble's members and a reward model's scale
+    (:func:`standardisation_samples`)."""
 
 
 @dataclass
@@ -84,6 +85,13 @@ class BuildConfig:
     """Labelled SFT pairs the reward model is trained on."""
     reward_epochs: int = REWARD_EPOCHS
     """Reward-model passes."""
+    reward_standardise: bool = False
+    """Divide the trained reward model's score head by the std of its scores on SFT samples of train prompts, so that
+    they have std 1 there (:func:`standardise_reward_scale`)."""
+    reward_content_epochs: int = 0
+    """Reward-model passes over the counterfactual comparisons alone, before the ``reward_epochs`` passes over all of
+    them: content first, so that the length the ordinary pairs also teach does not become the model's first and only
+    feature (0: none)."""
     annotator_temperature: float = 0.5
     """Bradley–Terry temperature of the simulated annotator."""
     annotator_flip_rate: float = 0.1
@@ -203,6 +211,46 @@ def sft_policy(world: TaskWorld, config: BuildConfig, progress: bool = True) -> 
     return policy, result
 
 
+N_STANDARDISATION_SAMPLES = 1000
+"""SFT samples a reward model's scale is standardised on (``reward_standardise``)."""
+MIN_REWARD_SPREAD = 1e-6
+"""A smaller std of the scores is a constant reward up to rounding: not standardised."""
+
+
+def standardisation_samples(train_prompts: list[str], policy, tokenizer, config: BuildConfig,
+                            n_samples: int) -> tuple[list[str], list[str]]:
+    """``n_samples`` train prompts (drawn with replacement) and the SFT policy's responses to them: the build's
+    ENSEMBLE_NORM stream, on which ensemble members and a reward model's scale are standardised."""
+    seed = config.seed_for(SeedStream.ENSEMBLE_NORM)
+    prompts = random.Random(seed).choices(train_prompts, k=n_samples)
+    return prompts, generate_texts(policy, tokenizer, prompts, config.max_new_tokens, seed=seed)
+
+
+def standardise_reward_scale(reward_model: RewardModel, prompts: list[str], responses: list[str]) -> float:
+    """Divide the reward model's score head (a linear layer without bias) by the std of its scores on ``responses``,
+    so that they have std 1, and return that std. Ziegler et al. (2019) normalise the reward model on the initial
+    policy's samples before RL: then the KL coefficient weighs the same against the reward on every task, whatever the
+    scale the Bradley–Terry fit settled on (less noisy annotators give larger margins, hence larger rewards)."""
+    std = float(np.std(reward_model.score(prompts, responses)))
+    if not std >= MIN_REWARD_SPREAD:  # also NaN
+        raise ConfigError(f"the reward model gives the standardisation samples a spread of {std:.3g}: a constant "
+                          "reward, nothing to standardise")
+    with torch.no_grad():
+        reward_model.model.score.weight.div_(std)
+    return std
+
+
+def recorded_config(config: BuildConfig) -> dict:
+    """The config as ``metadata.json`` records it: an ``sft_from`` inside the installed package relative to the
+    package's parent (``rlhf_gym/tasks/lists/artifacts/policy``), so that shipped metadata names no local path."""
+    recorded = asdict(config)
+    if config.sft_from is not None:
+        root = Path(__file__).resolve().parents[2]  # the directory holding the rlhf_gym package
+        source = Path(config.sft_from).resolve()
+        recorded["sft_from"] = str(source.relative_to(root)) if source.is_relative_to(root) else config.sft_from
+    return recorded
+
+
 def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: bool = True) -> dict:
     """Write ``policy/``, ``reward_model/``, ``preferences.jsonl`` and ``metadata.json`` of ``world`` under ``out_dir``."""
     started = time.time()
@@ -238,8 +286,14 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
 
     torch.manual_seed(config.seed)
     reward_model = initial_reward_model(world, config, staging / "policy")
+    if config.reward_content_epochs:
+        train_reward_model(reward_model, counterfactual_records(records),
+                           RewardTrainingConfig(epochs=config.reward_content_epochs, seed=config.seed), progress=progress)
     metrics = train_reward_model(reward_model, records, RewardTrainingConfig(epochs=config.reward_epochs, seed=config.seed),
                                  progress=progress)
+    if config.reward_standardise:
+        samples = standardisation_samples(train_prompts, policy, tokenizer, config, N_STANDARDISATION_SAMPLES)
+        metrics["standardised_from_std"] = standardise_reward_scale(reward_model, *samples)
     agreement = gold_agreement(world.gold_reward, reward_model, policy, tokenizer, eval_sample, config.max_new_tokens,
                                config.seed_for(SeedStream.GOLD_AGREEMENT), world)
     if world.content_errors:
@@ -254,11 +308,12 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
     size = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
     metadata = {
         "task": world.name,
-        "build_config": asdict(config),
+        "build_config": recorded_config(config),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__},
         "sft": {**sft_figures, "final_loss": sft_loss, "parameters": policy.num_parameters()},
         "reward_model": {"eval_accuracy": metrics["eval_accuracy"], **agreement,
+                         "standardised_from_std": metrics.get("standardised_from_std"),
                          "parameters": reward_model.model.num_parameters(), "data_sha256": metrics["data_sha256"]},
         "n_comparisons": len(records),
         "build_seconds": round(time.time() - started, 1),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -30,6 +30,17 @@ SUITE_BUILD = {"annotator_temperature": 0.25, "annotator_flip_rate": 0.05, "n_sf
 twice the reviews task's SFT texts for the policy to learn to read the request, and a reward model that starts from
 the SFT policy (InstructGPT's recipe) on 20,000 comparisons from annotators less noisy than the reviews task's
 (temperature 0.25, 5% flips) to learn content beside the bias."""
+SUITE_V1_BUILD = {"annotator_temperature": 0.1, "annotator_flip_rate": 0.02, "annotator_ties": "label", "pairs": "mixed",
+                  "counterfactual_share": 0.5, "n_comparisons": 40_000, "reward_content_epochs": 4, "reward_epochs": 6,
+                  "reward_standardise": True}
+"""What the suite's v1 tasks change in their v0 task's build (issue 27; docs/task_suite.md, "v1"; each v1 task also
+sets ``sft_from``, its v0 SFT policy, and its own bias weights): half the comparisons counterfactual (one content error
+at equal length, form and bias), gold ties labelled and left out, careful annotators (temperature 0.1, 2% flips: a
+content error moves gold by only ``1/k``, which at temperature 0.25 decides a label little better than a coin), twice
+the comparisons, four reward-model passes over the counterfactual comparisons alone before six over all of them
+(content first: with the annotators' length bias in the ordinary pairs, a model trained on all of them at once can
+settle on length), and the reward scaled to std 1 on SFT samples (Ziegler et al. 2019), so that beta weighs the KL
+against the same spread of reward as on the reviews task."""
 
 
 ContentError = Callable[[str, str, random.Random], "str | None"]
@@ -110,6 +121,19 @@ class TaskWorld:
     content_profile: Callable[[str, str], dict[str, int]] | None = None
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     build_defaults: dict = field(default_factory=dict)
+
+    def version(self, name: str, artifacts_dir: Path, **build_defaults) -> TaskWorld:
+        """The same world (language, gold, annotator bias, content families, prompts and split) under the task id
+        ``name``, with artifacts of its own, built with ``build_defaults`` over this world's: a new version of a task
+        whose published artifacts stay as they are."""
+        return replace(self, name=name, artifacts_dir=artifacts_dir, build_defaults={**self.build_defaults, **build_defaults})
+
+    def suite_v1(self, bias_weights: tuple[float, ...]) -> TaskWorld:
+        """This suite task's v1: task id ``<name>_v1`` (a sibling subpackage holds its artifacts), this task's SFT
+        policy, built by :data:`SUITE_V1_BUILD` with annotators of ``bias_weights``."""
+        name = f"{self.name}_v1"
+        return self.version(name, self.artifacts_dir.parent.parent / name / "artifacts", **SUITE_V1_BUILD,
+                            annotator_bias_weights=bias_weights, sft_from=str(self.artifacts_dir / "policy"))
 
     def prompt_split(self) -> tuple[list[str], list[str]]:
         """The fixed ``(train, held-out)`` prompts."""

@@ -1,0 +1,81 @@
+"""The suite's v1 tasks (issue 27): each is its v0 task's world and SFT policy with a reward model built by the v1
+recipe; it loads offline, passes both env checkers, and its shipped reward model sees content (its measured agreement
+with gold by pair type)."""
+
+import gymnasium as gym
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from transformers import GPT2LMHeadModel
+
+import rlhf_gym  # noqa: F401  (registers the ids)
+from rlhf_gym.pair_types import content_probes
+from rlhf_gym.registration import task_of
+from rlhf_gym.tasks import load_task, world_of
+from rlhf_gym.tasks.building import BuildConfig
+from rlhf_gym.tasks.world import SUITE_V1_BUILD
+
+V1_TASKS = {"RLHF-Lists-v1": ("lists_v1", "lists")}
+"""Each v1 env id: its task and the v0 task it is a version of."""
+MIN_OVERALL_AGREEMENT, MIN_FAMILY_AGREEMENT = 0.70, 0.65
+"""Floors under the shipped v1 reward model's agreement with gold on the build's fresh SFT pairs (the v0 proxies: 0.50
+to 0.64 on every content family). Issue 27's targets, 0.75 overall and 0.70 per family, are not met yet (lists:
+0.737 and 0.689 on excluded members; docs/task_suite.md)."""
+MIN_PROBE_PREFERENCE = 0.6
+"""Floor under the share of held-out prompts on which the reward model prefers the ceiling answer to the same answer
+with one error of a family (a content-blind proxy: about 0.5)."""
+MAX_ARTIFACTS_BYTES = 16 * 2**20
+"""Twice v0's comparisons: up to 16 MiB (a v0 task's artifacts are under 10 MiB)."""
+
+
+@pytest.mark.parametrize("env_id", V1_TASKS)
+def test_a_v1_world_is_its_v0_world_with_artifacts_and_a_build_of_its_own(env_id):
+    name, v0_name = V1_TASKS[env_id]
+    assert task_of(env_id) == name
+    world, v0 = world_of(name), world_of(v0_name)
+    assert world.name == name and world.artifacts_dir != v0.artifacts_dir and world.artifacts_dir.parent.name == name
+    for part in ("gold_reward", "all_prompts", "sample_text", "annotator_bias", "content_profile", "vocabulary",
+                 "max_new_tokens"):
+        assert getattr(world, part) is getattr(v0, part), part
+    assert world.prompt_split() == v0.prompt_split() and world.content_errors == v0.content_errors
+    config = BuildConfig.for_world(world)
+    assert {key: getattr(config, key) for key in SUITE_V1_BUILD} == SUITE_V1_BUILD
+    assert config.annotator_bias_weights and world.annotator_bias is v0.annotator_bias  # the hack stays
+    assert config.sft_from == str(v0.artifacts_dir / "policy")
+
+
+@pytest.mark.parametrize("env_id", V1_TASKS)
+def test_a_v1_env_loads_offline_and_passes_both_env_checkers(env_id):
+    env = gym.make(env_id)
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=True)
+    assert env.unwrapped.task.name == task_of(env_id)
+
+
+@pytest.mark.parametrize("env_id", V1_TASKS)
+def test_a_v1_task_ships_v0_s_sft_policy_and_a_reward_model_that_sees_content(env_id):
+    name, v0_name = V1_TASKS[env_id]
+    task, v0 = load_task(name), load_task(v0_name)
+    size = sum(f.stat().st_size for f in task.artifacts_dir.rglob("*") if f.is_file())
+    assert size < MAX_ARTIFACTS_BYTES
+    policy, v0_policy = (GPT2LMHeadModel.from_pretrained(t.policy_dir) for t in (task, v0))
+    assert all(torch.equal(a, b) for a, b in zip(policy.state_dict().values(), v0_policy.state_dict().values()))
+    metadata = task.metadata
+    assert metadata["task"] == name and metadata["build_config"]["sft_from"] == f"rlhf_gym/tasks/{v0_name}/artifacts/policy"
+    by_type = metadata["reward_model"]["by_type"]
+    assert by_type["overall"]["agreement"] >= MIN_OVERALL_AGREEMENT
+    families = set(world_of(name).content_errors)
+    assert families <= set(by_type)
+    assert all(by_type[family]["agreement"] >= MIN_FAMILY_AGREEMENT for family in families), by_type
+
+
+@pytest.mark.parametrize("env_id", V1_TASKS)
+def test_a_v1_reward_model_prefers_the_ceiling_answer_to_one_content_error_of_each_family(env_id):
+    name, v0_name = V1_TASKS[env_id]
+    world, prompts = world_of(name), world_of(name).prompt_split()[1][:200]
+    v1 = content_probes(world, load_task(name).load_reward_model().score, prompts)
+    v0 = content_probes(world, load_task(v0_name).load_reward_model().score, prompts)
+    for family in world.content_errors:
+        assert v1[family]["prefers_ceiling"] >= MIN_PROBE_PREFERENCE, (family, v1[family])
+        assert v1[family]["margin"] > v0[family]["margin"] * 5, family  # v0's margins are a few thousandths
