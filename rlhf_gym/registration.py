@@ -22,6 +22,7 @@ ENV_IDS: dict[str, dict] = {
     "RLHF-Describe-v0": {"task": "describe"},
     # v1 of a suite task: its v0 world and SFT policy, with a reward model that sees content (docs/task_suite.md, "v1")
     "RLHF-Lists-v1": {"task": "lists_v1"},
+    "RLHF-Facts-v1": {"task": "facts_v1"},
 }
 """Registered ids and the keyword arguments each one fixes (the benchmark tasks of docs/benchmark_protocol.md)."""
 SUITES: dict[str, tuple[str, ...]] = {
