@@ -87,3 +87,25 @@ def write_word_comparisons(path: Path) -> Path:
                for good, bad in (("great", "rude"), ("tasty", "bad"), ("lovely", "slow"), ("friendly", "rude"))]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+def check_task_env(env_id: str):
+    """Make a registered task env id offline (in seconds: generous for a loaded CI machine), run Gymnasium's and
+    SB3's env checkers on it, check its budget is its task's, and return the env."""
+    import time
+
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env as gym_check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    import rlhf_gym  # noqa: F401  (registers the ids)
+    from rlhf_gym.registration import task_of
+    from rlhf_gym.tasks import world_of
+
+    started = time.perf_counter()
+    env = gym.make(env_id)
+    assert time.perf_counter() - started < 30
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=True)
+    assert env.unwrapped.max_new_tokens == world_of(task_of(env_id)).max_new_tokens
+    return env
