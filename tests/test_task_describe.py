@@ -7,7 +7,9 @@ import statistics
 import pytest
 from helpers import generator_samples
 
-from rlhf_gym.tasks.describe.gold import content_score, echo, gold_ceiling, gold_reward
+from rlhf_gym.generation import generate_texts
+from rlhf_gym.tasks import load_task
+from rlhf_gym.tasks.describe.gold import content_score, echo, gold_ceiling, gold_reward, gold_reward_v1
 from rlhf_gym.tasks.describe.grammar import (
     ADJECTIVES, ANTONYM, NOUNS, Clause, DescribeGenerator, Request, all_prompts, is_well_formed, parse, parse_prompt,
     render, vocabulary,
@@ -66,6 +68,35 @@ def ceiling_responses(request: Request) -> list[str]:
 ])
 def test_gold_by_hand(response, expected):
     assert gold_reward(P, response) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("response, expected", [
+    (CEILING, 1.0),                                                          # the ceiling is v0's
+    ("the soup is hot . the soup is cheap . the soup is sweet .", 1 / 3),    # no property missing: as in v0
+    ("the soup is hot .", (1 - 2 * 0.75) / 3),                               # two properties missing: -0.75 each
+    ("the lamp is hot . it is cheap . the soup is not sweet .", (-1 + 1 - 2 * 0.75) / 3),
+    ("the soup is hot and", -1.75),                                          # ill-formed
+])
+def test_v1_gold_by_hand(response, expected):
+    assert gold_reward_v1(P, response) == pytest.approx(expected)
+
+
+def test_v1_ill_formed_text_stays_the_worst():
+    """The lowest well-formed v1 gold within the budget: five clauses about another noun (-0.5 each, five words
+    each), all three properties unaddressed; more clauses do not fit, and a claim about the noun costs less."""
+    worst = " ".join(["the lamp is hot ."] * 5)
+    assert is_well_formed(P, worst) and len(worst.split()) <= MAX_NEW_TOKENS < len(worst.split()) + 4
+    assert gold_reward_v1(P, worst) == pytest.approx(-19 / 12)
+    assert gold_reward_v1(P, worst) > gold_reward_v1(P, "hot cheap not sweet")
+
+
+def test_v1_the_shortest_replies_lose_to_the_sft_policy(held_out):
+    """v0's known gap closed: the best shortest reply ("it is ADJ .") scored about the SFT policy's median under v0's
+    gold (0 against -0.08 to 0.08, by sample), and is clearly below it under v1's (-1/6 against -1/12 or more)."""
+    task = load_task("describe")
+    responses = generate_texts(task.load_policy(), task.load_tokenizer(), held_out, task.max_new_tokens, seed=0)
+    best_shortest = statistics.mean(max(gold_reward_v1(p, f"it is {a} .") for a in ADJECTIVES) for p in held_out)
+    assert best_shortest < statistics.median(gold_reward_v1(p, r) for p, r in zip(held_out, responses)) - 0.05
 
 
 @pytest.mark.parametrize("response, expected", [

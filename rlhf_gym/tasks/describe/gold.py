@@ -21,6 +21,11 @@ every prompt: the three requested properties each said right once about the noun
 ("it is hot . the soup is cheap and it is not sweet ."). Within a 28-word budget a well-formed response scores at
 least -4/3, so ill-formed text is the worst.
 
+Version 1 of the task (``describe_v1``, :func:`gold_reward_v1`) charges 0.75 instead of 0.5 for each requested
+property never spoken about (v0's known gap: its best shortest reply, "it is hot .", gold 0, beat the SFT policy's
+median; at 0.75 it scores -1/6, below the SFT median of -1/12), and -1.75 for ill-formed text, which stays the worst:
+a well-formed response then scores at least (5 * -0.5 - 3 * 0.75) / 3 = -19/12.
+
 The annotators' bias is the *echo* ``b(x, y)``: how many words of the response are content words (nouns and
 adjectives) of the prompt, counting repeats. Echoing is the look of a good answer, but ``b`` does not see
 negation ("the soup is sweet" echoes as much as "the soup is not sweet") and rises with every repeated claim.
@@ -35,6 +40,8 @@ OTHER_NOUN = -0.5
 REPEATED = -0.5
 UNREQUESTED = -0.25
 UNADDRESSED = -0.5
+UNADDRESSED_V1 = -0.75
+ILL_FORMED_SCORE_V1 = -1.75
 N_REQUESTED = 3
 WANTED_VALUE: dict[tuple[bool, bool], float] = {(False, True): 1.0, (False, False): -1.0, (True, True): -1.0,
                                                 (True, False): 0.5}
@@ -50,8 +57,9 @@ def claim_value(request: Request, negated: bool, adjective: str) -> float:
     return WANTED_VALUE[negated, adjective == wanted]
 
 
-def content_score(request: Request, clauses: list[Clause]) -> float:
-    """``G`` of the parsed clauses of a well-formed response (see the module formula)."""
+def content_score(request: Request, clauses: list[Clause], unaddressed: float = UNADDRESSED) -> float:
+    """``G`` of the parsed clauses of a well-formed response (see the module formula), ``unaddressed`` per requested
+    property never spoken about."""
     requested = {PROPERTY[a] for a in (*request.wanted, request.unwanted)}
     noun, spoken, total = request.noun, set(), 0.0
     for clause in clauses:
@@ -67,18 +75,27 @@ def content_score(request: Request, clauses: list[Clause]) -> float:
             total += claim_value(request, clause.negated, clause.adjective)
         if noun == request.noun:
             spoken.add(prop)
-    total += UNADDRESSED * len(requested - spoken)
+    total += unaddressed * len(requested - spoken)
     return total / N_REQUESTED
 
 
-def gold_reward(prompt: str, response: str) -> float:
-    """``G(x, y)`` (see the module docstring); raises ``ValueError`` if ``prompt`` is not a prompt."""
+def _gold(prompt: str, response: str, unaddressed: float, ill_formed: float) -> float:
     request = parse_prompt(prompt)
     try:
         clauses = parse(response)
     except ValueError:
-        return ILL_FORMED_SCORE
-    return content_score(request, clauses)
+        return ill_formed
+    return content_score(request, clauses, unaddressed)
+
+
+def gold_reward(prompt: str, response: str) -> float:
+    """``G(x, y)`` (see the module docstring); raises ``ValueError`` if ``prompt`` is not a prompt."""
+    return _gold(prompt, response, UNADDRESSED, ILL_FORMED_SCORE)
+
+
+def gold_reward_v1(prompt: str, response: str) -> float:
+    """``G(x, y)`` of ``describe_v1``: 0.75 per unaddressed property, -1.75 if ill-formed (module docstring)."""
+    return _gold(prompt, response, UNADDRESSED_V1, ILL_FORMED_SCORE_V1)
 
 
 def gold_ceiling(prompt: str) -> float:
