@@ -10,6 +10,11 @@
 * ``mixed``: each pair is counterfactual with probability ``counterfactual_share``, else ``sft``: the ordinary pairs
   keep teaching the annotators' preferences (their bias included: the task's hack), the counterfactual ones content.
 
+Any kind may also make a share ``cut_share`` of its ordinary (``sft``) pairs *cut* pairs: a sample against an
+ill-formed prefix of itself, as a response cut off by the budget reads (``pair_type`` ``cut``). SFT samples almost all
+end properly, so without them a reward model never sees how an unfinished response should score, and a policy that
+stops mid-clause at the budget can find it scored as if the clause were complete (docs/task_suite.md, describe v1).
+
 Every choice is drawn from a stream seeded by ``(seed, pair_id)``, so a resumed collection writes what an uninterrupted
 one would. Records of a non-``sft`` sampling carry ``pair_type``: ``sft`` or ``counterfactual:<family>``.
 """
@@ -17,19 +22,20 @@ one would. Records of a non-``sft`` sampling carry ``pair_type``: ``sft`` or ``c
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from .tasks.world import ContentError
+    from .tasks.world import ContentError, TaskWorld
 
 PAIRINGS = ("sft", "counterfactual", "mixed")
 """``--pairs`` values."""
 SFT_PAIR = "sft"
 COUNTERFACTUAL = "counterfactual"
+CUT = "cut"
 
 
 def counterfactual_records(records: list[dict]) -> list[dict]:
@@ -37,12 +43,24 @@ def counterfactual_records(records: list[dict]) -> list[dict]:
     return [r for r in records if str(r.get("pair_type", "")).startswith(COUNTERFACTUAL + ":")]
 
 
-def check_pairing(kind: str, counterfactual_share: float) -> None:
-    """A :class:`ConfigError` naming ``--pairs`` or ``--counterfactual-share`` for a value they do not take."""
+def check_pairing(kind: str, counterfactual_share: float, cut_share: float = 0.0) -> None:
+    """A :class:`ConfigError` naming ``--pairs``, ``--counterfactual-share`` or ``--cut-share`` for a value they do not
+    take."""
     if kind not in PAIRINGS:
         raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {kind!r}")
     if kind == "mixed" and not 0 < counterfactual_share < 1:
         raise ConfigError(f"--counterfactual-share must be in (0, 1) for --pairs mixed, got {counterfactual_share}")
+    if not 0 <= cut_share < 1:
+        raise ConfigError(f"--cut-share must be in [0, 1), got {cut_share}")
+
+
+def cut_response(response: str, is_well_formed: Callable[[str], bool], rng: random.Random) -> str | None:
+    """An ill-formed proper prefix of ``response`` (whole words, at least one), ``rng`` choosing uniformly among them;
+    None when it has none (a one-word response, or one whose every prefix is well-formed)."""
+    words = response.split()
+    prefixes = [" ".join(words[:n]) for n in range(1, len(words))]
+    ill_formed = [prefix for prefix in prefixes if not is_well_formed(prefix)]
+    return rng.choice(ill_formed) if ill_formed else None
 
 
 @dataclass(frozen=True)
@@ -52,16 +70,27 @@ class Pairing:
     :param kind: one of :data:`PAIRINGS`.
     :param counterfactual_share: ``mixed``: the probability that a pair is counterfactual, in (0, 1).
     :param families: the task's content-error edits, by family (``TaskWorld.content_errors``).
+    :param cut_share: the probability that an ordinary pair is a cut pair instead, in [0, 1).
+    :param is_well_formed: ``(prompt, response) -> bool``, the task's grammar (needed for cut pairs).
     """
 
     kind: str = SFT_PAIR
     counterfactual_share: float = 0.5
     families: Mapping[str, ContentError] = field(default_factory=dict)
+    cut_share: float = 0.0
+    is_well_formed: Callable[[str, str], bool] | None = None
 
     def __post_init__(self) -> None:
-        check_pairing(self.kind, self.counterfactual_share)
+        check_pairing(self.kind, self.counterfactual_share, self.cut_share)
         if self.kind != SFT_PAIR and not self.families:
             raise ConfigError(f"--pairs {self.kind} needs a task with content-error families (lists, facts, describe)")
+        if self.cut_share and self.is_well_formed is None:
+            raise ConfigError("--cut-share needs a task with a grammar (is_well_formed): lists, facts, describe")
+
+    @classmethod
+    def for_world(cls, world: TaskWorld, kind: str, counterfactual_share: float, cut_share: float = 0.0) -> Pairing:
+        """The pairing of ``world``'s content-error families and grammar."""
+        return cls(kind, counterfactual_share, world.content_errors, cut_share, world.is_well_formed)
 
     def second_response(self, seed: int, pair_id: int, prompt: str, first: str, sampled: str) -> tuple[str, str | None]:
         """The pair's second response and its ``pair_type`` (None for the ``sft`` kind, whose records carry none).
@@ -69,15 +98,19 @@ class Pairing:
         :param first: the pair's first response, which a counterfactual edits.
         :param sampled: the second response the policy sampled, which an ``sft`` pair keeps.
         """
-        if self.kind == SFT_PAIR:
+        if self.kind == SFT_PAIR and not self.cut_share:
             return sampled, None
         rng = random.Random(f"{seed}/{pair_id}/pairing")  # a str seed is hashed with SHA-512: stable across runs
-        if self.kind == "mixed" and rng.random() >= self.counterfactual_share:
-            return sampled, SFT_PAIR
-        families = sorted(self.families)
-        rng.shuffle(families)
-        for family in families:
-            edited = self.families[family](prompt, first, rng)
-            if edited is not None:
-                return edited, f"{COUNTERFACTUAL}:{family}"
+        if self.kind != SFT_PAIR and not (self.kind == "mixed" and rng.random() >= self.counterfactual_share):
+            families = sorted(self.families)
+            rng.shuffle(families)
+            for family in families:
+                edited = self.families[family](prompt, first, rng)
+                if edited is not None:
+                    return edited, f"{COUNTERFACTUAL}:{family}"
+        # an ordinary pair; the cut draw comes last, so that a pairing without cuts draws what it always drew
+        if self.cut_share and rng.random() < self.cut_share:
+            cut = cut_response(first, lambda response: self.is_well_formed(prompt, response), rng)
+            if cut is not None:
+                return cut, CUT
         return sampled, SFT_PAIR

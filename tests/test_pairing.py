@@ -1,15 +1,17 @@
 """Stage 1's pair sampling (rlhf_gym.pairing, ``--pairs``) and the annotators' tie policy (``--annotator-ties``)."""
 
+import random
 from collections import Counter
 
 import pytest
 from helpers import cli_error
 
 from rlhf_gym.collect import collect_preferences
+from rlhf_gym.commands import collect
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.jsonl import read_jsonl
 from rlhf_gym.labelers import AnnotatorPool, SimulatedAnnotator
-from rlhf_gym.pairing import Pairing, counterfactual_records
+from rlhf_gym.pairing import Pairing, counterfactual_records, cut_response
 from rlhf_gym.tasks import load_task, world_of
 
 
@@ -48,6 +50,34 @@ def test_mixed_pairs_draw_from_seed_and_pair_id_only():
     assert kinds != [pairing.second_response(6, k, "p", "a", "b")[1] for k in range(2000)]
 
 
+def ends_with_a_period(prompt, response):
+    return response.endswith(" .")
+
+
+def test_a_cut_is_an_ill_formed_proper_prefix_chosen_uniformly():
+    response = "a b . c ."
+    cuts = Counter(cut_response(response, lambda r: r.endswith(" ."), random.Random(i)) for i in range(3000))
+    assert set(cuts) == {"a", "a b", "a b . c"}  # "a b ." is well-formed: never a cut
+    assert all(n / 3000 == pytest.approx(1 / 3, abs=0.04) for n in cuts.values())
+    assert cut_response("a .", lambda r: r.endswith("."), random.Random(0)) == "a"
+    assert cut_response("a", lambda r: False, random.Random(0)) is None  # no proper prefix
+    assert cut_response("a b c", lambda r: True, random.Random(0)) is None  # every prefix well-formed
+
+
+def test_cut_pairs_replace_a_share_of_the_ordinary_pairs_and_nothing_else():
+    plain, cutting = Pairing("mixed", 0.5, FAMILIES), Pairing("mixed", 0.5, FAMILIES, 0.4, ends_with_a_period)
+    pairs = [(plain.second_response(1, k, "p", "a b .", "c d ."), cutting.second_response(1, k, "p", "a b .", "c d ."))
+             for k in range(3000)]
+    # a pairing with cuts draws what one without them drew, then cuts 40 % of the ordinary pairs
+    assert all(with_cuts == without or (without == ("c d .", "sft") and with_cuts[1] == "cut")
+               for without, with_cuts in pairs)
+    kinds = Counter(with_cuts[1] for _, with_cuts in pairs)
+    assert kinds["cut"] / (kinds["cut"] + kinds["sft"]) == pytest.approx(0.4, abs=0.04)
+    assert {with_cuts[0] for _, with_cuts in pairs if with_cuts[1] == "cut"} == {"a", "a b"}
+    sft_with_cuts = Pairing(cut_share=0.4, is_well_formed=ends_with_a_period)  # sft pairs now carry their type
+    assert {sft_with_cuts.second_response(1, k, "p", "a b .", "c d .")[1] for k in range(100)} == {"sft", "cut"}
+
+
 @pytest.mark.parametrize("kind, share, families, message", [
     ("pairs", 0.5, FAMILIES, "--pairs must be one of sft, counterfactual, mixed, got 'pairs'"),
     ("mixed", 1.0, FAMILIES, "--counterfactual-share must be in (0, 1) for --pairs mixed, got 1.0"),
@@ -56,6 +86,16 @@ def test_mixed_pairs_draw_from_seed_and_pair_id_only():
 def test_bad_pairings_are_refused(kind, share, families, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Pairing(kind, share, families)
+
+
+@pytest.mark.parametrize("cut_share, grammar, message", [
+    (1.0, ends_with_a_period, "--cut-share must be in [0, 1), got 1.0"),
+    (-0.1, ends_with_a_period, "--cut-share must be in [0, 1), got -0.1"),
+    (0.2, None, "--cut-share needs a task with a grammar"),
+])
+def test_bad_cut_shares_are_refused(cut_share, grammar, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        Pairing("mixed", 0.5, FAMILIES, cut_share, grammar)
 
 
 def test_collect_writes_counterfactual_pairs_of_the_task_and_resumes_to_the_same_file(tmp_path):
@@ -81,10 +121,28 @@ def test_collect_writes_counterfactual_pairs_of_the_task_and_resumes_to_the_same
     assert untimed == [{k: v for k, v in r.items() if k != "time"} for r in records]
 
 
+def test_collect_writes_cut_pairs_that_annotators_reject(tmp_path):
+    task, world = load_task("describe_v1"), world_of("describe_v1")
+    annotator = SimulatedAnnotator(task.gold_reward, 0.1, 0.0, seed=0, label_ties=True)
+    out = tmp_path / "prefs.jsonl"
+    collect_preferences(task.load_policy(), task.load_tokenizer(), task.train_prompts[:16], annotator, out, 32,
+                        max_new_tokens=world.max_new_tokens, seed=3, batch_size=16, progress=False,
+                        pairing=Pairing.for_world(world, "mixed", 0.5, cut_share=0.5))
+    cuts = [r for r in read_jsonl(out) if r["pair_type"] == "cut"]
+    assert len(cuts) >= 4
+    for record in cuts:  # the cut is a proper, ill-formed prefix of the other response, and gold's floor
+        cut, whole = sorted((record["chosen"], record["rejected"]), key=len)
+        assert whole.startswith(cut + " ") and not world.is_well_formed(record["prompt"], cut)
+        assert task.gold_reward(record["prompt"], cut) == -1.75
+    assert sum(len(r["rejected"]) < len(r["chosen"]) for r in cuts) >= 0.8 * len(cuts)
+
+
 def test_collect_refuses_counterfactual_pairs_for_a_task_without_families(tmp_path, capsys):
     message = cli_error(capsys, "collect", ["--task", "reviews", "--pairs", "counterfactual", "--out", tmp_path / "p.jsonl",
                                             "--n-pairs", "2"])
     assert message == "error: --pairs counterfactual needs a task with content-error families (lists, facts, describe)"
+    with pytest.raises(ConfigError, match=r"--cut-share must be in \[0, 1\), got 1.0"):
+        collect.Args(task="lists", cut_share=1.0)
 
 
 def test_an_annotator_labels_a_pair_of_equal_utility_a_tie_only_when_asked():

@@ -64,6 +64,8 @@ class Args:
                                            f"left out of reward-model training) {TASK_DEFAULT}", choices=TIE_POLICIES)
     pairs: str | None = arg(None, f"pair sampling: sft, counterfactual or mixed {TASK_DEFAULT}", choices=PAIRINGS)
     counterfactual_share: float | None = arg(None, f"--pairs mixed: the share of counterfactual pairs {TASK_DEFAULT}")
+    cut_share: float | None = arg(None, "the share of ordinary pairs made cut pairs: a sample against an ill-formed "
+                                        f"prefix of itself {TASK_DEFAULT}")
     sft_from: str | None = arg(None, "a saved SFT policy of the task to build on instead of training one (e.g. "
                                      "rlhf_gym/tasks/<task>/artifacts/policy): new comparisons and reward model only")
     max_new_tokens: int | None = arg(None, f"response budget when sampling from the SFT policy {TASK_DEFAULT}")
@@ -103,7 +105,7 @@ class Args:
             raise ConfigError(f"--reward-content-epochs must be >= 0, got {config.reward_content_epochs}")
         if config.reward_content_epochs and config.pairs == "sft":
             raise ConfigError("--reward-content-epochs needs counterfactual comparisons: --pairs counterfactual or mixed")
-        Pairing(config.pairs, config.counterfactual_share, world.content_errors)  # a task without families: refused
+        Pairing.for_world(world, config.pairs, config.counterfactual_share, config.cut_share)  # no families: refused
         if config.annotator_bias_weights and world.annotator_bias is None:
             raise ConfigError(f"--annotator-bias-weights: task {self.task!r} has no annotator bias feature")
         longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in train_prompts + eval_prompts)

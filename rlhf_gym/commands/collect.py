@@ -41,6 +41,8 @@ class Args:
     pairs: str = arg("sft", "sft (two policy samples), counterfactual (a sample against itself with one content error "
                             "added) or mixed", choices=PAIRINGS)
     counterfactual_share: float = arg(0.5, "--pairs mixed: the share of counterfactual pairs")
+    cut_share: float = arg(0.0, "the share of ordinary pairs made cut pairs: a sample against an ill-formed prefix of "
+                                "itself, as a response cut off by the budget reads")
     annotator_ties: str = arg("coin", "a pair the simulated annotator values equally (equal gold and bias): coin (a "
                                       "random label) or label (recorded as a tie, left out of reward-model training)",
                               choices=TIE_POLICIES)
@@ -61,7 +63,7 @@ class Args:
         if not 0 <= self.annotator_flip_rate <= 1:
             raise ConfigError(f"--annotator-flip-rate must be in [0, 1], got {self.annotator_flip_rate}")
         check_seed(self.seed)
-        check_pairing(self.pairs, self.counterfactual_share)
+        check_pairing(self.pairs, self.counterfactual_share, self.cut_share)
         check_tie_policy(self.annotator_ties)
 
 
@@ -89,7 +91,7 @@ def main(args: Args) -> int:
             raise ConfigError(f"task {task.name!r} has no gold reward: use --labeler terminal or --no-labeler")
         labeler = SimulatedAnnotator(task.gold_reward, args.annotator_temperature, args.annotator_flip_rate, seed=args.seed,
                                      label_ties=args.annotator_ties == "label")
-    pairing = Pairing(args.pairs, args.counterfactual_share, world_of(args.task).content_errors)
+    pairing = Pairing.for_world(world_of(args.task), args.pairs, args.counterfactual_share, args.cut_share)
     added = collect_preferences(policy, tokenizer, prompts, labeler, args.out, args.n_pairs, args.max_new_tokens,
                                 args.temperature, seed=args.seed, batch_size=1 if args.labeler == "terminal" else 128,
                                 pairing=pairing)

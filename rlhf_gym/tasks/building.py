@@ -106,6 +106,9 @@ class BuildConfig:
     """Stage 1's pair sampling (:mod:`rlhf_gym.pairing`): ``sft``, ``counterfactual`` or ``mixed``."""
     counterfactual_share: float = 0.5
     """``pairs="mixed"``: the share of counterfactual comparisons."""
+    cut_share: float = 0.0
+    """The share of the ordinary pairs made *cut* pairs: a sample against an ill-formed prefix of itself
+    (:mod:`rlhf_gym.pairing`)."""
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     """Response budget when sampling from the SFT policy."""
     n_eval_samples: int = 1000
@@ -281,7 +284,7 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
                                                                                               len(train_prompts))
     collect_preferences(policy, tokenizer, comparison_prompts, annotator(world, config), staging / "preferences.jsonl",
                         config.n_comparisons, config.max_new_tokens, seed=config.seed, progress=progress,
-                        pairing=Pairing(config.pairs, config.counterfactual_share, world.content_errors))
+                        pairing=Pairing.for_world(world, config.pairs, config.counterfactual_share, config.cut_share))
     records = load_preferences(staging / "preferences.jsonl")
 
     torch.manual_seed(config.seed)
