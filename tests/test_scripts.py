@@ -232,6 +232,7 @@ def test_build_task_takes_a_world_s_defaults_then_the_options():
     (["--task", "lists", "--pairs", "mixed", "--reward-content-epochs", "-1"], "--reward-content-epochs must be >= 0, got -1"),
     (["--task", "lists", "--pairs", "sft", "--reward-content-epochs", "2"],
      "--reward-content-epochs needs counterfactual comparisons: --pairs counterfactual or mixed"),
+    (["--task", "lists", "--cut-share", "1.5"], "--cut-share must be in [0, 1), got 1.5"),
 ])
 def test_build_task_bad_options_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -251,7 +252,8 @@ def test_build_task_builds_a_tiny_task(tmp_path):
 
 def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, capsys, monkeypatch):
     """--sft-from: new comparisons (here mixed, ties labelled) and a new reward model on the task's own SFT policy;
-    --reward-content-epochs: a first training on the counterfactual comparisons alone, then one on all of them."""
+    --reward-content-epochs: a first training on the counterfactual comparisons alone, then one on all of them;
+    --cut-share: cut pairs among the ordinary ones."""
     import torch
 
     from rlhf_gym.preferences import load_preferences
@@ -269,7 +271,7 @@ def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, 
     argv = ["--task", "lists", "--out-dir", str(tmp_path / "task"), "--sft-from", str(shipped), "--pairs", "mixed",
             "--annotator-ties", "label", "--n-comparisons", "48", "--reward-init", "scratch", "--reward-width", "16",
             "--reward-layers", "1", "--reward-epochs", "1", "--reward-content-epochs", "2", "--reward-standardise",
-            "--n-eval-samples", "24"]
+            "--cut-share", "0.5", "--n-eval-samples", "24"]
     metadata = build_task.main(parse_dataclass(build_task.Args, "", argv))
     from transformers import GPT2LMHeadModel
 
@@ -280,12 +282,12 @@ def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, 
     assert metadata["build_config"]["sft_from"] == "rlhf_gym/tasks/lists/artifacts/policy"
     (content_kinds, content_epochs), (all_kinds, all_epochs) = trainings
     assert set(content_kinds) == {"counterfactual"} and content_epochs == 2
-    assert all_epochs == 1 and set(all_kinds) == {"sft", "counterfactual"}
+    assert all_epochs == 1 and set(all_kinds) == {"sft", "counterfactual", "cut"}
     assert len(content_kinds) == all_kinds.count("counterfactual")
     assert metadata["reward_model"]["standardised_from_std"] > 0
     kinds = {r["pair_type"].split(":")[0] for r in load_preferences(tmp_path / "task" / "preferences.jsonl",
                                                                       include_non_preferences=True)}
-    assert kinds == {"sft", "counterfactual"}
+    assert kinds == {"sft", "counterfactual", "cut"} and metadata["build_config"]["cut_share"] == 0.5
     by_type = metadata["reward_model"]["by_type"]
     assert set(by_type) == {"overall", "length_form", "other_category", "excluded_member", "repeated_item", "gold_ties"}
     assert set(metadata["reward_model"]["content_probes"]) == {"other_category", "excluded_member", "repeated_item"}
