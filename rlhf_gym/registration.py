@@ -23,10 +23,12 @@ ENV_IDS: dict[str, dict] = {
     # v1 of a suite task: its v0 world and SFT policy, with a reward model that sees content (docs/task_suite.md, "v1")
     "RLHF-Lists-v1": {"task": "lists_v1"},
     "RLHF-Facts-v1": {"task": "facts_v1"},
+    "RLHF-Describe-v1": {"task": "describe_v1"},
 }
 """Registered ids and the keyword arguments each one fixes (the benchmark tasks of docs/benchmark_protocol.md)."""
 SUITES: dict[str, tuple[str, ...]] = {
     "RLHF-Suite-v0": ("RLHF-v0", "RLHF-Lists-v0", "RLHF-Facts-v0", "RLHF-Describe-v0"),
+    "RLHF-Suite-v1": ("RLHF-v0", "RLHF-Lists-v1", "RLHF-Facts-v1", "RLHF-Describe-v1"),
 }
 """Versioned task suites: env ids scored together by ``rlhf-gym evaluate --suite`` and the leaderboard."""
 DEFAULT_SUITE = "RLHF-Suite-v0"

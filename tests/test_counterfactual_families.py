@@ -15,6 +15,7 @@ FAMILIES = {
     "lists": {"other_category", "excluded_member", "repeated_item"},
     "facts": {"wrong_value", "unasked_fact", "missing_fact"},
     "describe": {"negated_property", "wrong_property", "unaddressed_property"},
+    "describe_v1": {"negated_property", "wrong_property", "unaddressed_property"},  # v0's edits under v1's gold
 }
 N_SAMPLES = 600
 

@@ -128,12 +128,14 @@ class TaskWorld:
         whose published artifacts stay as they are."""
         return replace(self, name=name, artifacts_dir=artifacts_dir, build_defaults={**self.build_defaults, **build_defaults})
 
-    def suite_v1(self, bias_weights: tuple[float, ...]) -> TaskWorld:
+    def suite_v1(self, bias_weights: tuple[float, ...], **build_defaults) -> TaskWorld:
         """This suite task's v1: task id ``<name>_v1`` (a sibling subpackage holds its artifacts), this task's SFT
-        policy, built by :data:`SUITE_V1_BUILD` with annotators of ``bias_weights``."""
+        policy, built by :data:`SUITE_V1_BUILD` with annotators of ``bias_weights`` (and ``build_defaults`` over
+        both)."""
         name = f"{self.name}_v1"
-        return self.version(name, self.artifacts_dir.parent.parent / name / "artifacts", **SUITE_V1_BUILD,
-                            annotator_bias_weights=bias_weights, sft_from=str(self.artifacts_dir / "policy"))
+        return self.version(name, self.artifacts_dir.parent.parent / name / "artifacts", **{
+            **SUITE_V1_BUILD, "annotator_bias_weights": bias_weights, "sft_from": str(self.artifacts_dir / "policy"),
+            **build_defaults})
 
     def prompt_split(self) -> tuple[list[str], list[str]]:
         """The fixed ``(train, held-out)`` prompts."""
