@@ -213,6 +213,9 @@ def pairs_section(config: BuildConfig, rm_config: dict) -> str:
         text += (f" The build's pairing was `{config.pairs}`: the second response may instead be the first with one "
                  "content error of the task added (same length, form and bias), `pair_type` "
                  "`counterfactual:<family>`.")
+    if config.cut_share:
+        text += (f" With probability {config.cut_share} an ordinary pair instead put the first response against an "
+                 "ill-formed prefix of itself, as a response cut off by the budget reads: `pair_type` `cut`.")
     return text + (f"\n\nThe `split` column is the reward model's: `eval` holds {rm_config['eval_fraction']:.0%} of the "
                    f"distinct pairs (seed {rm_config['seed']}, a pair and its repeats on one side), `train` the rest "
                    "(what the task's reward model, and DPO by default, trained on).")

@@ -16,7 +16,8 @@ end properly, so without them a reward model never sees how an unfinished respon
 stops mid-clause at the budget can find it scored as if the clause were complete (docs/task_suite.md, describe v1).
 
 Every choice is drawn from a stream seeded by ``(seed, pair_id)``, so a resumed collection writes what an uninterrupted
-one would. Records of a non-``sft`` sampling carry ``pair_type``: ``sft`` or ``counterfactual:<family>``.
+one would. Records of a non-``sft`` sampling (or one with cuts) carry ``pair_type``: ``sft``, ``counterfactual:<family>``
+or ``cut``.
 """
 
 from __future__ import annotations

@@ -10,12 +10,13 @@ import pytest
 
 from rlhf_gym.cli import run_command
 from rlhf_gym.commands.export_data import Args
-from rlhf_gym.data_export import PROMPT_FILES, export_data, preference_row
+from rlhf_gym.data_export import PROMPT_FILES, export_data, pairs_section, preference_row
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.files import read_json
 from rlhf_gym.jsonl import read_jsonl
 from rlhf_gym.preferences import load_preferences
 from rlhf_gym.tasks import load_task, task_names, world_of
+from rlhf_gym.tasks.building import BuildConfig
 
 N = 50
 
@@ -153,3 +154,10 @@ def test_an_unknown_task_is_a_config_error_naming_the_known_tasks(tmp_path):
             make()
         assert "'nope'" in str(error.value) and all(name in str(error.value) for name in task_names())
     assert not any(tmp_path.iterdir())
+
+
+def test_the_card_names_cut_pairs_only_when_the_build_made_them():
+    rm_config = {"eval_fraction": 0.1, "seed": 0}
+    assert "`cut`" in pairs_section(BuildConfig(pairs="mixed", cut_share=0.2), rm_config)
+    assert "probability 0.2" in pairs_section(BuildConfig(pairs="mixed", cut_share=0.2), rm_config)
+    assert "`cut`" not in pairs_section(BuildConfig(pairs="mixed"), rm_config)
