@@ -6,14 +6,19 @@ and running the shortest and the longest ones as separate forward passes, each c
 computes the same per-token log-probs, entropies and values (causal attention never lets right padding change a real
 position) on fewer tokens. The losses are then taken over the reassembled minibatch as before, so the gradient and the
 optimizer step are those of the whole minibatch (only the rounding differs). Each extra forward pass has a fixed cost,
-so a bucket is split only when that removes a good share of its tokens, and small models gain nothing: it is off by
-default (:class:`rlhf_gym.agents.TransformerPolicy`'s ``max_length_buckets``).
+so a bucket is split only when that removes a good share of its tokens, and small models on short budgets gain
+nothing: it is off by default (:class:`rlhf_gym.agents.TransformerPolicy`'s ``max_length_buckets``), and PPO turns it on
+for long budgets (:data:`LONG_BUDGET_BUCKETS`).
 """
 
 from __future__ import annotations
 
 import torch
 
+LONG_BUDGET_BUCKETS = 4
+"""PPO's update runs in up to this many buckets when the response budget is long
+(:func:`rlhf_gym.generation.long_budget`), unless ``policy_kwargs`` set ``max_length_buckets``: on the ``long-128`` and
+``long-256`` workloads of ``docs/benchmarks.md``, 4 buckets cut the update by a third or more."""
 MIN_SAVING = 0.2
 """Split a bucket in two only when that removes at least this share of its tokens (each forward pass has a fixed cost)."""
 

@@ -31,11 +31,12 @@ from rlhf_gym.envs import RLHFVectorEnv
 from rlhf_gym.checks import check_option
 from rlhf_gym.divergence import check_finite_loss, check_finite_parameters
 from rlhf_gym.errors import ConfigError
-from rlhf_gym.generation import left_pad
+from rlhf_gym.generation import CacheRows, left_pad, long_budget
 from rlhf_gym.masking import apply_mask
 from rlhf_gym.metrics import EPISODE_METRICS
 from rlhf_gym.tokenizers import check_same_tokenizer
 
+from .buckets import LONG_BUDGET_BUCKETS
 from .buffer import SequenceRolloutBuffer, masked_mean
 from .callbacks import ResponseProgressBar
 from .lora import builds_on_reference
@@ -208,6 +209,8 @@ class TokenPPO(OnlineAlgorithm, PPO):
         the env's reference model. A LoRA policy on the reference is built on the reference object itself, and the env
         then scores with its adapters off: one copy of the base weights (:mod:`rlhf_gym.agents.lora`)."""
         from_reference = self._fill_policy_model()
+        if self.env is not None and long_budget(self.batched_env.max_new_tokens):  # unless the caller chose
+            self.policy_kwargs.setdefault("max_length_buckets", LONG_BUDGET_BUCKETS)
         kwargs = self.policy_kwargs
         lora_on_reference = self.env is not None and builds_on_reference(kwargs, self.batched_env.ref_model)
         if lora_on_reference:  # for the build only: the saved kwargs keep the reference's directory
@@ -443,6 +446,8 @@ class TokenPPO(OnlineAlgorithm, PPO):
         alive = torch.ones(self.n_envs, dtype=torch.bool, device=self.device)  # rows still writing their response
         attention = query_mask  # grows by one column per step: the KV cache's attention mask
         episodes: dict[int, dict] = {}  # row -> the final info of its response
+        # the rows the KV cache holds: on long budgets, only those still writing once most have ended
+        cached = CacheRows(self.n_envs, self.device, long_budget(n_rollout_steps))
         with torch.no_grad(), self._autocast():
             logits, values, caches = self._policy_call("start", queries, query_mask)
             for _ in range(n_rollout_steps):  # the env truncates every response at this budget, so all rows end in it
@@ -453,7 +458,7 @@ class TokenPPO(OnlineAlgorithm, PPO):
                     logp = torch.log_softmax(apply_mask(logits.float(), masks), dim=-1)
                 actions = torch.multinomial(logp.exp(), 1).squeeze(-1)
                 # a finished row emits padding; the env ignores it and the buffer masks it out. It still needs an action:
-                # the env takes one per row, and the KV-cached batch keeps every row until the last one ends
+                # the env takes one per row (its logits are zeros once the KV cache has dropped it)
                 actions = torch.where(alive, actions, torch.full_like(actions, batched.pad_token_id))
                 # the sampler's log-probs (masked under NLPO) are the old log-probs of the PPO ratio, which the update
                 # recomputes under the same masks
@@ -484,7 +489,10 @@ class TokenPPO(OnlineAlgorithm, PPO):
                 # the mask must cover the cache plus the token fed now, so it grows by one column per step (0 for rows
                 # that have ended: their outputs are no longer used)
                 attention = torch.cat([attention, alive[:, None].long()], dim=1)
-                logits, values, caches = self._policy_call("advance", actions, attention, caches)
+                # once most rows have ended, a step runs only the rows the cache still holds (rlhf_gym.generation)
+                caches = cached.compact(alive, *caches)
+                logits, values, caches = self._policy_call("advance", cached.take(actions), cached.take(attention), caches)
+                logits, values = cached.spread(logits), cached.spread(values)
         self.num_responses += self.responses_per_rollout
         # once per rollout, after the env has scored every row: one beta update from all processes' KL (a collective call)
         if isinstance(batched.kl_controller, ProcessGroupKLController):

@@ -51,6 +51,75 @@ def output_cache(output):
     return cache if cache is not None else output.past_key_values
 
 
+COMPACT_AT = 0.5
+"""Drop the finished rows from a lock-step batch's KV cache once at most this share of the rows it holds still write."""
+LONG_BUDGET_TOKENS = 64
+"""A response budget of at least this many tokens is long: there the long tail of a few late rows costs most, so
+sampling compacts its KV cache (:class:`CacheRows`) and PPO's update runs in length buckets
+(:data:`rlhf_gym.agents.buckets.LONG_BUDGET_BUCKETS`). Shorter budgets (every embedded task's) keep the full batch and
+one padded pass: a compacted step computes a row's logits bit for bit as a full one on the CPUs measured, but not
+always its value (the value head's product of one output rounds differently with the number of rows), buckets round
+differently too, and such rounding moves single seeds of a published run."""
+MIN_CACHED_ROWS = 8
+"""Never cut the cache below this many rows: a step of a few rows costs its fixed launch overhead whatever their number,
+and matrix products of fewer rows take other kernels, whose rounding differs (a row's
+logits are bit-identical in steps of 8 to 64 rows, not in steps of 1 to 4, on the Xeon of docs/benchmarks.md)."""
+
+
+def long_budget(max_new_tokens: int) -> bool:
+    """Whether a response budget is long (:data:`LONG_BUDGET_TOKENS`)."""
+    return max_new_tokens >= LONG_BUDGET_TOKENS
+
+
+class CacheRows:
+    """The rows of a lock-step sampling batch that its KV cache still holds: finished rows are dropped from the cache
+    once few enough are left, so that a step's cost follows the responses still being written, not the batch.
+
+    Each row's computation is its own (attention never mixes rows), so a compacted step gives the rows it keeps the same
+    logits; halving at :data:`COMPACT_AT` bounds the copies to ``log2(batch)`` per rollout and the wasted rows to half
+    the cache (or to :data:`MIN_CACHED_ROWS`). ``enabled=False`` keeps every row (:func:`long_budget` decides by budget).
+    The batch-sized tensors of the caller (actions, masks, attention) stay full-size: :meth:`take` cuts one to the cached
+    rows, :meth:`spread` puts a step's outputs back at their rows.
+    """
+
+    def __init__(self, batch: int, device: torch.device | str, enabled: bool):
+        self.batch, self.enabled = batch, enabled
+        self.rows = torch.arange(batch, device=device)  # the batch rows the cache holds, in the cache's order
+
+    def compact(self, alive: torch.Tensor, *caches) -> tuple:
+        """``caches`` without the rows no longer ``alive`` [batch] once at most :data:`COMPACT_AT` of the rows they hold
+        are alive, else as they are (None stays None)."""
+        if not self.enabled:
+            return caches
+        keep = alive[self.rows].nonzero().squeeze(-1)
+        if not MIN_CACHED_ROWS <= keep.numel() <= COMPACT_AT * self.rows.numel():
+            return caches
+        self.rows = self.rows[keep]
+        return tuple(None if cache is None else select_cache_rows(cache, keep) for cache in caches)
+
+    def take(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` [batch, ...] cut to the cached rows."""
+        return tensor if self.rows.numel() == self.batch else tensor[self.rows]
+
+    def spread(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A step's output for the cached rows, put back at their rows of a [batch, ...] tensor (zeros elsewhere: the
+        rows not held have finished, and their outputs are never used)."""
+        if self.rows.numel() == self.batch:
+            return tensor
+        full = tensor.new_zeros((self.batch, *tensor.shape[1:]))
+        full[self.rows] = tensor
+        return full
+
+
+def select_cache_rows(cache, index: torch.Tensor):
+    """The batch rows ``index`` of an HF KV cache: a ``Cache`` object, cut in place, or the legacy tuple of per-layer
+    ``(key, value)`` tensors that older models return, as a new tuple."""
+    if hasattr(cache, "batch_select_indices"):
+        cache.batch_select_indices(index)
+        return cache
+    return tuple(tuple(tensor[index] for tensor in layer) for layer in cache)
+
+
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids that count only real tokens (0 for padding)."""
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
@@ -101,8 +170,10 @@ def sample(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
     greedy: bool = False,
+    compact: bool | None = None,
 ) -> Samples:
-    """Sample up to ``max_new_tokens`` per row from ``softmax(logits / temperature)`` with a KV cache."""
+    """Sample up to ``max_new_tokens`` per row from ``softmax(logits / temperature)`` with a KV cache; ``compact``:
+    drop finished rows from the cache (:class:`CacheRows`; None: on a :func:`long_budget`)."""
     batch = input_ids.shape[0]
     device = input_ids.device
     tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
@@ -110,8 +181,10 @@ def sample(
     mask = torch.zeros((batch, max_new_tokens), dtype=torch.bool, device=device)
     alive = torch.ones(batch, dtype=torch.bool, device=device)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions(attention_mask), use_cache=True)
+    cached = CacheRows(batch, device, long_budget(max_new_tokens) if compact is None else compact)
+    logits = out.logits[:, -1, :]
     for t in range(max_new_tokens):
-        logp = F.log_softmax(out.logits[:, -1, :].float() / temperature, dim=-1)
+        logp = F.log_softmax(logits.float() / temperature, dim=-1)
         if greedy:
             action = logp.argmax(-1)
         else:
@@ -124,13 +197,16 @@ def sample(
         if not alive.any() or t == max_new_tokens - 1:
             break
         attention_mask = torch.cat([attention_mask, alive[:, None].long()], dim=1)
+        (cache,) = cached.compact(alive, output_cache(out))
+        step_mask = cached.take(attention_mask)
         out = model(
-            input_ids=action[:, None],
-            attention_mask=attention_mask,
-            position_ids=positions(attention_mask)[:, -1:],
+            input_ids=cached.take(action)[:, None],
+            attention_mask=step_mask,
+            position_ids=positions(step_mask)[:, -1:],
             use_cache=True,
-            **cache_kwargs(model, output_cache(out)),
+            **cache_kwargs(model, cache),
         )
+        logits = cached.spread(out.logits[:, -1, :])
     ended = ((tokens == eos_id) & mask).any(-1)
     return Samples(tokens=tokens, logprobs=logprobs, mask=mask, ended=ended)
 
