@@ -12,7 +12,9 @@ in a fresh process (so that its peak RSS is its own):
   reference is the same base model with the adapters off, so one copy of the weights is held, not two (not in the
   default ``--systems``; needs the ``lora`` extra);
 * ``trl``: ``trl.experimental.ppo.PPOTrainer`` (TRL 0.29), which needs a separate value model (here a copy of
-  the reward model, as in TRL's examples);
+  the reward model, as in TRL's examples); ``trl-lora``: the same with ``ours-lora``'s adapters on the policy
+  (``peft_config``), the reference being the policy with its adapters off;
+* ``ours-buckets``: ``ours`` with the update in up to 4 length buckets (PPO's default on budgets of 64 tokens or more);
 * ``sb3-per-token``: ``stable_baselines3.PPO`` with :class:`rlhf_gym.agents.TransformerPolicy` on a ``DummyVecEnv`` of
   single :class:`rlhf_gym.envs.RLHFEnv` envs -- one full forward pass per (state, action) sample, in the rollout and in
   every update epoch (the design that the closest prior library measured at about 16 tokens/s);
@@ -27,7 +29,8 @@ in a fresh process (so that its peak RSS is its own):
 The six systems of the new trainers are not in the default ``--systems``; each ours-X is compared with trl-X.
 
 Models are built locally from configs (random-init ``GPT2LMHeadModel`` policy and ``GPT2ForSequenceClassification``
-reward model of the same size, a word-level tokenizer); no hub. Responses always have the full length: our env
+reward model of the same size, a word-level tokenizer); no hub. Responses have the full length (except on the
+``long-*`` workloads, whose policy samples EOS with a fixed chance per token, and where both sides stop at EOS): our env
 gets a stop token outside the vocabulary (``stop_token=vocab_size``), TRL gets ``stop_token_id=None`` (its "no stop
 token"), and SB3 runs episodes of exactly ``response_length`` steps. Optimizer steps are counted with a global
 ``torch.optim`` hook and reported per iteration: rollout batch 64, 4 minibatches of 16 responses, 4 epochs = 16
@@ -42,6 +45,8 @@ The ``reviews`` workload is the real one: the default task's SFT policy, reward 
     rlhf-gym benchmark --quick --systems ours            # smoke test, under a minute
     rlhf-gym benchmark --configs gpt2 --device cuda --amp bf16 --no-sweep
     rlhf-gym benchmark --configs reviews --systems ours,ours-fixed-length,trl --no-sweep
+    rlhf-gym benchmark --configs gpt2-cpu --systems ours,ours-lora,trl,trl-lora --no-sweep --iterations 3
+    rlhf-gym benchmark --configs long-128,long-256 --systems ours,trl --no-sweep
     rlhf-gym benchmark --systems ours-rloo,trl-rloo,ours-grpo,trl-grpo,ours-dpo,trl-dpo --no-sweep
 
 Writes ``benchmark.json`` and ``benchmark.md`` to ``--out-dir`` and prints the tables.
@@ -71,8 +76,10 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass
 class Args:
-    configs: str = arg("small,medium", "comma-separated workloads: small, medium, gpt2 (CUDA only), reviews (the default "
-                                       "task of RLHF-v0 in train_agent.py's shape, responses ending at EOS)")
+    configs: str = arg("small,medium", "comma-separated workloads: small, medium, gpt2 (CUDA only), gpt2-cpu (GPT-2's "
+                                       "size, prompt 32, response 64, rollout 8), long-128 and long-256 (responses "
+                                       "ending at EOS after about 40 tokens), reviews (the default task of RLHF-v0 in "
+                                       "train_agent.py's shape, responses ending at EOS)")
     systems: str = arg("ours,ours-separate-critic,trl,sb3-per-token", f"comma-separated systems: {', '.join(SYSTEMS)}")
     iterations: int = arg(5, "timed PPO iterations per system (the median is reported)")
     warmup: int = arg(1, "untimed PPO iterations run first")

@@ -52,10 +52,10 @@ def peak_tflops(settings: Settings, device: torch.device) -> float | None:
 
 def run_system(system: str, workload: Workload, files: ModelFiles, settings: Settings, device: torch.device,
                clock: PhaseClock) -> Run:
-    if system == "trl":
+    if system in ("trl", "trl-lora"):
         from . import trl  # an optional extra: imported only when selected
 
-        return trl.run(workload, files, settings, device, clock)
+        return trl.run(workload, files, settings, device, clock, lora=LORA if system == "trl-lora" else None)
     if system == "sb3-per-token":
         return sb3.run(workload, files, settings, device, clock)
     if system in ("ours-rloo", "ours-grpo"):
@@ -69,7 +69,8 @@ def run_system(system: str, workload: Workload, files: ModelFiles, settings: Set
     if system == "trl-dpo":
         return dpo.run_trl(workload, files, settings, device, clock)
     return ours.run(workload, files, settings, device, clock, separate_critic=system == "ours-separate-critic",
-                    lora=LORA if system == "ours-lora" else None, fixed_length=system == "ours-fixed-length")
+                    lora=LORA if system == "ours-lora" else None, fixed_length=system == "ours-fixed-length",
+                    length_buckets=4 if system == "ours-buckets" else None)
 
 
 def measure(system: str, workload: Workload, files: ModelFiles, settings: Settings, device_name: str) -> dict[str, Any]:
@@ -105,6 +106,7 @@ def measure(system: str, workload: Workload, files: ModelFiles, settings: Settin
         "update_tflops_per_second": update_flops / median["update"] / 1e12,
         "update_mfu": update_flops / median["update"] / (peak * 1e12) if peak else None,
         "peak_rss_mb": peak_rss_mb(), "rss_after_imports_mb": rss_after_imports,
+        "weights_mb": run.weights_mb, "training_state_mb": run.training_state_mb,
         "cuda_max_memory_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
         "timed_iterations": len(timed), "iterations": run.iterations, "threads": torch.get_num_threads(),
         "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},

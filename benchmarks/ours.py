@@ -33,22 +33,26 @@ from rlhf_gym.envs import RLHFEnv
 from rlhf_gym.reward_model import RewardModel
 
 from .clock import LapAtRolloutStart, PhaseClock
-from .protocol import Run, Settings, trainable
+from .protocol import Run, Settings, trainable, training_state_mb, weights_mb
 from .tally import TokenTally
 from .workloads import BETA, CLIP_RANGE, GAE_LAMBDA, LEARNING_RATE, VF_COEF, ModelFiles, Workload
 
 
 def run(workload: Workload, files: ModelFiles, settings: Settings, device: torch.device, clock: PhaseClock,
-        separate_critic: bool = False, lora: dict[str, Any] | None = None, fixed_length: bool = False) -> Run:
+        separate_critic: bool = False, lora: dict[str, Any] | None = None, fixed_length: bool = False,
+        length_buckets: int | None = None) -> Run:
     """TokenPPO on the batched env: KV-cached sampling, the env's reference and reward passes; with ``lora``
     settings the policy trains LoRA adapters on the reference's own weights (one copy of the model); with
-    ``fixed_length`` (always on a synthetic workload) every response has the full length."""
+    ``fixed_length`` (always on a synthetic workload without a ``stop_rate``) every response has the full length;
+    ``length_buckets``: the policy's ``max_length_buckets`` (None: TokenPPO's default, 4 on a long budget, else 1)."""
     # None: the env's default, the tokenizer's EOS (the task's stop token)
-    stop_token = workload.vocab_size if fixed_length or workload.task is None else None
+    stop_token = workload.vocab_size if fixed_length or not workload.ends_at_eos else None
     env = RLHFVecEnv(num_envs=workload.rollout_batch, task=None, ref_model=files.policy, reward_model=files.reward,
                      prompts=files.prompts, max_prompt_tokens=workload.prompt_length,
                      max_new_tokens=workload.response_length, beta=BETA, stop_token=stop_token, device=device)
     policy_kwargs: dict[str, Any] = {"model_name_or_path": files.policy, "lora": lora}
+    if length_buckets is not None:
+        policy_kwargs["max_length_buckets"] = length_buckets
     if separate_critic:
         policy_kwargs.update(share_trunk=False, value_init="reward_model", reward_model_path=files.reward)
     model = TokenPPO("TransformerPolicy", env, learning_rate=LEARNING_RATE,
@@ -73,7 +77,10 @@ def run(workload: Workload, files: ModelFiles, settings: Settings, device: torch
     model.learn(total_responses=(settings.warmup + settings.iterations) * workload.rollout_batch,
                 callback=LapAtRolloutStart(clock), progress_bar=False)
     clock.lap()
-    return tally.run(clock.iterations, trainable(model.policy), settings.warmup)
+    batched = env.batched_env
+    return tally.run(clock.iterations, trainable(model.policy), settings.warmup,
+                     weights_mb=weights_mb(model.policy, batched.ref_model, batched.reward_fn.model),
+                     training_state_mb=training_state_mb(model.policy.optimizer))
 
 
 def count_tokens(model: TokenPPO, tally: TokenTally) -> None:

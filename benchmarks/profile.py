@@ -34,7 +34,8 @@ def main() -> None:
         files = build_models(workload, Path(tmp), seed=0)
         env = RLHFVecEnv(num_envs=workload.rollout_batch, task=None, ref_model=files.policy, reward_model=files.reward,
                          prompts=files.prompts, max_prompt_tokens=workload.prompt_length,
-                         max_new_tokens=workload.response_length, beta=BETA, stop_token=workload.vocab_size)
+                         max_new_tokens=workload.response_length, beta=BETA,
+                         stop_token=None if workload.ends_at_eos else workload.vocab_size)
         model = TokenPPO("TransformerPolicy", env, learning_rate=LEARNING_RATE,
                          batch_size=workload.rollout_batch // workload.minibatches, n_epochs=workload.epochs,
                          gae_lambda=GAE_LAMBDA, clip_range=CLIP_RANGE, clip_range_vf=CLIP_RANGE, vf_coef=VF_COEF,

@@ -18,13 +18,13 @@ from rlhf_gym.files import atomic_write_json, atomic_write_text
 
 from .workloads import WORKLOADS, Workload
 
-ALGORITHMS = {"PPO": ("ours", "trl"), "RLOO": ("ours-rloo", "trl-rloo"), "GRPO": ("ours-grpo", "trl-grpo"),
-              "DPO": ("ours-dpo", "trl-dpo")}
+ALGORITHMS = {"PPO": ("ours", "trl"), "PPO, LoRA": ("ours-lora", "trl-lora"), "RLOO": ("ours-rloo", "trl-rloo"),
+              "GRPO": ("ours-grpo", "trl-grpo"), "DPO": ("ours-dpo", "trl-dpo")}
 """Each algorithm's (our system, TRL's system) on the same work."""
 # (workload, our system, baseline, required speed-up of ours in response tokens / s); "small-96" is small at
 # --response-length 96, where the per-token baseline's recomputation of every prefix costs the most
 TARGETS = (("small", "ours", "trl", 3.0), ("medium", "ours", "trl", 3.0), ("small-96", "ours", "sb3-per-token", 100.0),
-           *((config, ours, trl, 2.0) for name, (ours, trl) in ALGORITHMS.items() if name != "PPO"
+           *((config, ours, trl, 2.0) for name, (ours, trl) in ALGORITHMS.items() if name in ("RLOO", "GRPO", "DPO")
              for config in ("small", "medium")))
 
 
@@ -53,7 +53,7 @@ def speedup(ours: dict, other: dict) -> float:
     at EOS (of random length, or forced to the full budget by ``ours-fixed-length``), how many times fewer seconds per
     iteration ours takes: the iteration's work (responses and optimizer steps) is the same on every side, its tokens
     are not."""
-    if workload_of(ours).task is not None:
+    if workload_of(ours).ends_at_eos:
         return other["seconds_per_iteration"] / ours["seconds_per_iteration"]
     return ours["response_tokens_per_second"] / other["response_tokens_per_second"]
 
@@ -83,6 +83,11 @@ def ours_vs_trl(results: list[dict]) -> list[dict]:
                              "trl_seconds_per_iteration": theirs["seconds_per_iteration"],
                              "speedup": speedup(mine, theirs)})
     return rows
+
+
+def megabytes(value: float | None) -> str:
+    """A table cell of MB; "n/a" for a system that does not report it."""
+    return "n/a" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -134,17 +139,20 @@ def markdown(report: dict[str, Any]) -> str:
               "ours is x faster = response tokens / s of the same algorithm's system of ours (ours for PPO and its "
               "baselines, ours-rloo for trl-rloo, ...) over this row's (on the reviews task, whose responses end at EOS: "
               "this row's s / iteration over ours'). response tokens count the live tokens, up to and including EOS; "
-              "mean length = live tokens per response. "
+              "mean length = live tokens per response. weights = every parameter held (policy, reference, reward and "
+              "value models), each storage once; training state = the optimizer's state and one gradient per trained "
+              "parameter. "
               "load = the 1-minute load average when the system started."), ""]
     for config in dict.fromkeys(r["config"] for r in report["results"]):
         rows = [r for r in report["results"] if r["config"] == config]
         by_system = {r["system"]: r for r in rows}
         lines += [f"### {config}: {workload_of(rows[0]).describe()}", "",
                   "| system | s / iteration | response tokens / s | mean length | sampling s | scoring s | update s "
-                  "| other s | optimizer steps | update GFLOP/s | peak RSS MB |"
+                  "| other s | optimizer steps | update GFLOP/s | peak RSS MB | weights MB | training state MB |"
                   + (" CUDA peak MB | update MFU |" if cuda else "")
                   + " ours is x faster | load |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if cuda else "") + "---:|---:|"]
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if cuda else "")
+                  + "---:|---:|"]
         for r in rows:
             phases = r["phases"]
             ours = by_system.get(our_system(r["system"]))
@@ -153,7 +161,7 @@ def markdown(report: dict[str, Any]) -> str:
                    f"| {r['mean_response_length']:.1f} | {phases['sampling']:.3f} | {phases['scoring']:.3f} "
                    f"| {phases['update']:.3f} | {phases['other']:.3f} "
                    f"| {r['optimizer_steps_per_iteration']} | {1000 * r['update_tflops_per_second']:,.1f} "
-                   f"| {r['peak_rss_mb']:,.0f} |")
+                   f"| {r['peak_rss_mb']:,.0f} | {megabytes(r.get('weights_mb'))} | {megabytes(r.get('training_state_mb'))} |")
             if cuda:
                 mfu = f"{100 * r['update_mfu']:.1f}%" if r["update_mfu"] is not None else "n/a"
                 row += f" {r['cuda_max_memory_allocated_mb']:,.0f} | {mfu} |"

@@ -11,9 +11,11 @@ GROUP_SIZE = DEFAULT_GROUP_SIZE
 SYSTEMS = {
     "ours": "rlhf-gym TokenPPO + RLHFVecEnv (value head on the policy trunk)",
     "ours-fixed-length": "rlhf-gym TokenPPO + RLHFVecEnv, every response forced to the full budget (no stop token)",
+    "ours-buckets": "rlhf-gym TokenPPO + RLHFVecEnv, the update's forward in up to 4 length buckets",
     "ours-separate-critic": "rlhf-gym TokenPPO, separate value trunk (TRL's layout)",
     "ours-lora": "rlhf-gym TokenPPO training LoRA adapters (PEFT) and the value head; reference = base, adapters off",
     "trl": "TRL PPOTrainer (separate value model)",
+    "trl-lora": "TRL PPOTrainer with ours-lora's PEFT adapters on the policy; reference = the policy, adapters off",
     "sb3-per-token": "SB3 PPO + TransformerPolicy on DummyVecEnv(RLHFEnv), one forward per (state, action)",
     "ours-rloo": f"rlhf-gym RLOO + RLHFVecEnv, groups of k = {GROUP_SIZE} responses per prompt",
     "trl-rloo": f"TRL RLOOTrainer, k = {GROUP_SIZE} generations per prompt",

@@ -32,13 +32,13 @@ class TokenTally:
         """One forward with gradients over ``sequences`` sequences of ``tokens_per_sequence`` columns each."""
         self.update_tokens[-1] += sequences * tokens_per_sequence
 
-    def run(self, iterations: list[dict[str, float]], trainable_parameters: int, warmup: int) -> Run:
+    def run(self, iterations: list[dict[str, float]], trainable_parameters: int, warmup: int, **memory: float) -> Run:
         """The :class:`Run` of these iterations (the clock's records, one per rollout, in order); the means are over
-        the iterations after the ``warmup`` ones."""
+        the iterations after the ``warmup`` ones; ``memory``: :class:`Run`'s ``weights_mb`` and ``training_state_mb``."""
         if len(iterations) != len(self.response_lengths):
             raise RuntimeError(f"{len(iterations)} timed iterations but {len(self.response_lengths)} rollouts counted")
         for record, lengths, tokens in zip(iterations, self.response_lengths, self.update_tokens):
             record["mean_response_length"], record["update_tokens"] = float(np.mean(lengths)), tokens
         timed = iterations[warmup:]
         return Run(iterations, trainable_parameters, float(np.mean([r["mean_response_length"] for r in timed])),
-                   round(float(np.mean([r["update_tokens"] for r in timed]))))
+                   round(float(np.mean([r["update_tokens"] for r in timed]))), **memory)

@@ -28,19 +28,23 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Any
 
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from .clock import PhaseClock
-from .protocol import Run, Settings, trainable
+from .protocol import Run, Settings, trainable, training_state_mb, weights_mb
 from .tally import TokenTally
 from .workloads import BETA, CLIP_RANGE, GAE_LAMBDA, LEARNING_RATE, VF_COEF, ModelFiles, Workload
 
 
-def run(workload: Workload, files: ModelFiles, settings: Settings, device: torch.device, clock: PhaseClock) -> Run:
-    """TRL's PPOTrainer with the same models, batch shape and PPO epochs (and its own separate value model)."""
+def run(workload: Workload, files: ModelFiles, settings: Settings, device: torch.device, clock: PhaseClock,
+        lora: dict[str, Any] | None = None) -> Run:
+    """TRL's PPOTrainer with the same models, batch shape and PPO epochs (and its own separate value model); with
+    ``lora`` settings (``trl-lora``) its policy trains PEFT adapters on the same layers as ``ours-lora``, and TRL then
+    takes the reference from the policy with its adapters off (``ref_model=None``), as ours does."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     if settings.amp == "bf16":  # this system's own process: the setting goes with it
         os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"
@@ -48,14 +52,16 @@ def run(workload: Workload, files: ModelFiles, settings: Settings, device: torch
     # TRL's Trainer creates its output directory even when it saves nothing: a temporary one, not the model's parent
     # (for a task workload, that is the package's own artifacts directory)
     with tempfile.TemporaryDirectory(prefix="rlhf-gym-trl-") as output_dir:
-        trainer = make_trainer(workload, files, settings, device, output_dir, clock)
+        trainer = make_trainer(workload, files, settings, device, output_dir, clock, lora)
         time_and_count(trainer, clock, tally)
         trainer.train()
-    return tally.run(clock.iterations, trainable(trainer.model), settings.warmup)
+    return tally.run(clock.iterations, trainable(trainer.model), settings.warmup,
+                     weights_mb=weights_mb(trainer.model, trainer.ref_model, trainer.reward_model),
+                     training_state_mb=training_state_mb(trainer.optimizer))
 
 
 def make_trainer(workload: Workload, files: ModelFiles, settings: Settings, device: torch.device, output_dir: str,
-                 clock: PhaseClock):
+                 clock: PhaseClock, lora: dict[str, Any] | None = None):
     """The ``PPOTrainer`` of the workload; one iteration of ``clock`` per PPO iteration (TRL's step)."""
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
@@ -77,21 +83,35 @@ def make_trainer(workload: Workload, files: ModelFiles, settings: Settings, devi
         total_episodes=n_iterations * workload.rollout_batch, per_device_train_batch_size=workload.rollout_batch,
         gradient_accumulation_steps=1, num_mini_batches=workload.minibatches, num_ppo_epochs=workload.epochs,
         local_rollout_forward_batch_size=workload.rollout_batch, response_length=workload.response_length,
-        stop_token="eos" if workload.task is not None else None, stop_token_id=None, temperature=1.0,
+        stop_token="eos" if workload.ends_at_eos else None, stop_token_id=None, temperature=1.0,
         learning_rate=LEARNING_RATE, kl_coef=BETA, kl_estimator="k1", cliprange=CLIP_RANGE, cliprange_value=CLIP_RANGE,
         vf_coef=VF_COEF, gamma=1.0, lam=GAE_LAMBDA,
     )
     prompts = Dataset.from_dict({"input_ids": [tokenizer(p, add_special_tokens=False)["input_ids"] for p in files.prompts]})
+    policy = AutoModelForCausalLM.from_pretrained(files.policy)
     trainer = PPOTrainer(
-        args=config, processing_class=tokenizer, train_dataset=prompts,
-        model=AutoModelForCausalLM.from_pretrained(files.policy),
-        ref_model=AutoModelForCausalLM.from_pretrained(files.policy),
+        args=config, processing_class=tokenizer, train_dataset=prompts, model=policy,
+        ref_model=None if lora else AutoModelForCausalLM.from_pretrained(files.policy),
+        peft_config=None if lora is None else peft_config(policy, lora),
         reward_model=AutoModelForSequenceClassification.from_pretrained(files.reward),
         value_model=AutoModelForSequenceClassification.from_pretrained(files.reward),
         callbacks=[LapAtStepEnd()],
     )
     trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def peft_config(policy: torch.nn.Module, lora: dict[str, Any]):
+    """PEFT's ``LoraConfig`` for ``policy`` with ``ours-lora``'s settings: the same rank, scale and layers (the head
+    included), dropout 0."""
+    from peft import LoraConfig, TaskType
+
+    from rlhf_gym.agents.lora import target_modules
+    from rlhf_gym.agents.lora_settings import LoraSettings
+
+    settings = LoraSettings.parse(lora)
+    return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=0.0, bias="none", task_type=TaskType.CAUSAL_LM,
+                      target_modules=target_modules(policy, settings))
 
 
 def time_and_count(trainer, clock: PhaseClock, tally: TokenTally) -> None:

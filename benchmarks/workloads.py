@@ -2,9 +2,10 @@
 
 Synthetic workloads build their models from configs (random-init ``GPT2LMHeadModel`` policy and
 ``GPT2ForSequenceClassification`` reward model of the same size, a word-level tokenizer; no hub); their responses are
-forced to the full length. The ``reviews`` workload is the real one: the embedded default task of ``RLHF-v0`` (its SFT
-policy, reward model and train prompts) in the default training shape of ``scripts/train_agent.py``, where responses
-end at the task's EOS.
+forced to the full length, except on the ``long-*`` workloads, whose policy ends each response at EOS with a fixed
+chance per token (``stop_rate``), so that lengths vary as real ones do and most responses end well before the budget.
+The ``reviews`` workload is the real one: the embedded default task of ``RLHF-v0`` (its SFT policy, reward model and
+train prompts) in the default training shape of ``scripts/train_agent.py``, where responses end at the task's EOS.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class Workload:
     ``task``: the embedded task whose SFT policy (also the reference), reward model and train prompts are used instead
     of random-init models (the sizes here must be its policy's); its responses end at the task's EOS, so the response
     length is a budget, not the length.
+
+    ``stop_rate``: a synthetic workload whose random-init policy samples EOS with about this chance at every token (its
+    final layer norm's bias raises the EOS logit: :func:`raise_stop_logit`), so that responses end at EOS after a
+    geometric number of tokens (mean about ``1 / stop_rate``), cut at the budget; None: every response has the full
+    length.
     """
 
     name: str
@@ -48,6 +54,12 @@ class Workload:
     epochs: int = 4
     n_positions: int = 128
     task: str | None = None
+    stop_rate: float | None = None
+
+    @property
+    def ends_at_eos(self) -> bool:
+        """Whether responses end at EOS (a task's, or a ``stop_rate`` policy's), so that their length varies."""
+        return self.task is not None or self.stop_rate is not None
 
     @property
     def optimizer_steps(self) -> int:
@@ -63,8 +75,10 @@ class Workload:
         models = (f"{self.n_layer} layers, width {self.n_embd}, vocabulary {self.vocab_size}" if self.task is None else
                   f"the {self.task} task's SFT policy ({self.n_layer} layers, width {self.n_embd}, vocabulary "
                   f"{self.vocab_size}), reward model and train prompts")
-        response = (f"response {self.response_length}" if self.task is None else
+        response = (f"response {self.response_length}" if not self.ends_at_eos else
                     f"responses of at most {self.response_length} tokens ending at EOS")
+        if self.stop_rate is not None:
+            response += f" with chance {self.stop_rate:.3g} per token"
         return (f"{models}; prompt {self.prompt_length}, {response}, rollout batch {self.rollout_batch}, "
                 f"{self.minibatches} minibatches x {self.epochs} epochs = {self.optimizer_steps} optimizer steps per "
                 "iteration")
@@ -76,6 +90,14 @@ WORKLOADS = {
     "small": Workload("small", n_layer=4, n_embd=128, vocab_size=512),
     "medium": Workload("medium", n_layer=6, n_embd=256, vocab_size=2048),
     "gpt2": Workload("gpt2", n_layer=12, n_embd=768, vocab_size=50257, n_positions=1024),
+    # GPT-2's size on a CPU: issue 31's prompt of 32 and response of 64, a rollout of 8 in 2 minibatches x 2 epochs
+    "gpt2-cpu": Workload("gpt2-cpu", n_layer=12, n_embd=768, vocab_size=50257, prompt_length=32, response_length=64,
+                         rollout_batch=8, minibatches=2, epochs=2, n_positions=1024),
+    # long responses of varied length: small's model, EOS with chance 1/40 per token (mean 40), budgets of 128 and 256
+    "long-128": Workload("long-128", n_layer=4, n_embd=128, vocab_size=512, response_length=128, n_positions=512,
+                         stop_rate=1 / 40),
+    "long-256": Workload("long-256", n_layer=4, n_embd=128, vocab_size=512, response_length=256, n_positions=512,
+                         stop_rate=1 / 40),
     # RLHF-v0's task in the shape of `python scripts/train_agent.py`: 64 responses per rollout (--n-envs), minibatches of
     # 16 (--batch-size), 4 epochs (ppo's --n-epochs), a budget of 24 tokens (the task's max_new_tokens)
     "reviews": Workload("reviews", n_layer=2, n_embd=128, vocab_size=262, prompt_length=3, n_positions=64,
@@ -119,7 +141,10 @@ def build_models(workload: Workload, directory: Path, seed: int) -> ModelFiles:
               "pad_token_id": tokenizer.pad_token_id}
     torch.manual_seed(seed)
     policy, reward = directory / "policy", directory / "reward_model"
-    GPT2LMHeadModel(GPT2Config(**config)).save_pretrained(policy)
+    lm = GPT2LMHeadModel(GPT2Config(**config))
+    if workload.stop_rate is not None:
+        raise_stop_logit(lm, tokenizer.eos_token_id, workload.stop_rate)
+    lm.save_pretrained(policy)
     GPT2ForSequenceClassification(GPT2Config(**config, num_labels=1)).save_pretrained(reward)
     for path in (policy, reward):
         tokenizer.save_pretrained(path)
@@ -128,6 +153,26 @@ def build_models(workload: Workload, directory: Path, seed: int) -> ModelFiles:
     prompts = [" ".join(f"w{rng.randrange(3, workload.vocab_size)}" for _ in range(workload.prompt_length))
                for _ in range(n_prompts)]
     return ModelFiles(str(policy), str(reward), prompts)
+
+
+def raise_stop_logit(lm, eos_id: int, stop_rate: float) -> None:
+    """Give a random-init GPT-2 about ``stop_rate`` chance of EOS per token, in its saved weights (so every system
+    samples the same model).
+
+    The logits are ``ln_f(h) @ wte.T``, and at init ``|logit| << 1`` for every token: sampling is near-uniform over the
+    ``V`` ids. A final layer-norm bias ``b = c * e / |e|^2`` (``e``: EOS's embedding row) adds exactly ``c`` to EOS's
+    logit (and ``c * cos(e, e_j) |e_j| / |e|``, near 0, to the others'), and ``c = log(stop_rate * (V - 1) /
+    (1 - stop_rate))`` makes EOS's share of a uniform softmax ``stop_rate``.
+    """
+    import math
+
+    import torch
+
+    vocab = lm.config.vocab_size
+    embedding = lm.get_output_embeddings().weight[eos_id].detach()
+    lift = math.log(stop_rate * (vocab - 1) / (1 - stop_rate))
+    with torch.no_grad():
+        lm.transformer.ln_f.bias.copy_(lift * embedding / embedding.dot(embedding))
 
 
 def task_models(workload: Workload) -> ModelFiles:

@@ -77,6 +77,35 @@ def test_quick_benchmark_counts_the_same_work_for_trl(tmp_path):
     assert report["sweep"] == [] and "| trl |" in table
 
 
+@pytest.mark.slow  # a subprocess benchmark run
+def test_quick_benchmark_holds_less_memory_than_trl_with_and_without_lora(tmp_path):
+    pytest.importorskip("trl")
+    pytest.importorskip("peft")
+    report, table = run_quick(tmp_path, "--systems", "ours,ours-lora,trl,trl-lora", "--no-sweep")
+    results = {r["system"]: r for r in report["results"]}
+    for result in results.values():
+        check_result(result)
+    weights = {system: r["weights_mb"] for system, r in results.items()}
+    state = {system: r["training_state_mb"] for system, r in results.items()}
+    # ours holds policy, reference and reward model; TRL also a value model: three copies of the trunk against four
+    assert weights["ours"] / weights["trl"] == pytest.approx(3 / 4, abs=0.05)
+    # with LoRA the reference is the policy's base, adapters off: one copy of the trunk fewer on both sides (plus the
+    # adapters, which are large next to this tiny model)
+    assert weights["ours-lora"] < weights["ours"] and weights["trl-lora"] < weights["trl"]
+    assert weights["ours-lora"] < weights["trl-lora"]
+    # AdamW's two moments and a gradient per trained parameter: ours trains one transformer, TRL two
+    assert state["ours"] / state["trl"] == pytest.approx(1 / 2, abs=0.05)
+    assert state["ours-lora"] < state["trl-lora"] / 2 and state["ours-lora"] < state["ours"] / 2
+    assert "| quick | PPO, LoRA | ours-lora | trl-lora |" in table and "training state MB" in table
+
+
+def test_a_long_workload_ends_at_eos_and_can_change_its_budget():
+    long = WORKLOADS["long-128"]
+    assert long.ends_at_eos and not WORKLOADS["small"].ends_at_eos and WORKLOADS["reviews"].ends_at_eos
+    assert "ending at EOS with chance 0.025 per token" in long.describe()
+    assert Args(configs="long-128", response_length=200).response_length == 200
+
+
 def check_new_trainer(result: dict) -> None:
     """The matched work of ``ours-X`` / ``trl-X``: optimizer steps, full-length responses, responses and update tokens
     per iteration (DPO: chosen and rejected of every comparison), and the phases each one has."""
@@ -129,8 +158,8 @@ def test_each_algorithm_is_compared_with_its_own_system_of_ours():
     results = [result("small", "ours", 600.0), result("small", "trl", 200.0), result("small", "ours-dpo", 300.0),
                result("small", "trl-dpo", 200.0), result("small", "trl-grpo", 100.0), result("medium", "ours-rloo", 50.0),
                result("medium", "trl-rloo", 10.0)]
-    assert [our_system(s) for s in ("trl", "sb3-per-token", "ours-lora", "trl-rloo", "ours-grpo", "trl-dpo")] == [
-        "ours", "ours", "ours", "ours-rloo", "ours-grpo", "ours-dpo"]
+    assert [our_system(s) for s in ("trl", "sb3-per-token", "trl-lora", "trl-rloo", "ours-grpo", "trl-dpo")] == [
+        "ours", "ours", "ours-lora", "ours-rloo", "ours-grpo", "ours-dpo"]
     rows = {(row["config"], row["algorithm"]): row["speedup"] for row in ours_vs_trl(results)}
     assert rows == {("small", "PPO"): 3.0, ("small", "DPO"): 1.5, ("medium", "RLOO"): 5.0}  # GRPO: no ours-grpo ran
     checks = {(c["config"], c["baseline"]): (c["measured"], c["met"]) for c in check_targets(results)}
@@ -243,3 +272,10 @@ def test_the_profile_of_ours_names_its_phases_and_operators():
     first = out.splitlines()[0]
     assert first.startswith("quick, ") and all(f"{phase} " in first for phase in ("sampling", "scoring", "update"))
     assert "aten::" in out and "Self CPU" in out
+
+
+def test_the_levers_benchmark_times_ours_rollout_and_the_bare_loop():
+    from rlhf_gym.benchmarks.levers import rollout_loop
+
+    result = rollout_loop(WORKLOADS["quick"], rollouts=1)
+    assert set(result) == {"rollout_sampling", "bare_sampling"} and min(result.values()) > 0
