@@ -62,16 +62,22 @@ def target_modules(model: nn.Module, settings: LoraSettings) -> str | list[str]:
     return list(settings.target_modules)
 
 
+def lora_config(model: nn.Module, settings: LoraSettings):
+    """PEFT's ``LoraConfig`` of ``settings`` for ``model`` (also what the speed benchmark gives TRL's trainer)."""
+    peft = import_peft()
+    # dropout 0: the first PPO ratio must be 1 (LoraSettings). bias "none": only A and B train, so switching the
+    # adapters off gives back the base model exactly, which is what makes it the reference (trained biases would stay on)
+    return peft.LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=0.0, bias="none",
+                           task_type=peft.TaskType.CAUSAL_LM, target_modules=target_modules(model, settings))
+
+
 def apply_lora(model: PreTrainedModel, settings: LoraSettings):
     """Adapt ``model`` in place (no copy): a PEFT model whose adapters (and only they) require grad.
 
     ``model`` itself keeps running with the adapters on; :class:`AdaptersDisabled` runs it with them off.
     """
     peft = import_peft()
-    # dropout 0: the first PPO ratio must be 1 (LoraSettings). bias "none": only A and B train, so switching the
-    # adapters off gives back the base model exactly, which is what makes it the reference (trained biases would stay on)
-    config = peft.LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=0.0, bias="none",
-                             task_type=peft.TaskType.CAUSAL_LM, target_modules=target_modules(model, settings))
+    config = lora_config(model, settings)
     with warnings.catch_warnings():
         # expected and handled: PEFT sets fan_in_fan_out per layer (GPT-2's Conv1D stores W as [in, out], its head is a
         # Linear); merged_copy unties an adapted head tied to the input embeddings, as PEFT's warning advises; and PEFT

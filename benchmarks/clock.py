@@ -1,4 +1,5 @@
-"""The phase clock: wall-clock time of each PPO iteration and of its sampling, scoring and update phases."""
+"""The phase clock: wall-clock time of each PPO iteration and of its sampling, scoring and update phases; and
+:func:`alternate`, the before/after timing of settings that take turns."""
 
 from __future__ import annotations
 
@@ -7,10 +8,24 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 PHASES = ("sampling", "scoring", "update")
+
+
+def alternate(settings: dict[str, Callable[[], None]], rounds: int = 3, repeats: int = 3) -> dict[str, float]:
+    """Median seconds of each setting's call, the settings taking turns ``rounds`` times, ``repeats`` calls each (so
+    that a machine's drift falls on every setting alike)."""
+    seconds: dict[str, list[float]] = {name: [] for name in settings}
+    for _ in range(rounds):
+        for name, call in settings.items():
+            for _ in range(repeats):
+                start = time.perf_counter()
+                call()
+                seconds[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in seconds.items()}
 
 
 class PhaseClock:

@@ -9,14 +9,15 @@ median of each is reported.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 
-import numpy as np
 import torch
 from gymnasium import spaces
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlhf_gym.agents import TransformerPolicy
+
+from .clock import alternate
 
 LENGTHS = [3, 4, 4, 6, 8, 9, 9, 10, 10, 11, 12, 13, 14, 17, 20, 24]
 """Response lengths of the minibatch: the spread of the default task's SFT responses."""
@@ -38,17 +39,16 @@ def time_update_pass(size: str, rounds: int = 2, repeats: int = 4, prompt_length
     queries = torch.randint(3, vocab, (len(LENGTHS), prompt_length))
     responses = torch.randint(3, vocab, (len(LENGTHS), int(lengths.max())))
     response_mask = torch.arange(responses.shape[1])[None, :] < lengths[:, None]
-    seconds: dict[int, list[float]] = {1: [], 4: []}
-    for _ in range(rounds):
-        for buckets in seconds:
+    def update_pass(buckets: int) -> Callable[[], None]:
+        def call() -> None:
             policy.max_length_buckets = buckets
-            for _ in range(repeats):
-                start = time.perf_counter()
-                logprobs, _, values = policy.evaluate_sequences(queries, torch.ones_like(queries), responses,
-                                                                response_mask, entropy_grad=False)
-                ((logprobs + values) * response_mask).sum().backward()
-                seconds[buckets].append(time.perf_counter() - start)
-    return {buckets: float(np.median(values)) for buckets, values in seconds.items()}
+            logprobs, _, values = policy.evaluate_sequences(queries, torch.ones_like(queries), responses, response_mask,
+                                                            entropy_grad=False)
+            ((logprobs + values) * response_mask).sum().backward()
+        return call
+
+    times = alternate({"1": update_pass(1), "4": update_pass(4)}, rounds, repeats)
+    return {int(buckets): seconds for buckets, seconds in times.items()}
 
 
 if __name__ == "__main__":

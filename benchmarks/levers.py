@@ -32,24 +32,12 @@ from transformers import AutoModelForCausalLM
 from rlhf_gym.agents import RLHFVecEnv, TokenPPO, TransformerPolicy
 from rlhf_gym.generation import left_pad, sample
 
-from .clock import LapAtRolloutStart, PhaseClock
+from .clock import LapAtRolloutStart, PhaseClock, alternate
 from .ours import time_scoring
 from .workloads import BETA, WORKLOADS, Workload, build_models
 
 CONFIGS = ("small", "medium")
 MINIBATCH = 16
-
-
-def alternate(settings: dict[str, Callable[[], None]], rounds: int = 3, repeats: int = 3) -> dict[str, float]:
-    """Median seconds of each setting's call, the settings alternating ``rounds`` times, ``repeats`` calls each."""
-    seconds: dict[str, list[float]] = {name: [] for name in settings}
-    for _ in range(rounds):
-        for name, call in settings.items():
-            for _ in range(repeats):
-                start = time.perf_counter()
-                call()
-                seconds[name].append(time.perf_counter() - start)
-    return {name: float(np.median(values)) for name, values in seconds.items()}
 
 
 def timed_once(call: Callable[[], None]) -> float:

@@ -34,6 +34,9 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+from rlhf_gym.agents.lora import lora_config
+from rlhf_gym.agents.lora_settings import LoraSettings
+
 from .clock import PhaseClock
 from .protocol import Run, Settings, trainable, training_state_mb, weights_mb
 from .tally import TokenTally
@@ -92,26 +95,13 @@ def make_trainer(workload: Workload, files: ModelFiles, settings: Settings, devi
     trainer = PPOTrainer(
         args=config, processing_class=tokenizer, train_dataset=prompts, model=policy,
         ref_model=None if lora else AutoModelForCausalLM.from_pretrained(files.policy),
-        peft_config=None if lora is None else peft_config(policy, lora),
+        peft_config=None if lora is None else lora_config(policy, LoraSettings.parse(lora)),
         reward_model=AutoModelForSequenceClassification.from_pretrained(files.reward),
         value_model=AutoModelForSequenceClassification.from_pretrained(files.reward),
         callbacks=[LapAtStepEnd()],
     )
     trainer.remove_callback(PrinterCallback)
     return trainer
-
-
-def peft_config(policy: torch.nn.Module, lora: dict[str, Any]):
-    """PEFT's ``LoraConfig`` for ``policy`` with ``ours-lora``'s settings: the same rank, scale and layers (the head
-    included), dropout 0."""
-    from peft import LoraConfig, TaskType
-
-    from rlhf_gym.agents.lora import target_modules
-    from rlhf_gym.agents.lora_settings import LoraSettings
-
-    settings = LoraSettings.parse(lora)
-    return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=0.0, bias="none", task_type=TaskType.CAUSAL_LM,
-                      target_modules=target_modules(policy, settings))
 
 
 def time_and_count(trainer, clock: PhaseClock, tally: TokenTally) -> None:
