@@ -2,7 +2,9 @@
 
 No NumPy or SciPy: the t quantiles are the standard table values ``t_{0.975, df}`` (df = n - 1), and the interval is
 ``mean ± t * s / sqrt(n)`` with ``s`` the sample standard deviation (``ddof = 1``). Two means differ significantly in
-the tables' sense when their intervals do not overlap (a conservative test: it needs more than a 5 % level).
+the tables' sense when their intervals do not overlap (a conservative test: it needs more than a 5 % level); a
+compact letter display (:func:`letter_groups`) and the longest chain of pairwise-apart intervals
+(:func:`separated_chain`) summarise all those pairwise tests at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ CONFIDENCE = 0.95
 _T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
           2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 _Z_975 = 1.960
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"  # the letters of letter_groups, best first
 
 
 def t_quantile(df: int) -> float:
@@ -66,3 +69,37 @@ def mean_interval(values: Sequence[float]) -> Interval:
         return Interval(mean, math.nan, 1)
     sample_std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     return Interval(mean, t_quantile(n - 1) * sample_std / math.sqrt(n), n)
+
+
+def letter_groups(intervals: Sequence[Interval]) -> list[str]:
+    """A compact letter display of ``intervals`` under the tables' test (Piepho 2004, "An algorithm for a letter-based
+    representation of all-pairwise comparisons"): two intervals share a letter exactly when they overlap, so two means
+    with no letter in common differ significantly.
+
+    Each letter is a maximal set of pairwise-overlapping intervals. In one dimension pairwise-overlapping intervals
+    share a common point (Helly's theorem), and the highest such point is one of their lower ends, so the candidate
+    sets are the intervals containing each lower end; the maximal ones are the letters, "a" for the highest.
+    """
+    lower_ends = sorted({interval.low for interval in intervals}, reverse=True)
+    candidates = [frozenset(k for k, interval in enumerate(intervals) if interval.low <= point <= interval.high)
+                  for point in lower_ends]
+    groups = [group for i, group in enumerate(candidates)
+              if group not in candidates[:i] and not any(group < other for other in candidates)]
+    if len(groups) > len(_LETTERS):
+        raise ValueError(f"{len(groups)} letter groups; a letter display has at most {len(_LETTERS)}")
+    return ["".join(_LETTERS[g] for g, group in enumerate(groups) if k in group) for k in range(len(intervals))]
+
+
+
+def separated_chain(intervals: Sequence[Interval]) -> list[int]:
+    """The indices of the longest chain of intervals that are pairwise apart (no two overlap), highest first: the most
+    levels the means can be ranked into with every step significant.
+
+    Greedy interval scheduling, which is optimal: take the interval that ends lowest, then repeatedly the one ending
+    lowest among those starting above the last one taken.
+    """
+    chain: list[int] = []
+    for k in sorted(range(len(intervals)), key=lambda k: intervals[k].high):
+        if not chain or intervals[k].low > intervals[chain[-1]].high:
+            chain.append(k)
+    return chain[::-1]

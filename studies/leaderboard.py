@@ -53,7 +53,7 @@ from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.metrics import format_number
 from rlhf_gym.registration import suite_env_ids, task_of
-from rlhf_gym.statistics import mean_interval
+from rlhf_gym.statistics import Interval, letter_groups, mean_interval, separated_chain
 from rlhf_gym.tasks import load_task
 from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
 
@@ -284,27 +284,51 @@ def aggregate(records: list[dict], kl_budget: float) -> list[dict]:
     return rows
 
 
+def ranked(rows: list[dict]) -> list[dict]:
+    """The rows with a headline interval (at least two seeds within the budget), best headline mean first."""
+    return sorted((r for r in rows if r.get("headline") is not None and r["within_budget"] >= 2),
+                  key=lambda r: -r["headline"][0])
+
+
+def headline_interval(row: dict) -> Interval:
+    mean, half_width = row["headline"]
+    return Interval(mean, half_width, row["within_budget"])
+
+
 def significance_tiers(rows: list[dict]) -> None:
-    """Set each row's ``tier`` (1 = the best) from the headline's 95 % intervals; None without one (over budget, or
-    fewer than two seeds within it).
+    """Set each row's ``tier`` (1 = the best) and ``letters`` from the headline's 95 % intervals; None without one
+    (over budget, or fewer than two seeds within it).
 
     With the rows in order of headline mean, a tier ends between two neighbours exactly when every interval above the
     cut lies wholly above every interval below it. So every method of a tier is significantly better than every method
     of every lower tier, whatever the widths; methods of one tier may or may not differ (one wide interval holds its
-    neighbours together).
+    neighbours together). The letters (:func:`rlhf_gym.statistics.letter_groups`) keep every pairwise test that one
+    wide interval hides from the tiers: two methods with no letter in common differ significantly.
     """
-    ranked = sorted((r for r in rows if r["headline"] is not None and r["within_budget"] >= 2),
-                    key=lambda r: -r["headline"][0])
+    best_first = ranked(rows)
     for row in rows:
-        row["tier"] = None
-    lows = [mean - half_width for mean, half_width in (r["headline"] for r in ranked)]
-    highs = [mean + half_width for mean, half_width in (r["headline"] for r in ranked)]
+        row["tier"] = row["letters"] = None
+    intervals = [headline_interval(row) for row in best_first]
+    for row, letters in zip(best_first, letter_groups(intervals)):
+        row["letters"] = letters
     tier, lowest_above = 1, float("inf")
-    for i, row in enumerate(ranked):
-        if i and lowest_above > max(highs[i:]):  # a cut before row i: all above it clear of all below it
+    for i, row in enumerate(best_first):
+        # a cut before row i exactly when every interval above it clears every interval below it
+        if i and lowest_above > max(interval.high for interval in intervals[i:]):
             tier += 1
         row["tier"] = tier
-        lowest_above = min(lowest_above, lows[i])
+        lowest_above = min(lowest_above, intervals[i].low)
+
+
+def tier_count(rows: list[dict]) -> int:
+    return max((row["tier"] for row in rows if row.get("tier") is not None), default=0)
+
+
+def separated_methods(rows: list[dict]) -> list[str]:
+    """The longest chain of methods whose headline intervals are pairwise apart, best first
+    (:func:`rlhf_gym.statistics.separated_chain`): how many levels the table ranks with every step significant."""
+    best_first = ranked(rows)
+    return [best_first[k]["method"] for k in separated_chain([headline_interval(row) for row in best_first])]
 
 
 def plus_half_width(value: tuple[float, float] | None, digits: int = 3) -> str:
@@ -320,8 +344,8 @@ def plus_half_width(value: tuple[float, float] | None, digits: int = 3) -> str:
 def markdown_table(rows: list[dict], kl_budget: float) -> str:
     cell = plus_half_width
 
-    lines = [f"| method | seeds | **gold reward at KL ≤ {kl_budget:g}** | tier | gold reward | normalised score | "
-             "proxy reward | KL (nats) | distinct-2 | well-formed | training time (s) |", "|---" * 11 + "|"]
+    lines = [f"| method | seeds | **gold reward at KL ≤ {kl_budget:g}** | tier | letters | gold reward | normalised score | "
+             "proxy reward | KL (nats) | distinct-2 | well-formed | training time (s) |", "|---" * 12 + "|"]
     for row in rows:
         headline = cell(row["headline"])
         if row["headline"] is not None and row["within_budget"] < row["seeds"]:
@@ -329,10 +353,21 @@ def markdown_table(rows: list[dict], kl_budget: float) -> str:
         elif row["headline"] is None:
             headline = "over budget"
         tier = "—" if row.get("tier") is None else str(row["tier"])
-        lines.append(f"| {row['method']} | {row['seeds']} | **{headline}** | {tier} | {cell(row['gold_reward'])} | "
-                     f"{cell(row['normalised_score'])} | {cell(row['proxy_reward'])} | {cell(row['kl'], 2)} | "
-                     f"{cell(row['distinct_2'])} | {cell(row['well_formed'])} | {cell(row['seconds'], 0)} |")
+        letters = row.get("letters") or "—"
+        lines.append(f"| {row['method']} | {row['seeds']} | **{headline}** | {tier} | {letters} | "
+                     f"{cell(row['gold_reward'])} | {cell(row['normalised_score'])} | {cell(row['proxy_reward'])} | "
+                     f"{cell(row['kl'], 2)} | {cell(row['distinct_2'])} | {cell(row['well_formed'])} | "
+                     f"{cell(row['seconds'], 0)} |")
     return "\n".join(lines) + "\n"
+
+
+def significance_summary(rows: list[dict]) -> str:
+    """What the table's intervals separate: its number of tiers, what the letters mean, and the longest chain of
+    methods with pairwise-apart intervals."""
+    chain = separated_methods(rows)
+    return (f"Significance of the headline (95 % intervals over seeds; apart = significant): {tier_count(rows)} tier(s), each "
+            "method of a tier above every method of every lower tier; two methods with no letter in common differ; the "
+            f"longest chain of methods pairwise apart has {len(chain)} level(s): {' > '.join(chain) or 'none'}.\n")
 
 
 def per_seed(records: list[dict]) -> str:
@@ -411,6 +446,8 @@ def suite_table(by_env: dict[str, list[dict]]) -> str:
             else:
                 cells.append(f"G {plus_half_width(row['gold_reward'], 3)}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines.append("| tiers | " + " | ".join(str(tier_count(rows)) for rows in by_env.values()) + " |")
+    lines.append("| levels apart | " + " | ".join(str(len(separated_methods(rows))) for rows in by_env.values()) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -421,8 +458,10 @@ def env_leaderboard(args: Args, records: list[dict]) -> list[dict]:
     table = markdown_table(rows, args.kl_budget)
     atomic_write_text(out_dir / "leaderboard.md", f"Leaderboard on {args.env_id} ({seeds_phrase(args)}; `rlhf-gym "
                                                   f"leaderboard`, arguments: {asdict(args)})\n\n{table}\n"
+                                                  f"{significance_summary(rows)}\n"
                                                   f"Gold reward (KL) per seed:\n\n{per_seed(records)}")
-    atomic_write_json(out_dir / "leaderboard.json", {"rows": rows, "args": asdict(args)})
+    atomic_write_json(out_dir / "leaderboard.json", {"rows": rows, "separated": separated_methods(rows),
+                                                     "args": asdict(args)})
     plot(records, out_dir / "leaderboard.png", f"{args.env_id}: gold reward against sqrt(KL), every method", args.kl_budget)
     print(table)
     return rows

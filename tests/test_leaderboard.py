@@ -31,7 +31,7 @@ def test_aggregate_gives_the_mean_and_its_95_percent_interval_and_a_headline_wit
     assert rows["grpo"]["headline"] is None
     assert rows["grpo"]["gold_reward"] == (0.5, None)  # one seed: no interval (null in leaderboard.json)
     table = leaderboard.markdown_table(list(rows.values()), 10.0)
-    assert "**1.500 ± 6.353 (2 of 3 within)** | 1 |" in table and "| grpo | 1 | **over budget** | — | 0.500 |" in table
+    assert "**1.500 ± 6.353 (2 of 3 within)** | 1 | a |" in table and "| grpo | 1 | **over budget** | — | — | 0.500 |" in table
 
 
 def headline_row(method, mean, half_width, seeds=5):
@@ -45,6 +45,9 @@ def test_tiers_are_cut_only_where_every_interval_above_clears_every_interval_bel
     # a [1.25, 1.35] overlaps b [1.14, 1.26], b overlaps c [1.09, 1.15]: no cut among them; all three clear d [0.4, 0.6]
     # and f [-0.2, 0.6]; d and f overlap. e has one seed within the budget: no interval, no tier
     assert [r["tier"] for r in rows] == [1, 1, 1, 2, None, 2]
+    # the letters: a-b and b-c overlap, a-c are apart ([1.25, 1.35] against [1.09, 1.15]); d and f overlap
+    assert [r["letters"] for r in rows] == ["a", "ab", "b", "c", None, "c"]
+    assert leaderboard.separated_methods(rows) == ["a", "c", "d"]  # d and f both end at 0.6: the first in rank order
     rows = [headline_row("a", 1.0, 0.1), headline_row("b", 0.5, 0.1), headline_row("c", 0.0, 0.1)]
     leaderboard.significance_tiers(rows)
     assert [r["tier"] for r in rows] == [1, 2, 3]
@@ -52,6 +55,10 @@ def test_tiers_are_cut_only_where_every_interval_above_clears_every_interval_bel
     rows = [headline_row("a", 10.0, 1.0), headline_row("b", 8.5, 0.1), headline_row("c", 8.4, 3.0)]
     leaderboard.significance_tiers(rows)
     assert [r["tier"] for r in rows] == [1, 1, 1]
+    # ... but the letters keep a > b: they share no letter, and c shares one with each
+    assert [r["letters"] for r in rows] == ["a", "b", "ab"] and leaderboard.separated_methods(rows) == ["a", "b"]
+    assert "1 tier(s)" in leaderboard.significance_summary(rows)
+    assert "2 level(s): a > b." in leaderboard.significance_summary(rows)
 
 
 def test_a_tuned_leaderboard_trains_each_method_with_its_chosen_setting(tmp_path, monkeypatch):
@@ -133,6 +140,13 @@ def test_suite_table_shows_the_normalised_score_or_else_the_gold_reward():
     table = leaderboard.suite_table(rows).splitlines()
     assert table[0] == "| method | RLHF-v0 | RLHF-Lists-v0 |"
     assert table[2] == "| ppo | G 1.250 ± 0.020 | 0.50 ± 0.12 |" and table[3] == "| sft | — | 0.00 ± 0.00 |"
+    assert table[4:] == ["| tiers | 0 | 0 |", "| levels apart | 0 | 0 |"]  # no headline intervals in these rows
+    for rows_of_env, (mean, half_width) in zip(rows.values(), [(1.0, 0.1), (0.5, 0.1)]):
+        rows_of_env[0].update(headline=(mean, half_width), within_budget=5)
+    rows["RLHF-Lists-v0"][1].update(headline=(0.0, 0.1), within_budget=5)
+    for rows_of_env in rows.values():
+        leaderboard.significance_tiers(rows_of_env)
+    assert leaderboard.suite_table(rows).splitlines()[4:] == ["| tiers | 1 | 2 |", "| levels apart | 1 | 2 |"]
     one_seed = {"RLHF-v0": [{"method": "ppo", "normalised_score": None, "gold_reward": (1.25, None)}]}
     assert leaderboard.suite_table(one_seed).splitlines()[2] == "| ppo | G 1.250 |"
 
