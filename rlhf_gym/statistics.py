@@ -83,12 +83,11 @@ def letter_groups(intervals: Sequence[Interval]) -> list[str]:
     lower_ends = sorted({interval.low for interval in intervals}, reverse=True)
     candidates = [frozenset(k for k, interval in enumerate(intervals) if interval.low <= point <= interval.high)
                   for point in lower_ends]
-    groups = [group for i, group in enumerate(candidates)
-              if group not in candidates[:i] and not any(group < other for other in candidates)]
+    # distinct lower ends give distinct sets (each holds the interval starting at its point, which no lower point's does)
+    groups = [group for group in candidates if not any(group < other for other in candidates)]
     if len(groups) > len(_LETTERS):
         raise ValueError(f"{len(groups)} letter groups; a letter display has at most {len(_LETTERS)}")
     return ["".join(_LETTERS[g] for g, group in enumerate(groups) if k in group) for k in range(len(intervals))]
-
 
 
 def separated_chain(intervals: Sequence[Interval]) -> list[int]:
