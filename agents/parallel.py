@@ -183,6 +183,14 @@ class DataParallel:
         if self.accelerator is not None:
             self.accelerator.wait_for_everyone()
 
+    def close(self) -> None:
+        """Leave the process group at the end of a run (Accelerate's ``end_training``: ``destroy_process_group``).
+
+        A process that exits with its gloo group still up can abort in the interpreter's teardown ("terminate called
+        without an active exception", SIGABRT) after its work is done, which fails the whole launch."""
+        if self.accelerator is not None:
+            self.accelerator.end_training()
+
     def broadcast(self, value: Any) -> Any:
         """The main process's ``value`` (any picklable object), on every process."""
         if self.accelerator is None:

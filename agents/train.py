@@ -306,6 +306,7 @@ def main(args: Args) -> Path:
     model.save(run_dir / "agent.zip")
     if not writes:
         parallel.barrier()  # until the main process has written the run's results
+        parallel.close()
         return run_dir
     model.export_pretrained(run_dir / "policy")
 
@@ -316,4 +317,5 @@ def main(args: Args) -> Path:
     done = ", ".join(f"{counters[k]} {k}" for k in ("iterations", "responses", "steps", "comparisons") if k in counters)
     console.print(f"done in {summary['seconds']:.0f} s, {args.algo}: {done}; agent.zip, policy/, summary.json in {run_dir}")
     parallel.barrier()
+    parallel.close()
     return run_dir

@@ -18,10 +18,11 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2LMHeadModel, pipeline
 
 import data_parallel_worker as worker
-from rlhf_gym.agents import DPO, TokenPPO
+from rlhf_gym.agents import DPO, TokenPPO, train
 from rlhf_gym.agents.buffer import masked_whiten
 from rlhf_gym.agents.dpo import dpo_loss, sequence_logps
 from rlhf_gym.agents.parallel import DataParallel, ProcessGroupKLController
+from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.gpt2 import gpt2_config
 from rlhf_gym.jsonl import read_jsonl, write_jsonl
@@ -175,6 +176,21 @@ def test_a_launch_that_accelerate_does_not_join_is_refused(monkeypatch):
 
 
 # -------------------------------------------------------------------------------------- two processes
+def test_a_run_leaves_its_process_group_when_it_ends(tmp_path, monkeypatch):
+    # a gloo process that exits with its group still up can abort in the interpreter's teardown after its work is done
+    # (SIGABRT: "terminate called without an active exception"), which failed the launch test once on 2 busy cores
+    ended = []
+    DataParallel(SimpleNamespace(end_training=lambda: ended.append(True))).close()
+    DataParallel().close()  # one process: no group to leave
+    assert ended == [True]
+    closed = []
+    monkeypatch.setattr(DataParallel, "close", lambda self: closed.append(self.process_index))
+    train.main(parse_dataclass(train.Args, "", ["--out-dir", str(tmp_path), "--total-responses", "8", "--n-envs", "8",
+                                                "--batch-size", "4", "--max-new-tokens", "6", "--n-eval-prompts", "4",
+                                                "--no-progress-bar"]))
+    assert closed == [0]
+
+
 @pytest.mark.slow
 def test_one_update_on_two_processes_equals_one_process_on_the_global_batch(tmp_path):
     single = worker.updated_parameters(DataParallel())
