@@ -77,8 +77,8 @@ def letter_groups(intervals: Sequence[Interval]) -> list[str]:
     with no letter in common differ significantly.
 
     Each letter is a maximal set of pairwise-overlapping intervals. In one dimension pairwise-overlapping intervals
-    share a common point (Helly's theorem), and the highest such point is one of their lower ends, so the candidate
-    sets are the intervals containing each lower end; the maximal ones are the letters, "a" for the highest.
+    share a common point (Helly's theorem): their common part starts at the highest of their lower ends. So the
+    candidate sets are the intervals containing each lower end; the maximal ones are the letters, "a" for the highest.
     """
     lower_ends = sorted({interval.low for interval in intervals}, reverse=True)
     candidates = [frozenset(k for k, interval in enumerate(intervals) if interval.low <= point <= interval.high)
