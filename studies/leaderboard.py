@@ -361,10 +361,9 @@ def markdown_table(rows: list[dict], kl_budget: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def significance_summary(rows: list[dict]) -> str:
-    """What the table's intervals separate: its number of tiers, what the letters mean, and the longest chain of
-    methods with pairwise-apart intervals."""
-    chain = separated_methods(rows)
+def significance_summary(rows: list[dict], chain: list[str]) -> str:
+    """What the table's intervals separate: its number of tiers, what the letters mean, and ``chain``, the longest chain
+    of methods with pairwise-apart intervals (:func:`separated_methods`)."""
     return (f"Significance of the headline (95 % intervals over seeds; apart = significant): {tier_count(rows)} tier(s), each "
             "method of a tier above every method of every lower tier; two methods with no letter in common differ; the "
             f"longest chain of methods pairwise apart has {len(chain)} level(s): {' > '.join(chain) or 'none'}.\n")
@@ -456,11 +455,12 @@ def env_leaderboard(args: Args, records: list[dict]) -> list[dict]:
     rows = aggregate(records, args.kl_budget)
     out_dir = Path(args.out_dir)
     table = markdown_table(rows, args.kl_budget)
+    separated = separated_methods(rows)
     atomic_write_text(out_dir / "leaderboard.md", f"Leaderboard on {args.env_id} ({seeds_phrase(args)}; `rlhf-gym "
                                                   f"leaderboard`, arguments: {asdict(args)})\n\n{table}\n"
-                                                  f"{significance_summary(rows)}\n"
+                                                  f"{significance_summary(rows, separated)}\n"
                                                   f"Gold reward (KL) per seed:\n\n{per_seed(records)}")
-    atomic_write_json(out_dir / "leaderboard.json", {"rows": rows, "separated": separated_methods(rows),
+    atomic_write_json(out_dir / "leaderboard.json", {"rows": rows, "separated": separated,
                                                      "args": asdict(args)})
     plot(records, out_dir / "leaderboard.png", f"{args.env_id}: gold reward against sqrt(KL), every method", args.kl_budget)
     print(table)
