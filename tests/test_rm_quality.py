@@ -2,15 +2,22 @@
 
 import json
 
+import pytest
 from helpers import cli_error
 
 from rlhf_gym.cli import run_command
 from rlhf_gym.commands.rm_quality import markdown_probes
 
 
-def test_the_shipped_lists_proxy_sees_form_and_not_content(tmp_path, capsys):
-    report = run_command("rm-quality", ["--task", "lists", "--n-probe-prompts", "40", "--out", str(tmp_path / "q.json")])
-    out = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def shipped_lists_report(tmp_path_factory):
+    """The shipped lists proxy's report on fresh SFT pairs (measured once: it samples 2,000 responses), and its output."""
+    out = tmp_path_factory.mktemp("rm_quality") / "q.json"
+    return run_command("rm-quality", ["--task", "lists", "--n-probe-prompts", "40", "--out", str(out)]), out
+
+
+def test_the_shipped_lists_proxy_sees_form_and_not_content(shipped_lists_report):
+    report, path = shipped_lists_report
     by_type = report["by_type"]
     assert by_type["overall"]["pairs"] == report["n_pairs"] and by_type["overall"]["agreement"] == report["gold_agreement"]
     # the outside check's finding, measured on the shipped v0 proxy: form right, content at chance
@@ -18,8 +25,7 @@ def test_the_shipped_lists_proxy_sees_form_and_not_content(tmp_path, capsys):
     assert all(by_type[f]["agreement"] < 0.7 for f in ("other_category", "excluded_member", "repeated_item"))
     assert set(report["probes"]) == {"other_category", "excluded_member", "repeated_item"}
     assert report["probes"]["other_category"]["prompts"] == 40 and report["probes"]["other_category"]["gold_margin"] > 0
-    assert json.loads((tmp_path / "q.json").read_text())["by_type"] == by_type
-    assert "| length_form |" in out and "| other_category | 40 |" in out
+    assert json.loads(path.read_text())["by_type"] == by_type
 
 
 def test_a_task_without_families_is_refused(capsys):
@@ -31,3 +37,34 @@ def test_the_probe_table_by_hand():
     table = markdown_probes({"a": {"prompts": 2, "prefers_ceiling": 0.5, "margin": 0.25, "gold_margin": 1.0},
                              "b": {"prompts": 0, "prefers_ceiling": None, "margin": None, "gold_margin": None}})
     assert table.splitlines()[2:] == ["| a | 2 | 0.500 | 0.250 | 1.000 |", "| b | 0 | — | — | — |"]
+
+
+def test_policy_gives_the_pairs_of_that_policy_s_samples(shipped_lists_report, tmp_path, capsys):
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    from rlhf_gym.gpt2 import gpt2_config
+    from rlhf_gym.tasks import world_of
+
+    tokenizer = world_of("lists").tokenizer()
+    torch.manual_seed(0)
+    GPT2LMHeadModel(gpt2_config(tokenizer, 16, 1)).save_pretrained(tmp_path / "untrained")  # samples: random words
+    sft = shipped_lists_report[0]
+    untrained = run_command("rm-quality", ["--task", "lists", "--n-probe-prompts", "40",
+                                           "--policy", str(tmp_path / "untrained")])
+    out = capsys.readouterr().out
+    assert f"pairs of {tmp_path / 'untrained'}'s samples" in out
+    assert "| length_form |" in out and "| other_category | 40 |" in out
+    assert untrained["policy"] == str(tmp_path / "untrained") and sft["policy"].endswith("policy")
+    # random words are almost never well-formed, so almost every pair differs in form alone or is a gold tie
+    assert untrained["n_pairs"] != sft["n_pairs"]
+    assert untrained["by_type"]["length_form"]["share"] > 0.9 > sft["by_type"]["length_form"]["share"]
+    assert untrained["probes"] == sft["probes"]  # the probe table does not sample: the same with any policy
+
+
+def test_a_policy_of_another_task_is_refused(capsys):
+    from rlhf_gym.tasks import load_task
+
+    reviews_policy = str(load_task("reviews").policy_dir)
+    assert cli_error(capsys, "rm-quality", ["--task", "lists", "--policy", reviews_policy]).startswith(
+        f"error: --policy {reviews_policy}: a policy of ")

@@ -6,8 +6,13 @@ does: overall, on pairs that differ in length or form only, and on pairs that di
 (:mod:`rlhf_gym.pair_types`). Then the probe table: a ceiling answer against the same answer with one error of each
 family, at the same length and bias; a proxy that sees the family prefers the ceiling answer on every prompt.
 
+With ``--policy`` the pairs are two samples of that policy instead of the SFT policy's, on the same prompts: the
+agreement on what an RL run trained on the proxy produces, off the SFT distribution the proxy was trained and first
+measured on: a proxy can rank SFT pairs well and the policy's own samples badly.
+
     rlhf-gym rm-quality --task lists                               # the task's shipped reward model
     rlhf-gym rm-quality --task lists --reward-model rm/ --out rm/quality.json
+    rlhf-gym rm-quality --task lists_v1 --policy runs/<run>/policy   # on an RL policy's own samples
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class Args:
     task: str = arg("lists", "task: its gold reward, SFT policy, held-out prompts and content-error families",
                     choices=task_names)
     reward_model: str | None = arg(None, "reward model directory or HF id (default: the task's shipped one)")
+    policy: str | None = arg(None, "policy directory whose samples make the pairs (default: the task's SFT policy)")
     n_probe_prompts: int = arg(300, "held-out prompts of the probe table")
     out: str | None = arg(None, "also write the figures as JSON here")
 
@@ -53,15 +59,19 @@ def main(args: Args) -> dict:
     from rlhf_gym.proxies import measure_gold_agreement
     from rlhf_gym.reward_model import RewardModel
     from rlhf_gym.tasks import load_task, world_of
+    from rlhf_gym.tasks.building import reused_sft_policy
 
     task, world = load_task(args.task), world_of(args.task)
     if not world.content_errors:
         raise ConfigError(f"task {args.task!r} has no content-error families to split by (lists, facts, describe have)")
+    policy = reused_sft_policy(world, args.policy, "--policy") if args.policy else None
     reward_model = RewardModel.from_pretrained(args.reward_model) if args.reward_model else task.load_reward_model()
-    agreement = measure_gold_agreement(reward_model, task)
+    agreement = measure_gold_agreement(reward_model, task, policy)
     probes = content_probes(world, reward_model.score, task.eval_prompts[: args.n_probe_prompts])
-    report = {"task": args.task, "reward_model": args.reward_model or str(task.reward_dir), **agreement, "probes": probes}
-    print(f"{args.task}: agreement with gold {agreement['gold_agreement']:.3f} on {agreement['n_pairs']} fresh SFT pairs "
+    report = {"task": args.task, "reward_model": args.reward_model or str(task.reward_dir),
+              "policy": args.policy or str(task.policy_dir), **agreement, "probes": probes}
+    sampler = f"pairs of {args.policy}'s samples" if args.policy else "fresh SFT pairs"
+    print(f"{args.task}: agreement with gold {agreement['gold_agreement']:.3f} on {agreement['n_pairs']} {sampler} "
           f"of held-out prompts\n\n{markdown_agreement(agreement['by_type'])}\n\n{markdown_probes(probes)}")
     if args.out:
         atomic_write_json(args.out, report)

@@ -193,11 +193,12 @@ def gold_agreement(gold_reward, reward_model: RewardModel, policy, tokenizer, pr
     return figures
 
 
-def reused_sft_policy(world: TaskWorld, directory: str) -> GPT2LMHeadModel:
-    """The SFT policy saved in ``directory``; :class:`ConfigError` unless its vocabulary is ``world``'s."""
-    policy = load_model(directory, "policy", "--sft-from")
+def reused_sft_policy(world: TaskWorld, directory: str, option: str = "--sft-from") -> GPT2LMHeadModel:
+    """The policy saved in ``directory`` (given as ``option``, named in messages), in eval mode; :class:`ConfigError`
+    unless its vocabulary is ``world``'s."""
+    policy = load_model(directory, "policy", option)
     if policy.config.vocab_size != len(world.tokenizer()):
-        raise ConfigError(f"--sft-from {directory}: a policy of {policy.config.vocab_size} tokens, not of the "
+        raise ConfigError(f"{option} {directory}: a policy of {policy.config.vocab_size} tokens, not of the "
                           f"{world.name} task's {len(world.tokenizer())}")
     return policy.eval()
 
