@@ -60,11 +60,8 @@ def train_and_score(env_id: str, algo: str, reward: str, seed: int, total_respon
     policy_dir = Path(out_dir) / f"policy_seed{seed}"
     model.export_pretrained(policy_dir)
     scored = leaderboard.score(str(policy_dir), leaderboard.Args(env_id=env_id, methods="sft"))
-    task = load_task(task_of(env_id))
-    prompts = task.eval_prompts[: leaderboard.Args.n_eval_prompts]
-    record = {k: scored[k] for k in ("gold_reward", "proxy_reward", "kl", "well_formed")}
-    record.update(seed=seed, env_id=env_id, algo=algo, reward=reward, total_responses=total_responses,
-                  normalised_score=task.normalised_score(prompts, scored["gold_reward"]))
+    record = {k: scored[k] for k in ("gold_reward", "normalised_score", "proxy_reward", "kl", "well_formed")}
+    record.update(seed=seed, env_id=env_id, algo=algo, reward=reward, total_responses=total_responses)
     if reward == GOLD:
         record["gold_scale"] = reward_model.scale
     return record
