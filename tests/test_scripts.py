@@ -300,7 +300,7 @@ def test_build_task_refuses_an_sft_policy_that_is_not_there_or_not_the_task_s(tm
     assert f"--sft-from: no saved policy (config.json) in {tmp_path}" in capsys.readouterr().err
     from rlhf_gym.errors import ConfigError
     from rlhf_gym.tasks import load_task, world_of
-    from rlhf_gym.tasks.building import reused_sft_policy
+    from rlhf_gym.tasks.building import saved_task_policy
 
     with pytest.raises(ConfigError, match="not of the lists task's"):
-        reused_sft_policy(world_of("lists"), str(load_task("reviews").policy_dir))
+        saved_task_policy(world_of("lists"), str(load_task("reviews").policy_dir))

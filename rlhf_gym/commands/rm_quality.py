@@ -59,12 +59,12 @@ def main(args: Args) -> dict:
     from rlhf_gym.proxies import measure_gold_agreement
     from rlhf_gym.reward_model import RewardModel
     from rlhf_gym.tasks import load_task, world_of
-    from rlhf_gym.tasks.building import reused_sft_policy
+    from rlhf_gym.tasks.building import saved_task_policy
 
     task, world = load_task(args.task), world_of(args.task)
     if not world.content_errors:
         raise ConfigError(f"task {args.task!r} has no content-error families to split by (lists, facts, describe have)")
-    policy = reused_sft_policy(world, args.policy, "--policy") if args.policy else None
+    policy = saved_task_policy(world, args.policy, "--policy") if args.policy else None
     reward_model = RewardModel.from_pretrained(args.reward_model) if args.reward_model else task.load_reward_model()
     agreement = measure_gold_agreement(reward_model, task, policy)
     probes = content_probes(world, reward_model.score, task.eval_prompts[: args.n_probe_prompts])

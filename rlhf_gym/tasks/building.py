@@ -193,7 +193,7 @@ def gold_agreement(gold_reward, reward_model: RewardModel, policy, tokenizer, pr
     return figures
 
 
-def reused_sft_policy(world: TaskWorld, directory: str, option: str = "--sft-from") -> GPT2LMHeadModel:
+def saved_task_policy(world: TaskWorld, directory: str, option: str = "--sft-from") -> GPT2LMHeadModel:
     """The policy saved in ``directory`` (given as ``option``, named in messages), in eval mode; :class:`ConfigError`
     unless its vocabulary is ``world``'s."""
     policy = load_model(directory, "policy", option)
@@ -268,7 +268,7 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
     tokenizer = world.tokenizer()
 
     if config.sft_from is not None:
-        policy, sft_loss = reused_sft_policy(world, config.sft_from), None
+        policy, sft_loss = saved_task_policy(world, config.sft_from), None
     else:
         policy, sft = sft_policy(world, config, progress)
         sft_loss = final_loss(sft.losses)
