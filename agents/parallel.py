@@ -25,18 +25,13 @@ import torch
 import torch.nn as nn
 
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.launcher import launched_processes
 from rlhf_gym.utils import resolve_device
 
 INSTALL_HINT = 'pip install "rlhf-gym[distributed]"'
 SEED_STRIDE = 1_000_003
 """Process ``i`` of a run with seed ``s`` samples with seed ``s + i * SEED_STRIDE`` (a prime, far from the seeds of
 other runs in a sweep), so the processes draw different prompts and tokens."""
-
-
-def launched_processes() -> int:
-    """How many processes ``accelerate launch`` (or ``torchrun``) started for this run (1 for a plain run)."""
-    # the launcher's environment, read before any process group exists, so that a plain run never imports Accelerate
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 SHARDING_ENGINES = {"ACCELERATE_USE_FSDP": "FSDP", "ACCELERATE_USE_DEEPSPEED": "DeepSpeed"}

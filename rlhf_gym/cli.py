@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from .command_registry import COMMANDS, GROUPS
 from .errors import RLHFGymError
+from .launcher import end_launched_worker
 
 T = TypeVar("T")
 
@@ -150,9 +151,14 @@ def run(main: Callable[[T], Any], cls: type[T], description: str, argv: list[str
 
 
 def run_command(name: str, argv: list[str] | None = None) -> Any:
-    """Run the command ``name`` of :data:`rlhf_gym.command_registry.COMMANDS` (its module's ``main`` with its ``Args``)."""
+    """Run the command ``name`` of :data:`rlhf_gym.command_registry.COMMANDS` (its module's ``main`` with its ``Args``).
+
+    In a process that ``accelerate launch`` started beside the main one, a finished command ends the process here
+    (:func:`rlhf_gym.launcher.end_launched_worker`)."""
     module = importlib.import_module(COMMANDS[name].module)
-    return run(module.main, module.Args, module.__doc__, argv, prog=f"rlhf-gym {name}")
+    result = run(module.main, module.Args, module.__doc__, argv, prog=f"rlhf-gym {name}")
+    end_launched_worker()
+    return result
 
 
 def overview() -> str:

@@ -210,3 +210,18 @@ def test_installed_command_runs(command, tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("1 runs") and result.stderr == ""
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_launched_non_main_process_ends_after_its_command_without_the_teardown(rank, tmp_path):
+    # accelerate launch sets WORLD_SIZE and RANK; a worker (rank > 0) must skip the interpreter's teardown, where gloo
+    # was seen to abort a finished run, and the main process must return as usual
+    fake_run(tmp_path / "RLHF-v0__x__0__1", 1.0)
+    script = ("import atexit; atexit.register(print, 'teardown'); from rlhf_gym.cli import run_command; "
+              f"run_command('summarize', ['--runs', {str(tmp_path / 'RLHF-v0__x__*')!r}]); print('returned')")
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": rank}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("1 runs")  # the command's output was flushed before the exit
+    ended_early = "returned" not in result.stdout and "teardown" not in result.stdout
+    assert ended_early == (rank == "1")
