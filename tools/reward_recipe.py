@@ -6,6 +6,8 @@ build-task`` wrote, with the training seed, learning rate and epochs as options,
 seeds without collecting again. Prints the agreement table (``rlhf_gym.pair_types``) on the build's fresh SFT pairs,
 and the probe table's preference shares. Options that change one thing each:
 
+* ``--reward-init scratch --reward-width W --reward-layers L`` trains a fresh ``W`` x ``L`` model instead of the build's
+  start (the SFT policy with a score head, for the suite's tasks): a larger reward model than the SFT trunk;
 * ``--pooling sum`` reads the reward as the sum of per-token scores (``AutoModelForTokenClassification``) instead of
   the last token's;
 * ``--relabel gold`` labels the same pairs by gold (noise-free, no bias; gold ties left out), ``--relabel annotator``
@@ -82,6 +84,10 @@ def main() -> None:
     parser.add_argument("--task", default="lists")
     parser.add_argument("--data", required=True, help="comparisons JSONL (a build's preferences.jsonl)")
     parser.add_argument("--pooling", choices=("last", "sum"), default="last")
+    parser.add_argument("--reward-init", choices=("sft", "scratch"), default=None,
+                        help="the reward model's start (default: the task build's)")
+    parser.add_argument("--reward-width", type=int, default=None, help="--reward-init scratch: hidden size")
+    parser.add_argument("--reward-layers", type=int, default=None, help="--reward-init scratch: transformer blocks")
     parser.add_argument("--epochs", type=int, default=RewardTrainingConfig.epochs)
     parser.add_argument("--counterfactual-epochs", type=int, default=0,
                         help="passes over the counterfactual comparisons alone before --epochs passes over all")
@@ -94,6 +100,10 @@ def main() -> None:
     parser.add_argument("--standardise", action="store_true", help="scores of std 1 on SFT samples of train prompts")
     parser.add_argument("--save", default=None, help="save the reward model in this directory")
     args = parser.parse_args()
+    if args.reward_init != "scratch" and (args.reward_width or args.reward_layers):
+        parser.error("--reward-width and --reward-layers size a fresh model: they need --reward-init scratch")
+    if args.pooling == "sum" and args.reward_init == "scratch":
+        parser.error("--pooling sum reads the SFT policy's tokens: it cannot start from scratch")
     started = time.time()
     task, world = load_task(args.task), world_of(args.task)
     records = load_preferences(args.data, include_non_preferences=args.relabel != "none")
@@ -109,15 +119,18 @@ def main() -> None:
             settings["annotator_bias_weights"] = tuple(float(w) for w in args.annotator_bias_weights.split(",") if w)
         records = relabelled(records, annotator(world, BuildConfig.for_world(world, **settings)))
     torch.manual_seed(args.seed)
+    start = {name: getattr(args, name) for name in ("reward_init", "reward_width", "reward_layers")
+             if getattr(args, name) is not None}
     if args.pooling == "last":
-        reward_model = initial_reward_model(world, BuildConfig.for_world(world), task.policy_dir)
+        reward_model = initial_reward_model(world, BuildConfig.for_world(world, **start), task.policy_dir)
     else:
         reward_model = SumRewardModel(AutoModelForTokenClassification.from_pretrained(task.policy_dir, num_labels=1),
                                       world.tokenizer())
     if args.counterfactual_epochs:
         content_first = RewardTrainingConfig(epochs=args.counterfactual_epochs, learning_rate=args.learning_rate,
                                              seed=args.seed)
-        train_reward_model(reward_model, counterfactual_records(records), content_first, progress=False)
+        content = train_reward_model(reward_model, counterfactual_records(records), content_first, progress=False)
+        print(f"content first: held-out accuracy {content['eval_accuracy']:.3f} on the counterfactual comparisons")
     config = RewardTrainingConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
     metrics = train_reward_model(reward_model, records, config, progress=False)
     if args.standardise:
