@@ -14,7 +14,8 @@ and the probe table's preference shares. Options that change one thing each:
   by the task's annotator pool with ``--annotator-temperature`` / ``--annotator-flip-rate`` / ``--annotator-bias-weights``
   (ties labelled), so that the labels' part can be told from the pairs' and the model's;
 * ``--counterfactual-epochs N`` trains N passes on the file's counterfactual comparisons alone before the ``--epochs``
-  passes on all of them (content first, then length);
+  passes on all of them (content first, then length), and prints how well the model fits each family's comparisons
+  after each stage;
 * ``--standardise`` divides the scores by their std on the build's standardisation samples (``reward_standardise``),
   and ``--save DIR`` saves the reward model, for an RL run on it (``rlhf-gym train --reward-model DIR``)::
 
@@ -26,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import defaultdict
 
+import numpy as np
 import torch
 from transformers import AutoModelForTokenClassification
 
@@ -64,6 +67,21 @@ class GoldJudge:
     def __call__(self, prompt: str, response_a: str, response_b: str) -> str:
         gold_a, gold_b = self.gold_reward(prompt, response_a), self.gold_reward(prompt, response_b)
         return "tie" if gold_a == gold_b else "a" if gold_a > gold_b else "b"
+
+
+def fit_by_family(reward_model: RewardModel, records: list[dict]) -> dict[str, float]:
+    """Per counterfactual family (``pair_type``), the share of ``records`` whose chosen response the model scores
+    higher: how well it fits each kind of content error on the comparisons it is trained on."""
+    families = defaultdict(list)
+    for record in records:
+        families[record["pair_type"].removeprefix("counterfactual:")].append(record)
+    fit = {}
+    for family, group in sorted(families.items()):
+        prompts = [r["prompt"] for r in group]
+        chosen = reward_model.score(prompts, [r["chosen"] for r in group])
+        rejected = reward_model.score(prompts, [r["rejected"] for r in group])
+        fit[family] = round(float(np.mean(chosen > rejected)), 3)
+    return fit
 
 
 def relabelled(records: list[dict], judge: Labeler) -> list[dict]:
@@ -130,9 +148,12 @@ def main() -> None:
         content_first = RewardTrainingConfig(epochs=args.counterfactual_epochs, learning_rate=args.learning_rate,
                                              seed=args.seed)
         content = train_reward_model(reward_model, counterfactual_records(records), content_first, progress=False)
-        print(f"content first: held-out accuracy {content['eval_accuracy']:.3f} on the counterfactual comparisons")
+        print(f"content first: held-out accuracy {content['eval_accuracy']:.3f} on the counterfactual comparisons; "
+              f"fit by family (all of them): {fit_by_family(reward_model, counterfactual_records(records))}")
     config = RewardTrainingConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
     metrics = train_reward_model(reward_model, records, config, progress=False)
+    if args.counterfactual_epochs:
+        print(f"after all passes, fit by family: {fit_by_family(reward_model, counterfactual_records(records))}")
     if args.standardise:
         build = BuildConfig.for_world(world)
         samples = standardisation_samples(task.train_prompts, task.load_policy(), task.load_tokenizer(), build,
