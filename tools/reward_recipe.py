@@ -15,7 +15,7 @@ and the probe table's preference shares. Options that change one thing each:
   (ties labelled), so that the labels' part can be told from the pairs' and the model's;
 * ``--counterfactual-epochs N`` trains N passes on the file's counterfactual comparisons alone before the ``--epochs``
   passes on all of them (content first, then length), and prints how well the model fits each family's comparisons
-  after each stage;
+  after each stage (``--fit-of DIR``: the same for a saved reward model, such as a task's shipped one);
 * ``--standardise`` divides the scores by their std on the build's standardisation samples (``reward_standardise``),
   and ``--save DIR`` saves the reward model, for an RL run on it (``rlhf-gym train --reward-model DIR``)::
 
@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--annotator-bias-weights", default=None, help="comma-separated; empty: one unbiased annotator")
     parser.add_argument("--standardise", action="store_true", help="scores of std 1 on SFT samples of train prompts")
     parser.add_argument("--save", default=None, help="save the reward model in this directory")
+    parser.add_argument("--fit-of", default=None, help="train nothing: print how a saved reward model (this directory) "
+                                                       "fits each counterfactual family of --data")
     args = parser.parse_args()
     if args.reward_init != "scratch" and (args.reward_width or args.reward_layers):
         parser.error("--reward-width and --reward-layers size a fresh model: they need --reward-init scratch")
@@ -136,6 +138,10 @@ def main() -> None:
         if args.annotator_bias_weights is not None:
             settings["annotator_bias_weights"] = tuple(float(w) for w in args.annotator_bias_weights.split(",") if w)
         records = relabelled(records, annotator(world, BuildConfig.for_world(world, **settings)))
+    if args.fit_of:
+        fit = fit_by_family(RewardModel.from_pretrained(args.fit_of), counterfactual_records(records))
+        print(f"{args.fit_of}: fit by family on {args.data}: {fit}")
+        return
     torch.manual_seed(args.seed)
     start = {name: getattr(args, name) for name in ("reward_init", "reward_width", "reward_layers")
              if getattr(args, name) is not None}
