@@ -84,6 +84,17 @@ def fit_by_family(reward_model: RewardModel, records: list[dict]) -> dict[str, f
     return fit
 
 
+def labels_by_family(world: TaskWorld, records: list[dict]) -> dict[str, float]:
+    """Per counterfactual family, the share of ``records`` whose label (chosen over rejected) gold agrees with: the
+    most a model can fit of them as gold would."""
+    families = defaultdict(list)
+    for record in records:
+        gold_delta = world.gold_reward(record["prompt"], record["chosen"]) - world.gold_reward(record["prompt"],
+                                                                                              record["rejected"])
+        families[record["pair_type"].removeprefix("counterfactual:")].append(gold_delta > 0)
+    return {family: round(float(np.mean(agree)), 3) for family, agree in sorted(families.items())}
+
+
 def relabelled(records: list[dict], judge: Labeler) -> list[dict]:
     """The same pairs judged again by ``judge`` (seeded per pair id), ties and skips left out."""
     out = []
@@ -140,7 +151,8 @@ def main() -> None:
         records = relabelled(records, annotator(world, BuildConfig.for_world(world, **settings)))
     if args.fit_of:
         fit = fit_by_family(RewardModel.from_pretrained(args.fit_of), counterfactual_records(records))
-        print(f"{args.fit_of}: fit by family on {args.data}: {fit}")
+        print(f"{args.fit_of}: fit by family on {args.data}: {fit}; the labels' agreement with gold by family: "
+              f"{labels_by_family(world, counterfactual_records(records))}")
         return
     torch.manual_seed(args.seed)
     start = {name: getattr(args, name) for name in ("reward_init", "reward_width", "reward_layers")
