@@ -35,7 +35,7 @@ from transformers import AutoModelForTokenClassification
 
 from rlhf_gym.labelers import Labeler
 from rlhf_gym.pair_types import content_probes, markdown_agreement
-from rlhf_gym.pairing import counterfactual_records
+from rlhf_gym.pairing import COUNTERFACTUAL, counterfactual_records
 from rlhf_gym.preferences import load_preferences
 from rlhf_gym.proxies import measure_gold_agreement
 from rlhf_gym.reward_model import RewardModel
@@ -69,14 +69,19 @@ class GoldJudge:
         return "tie" if gold_a == gold_b else "a" if gold_a > gold_b else "b"
 
 
-def fit_by_family(reward_model: RewardModel, records: list[dict]) -> dict[str, float]:
-    """Per counterfactual family (``pair_type``), the share of ``records`` whose chosen response the model scores
-    higher: how well it fits each kind of content error on the comparisons it is trained on."""
+def by_family(records: list[dict]) -> dict[str, list[dict]]:
+    """Counterfactual ``records`` grouped by family (their ``pair_type`` less the ``counterfactual:`` prefix), sorted."""
     families = defaultdict(list)
     for record in records:
-        families[record["pair_type"].removeprefix("counterfactual:")].append(record)
+        families[record["pair_type"].removeprefix(COUNTERFACTUAL + ":")].append(record)
+    return dict(sorted(families.items()))
+
+
+def fit_by_family(reward_model: RewardModel, records: list[dict]) -> dict[str, float]:
+    """Per counterfactual family, the share of ``records`` whose chosen response the model scores higher: how well it
+    fits each kind of content error on the comparisons it is trained on."""
     fit = {}
-    for family, group in sorted(families.items()):
+    for family, group in by_family(records).items():
         prompts = [r["prompt"] for r in group]
         chosen = reward_model.score(prompts, [r["chosen"] for r in group])
         rejected = reward_model.score(prompts, [r["rejected"] for r in group])
@@ -87,12 +92,10 @@ def fit_by_family(reward_model: RewardModel, records: list[dict]) -> dict[str, f
 def labels_by_family(world: TaskWorld, records: list[dict]) -> dict[str, float]:
     """Per counterfactual family, the share of ``records`` whose label (chosen over rejected) gold agrees with: the
     most a model can fit of them as gold would."""
-    families = defaultdict(list)
-    for record in records:
-        gold_delta = world.gold_reward(record["prompt"], record["chosen"]) - world.gold_reward(record["prompt"],
-                                                                                              record["rejected"])
-        families[record["pair_type"].removeprefix("counterfactual:")].append(gold_delta > 0)
-    return {family: round(float(np.mean(agree)), 3) for family, agree in sorted(families.items())}
+    gold = world.gold_reward
+    return {family: round(float(np.mean([gold(r["prompt"], r["chosen"]) > gold(r["prompt"], r["rejected"])
+                                         for r in group])), 3)
+            for family, group in by_family(records).items()}
 
 
 def relabelled(records: list[dict], judge: Labeler) -> list[dict]:
@@ -149,10 +152,11 @@ def main() -> None:
         if args.annotator_bias_weights is not None:
             settings["annotator_bias_weights"] = tuple(float(w) for w in args.annotator_bias_weights.split(",") if w)
         records = relabelled(records, annotator(world, BuildConfig.for_world(world, **settings)))
+    content_records = counterfactual_records(records)
     if args.fit_of:
-        fit = fit_by_family(RewardModel.from_pretrained(args.fit_of), counterfactual_records(records))
+        fit = fit_by_family(RewardModel.from_pretrained(args.fit_of), content_records)
         print(f"{args.fit_of}: fit by family on {args.data}: {fit}; the labels' agreement with gold by family: "
-              f"{labels_by_family(world, counterfactual_records(records))}")
+              f"{labels_by_family(world, content_records)}")
         return
     torch.manual_seed(args.seed)
     start = {name: getattr(args, name) for name in ("reward_init", "reward_width", "reward_layers")
@@ -165,13 +169,13 @@ def main() -> None:
     if args.counterfactual_epochs:
         content_first = RewardTrainingConfig(epochs=args.counterfactual_epochs, learning_rate=args.learning_rate,
                                              seed=args.seed)
-        content = train_reward_model(reward_model, counterfactual_records(records), content_first, progress=False)
+        content = train_reward_model(reward_model, content_records, content_first, progress=False)
         print(f"content first: held-out accuracy {content['eval_accuracy']:.3f} on the counterfactual comparisons; "
-              f"fit by family (all of them): {fit_by_family(reward_model, counterfactual_records(records))}")
+              f"fit by family (all of them): {fit_by_family(reward_model, content_records)}")
     config = RewardTrainingConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
     metrics = train_reward_model(reward_model, records, config, progress=False)
     if args.counterfactual_epochs:
-        print(f"after all passes, fit by family: {fit_by_family(reward_model, counterfactual_records(records))}")
+        print(f"after all passes, fit by family: {fit_by_family(reward_model, content_records)}")
     if args.standardise:
         build = BuildConfig.for_world(world)
         samples = standardisation_samples(task.train_prompts, task.load_policy(), task.load_tokenizer(), build,
