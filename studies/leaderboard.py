@@ -285,9 +285,14 @@ def aggregate(records: list[dict], kl_budget: float) -> list[dict]:
 
 
 def ranked(rows: list[dict]) -> list[dict]:
-    """The rows with a headline interval (at least two seeds within the budget), best headline mean first."""
-    return sorted((r for r in rows if r.get("headline") is not None and r["within_budget"] >= 2),
-                  key=lambda r: -r["headline"][0])
+    """The rows the tiers rank, best headline mean first: at least two seeds, every one of them within the budget.
+
+    A method over the budget on some seeds is not ranked (its headline is still shown, with how many seeds were within):
+    a mean over the seeds that stayed within is a survivor's mean, higher than the method's, and its interval over fewer
+    seeds is wider, so one unstable method would otherwise join the tiers of every method its interval spans.
+    """
+    return sorted((r for r in rows if r.get("headline") is not None and r["within_budget"] >= 2
+                   and r["within_budget"] == r["seeds"]), key=lambda r: -r["headline"][0])
 
 
 def headline_interval(row: dict) -> Interval:
@@ -296,8 +301,8 @@ def headline_interval(row: dict) -> Interval:
 
 
 def significance_tiers(rows: list[dict]) -> None:
-    """Set each row's ``tier`` (1 = the best) and ``letters`` from the headline's 95 % intervals; None without one
-    (over budget, or fewer than two seeds within it).
+    """Set each row's ``tier`` (1 = the best) and ``letters`` from the headline's 95 % intervals; None for a row that
+    :func:`ranked` leaves out (fewer than two seeds, or any seed over the budget).
 
     With the rows in order of headline mean, a tier ends between two neighbours exactly when every interval above the
     cut lies wholly above every interval below it. So every method of a tier is significantly better than every method

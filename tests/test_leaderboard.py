@@ -31,11 +31,25 @@ def test_aggregate_gives_the_mean_and_its_95_percent_interval_and_a_headline_wit
     assert rows["grpo"]["headline"] is None
     assert rows["grpo"]["gold_reward"] == (0.5, None)  # one seed: no interval (null in leaderboard.json)
     table = leaderboard.markdown_table(list(rows.values()), 10.0)
-    assert "**1.500 ± 6.353 (2 of 3 within)** | 1 | a |" in table and "| grpo | 1 | **over budget** | — | — | 0.500 |" in table
+    # one seed over the budget: the headline is shown with how many seeds were within, but not ranked
+    assert ppo["tier"] is None and ppo["letters"] is None
+    assert "**1.500 ± 6.353 (2 of 3 within)** | — | — |" in table and "| grpo | 1 | **over budget** | — | — | 0.500 |" in table
 
 
-def headline_row(method, mean, half_width, seeds=5):
-    return {"method": method, "headline": (mean, half_width), "within_budget": seeds}
+def headline_row(method, mean, half_width, seeds=5, within=None):
+    return {"method": method, "headline": (mean, half_width), "seeds": seeds,
+            "within_budget": seeds if within is None else within}
+
+
+def test_a_method_over_the_budget_on_some_seeds_is_not_ranked_and_does_not_join_the_tiers():
+    # c's interval over its 3 seeds within the budget spans a and b; ranked, it would hold all three in one tier
+    rows = [headline_row("a", 1.0, 0.1), headline_row("b", 0.5, 0.1), headline_row("c", 0.7, 0.6, within=3)]
+    leaderboard.significance_tiers(rows)
+    assert [r["tier"] for r in rows] == [1, 2, None] and [r["letters"] for r in rows] == ["a", "b", None]
+    assert leaderboard.separated_methods(rows) == ["a", "b"]
+    rows[2]["within_budget"] = 5  # all seeds within: the same interval is ranked and joins the tiers
+    leaderboard.significance_tiers(rows)
+    assert [r["tier"] for r in rows] == [1, 1, 1] and [r["letters"] for r in rows] == ["a", "b", "ab"]
 
 
 def test_tiers_are_cut_only_where_every_interval_above_clears_every_interval_below():
@@ -142,8 +156,8 @@ def test_suite_table_shows_the_normalised_score_or_else_the_gold_reward():
     assert table[2] == "| ppo | G 1.250 ± 0.020 | 0.50 ± 0.12 |" and table[3] == "| sft | — | 0.00 ± 0.00 |"
     assert table[4:] == ["| tiers | 0 | 0 |", "| levels apart | 0 | 0 |"]  # no headline intervals in these rows
     for rows_of_env, (mean, half_width) in zip(rows.values(), [(1.0, 0.1), (0.5, 0.1)]):
-        rows_of_env[0].update(headline=(mean, half_width), within_budget=5)
-    rows["RLHF-Lists-v0"][1].update(headline=(0.0, 0.1), within_budget=5)
+        rows_of_env[0].update(headline=(mean, half_width), seeds=5, within_budget=5)
+    rows["RLHF-Lists-v0"][1].update(headline=(0.0, 0.1), seeds=5, within_budget=5)
     for rows_of_env in rows.values():
         leaderboard.significance_tiers(rows_of_env)
     assert leaderboard.suite_table(rows).splitlines()[4:] == ["| tiers | 1 | 2 |", "| levels apart | 1 | 2 |"]
