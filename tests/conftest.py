@@ -1,12 +1,17 @@
 """Shared fixtures: the shipped reviews task and small helpers."""
 
+import os
+
 import pytest
 import torch
 from transformers.utils import logging as hf_logging
 
 from rlhf_gym.tasks import load_task
 
-torch.set_num_threads(2)
+# 2 torch threads in one process (`-n 0`); under pytest-xdist (`-n auto`, one worker per CPU) the CPUs shared among the
+# workers, at most 2 each. The tests' fixed-seed values hold at 1 and 2 threads.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 hf_logging.disable_progress_bar()
 
 

@@ -111,7 +111,8 @@ def mutmut_section() -> str:
     return ("[tool.mutmut]\n# written by tools/stage_mutation.py: the newer modules, on a staged copy (see its docstring)\n"
             f'source_paths = ["rlhf_gym/"]\nonly_mutate = {toml_list(ONLY_MUTATE)}\nalso_copy = ["configs/"]\n'
             f"pytest_add_cli_args_test_selection = {toml_list(TESTS)}\n"
-            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-m", "not slow"]\nprocess_isolation = "forkserver"\n'
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-n", "0", "-m", "not slow"]\n'
+            'process_isolation = "forkserver"\n'
             "# a CPU-time limit: 5 times the tests' own time (not 15) catches an infinite loop sooner\n"
             "timeout_multiplier = 5.0\n")
 
