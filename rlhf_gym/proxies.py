@@ -63,19 +63,21 @@ def train_proxy(spec: ProxySpec, out_dir: str | Path, records: list[dict] | None
     return metrics
 
 
-def measure_gold_agreement(reward_fn, task: Task | None = None, policy=None) -> dict:
+def measure_gold_agreement(reward_fn, task: Task | None = None, policy=None, draw: int = 0) -> dict:
     """``{"gold_agreement", "n_pairs"}`` (and ``"by_type"`` for a task with content-error families) of ``reward_fn``
     (anything with ``score(prompts, responses)``) on the fresh SFT pairs of held-out prompts on which the task's build
     measured the shipped reward model; with ``policy`` (a causal LM on the task's tokenizer, e.g. an RL run's exported
     policy), on pairs of that policy's samples of the same prompts instead: how well the proxy ranks what a policy
-    trained on it produces, off the SFT distribution it was trained on."""
+    trained on it produces, off the SFT distribution it was trained on. ``draw`` > 0: another draw of pairs of the same
+    prompts (draw 0 is the build's)."""
     task = task or load_task("reviews")
     world = world_of(task.name)
     build = BuildConfig.for_world(world)
     prompts = random.Random(build.seed_for(SeedStream.EVAL_SAMPLE)).sample(task.eval_prompts, build.n_eval_samples)
+    # a pair's two responses take sampling seeds s and s + 1 (gold_agreement): draw k starts 2k after the build's
+    seed = build.seed_for(SeedStream.GOLD_AGREEMENT) + 2 * draw
     return gold_agreement(task.gold_reward, reward_fn, policy if policy is not None else task.load_policy(),
-                          task.load_tokenizer(), prompts, build.max_new_tokens, build.seed_for(SeedStream.GOLD_AGREEMENT),
-                          world)
+                          task.load_tokenizer(), prompts, build.max_new_tokens, seed, world)
 
 
 def standardisation_samples(n_samples: int) -> tuple[list[str], list[str]]:

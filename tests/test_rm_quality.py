@@ -6,14 +6,16 @@ import pytest
 from helpers import cli_error
 
 from rlhf_gym.cli import run_command
-from rlhf_gym.commands.rm_quality import markdown_probes
+from rlhf_gym.commands.rm_quality import agreement_over_draws, markdown_over_draws, markdown_probes
 
 
 @pytest.fixture(scope="module")
 def shipped_lists_report(tmp_path_factory):
-    """The shipped lists proxy's report on fresh SFT pairs (measured once: it samples 2,000 responses), and its output."""
+    """The shipped lists proxy's report on two draws of fresh SFT pairs (measured once: it samples 4,000 responses), and
+    its output."""
     out = tmp_path_factory.mktemp("rm_quality") / "q.json"
-    return run_command("rm-quality", ["--task", "lists", "--n-probe-prompts", "40", "--out", str(out)]), out
+    return run_command("rm-quality", ["--task", "lists", "--n-probe-prompts", "40", "--pair-draws", "2",
+                                      "--out", str(out)]), out
 
 
 def test_the_shipped_lists_proxy_sees_form_and_not_content(shipped_lists_report):
@@ -26,6 +28,27 @@ def test_the_shipped_lists_proxy_sees_form_and_not_content(shipped_lists_report)
     assert set(report["probes"]) == {"other_category", "excluded_member", "repeated_item"}
     assert report["probes"]["other_category"]["prompts"] == 40 and report["probes"]["other_category"]["gold_margin"] > 0
     assert json.loads(path.read_text())["by_type"] == by_type
+    # the first draw is the build's pairs (the report's figures); the second is another draw of the same prompts
+    first, second = report["draws"]
+    assert first == by_type and second["overall"]["pairs"] != first["overall"]["pairs"]
+    assert report["over_draws"]["overall"]["agreement"] == pytest.approx(
+        (first["overall"]["agreement"] + second["overall"]["agreement"]) / 2)
+
+
+def test_agreement_over_draws_by_hand():
+    def draw(overall, family):
+        return {"by_type": {"overall": {"agreement": overall, "pairs": 100, "share": 1.0},
+                            "repeated_item": {"agreement": family, "pairs": 0 if family is None else 10, "share": 0.1},
+                            "gold_ties": 7}}
+
+    summary = agreement_over_draws([draw(0.7, 0.5), draw(0.8, None)])
+    # 0.7 and 0.8: sample std 0.0707, t_{0.975, 1} = 12.706, half-width 12.706 * 0.0707 / sqrt(2) = 0.6353
+    assert summary["overall"]["agreement"] == pytest.approx(0.75) and summary["overall"]["draws"] == 2
+    assert summary["overall"]["half_width"] == pytest.approx(0.6353) and summary["overall"]["pairs"] == 200
+    # a family without pairs in one draw is averaged over the draws that had some: one here, so no interval
+    assert summary["repeated_item"] == {"agreement": 0.5, "half_width": None, "draws": 1, "pairs": 10}
+    assert markdown_over_draws(summary).splitlines()[2:] == ["| overall | 2 | 200 | 0.750 ± 0.635 |",
+                                                             "| repeated_item | 1 | 10 | 0.500 |"]
 
 
 def test_a_task_without_families_is_refused(capsys):
