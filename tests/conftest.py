@@ -15,6 +15,15 @@ torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 hf_logging.disable_progress_bar()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sb3_log_dir(tmp_path_factory):
+    """SB3's logger makes a folder ``SB3-<time>`` in the system's temporary directory for every ``learn()`` without a
+    log directory, unless ``SB3_LOGDIR`` names one: the session's temporary path instead (subprocesses inherit it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3_logs")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def task():
     return load_task("reviews")
