@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForTokenClassification
 
+from rlhf_gym.commands.rm_quality import agreement_over_draws, markdown_over_draws
 from rlhf_gym.labelers import Labeler
 from rlhf_gym.pair_types import content_probes, markdown_agreement
 from rlhf_gym.pairing import COUNTERFACTUAL, counterfactual_records
@@ -131,6 +132,8 @@ def main() -> None:
     parser.add_argument("--annotator-bias-weights", default=None, help="comma-separated; empty: one unbiased annotator")
     parser.add_argument("--standardise", action="store_true", help="scores of std 1 on SFT samples of train prompts")
     parser.add_argument("--save", default=None, help="save the reward model in this directory")
+    parser.add_argument("--pair-draws", type=int, default=1, help="draws of fresh SFT pairs the agreement is measured on "
+                        "(the first is the build's); above 1: also the mean over draws with its 95 %% interval")
     parser.add_argument("--fit-of", default=None, help="train nothing: print how a saved reward model (this directory) "
                                                        "fits each counterfactual family of --data")
     args = parser.parse_args()
@@ -138,6 +141,8 @@ def main() -> None:
         parser.error("--reward-width and --reward-layers size a fresh model: they need --reward-init scratch")
     if args.pooling == "sum" and args.reward_init == "scratch":
         parser.error("--pooling sum reads the SFT policy's tokens: it cannot start from scratch")
+    if args.pair_draws < 1:
+        parser.error(f"--pair-draws must be >= 1, got {args.pair_draws}")
     started = time.time()
     task, world = load_task(args.task), world_of(args.task)
     records = load_preferences(args.data, include_non_preferences=args.relabel != "none")
@@ -183,11 +188,14 @@ def main() -> None:
         print(f"standardised: scores divided by {standardise_reward_scale(reward_model, *samples):.3f}")
     if args.save:
         save_reward_model(reward_model, args.save, metrics)
-    check = measure_gold_agreement(reward_model, task)
+    draws = [measure_gold_agreement(reward_model, task, draw=draw) for draw in range(args.pair_draws)]
+    check = draws[0]
     probes = content_probes(world, reward_model.score, world.prompt_split()[1][:300])
     print(f"{args.task} {args.pooling} lr {args.learning_rate:g} seed {args.seed} relabel {args.relabel}: {len(records)} "
           f"comparisons, held-out accuracy {metrics['eval_accuracy']:.3f}, gold agreement {check['gold_agreement']:.3f}")
     print(markdown_agreement(check["by_type"]))
+    if args.pair_draws > 1:
+        print(f"over {args.pair_draws} draws of pairs:\n{markdown_over_draws(agreement_over_draws(draws))}")
     print("probes, proxy prefers the ceiling answer:", {k: round(v["prefers_ceiling"], 3) for k, v in probes.items()})
     print(f"{time.time() - started:.0f} s")
 
