@@ -112,7 +112,8 @@ def relabelled(records: list[dict], judge: Labeler) -> list[dict]:
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line, with the combinations of options that make no sense refused."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="lists")
     parser.add_argument("--data", required=True, help="comparisons JSONL (a build's preferences.jsonl)")
@@ -143,6 +144,11 @@ def main() -> None:
         parser.error("--pooling sum reads the SFT policy's tokens: it cannot start from scratch")
     if args.pair_draws < 1:
         parser.error(f"--pair-draws must be >= 1, got {args.pair_draws}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     started = time.time()
     task, world = load_task(args.task), world_of(args.task)
     records = load_preferences(args.data, include_non_preferences=args.relabel != "none")
