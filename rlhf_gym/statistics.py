@@ -102,3 +102,23 @@ def separated_chain(intervals: Sequence[Interval]) -> list[int]:
         if not chain or intervals[k].low > intervals[chain[-1]].high:
             chain.append(k)
     return chain[::-1]
+
+
+def mean_and_half_width(values: Sequence[float]) -> tuple[float, float | None] | None:
+    """``(mean, half-width of its 95 % interval)`` of ``values`` (half-width None for one value: JSON's null), None for
+    none: the JSON form of :func:`mean_interval`, which :func:`plus_half_width` formats."""
+    if not values:
+        return None
+    interval = mean_interval(values)
+    return interval.mean, None if interval.n < 2 else interval.half_width
+
+
+def plus_half_width(value: tuple[float, float | None] | None, digits: int = 3) -> str:
+    """``"mean ± half-width"`` of a ``(mean, half-width)`` pair, the mean alone without a half-width (one value), ``—``
+    for no pair: the tables' cell for a mean over seeds or draws."""
+    if value is None:
+        return "—"
+    mean, half_width = value
+    if half_width is None:
+        return format_number(mean, digits)
+    return f"{format_number(mean, digits)} ± {format_number(half_width, digits)}"

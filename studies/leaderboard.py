@@ -53,7 +53,7 @@ from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.metrics import format_number
 from rlhf_gym.registration import suite_env_ids, task_of
-from rlhf_gym.statistics import Interval, letter_groups, mean_interval, separated_chain
+from rlhf_gym.statistics import Interval, letter_groups, mean_and_half_width, plus_half_width, separated_chain
 from rlhf_gym.tasks import load_task
 from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
 
@@ -257,15 +257,6 @@ def collect(args: Args) -> list[dict]:
     return read_records(args)
 
 
-def mean_and_half_width(values: list[float]) -> tuple[float, float | None] | None:
-    """``(mean, half-width of its 95 % interval)`` over seeds (half-width None for one value: JSON's null), None for
-    none."""
-    if not values:
-        return None
-    interval = mean_interval(values)
-    return interval.mean, None if interval.n < 2 else interval.half_width
-
-
 def aggregate(records: list[dict], kl_budget: float) -> list[dict]:
     """One row per method: the mean over seeds of :data:`COLUMNS` with its 95 % interval (``(mean, half-width)``), and
     the headline (gold reward at KL <= budget) over the seeds within the budget, with how many were; then each row's
@@ -334,16 +325,6 @@ def separated_methods(rows: list[dict]) -> list[str]:
     (:func:`rlhf_gym.statistics.separated_chain`): how many levels the table ranks with every step significant."""
     best_first = ranked(rows)
     return [best_first[k]["method"] for k in separated_chain([headline_interval(row) for row in best_first])]
-
-
-def plus_half_width(value: tuple[float, float] | None, digits: int = 3) -> str:
-    """``"mean ± half-width"`` of a :func:`mean_and_half_width` pair, the mean alone for one seed, ``—`` for none."""
-    if value is None:
-        return "—"
-    mean, half_width = value
-    if half_width is None:
-        return format_number(mean, digits)
-    return f"{format_number(mean, digits)} ± {format_number(half_width, digits)}"
 
 
 def markdown_table(rows: list[dict], kl_budget: float) -> str:

@@ -63,30 +63,24 @@ def agreement_over_draws(draws: list[dict]) -> dict[str, dict]:
     """Per pair type (``overall`` and each family of the draws' ``by_type``), the mean agreement over the draws with
     the half-width of its 95 % Student-t interval (None for one draw), the number of draws with pairs of that type, and
     the pairs in all of them."""
-    from rlhf_gym.statistics import mean_interval
+    from rlhf_gym.statistics import mean_and_half_width
 
     summary = {}
     for kind in (k for k in draws[0]["by_type"] if k != "gold_ties"):
         rows = [draw["by_type"][kind] for draw in draws if draw["by_type"][kind]["agreement"] is not None]
-        if not rows:
-            summary[kind] = {"agreement": None, "half_width": None, "draws": 0, "pairs": 0}
-            continue
-        interval = mean_interval([row["agreement"] for row in rows])
-        summary[kind] = {"agreement": interval.mean, "half_width": interval.half_width if interval.n > 1 else None,
-                         "draws": len(rows), "pairs": sum(row["pairs"] for row in rows)}
+        agreement, half_width = mean_and_half_width([row["agreement"] for row in rows]) or (None, None)
+        summary[kind] = {"agreement": agreement, "half_width": half_width, "draws": len(rows),
+                         "pairs": sum(row["pairs"] for row in rows)}
     return summary
 
 
 def markdown_over_draws(summary: dict[str, dict]) -> str:
     """:func:`agreement_over_draws` as a Markdown table."""
+    from rlhf_gym.statistics import plus_half_width
+
     lines = ["| pair type | draws | pairs | agreement with gold (mean ± 95 % interval over draws) |", "|---|---|---|---|"]
     for kind, row in summary.items():
-        if row["agreement"] is None:
-            cell = "—"
-        elif row["half_width"] is None:
-            cell = f"{row['agreement']:.3f}"
-        else:
-            cell = f"{row['agreement']:.3f} ± {row['half_width']:.3f}"
+        cell = plus_half_width(None if row["agreement"] is None else (row["agreement"], row["half_width"]))
         lines.append(f"| {kind} | {row['draws']} | {row['pairs']} | {cell} |")
     return "\n".join(lines)
 
