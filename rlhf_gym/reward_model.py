@@ -6,7 +6,11 @@ gradient with respect to ``r(x, y_w)`` is ``-(1 - sigmoid(delta))``: large when 
 the label, vanishing once it agrees.
 
 The reward model scores *text*: ``prompt + " " + response`` is tokenised with its own tokenizer, so it
-may differ from the policy's; the score is read at the last real token.
+may differ from the policy's. The score is read at the last real token (``pooling="last"``, the classifier's own
+reading, as InstructGPT's reward model), or summed over every token of the text (``pooling="sum"``): ``r(x, y) =
+sum_t w . h_t``, the score head applied to each position's hidden state. A sum suits a reward that is itself a sum
+over parts of the response (an item each): a last-token model must gather every part into one position's state. The
+choice is saved in the model's config (``reward_pooling``), so that a loaded model scores as it was trained.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from transformers import AutoTokenizer
 
 from .errors import ConfigError
 from .files import write_errors_name
+from .reward_settings import REWARD_POOLINGS
 from .utils import context_length, load_model, load_pretrained
 
 
@@ -53,11 +58,20 @@ class RewardModel:
     :param tokenizer: its tokenizer; one without a pad token gets its EOS token as pad.
     :param max_length: texts are truncated on the left to this many tokens (the end of a response is kept);
         default and maximum: the model's context (``n_positions``), no truncation for a model without one.
+    :param pooling: ``"last"`` or ``"sum"`` (:data:`REWARD_POOLINGS`), stored in ``model.config.reward_pooling``;
+        None: the model's saved choice, ``"last"`` for a model without one. ``"sum"`` needs a classifier whose score
+        head reads each position (``model.score``, as GPT-2's, Llama's and most decoders' classifiers).
     """
 
-    def __init__(self, model, tokenizer, max_length: int | None = None):
+    def __init__(self, model, tokenizer, max_length: int | None = None, pooling: str | None = None):
         if model.config.num_labels != 1:
             raise ConfigError(f"a reward model needs num_labels=1, this one has {model.config.num_labels}")
+        pooling = pooling or getattr(model.config, "reward_pooling", None) or "last"
+        if pooling not in REWARD_POOLINGS:
+            raise ConfigError(f"reward pooling must be one of {', '.join(REWARD_POOLINGS)}, got {pooling!r}")
+        if pooling == "sum" and not isinstance(getattr(model, "score", None), torch.nn.Linear):
+            raise ConfigError(f"pooling 'sum' applies the score head at every position, and {type(model).__name__} has "
+                              "no per-position head (model.score); use pooling 'last'")
         limit = context_length(model)
         if max_length is not None and limit is not None and max_length > limit:
             raise ConfigError(f"max_length={max_length} exceeds the reward model's context of {limit} positions")
@@ -71,7 +85,13 @@ class RewardModel:
         model.config.pad_token_id = tokenizer.pad_token_id
         tokenizer.padding_side = "right"
         tokenizer.truncation_side = "left"
+        model.config.reward_pooling = pooling
         self.model, self.tokenizer, self.max_length = model, tokenizer, max_length or limit
+
+    @property
+    def pooling(self) -> str:
+        """``"last"`` or ``"sum"``: how the score is read off the text's positions."""
+        return self.model.config.reward_pooling
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu",
@@ -104,7 +124,12 @@ class RewardModel:
 
     def forward(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
         """Differentiable scores, shape [batch]."""
-        return self.model(**self.encode(prompts, responses)).logits.squeeze(-1).float()
+        batch = self.encode(prompts, responses)
+        if self.pooling == "last":
+            return self.model(**batch).logits.squeeze(-1).float()
+        hidden = self.model.base_model(**batch).last_hidden_state
+        per_token = self.model.score(hidden).squeeze(-1).float()
+        return (per_token * batch["attention_mask"]).sum(1)  # padding positions (mask 0) add nothing
 
     @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 256) -> np.ndarray:

@@ -18,6 +18,7 @@ from rlhf_gym import tasks
 from rlhf_gym.cli import parse_dataclass, run_command
 from rlhf_gym.command_registry import COMMANDS
 from rlhf_gym.commands import build_task, collect, summarize, train_rm
+from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.studies import best_of_n
 from rlhf_gym.tasks.building import BuildConfig
 from rlhf_gym.tasks.reviews.task import WORLD as REVIEWS
@@ -233,6 +234,7 @@ def test_build_task_takes_a_world_s_defaults_then_the_options():
     (["--task", "lists", "--pairs", "sft", "--reward-content-epochs", "2"],
      "--reward-content-epochs needs counterfactual comparisons: --pairs counterfactual or mixed"),
     (["--task", "lists", "--cut-share", "1.5"], "--cut-share must be in [0, 1), got 1.5"),
+    (["--reward-pooling", "mean"], "--reward-pooling must be one of last, sum, got 'mean'"),
 ])
 def test_build_task_bad_options_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -243,11 +245,13 @@ def test_build_task_bad_options_exit_2(capsys, argv, message):
 def test_build_task_builds_a_tiny_task(tmp_path):
     argv = ["--out-dir", str(tmp_path / "task"), "--n-sft-texts", "64", "--sft-epochs", "1", "--policy-width", "16",
             "--policy-layers", "1", "--reward-width", "16", "--reward-layers", "1", "--n-comparisons", "32",
-            "--reward-epochs", "1", "--n-eval-samples", "16", "--max-new-tokens", "6"]
+            "--reward-epochs", "1", "--n-eval-samples", "16", "--max-new-tokens", "6", "--reward-pooling", "sum"]
     metadata = build_task.main(parse_dataclass(build_task.Args, "", argv))
     for name in ("policy/config.json", "reward_model/config.json", "preferences.jsonl", "metadata.json"):
         assert (tmp_path / "task" / name).is_file(), name
     assert metadata["build_config"]["n_comparisons"] == 32 and not (tmp_path / "task.building").exists()
+    assert metadata["build_config"]["reward_pooling"] == "sum"
+    assert RewardModel.from_pretrained(tmp_path / "task" / "reward_model").pooling == "sum"
 
 
 def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, capsys, monkeypatch):

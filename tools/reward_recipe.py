@@ -8,8 +8,8 @@ and the probe table's preference shares. Options that change one thing each:
 
 * ``--reward-init scratch --reward-width W --reward-layers L`` trains a fresh ``W`` x ``L`` model instead of the build's
   start (the SFT policy with a score head, for the suite's tasks): a larger reward model than the SFT trunk;
-* ``--pooling sum`` reads the reward as the sum of per-token scores (``AutoModelForTokenClassification``) instead of
-  the last token's;
+* ``--pooling sum`` reads the reward as the sum of per-token scores instead of the last token's (the build's
+  ``reward_pooling``: :class:`rlhf_gym.reward_model.RewardModel`);
 * ``--relabel gold`` labels the same pairs by gold (noise-free, no bias; gold ties left out), ``--relabel annotator``
   by the task's annotator pool with ``--annotator-temperature`` / ``--annotator-flip-rate`` / ``--annotator-bias-weights``
   (ties labelled), so that the labels' part can be told from the pairs' and the model's;
@@ -31,7 +31,6 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-from transformers import AutoModelForTokenClassification
 
 from rlhf_gym.commands.rm_quality import agreement_over_draws, markdown_over_draws
 from rlhf_gym.labelers import Labeler
@@ -40,20 +39,12 @@ from rlhf_gym.pairing import COUNTERFACTUAL, counterfactual_records
 from rlhf_gym.preferences import load_preferences
 from rlhf_gym.proxies import measure_gold_agreement
 from rlhf_gym.reward_model import RewardModel
+from rlhf_gym.reward_settings import REWARD_POOLINGS
 from rlhf_gym.reward_training import RewardTrainingConfig, save_reward_model, train_reward_model
 from rlhf_gym.tasks import load_task, world_of
 from rlhf_gym.tasks.building import (N_STANDARDISATION_SAMPLES, BuildConfig, annotator, initial_reward_model,
                                      standardisation_samples, standardise_reward_scale)
 from rlhf_gym.tasks.world import TaskWorld
-
-
-class SumRewardModel(RewardModel):
-    """``r(x, y) = sum_t s(h_t)``: a score per token (a token classifier's one output), summed over the text."""
-
-    def forward(self, prompts, responses):
-        batch = self.encode(prompts, responses)
-        scores = self.model(**batch).logits.squeeze(-1).float()
-        return (scores * batch["attention_mask"]).sum(1)
 
 
 class GoldJudge:
@@ -117,7 +108,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="lists")
     parser.add_argument("--data", required=True, help="comparisons JSONL (a build's preferences.jsonl)")
-    parser.add_argument("--pooling", choices=("last", "sum"), default="last")
+    parser.add_argument("--pooling", choices=REWARD_POOLINGS, default=None, help="default: the task build's")
     parser.add_argument("--reward-init", choices=("sft", "scratch"), default=None,
                         help="the reward model's start (default: the task build's)")
     parser.add_argument("--reward-width", type=int, default=None, help="--reward-init scratch: hidden size")
@@ -140,8 +131,6 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.reward_init != "scratch" and (args.reward_width or args.reward_layers):
         parser.error("--reward-width and --reward-layers size a fresh model: they need --reward-init scratch")
-    if args.pooling == "sum" and args.reward_init == "scratch":
-        parser.error("--pooling sum reads the SFT policy's tokens: it cannot start from scratch")
     if args.pair_draws < 1:
         parser.error(f"--pair-draws must be >= 1, got {args.pair_draws}")
     return args
@@ -172,11 +161,9 @@ def main() -> None:
     torch.manual_seed(args.seed)
     start = {name: getattr(args, name) for name in ("reward_init", "reward_width", "reward_layers")
              if getattr(args, name) is not None}
-    if args.pooling == "last":
-        reward_model = initial_reward_model(world, BuildConfig.for_world(world, **start), task.policy_dir)
-    else:
-        reward_model = SumRewardModel(AutoModelForTokenClassification.from_pretrained(task.policy_dir, num_labels=1),
-                                      world.tokenizer())
+    if args.pooling is not None:
+        start["reward_pooling"] = args.pooling
+    reward_model = initial_reward_model(world, BuildConfig.for_world(world, **start), task.policy_dir)
     if args.counterfactual_epochs:
         content_first = RewardTrainingConfig(epochs=args.counterfactual_epochs, learning_rate=args.learning_rate,
                                              seed=args.seed)
@@ -197,8 +184,9 @@ def main() -> None:
     draws = [measure_gold_agreement(reward_model, task, draw=draw) for draw in range(args.pair_draws)]
     check = draws[0]
     probes = content_probes(world, reward_model.score, world.prompt_split()[1][:300])
-    print(f"{args.task} {args.pooling} lr {args.learning_rate:g} seed {args.seed} relabel {args.relabel}: {len(records)} "
-          f"comparisons, held-out accuracy {metrics['eval_accuracy']:.3f}, gold agreement {check['gold_agreement']:.3f}")
+    print(f"{args.task} {reward_model.pooling} lr {args.learning_rate:g} seed {args.seed} relabel {args.relabel}: "
+          f"{len(records)} comparisons, held-out accuracy {metrics['eval_accuracy']:.3f}, "
+          f"gold agreement {check['gold_agreement']:.3f}")
     print(markdown_agreement(check["by_type"]))
     if args.pair_draws > 1:
         print(f"over {args.pair_draws} draws of pairs:\n{markdown_over_draws(agreement_over_draws(draws))}")

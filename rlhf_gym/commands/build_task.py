@@ -26,6 +26,7 @@ from rlhf_gym.cli import arg
 from rlhf_gym.errors import ConfigError, MissingFileError
 from rlhf_gym.labelers import TIE_POLICIES, check_tie_policy
 from rlhf_gym.pairing import PAIRINGS, Pairing
+from rlhf_gym.reward_settings import REWARD_POOLINGS
 from rlhf_gym.tasks import task_names, world_of
 
 if TYPE_CHECKING:  # the build loads torch and transformers: --help needs neither
@@ -48,6 +49,8 @@ class Args:
     policy_layers: int | None = arg(None, f"transformer blocks of the SFT policy {TASK_DEFAULT}")
     reward_width: int | None = arg(None, f"hidden size of the reward model {TASK_DEFAULT}")
     reward_layers: int | None = arg(None, f"transformer blocks of the reward model {TASK_DEFAULT}")
+    reward_pooling: str | None = arg(None, f"how the reward model reads its score: last (the last token) or sum (summed "
+                                           f"over the tokens) {TASK_DEFAULT}", choices=REWARD_POOLINGS)
     reward_init: str | None = arg(None, f"reward model's start: scratch or sft (the SFT policy) {TASK_DEFAULT}",
                                   choices=REWARD_INITS)
     n_comparisons: int | None = arg(None, f"labelled SFT pairs the reward model is trained on {TASK_DEFAULT}")
@@ -83,6 +86,8 @@ class Args:
         check_seed(config.seed)
         if config.sft_from is not None and not Path(config.sft_from, "config.json").is_file():
             raise MissingFileError(f"--sft-from: no saved policy (config.json) in {config.sft_from}")
+        if config.reward_pooling not in REWARD_POOLINGS:
+            raise ConfigError(f"--reward-pooling must be one of {', '.join(REWARD_POOLINGS)}, got {config.reward_pooling!r}")
         if config.reward_init not in REWARD_INITS:
             raise ConfigError(f"--reward-init must be one of {', '.join(REWARD_INITS)}, got {config.reward_init!r}")
         if config.n_comparisons < 2:

@@ -31,7 +31,7 @@ from rlhf_gym.checks import check_positive_options, check_seed
 from rlhf_gym.conversation import ChatTemplateError
 from rlhf_gym.errors import ConfigError, DataError, MissingFileError
 from rlhf_gym.preferences import PreferenceDataError, load_preferences
-from rlhf_gym.reward_settings import RewardTrainingConfig
+from rlhf_gym.reward_settings import REWARD_POOLINGS, RewardTrainingConfig
 from rlhf_gym.tasks import task_names
 
 if TYPE_CHECKING:  # torch and transformers only once the command runs: --help stays fast
@@ -49,6 +49,8 @@ class Args:
                                  "covers the data best)", choices=task_names)
     width: int | None = arg(None, "the default model's width (default: the task build's reward_width)")
     layers: int | None = arg(None, "the default model's transformer layers (default: the task build's reward_layers)")
+    pooling: str = arg("last", "how the model reads its score: last (the last token) or sum (summed over the tokens; "
+                               "needs a per-position score head, as decoders' classifiers have)", choices=REWARD_POOLINGS)
     epochs: int = arg(RewardTrainingConfig.epochs, "passes over the data")
     batch_size: int = arg(RewardTrainingConfig.batch_size, "comparisons per step")
     learning_rate: float = arg(RewardTrainingConfig.learning_rate, "AdamW learning rate")
@@ -64,6 +66,8 @@ class Args:
         if not 0 < self.eval_fraction < 1:
             raise ConfigError(f"--eval-fraction must be in (0, 1), got {self.eval_fraction}")
         check_positive_options(self, ("epochs", "batch_size", "learning_rate", "width", "layers"))
+        if self.pooling not in REWARD_POOLINGS:
+            raise ConfigError(f"--pooling must be one of {', '.join(REWARD_POOLINGS)}, got {self.pooling!r}")
         if self.model is not None:
             given = [f"--{name}" for name in ("task", "width", "layers") if getattr(self, name) is not None]
             if given:
@@ -153,11 +157,11 @@ def build_model(args: Args, device: torch.device, records: list[dict], tokenizer
     torch.manual_seed(args.seed)
     if args.model:
         model = load_model(args.model, "reward_model", "--model", from_base=True)  # a causal LM gets a new score head
-        return None, RewardModel(model.to(device), tokenizer)
+        return None, RewardModel(model.to(device), tokenizer, pooling=args.pooling)
     build = BuildConfig()
     task, tokenizer = choose_tokenizer(args.task, records, str(args.data))
     return task, gpt2_reward_model(tokenizer, args.width or build.reward_width, args.layers or build.reward_layers,
-                                   device=device)
+                                   device=device, pooling=args.pooling)
 
 
 def main(args: Args) -> dict:

@@ -77,6 +77,9 @@ class BuildConfig:
     """Hidden size of the reward model."""
     reward_layers: int = 2
     """Transformer blocks of the reward model."""
+    reward_pooling: str = "last"
+    """How the reward model reads its score: at the last token (``last``) or summed over the tokens (``sum``;
+    :class:`~rlhf_gym.reward_model.RewardModel`)."""
     reward_init: str = "scratch"
     """``scratch``: a fresh ``reward_width`` x ``reward_layers`` model; ``sft``: the SFT policy's transformer with a new
     score head, as InstructGPT's reward model starts from its SFT model (Ouyang et al. 2022; the sizes are the
@@ -157,8 +160,9 @@ def task_annotator(task_name: str, recorded: dict, seed: int) -> Labeler:
 def initial_reward_model(world: TaskWorld, config: BuildConfig, policy_dir: Path) -> RewardModel:
     """The reward model before training: fresh (``reward_init="scratch"``) or the saved SFT policy with a score head."""
     if config.reward_init == "sft":
-        return RewardModel(load_model(policy_dir, "reward_model", "the SFT policy", from_base=True), world.tokenizer())
-    return gpt2_reward_model(world.tokenizer(), config.reward_width, config.reward_layers)
+        return RewardModel(load_model(policy_dir, "reward_model", "the SFT policy", from_base=True), world.tokenizer(),
+                           pooling=config.reward_pooling)
+    return gpt2_reward_model(world.tokenizer(), config.reward_width, config.reward_layers, pooling=config.reward_pooling)
 
 
 def measure_policy(world: TaskWorld, policy, tokenizer, prompts: list[str], max_new_tokens: int, seed: int) -> dict:

@@ -1,0 +1,87 @@
+"""A reward model's pooling: the score read at the last token, or summed over every token of the text."""
+
+import pytest
+import torch
+from test_reward_model import shipped_comparisons, synthetic_comparisons
+
+from rlhf_gym.cli import run_command
+from rlhf_gym.errors import ConfigError
+from rlhf_gym.gpt2 import gpt2_reward_model
+from rlhf_gym.reward_model import RewardModel, join_text
+from rlhf_gym.reward_training import RewardTrainingConfig, evaluate_reward_model, train_reward_model
+from rlhf_gym.tasks.reviews.task import WORLD as REVIEWS
+
+PROMPTS = ["the food was"] * 3
+RESPONSES = ["great .", "awful and rude .", "not bad , and i loved the chef ."]
+
+
+def tiny_model(pooling, seed=0):
+    torch.manual_seed(seed)
+    return gpt2_reward_model(REVIEWS.tokenizer(), width=32, layers=1, heads=2, pooling=pooling)
+
+
+def test_sum_pooling_is_the_score_head_summed_over_the_texts_tokens():
+    model = tiny_model("sum")
+    scores = model.score(PROMPTS, RESPONSES)
+    for prompt, response, score in zip(PROMPTS, RESPONSES, scores):
+        ids = model.tokenizer(join_text(prompt, response), return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            hidden = model.model.transformer(ids).last_hidden_state[0]  # [tokens, width], no padding
+            by_hand = sum(float(model.model.score.weight[0] @ h) for h in hidden)  # the head has no bias
+        assert score == pytest.approx(by_hand, abs=1e-4)
+    # each text alone (no padding) scores as in the padded batch: padding positions add nothing
+    assert scores == pytest.approx([model.score(PROMPTS[i:i + 1], RESPONSES[i:i + 1])[0] for i in range(3)], abs=1e-5)
+
+
+def test_last_token_pooling_is_the_classifiers_own_reading():
+    model = tiny_model("last")
+    batch = model.encode(PROMPTS, RESPONSES)
+    with torch.no_grad():
+        expected = model.model(**batch).logits.squeeze(-1)
+    assert model.pooling == "last"
+    assert model.score(PROMPTS, RESPONSES) == pytest.approx(expected.numpy(), abs=1e-6)
+    summed = RewardModel(model.model, model.tokenizer, pooling="sum")  # the same weights, read the other way
+    assert not summed.score(PROMPTS, RESPONSES) == pytest.approx(expected.numpy(), abs=1e-3)
+
+
+def test_pooling_survives_save_and_load(tmp_path):
+    model = tiny_model("sum")
+    model.save_pretrained(tmp_path / "rm")
+    loaded = RewardModel.from_pretrained(tmp_path / "rm")
+    assert loaded.pooling == "sum"
+    assert loaded.score(PROMPTS, RESPONSES) == pytest.approx(model.score(PROMPTS, RESPONSES), abs=1e-5)
+
+
+def test_a_model_saved_without_a_pooling_reads_the_last_token(tmp_path):
+    model = tiny_model("last")
+    del model.model.config.reward_pooling  # a reward model saved before the option existed
+    model.model.save_pretrained(tmp_path / "rm")
+    model.tokenizer.save_pretrained(tmp_path / "rm")
+    assert RewardModel.from_pretrained(tmp_path / "rm").pooling == "last"
+
+
+def test_sum_pooling_learns_from_comparisons():
+    model = tiny_model("sum")
+    config = RewardTrainingConfig(epochs=3, batch_size=16, learning_rate=3e-3)
+    metrics = train_reward_model(model, synthetic_comparisons(200, seed=0), config, progress=False)
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+    assert evaluate_reward_model(model, synthetic_comparisons(100, seed=1))["accuracy"] >= 0.9
+
+
+def test_unknown_pooling_and_a_model_without_a_per_position_head_are_refused():
+    model = tiny_model("last")
+    with pytest.raises(ConfigError, match="reward pooling must be one of last, sum, got 'mean'"):
+        RewardModel(model.model, model.tokenizer, pooling="mean")
+    from transformers import BertConfig, BertForSequenceClassification
+
+    bert = BertForSequenceClassification(BertConfig(vocab_size=len(REVIEWS.tokenizer()), hidden_size=32, num_hidden_layers=1,
+                                                    num_attention_heads=2, intermediate_size=64, num_labels=1))
+    with pytest.raises(ConfigError, match="BertForSequenceClassification has no per-position head"):
+        RewardModel(bert, REVIEWS.tokenizer(), pooling="sum")
+
+
+def test_train_rm_pooling_option_is_saved(tmp_path):
+    data = shipped_comparisons("lists", 40, tmp_path / "lists.jsonl")
+    run_command("train-rm", ["--data", str(data), "--out-dir", str(tmp_path / "rm"), "--epochs", "1", "--width", "32",
+                             "--layers", "1", "--pooling", "sum", "--no-gold-check"])
+    assert RewardModel.from_pretrained(tmp_path / "rm").pooling == "sum"
