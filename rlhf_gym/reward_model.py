@@ -7,10 +7,13 @@ the label, vanishing once it agrees.
 
 The reward model scores *text*: ``prompt + " " + response`` is tokenised with its own tokenizer, so it
 may differ from the policy's. The score is read at the last real token (``pooling="last"``, the classifier's own
-reading, as InstructGPT's reward model), or summed over every token of the text (``pooling="sum"``): ``r(x, y) =
-sum_t w . h_t``, the score head applied to each position's hidden state. A sum suits a reward that is itself a sum
-over parts of the response (an item each): a last-token model must gather every part into one position's state. The
-choice is saved in the model's config (``reward_pooling``), so that a loaded model scores as it was trained.
+reading, as InstructGPT's reward model), or summed over the response's tokens (``pooling="sum"``): ``r(x, y) =
+sum_{t in y} w . h_t``, the score head applied to the hidden state of each position after the prompt's. A sum suits a
+reward that is itself a sum over parts of the response (an item each): a last-token model must gather every part into
+one position's state. The prompt's positions are left out because, in a causal model, their states do not depend on
+the response: they would add a per-prompt constant that no comparison can see (it cancels in ``r(x, y_w) - r(x,
+y_l)``) but that an RL reward and its standardisation would carry as noise. The empty response scores 0. The choice
+is saved in the model's config (``reward_pooling``), so that a loaded model scores as it was trained.
 """
 
 from __future__ import annotations
@@ -49,6 +52,14 @@ def joining_space(prompt: str | None) -> str:
     """What :func:`join_text` puts between ``prompt`` and a response: one space, none after a prompt that ends in
     whitespace; a response with no prompt (None) is taken to follow one that does not."""
     return "" if prompt is not None and (not prompt or prompt[-1].isspace()) else " "
+
+
+def shared_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """The number of leading ids ``a`` and ``b`` have in common."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 class RewardModel:
@@ -129,7 +140,21 @@ class RewardModel:
             return self.model(**batch).logits.squeeze(-1).float()
         hidden = self.model.base_model(**batch).last_hidden_state
         per_token = self.model.score(hidden).squeeze(-1).float()
-        return (per_token * batch["attention_mask"]).sum(1)  # padding positions (mask 0) add nothing
+        return (per_token * self.response_mask(prompts, responses, batch["attention_mask"])).sum(1)
+
+    def response_mask(self, prompts: Sequence[str], responses: Sequence[str], attention_mask: torch.Tensor) -> torch.Tensor:
+        """1.0 at each text's response positions in the (right-padded, left-truncated) batch, 0.0 at the prompt's and
+        the padding: the last ``n`` real positions, ``n`` the text's ids after the longest prefix they share with the
+        prompt's own ids (a token merged across the joining space counts as the response's)."""
+        texts = [join_text(p, r) for p, r in zip(prompts, responses)]
+        text_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]  # untruncated: a cut removes the prompt's
+        prompt_ids = self.tokenizer([join_text(p, "") for p in prompts], add_special_tokens=False)["input_ids"]
+        n_response = torch.tensor([len(t) - shared_prefix_length(t, p) for t, p in zip(text_ids, prompt_ids)],
+                                  device=attention_mask.device)
+        ends = attention_mask.sum(1)
+        starts = (ends - n_response).clamp(min=0)  # left truncation keeps the response's end
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        return ((positions >= starts[:, None]) & (positions < ends[:, None])).float()
 
     @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 256) -> np.ndarray:

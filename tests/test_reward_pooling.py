@@ -20,17 +20,37 @@ def tiny_model(pooling, seed=0):
     return gpt2_reward_model(REVIEWS.tokenizer(), width=32, layers=1, heads=2, pooling=pooling)
 
 
-def test_sum_pooling_is_the_score_head_summed_over_the_texts_tokens():
+def test_sum_pooling_is_the_score_head_summed_over_the_responses_tokens():
     model = tiny_model("sum")
     scores = model.score(PROMPTS, RESPONSES)
     for prompt, response, score in zip(PROMPTS, RESPONSES, scores):
         ids = model.tokenizer(join_text(prompt, response), return_tensors="pt", add_special_tokens=False)["input_ids"]
+        n_prompt = len(model.tokenizer(prompt, add_special_tokens=False)["input_ids"])  # word-level: the text's first ids
         with torch.no_grad():
             hidden = model.model.transformer(ids).last_hidden_state[0]  # [tokens, width], no padding
-            by_hand = sum(float(model.model.score.weight[0] @ h) for h in hidden)  # the head has no bias
+            by_hand = sum(float(model.model.score.weight[0] @ h) for h in hidden[n_prompt:])  # the head has no bias
         assert score == pytest.approx(by_hand, abs=1e-4)
     # each text alone (no padding) scores as in the padded batch: padding positions add nothing
     assert scores == pytest.approx([model.score(PROMPTS[i:i + 1], RESPONSES[i:i + 1])[0] for i in range(3)], abs=1e-5)
+    assert model.score(PROMPTS[:1], [""])[0] == 0.0  # no response tokens, nothing summed
+
+
+def summed_head(model, ids, last_n):
+    """The score head summed over the last ``last_n`` positions of ``ids`` read alone."""
+    with torch.no_grad():
+        hidden = model.model.transformer(torch.tensor([ids])).last_hidden_state[0]
+        return float(model.model.score(hidden[len(ids) - last_n:]).sum())
+
+
+def test_sum_pooling_keeps_the_responses_end_when_the_text_is_cut_on_the_left():
+    model = tiny_model("sum")
+    cut = RewardModel(model.model, model.tokenizer, max_length=5, pooling="sum")
+    short, long = RESPONSES[0], RESPONSES[2]  # 2 and 9 tokens after the 3-token prompt
+    ids = [model.tokenizer(join_text(PROMPTS[0], r), add_special_tokens=False)["input_ids"] for r in (short, long)]
+    assert [len(i) for i in ids] == [5, 12]
+    scores = cut.score(PROMPTS[:2], [short, long])
+    assert scores[0] == pytest.approx(summed_head(model, ids[0], last_n=2), abs=1e-4)  # fits: the prompt left out
+    assert scores[1] == pytest.approx(summed_head(model, ids[1][-5:], last_n=5), abs=1e-4)  # cut: 5 response tokens
 
 
 def test_last_token_pooling_is_the_classifiers_own_reading():
