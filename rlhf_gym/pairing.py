@@ -14,6 +14,9 @@ Any kind may also make a share ``cut_share`` of its ordinary (``sft``) pairs *cu
 ill-formed prefix of itself, as a response cut off by the budget reads (``pair_type`` ``cut``). SFT samples almost all
 end properly, so without them a reward model never sees how an unfinished response should score, and a policy that
 stops mid-clause at the budget can find it scored as if the clause were complete (docs/task_suite.md, describe v1).
+With ``cut_empty`` a cut may also leave nothing: the empty response, a policy's EOS first. A reward summed over the
+response's tokens scores it 0 whatever it learnt (:class:`~rlhf_gym.reward_model.RewardModel`), so unless comparisons
+put it below real answers, a policy whose answers score below 0 learns to say nothing (docs/task_suite.md, lists v1).
 
 Every choice is drawn from a stream seeded by ``(seed, pair_id)``, so a resumed collection writes what an uninterrupted
 one would. Records of a non-``sft`` sampling (or one with cuts) carry ``pair_type``: ``sft``, ``counterfactual:<family>``
@@ -55,11 +58,12 @@ def check_pairing(kind: str, counterfactual_share: float, cut_share: float = 0.0
         raise ConfigError(f"--cut-share must be in [0, 1), got {cut_share}")
 
 
-def cut_response(response: str, is_well_formed: Callable[[str], bool], rng: random.Random) -> str | None:
-    """An ill-formed proper prefix of ``response`` (whole words, at least one), ``rng`` choosing uniformly among them;
-    None when it has none (a one-word response, or one whose every prefix is well-formed)."""
+def cut_response(response: str, is_well_formed: Callable[[str], bool], rng: random.Random, min_words: int = 1) -> str | None:
+    """An ill-formed proper prefix of ``response`` (whole words, at least ``min_words``: 0 admits the empty response),
+    ``rng`` choosing uniformly among them; None when it has none (a response of ``min_words`` words or fewer, or one
+    whose every such prefix is well-formed)."""
     words = response.split()
-    prefixes = [" ".join(words[:n]) for n in range(1, len(words))]
+    prefixes = [" ".join(words[:n]) for n in range(min_words, len(words))]
     ill_formed = [prefix for prefix in prefixes if not is_well_formed(prefix)]
     return rng.choice(ill_formed) if ill_formed else None
 
@@ -73,6 +77,7 @@ class Pairing:
     :param families: the task's content-error edits, by family (``TaskWorld.content_errors``).
     :param cut_share: the probability that an ordinary pair is a cut pair instead, in [0, 1).
     :param is_well_formed: ``(prompt, response) -> bool``, the task's grammar (needed for cut pairs).
+    :param cut_empty: a cut may leave the empty response (a prefix of no words).
     """
 
     kind: str = SFT_PAIR
@@ -80,6 +85,7 @@ class Pairing:
     families: Mapping[str, ContentError] = field(default_factory=dict)
     cut_share: float = 0.0
     is_well_formed: Callable[[str, str], bool] | None = None
+    cut_empty: bool = False
 
     def __post_init__(self) -> None:
         check_pairing(self.kind, self.counterfactual_share, self.cut_share)
@@ -89,9 +95,10 @@ class Pairing:
             raise ConfigError("--cut-share needs a task with a grammar (is_well_formed): lists, facts, describe")
 
     @classmethod
-    def for_world(cls, world: TaskWorld, kind: str, counterfactual_share: float, cut_share: float = 0.0) -> Pairing:
+    def for_world(cls, world: TaskWorld, kind: str, counterfactual_share: float, cut_share: float = 0.0,
+                  cut_empty: bool = False) -> Pairing:
         """The pairing of ``world``'s content-error families and grammar."""
-        return cls(kind, counterfactual_share, world.content_errors, cut_share, world.is_well_formed)
+        return cls(kind, counterfactual_share, world.content_errors, cut_share, world.is_well_formed, cut_empty)
 
     def second_response(self, seed: int, pair_id: int, prompt: str, first: str, sampled: str) -> tuple[str, str | None]:
         """The pair's second response and its ``pair_type`` (None for the ``sft`` kind, whose records carry none).
@@ -111,7 +118,8 @@ class Pairing:
                     return edited, f"{COUNTERFACTUAL}:{family}"
         # an ordinary pair; the cut draw comes last, so that a pairing without cuts draws what it always drew
         if self.cut_share and rng.random() < self.cut_share:
-            cut = cut_response(first, lambda response: self.is_well_formed(prompt, response), rng)
+            cut = cut_response(first, lambda response: self.is_well_formed(prompt, response), rng,
+                               min_words=0 if self.cut_empty else 1)
             if cut is not None:
                 return cut, CUT
         return sampled, SFT_PAIR

@@ -78,6 +78,16 @@ def test_cut_pairs_replace_a_share_of_the_ordinary_pairs_and_nothing_else():
     assert {sft_with_cuts.second_response(1, k, "p", "a b .", "c d .")[1] for k in range(100)} == {"sft", "cut"}
 
 
+def test_cut_empty_admits_the_empty_response_among_the_cuts():
+    assert Counter(cut_response("a b .", lambda r: r.endswith("."), random.Random(k), min_words=0)
+                   for k in range(3000)).keys() == {"", "a", "a b"}
+    assert cut_response("a", lambda r: r.endswith("."), random.Random(0), min_words=0) == ""  # one word: only nothing
+    emptying = Pairing("mixed", 0.5, FAMILIES, 0.4, ends_with_a_period, cut_empty=True)
+    cuts = Counter(second for k in range(3000)
+                   for second, kind in [emptying.second_response(1, k, "p", "a b .", "c d .")] if kind == "cut")
+    assert cuts.keys() == {"", "a", "a b"} and cuts[""] / sum(cuts.values()) == pytest.approx(1 / 3, abs=0.05)
+
+
 @pytest.mark.parametrize("kind, share, families, message", [
     ("pairs", 0.5, FAMILIES, "--pairs must be one of sft, counterfactual, mixed, got 'pairs'"),
     ("mixed", 1.0, FAMILIES, "--counterfactual-share must be in (0, 1) for --pairs mixed, got 1.0"),

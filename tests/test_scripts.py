@@ -235,6 +235,7 @@ def test_build_task_takes_a_world_s_defaults_then_the_options():
      "--reward-content-epochs needs counterfactual comparisons: --pairs counterfactual or mixed"),
     (["--task", "lists", "--cut-share", "1.5"], "--cut-share must be in [0, 1), got 1.5"),
     (["--reward-pooling", "mean"], "--reward-pooling must be one of last, sum, got 'mean'"),
+    (["--task", "lists", "--cut-empty"], "--cut-empty shapes cut pairs: it needs --cut-share > 0"),
 ])
 def test_build_task_bad_options_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -257,12 +258,12 @@ def test_build_task_builds_a_tiny_task(tmp_path):
 def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, capsys, monkeypatch):
     """--sft-from: new comparisons (here mixed, ties labelled) and a new reward model on the task's own SFT policy;
     --reward-content-epochs: a first training on the counterfactual comparisons alone, then one on all of them;
-    --cut-share: cut pairs among the ordinary ones."""
+    --cut-share: cut pairs among the ordinary ones, --cut-empty: some cut to nothing (the records load, empty)."""
     import torch
 
     from rlhf_gym.preferences import load_preferences
     from rlhf_gym.reward_training import train_reward_model
-    from rlhf_gym.tasks import building, load_task
+    from rlhf_gym.tasks import building, load_task, world_of
 
     trainings = []
 
@@ -275,7 +276,7 @@ def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, 
     argv = ["--task", "lists", "--out-dir", str(tmp_path / "task"), "--sft-from", str(shipped), "--pairs", "mixed",
             "--annotator-ties", "label", "--n-comparisons", "48", "--reward-init", "scratch", "--reward-width", "16",
             "--reward-layers", "1", "--reward-epochs", "1", "--reward-content-epochs", "2", "--reward-standardise",
-            "--cut-share", "0.5", "--n-eval-samples", "24"]
+            "--cut-share", "0.5", "--cut-empty", "--n-eval-samples", "24"]
     metadata = build_task.main(parse_dataclass(build_task.Args, "", argv))
     from transformers import GPT2LMHeadModel
 
@@ -289,9 +290,13 @@ def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, 
     assert all_epochs == 1 and set(all_kinds) == {"sft", "counterfactual", "cut"}
     assert len(content_kinds) == all_kinds.count("counterfactual")
     assert metadata["reward_model"]["standardised_from_std"] > 0
-    kinds = {r["pair_type"].split(":")[0] for r in load_preferences(tmp_path / "task" / "preferences.jsonl",
-                                                                      include_non_preferences=True)}
+    records = load_preferences(tmp_path / "task" / "preferences.jsonl", include_non_preferences=True,
+                               allow_empty_responses=True)
+    kinds = {r["pair_type"].split(":")[0] for r in records}
     assert kinds == {"sft", "counterfactual", "cut"} and metadata["build_config"]["cut_share"] == 0.5
+    assert any(r["pair_type"] == "cut" and "" in (r["chosen"], r["rejected"]) for r in records)
+    train, held_out = world_of("lists").task(tmp_path / "task").reward_model_split()  # empty responses and all
+    assert any("" in (r["chosen"], r["rejected"]) for r in train + held_out)
     by_type = metadata["reward_model"]["by_type"]
     assert set(by_type) == {"overall", "length_form", "other_category", "excluded_member", "repeated_item", "gold_ties"}
     assert set(metadata["reward_model"]["content_probes"]) == {"other_category", "excluded_member", "repeated_item"}

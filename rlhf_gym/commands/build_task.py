@@ -69,6 +69,8 @@ class Args:
     counterfactual_share: float | None = arg(None, f"--pairs mixed: the share of counterfactual pairs {TASK_DEFAULT}")
     cut_share: float | None = arg(None, "the share of ordinary pairs made cut pairs: a sample against an ill-formed "
                                         f"prefix of itself {TASK_DEFAULT}")
+    cut_empty: bool | None = arg(None, "a cut pair may put a sample against the empty response (needed by "
+                                       f"--reward-pooling sum, which scores it 0) {TASK_DEFAULT}")
     sft_from: str | None = arg(None, "a saved SFT policy of the task to build on instead of training one (e.g. "
                                      "rlhf_gym/tasks/<task>/artifacts/policy): new comparisons and reward model only")
     max_new_tokens: int | None = arg(None, f"response budget when sampling from the SFT policy {TASK_DEFAULT}")
@@ -111,6 +113,8 @@ class Args:
         if config.reward_content_epochs and config.pairs == "sft":
             raise ConfigError("--reward-content-epochs needs counterfactual comparisons: --pairs counterfactual or mixed")
         Pairing.for_world(world, config.pairs, config.counterfactual_share, config.cut_share)  # no families: refused
+        if config.cut_empty and not config.cut_share:
+            raise ConfigError("--cut-empty shapes cut pairs: it needs --cut-share > 0")
         if config.annotator_bias_weights and world.annotator_bias is None:
             raise ConfigError(f"--annotator-bias-weights: task {self.task!r} has no annotator bias feature")
         longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in train_prompts + eval_prompts)

@@ -124,7 +124,8 @@ class Task:
         if not path.exists():
             raise MissingFileError(f"task {self.name!r}: no comparisons at {path}; rebuild it with `rlhf-gym build-task`")
         config = self.reward_model_config
-        train, held_out, _ = split_records(load_preferences(path), config["eval_fraction"], config["seed"])
+        records = load_preferences(path, allow_empty_responses=True)  # a build's cut pairs may hold the empty response
+        train, held_out, _ = split_records(records, config["eval_fraction"], config["seed"])
         return train, held_out
 
     def reward_model_comparisons(self) -> list[dict]:

@@ -112,6 +112,9 @@ class BuildConfig:
     cut_share: float = 0.0
     """The share of the ordinary pairs made *cut* pairs: a sample against an ill-formed prefix of itself
     (:mod:`rlhf_gym.pairing`)."""
+    cut_empty: bool = False
+    """A cut may leave the empty response (a policy's EOS first): needed by a reward summed over the response's
+    tokens, which scores it 0 whatever it learnt (:mod:`rlhf_gym.pairing`)."""
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     """Response budget when sampling from the SFT policy."""
     n_eval_samples: int = 1000
@@ -289,8 +292,9 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
                                                                                               len(train_prompts))
     collect_preferences(policy, tokenizer, comparison_prompts, annotator(world, config), staging / "preferences.jsonl",
                         config.n_comparisons, config.max_new_tokens, seed=config.seed, progress=progress,
-                        pairing=Pairing.for_world(world, config.pairs, config.counterfactual_share, config.cut_share))
-    records = load_preferences(staging / "preferences.jsonl")
+                        pairing=Pairing.for_world(world, config.pairs, config.counterfactual_share, config.cut_share,
+                                                  config.cut_empty))
+    records = load_preferences(staging / "preferences.jsonl", allow_empty_responses=config.cut_empty)
 
     torch.manual_seed(config.seed)
     reward_model = initial_reward_model(world, config, staging / "policy")
