@@ -12,8 +12,10 @@ sum_{t in y} w . h_t``, the score head applied to the hidden state of each posit
 reward that is itself a sum over parts of the response (an item each): a last-token model must gather every part into
 one position's state. The prompt's positions are left out because, in a causal model, their states do not depend on
 the response: they would add a per-prompt constant that no comparison can see (it cancels in ``r(x, y_w) - r(x,
-y_l)``) but that an RL reward and its standardisation would carry as noise. The empty response scores 0. The choice
-is saved in the model's config (``reward_pooling``), so that a loaded model scores as it was trained.
+y_l)``) but that an RL reward and its standardisation would carry as noise. The empty response scores 0. A sum grows
+with the response's length; ``pooling="mean"`` averages the same per-token scores instead, a reward whose range does
+not (docs/task_suite.md, lists v1: PPO collapsed on a summed one). The choice is saved in the model's config
+(``reward_pooling``), so that a loaded model scores as it was trained.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ class RewardModel:
     :param tokenizer: its tokenizer; one without a pad token gets its EOS token as pad.
     :param max_length: texts are truncated on the left to this many tokens (the end of a response is kept);
         default and maximum: the model's context (``n_positions``), no truncation for a model without one.
-    :param pooling: ``"last"`` or ``"sum"`` (:data:`REWARD_POOLINGS`), stored in ``model.config.reward_pooling``;
+    :param pooling: ``"last"``, ``"sum"`` or ``"mean"`` (:data:`REWARD_POOLINGS`), stored in
+        ``model.config.reward_pooling``;
         None: the model's saved choice, ``"last"`` for a model without one. ``"sum"`` needs a classifier whose score
         head reads each position (``model.score``, as GPT-2's, Llama's and most decoders' classifiers).
     """
@@ -80,9 +83,9 @@ class RewardModel:
         pooling = pooling or getattr(model.config, "reward_pooling", None) or "last"
         if pooling not in REWARD_POOLINGS:
             raise ConfigError(f"reward pooling must be one of {', '.join(REWARD_POOLINGS)}, got {pooling!r}")
-        if pooling == "sum" and not isinstance(getattr(model, "score", None), torch.nn.Linear):
-            raise ConfigError(f"pooling 'sum' applies the score head at every position, and {type(model).__name__} has "
-                              "no per-position head (model.score); use pooling 'last'")
+        if pooling != "last" and not isinstance(getattr(model, "score", None), torch.nn.Linear):
+            raise ConfigError(f"pooling {pooling!r} applies the score head at every position, and {type(model).__name__} "
+                              "has no per-position head (model.score); use pooling 'last'")
         limit = context_length(model)
         if max_length is not None and limit is not None and max_length > limit:
             raise ConfigError(f"max_length={max_length} exceeds the reward model's context of {limit} positions")
@@ -140,7 +143,9 @@ class RewardModel:
             return self.model(**batch).logits.squeeze(-1).float()
         hidden = self.model.base_model(**batch).last_hidden_state
         per_token = self.model.score(hidden).squeeze(-1).float()
-        return (per_token * self.response_mask(prompts, responses, batch["attention_mask"])).sum(1)
+        mask = self.response_mask(prompts, responses, batch["attention_mask"])
+        summed = (per_token * mask).sum(1)
+        return summed if self.pooling == "sum" else summed / mask.sum(1).clamp(min=1)  # mean; the empty response: 0
 
     def response_mask(self, prompts: Sequence[str], responses: Sequence[str], attention_mask: torch.Tensor) -> torch.Tensor:
         """1.0 at each text's response positions in the (right-padded, left-truncated) batch, 0.0 at the prompt's and

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 METADATA_FILE = "reward_metadata.json"
 """Written next to a saved reward model; a directory holding it is one that a new save may replace."""
 
-REWARD_POOLINGS = ("last", "sum")
-"""How a reward model reads its score off the text's positions: at the last token, or summed over every token
-(:class:`rlhf_gym.reward_model.RewardModel`)."""
+REWARD_POOLINGS = ("last", "sum", "mean")
+"""How a reward model reads its score off the text's positions: at the last token, or summed or averaged over the
+response's tokens (:class:`rlhf_gym.reward_model.RewardModel`)."""
 
 REWARD_EPOCHS = 4
 """Reward-model passes of the shipped recipe (the reviews task's reward model and ensemble members)."""

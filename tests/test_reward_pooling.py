@@ -35,6 +35,13 @@ def test_sum_pooling_is_the_score_head_summed_over_the_responses_tokens():
     assert model.score(PROMPTS[:1], [""])[0] == 0.0  # no response tokens, nothing summed
 
 
+def test_mean_pooling_is_the_sum_over_the_number_of_response_tokens():
+    summed, averaged = tiny_model("sum"), tiny_model("mean")  # the same seed: the same weights
+    n_tokens = [len(r.split()) for r in RESPONSES]  # word-level: a token per word
+    assert averaged.score(PROMPTS, RESPONSES) == pytest.approx(summed.score(PROMPTS, RESPONSES) / n_tokens, abs=1e-5)
+    assert averaged.score(PROMPTS[:1], [""])[0] == 0.0
+
+
 def summed_head(model, ids, last_n):
     """The score head summed over the last ``last_n`` positions of ``ids`` read alone."""
     with torch.no_grad():
@@ -90,14 +97,15 @@ def test_sum_pooling_learns_from_comparisons():
 
 def test_unknown_pooling_and_a_model_without_a_per_position_head_are_refused():
     model = tiny_model("last")
-    with pytest.raises(ConfigError, match="reward pooling must be one of last, sum, got 'mean'"):
-        RewardModel(model.model, model.tokenizer, pooling="mean")
+    with pytest.raises(ConfigError, match="reward pooling must be one of last, sum, mean, got 'max'"):
+        RewardModel(model.model, model.tokenizer, pooling="max")
     from transformers import BertConfig, BertForSequenceClassification
 
     bert = BertForSequenceClassification(BertConfig(vocab_size=len(REVIEWS.tokenizer()), hidden_size=32, num_hidden_layers=1,
                                                     num_attention_heads=2, intermediate_size=64, num_labels=1))
-    with pytest.raises(ConfigError, match="BertForSequenceClassification has no per-position head"):
-        RewardModel(bert, REVIEWS.tokenizer(), pooling="sum")
+    for pooling in ("sum", "mean"):
+        with pytest.raises(ConfigError, match=f"pooling '{pooling}' .* BertForSequenceClassification has no per-position"):
+            RewardModel(bert, REVIEWS.tokenizer(), pooling=pooling)
 
 
 def test_train_rm_pooling_option_is_saved(tmp_path):

@@ -234,7 +234,7 @@ def test_build_task_takes_a_world_s_defaults_then_the_options():
     (["--task", "lists", "--pairs", "sft", "--reward-content-epochs", "2"],
      "--reward-content-epochs needs counterfactual comparisons: --pairs counterfactual or mixed"),
     (["--task", "lists", "--cut-share", "1.5"], "--cut-share must be in [0, 1), got 1.5"),
-    (["--reward-pooling", "mean"], "--reward-pooling must be one of last, sum, got 'mean'"),
+    (["--reward-pooling", "max"], "--reward-pooling must be one of last, sum, mean, got 'max'"),
     (["--task", "lists", "--cut-empty"], "--cut-empty shapes cut pairs: it needs --cut-share > 0"),
 ])
 def test_build_task_bad_options_exit_2(capsys, argv, message):

@@ -49,8 +49,8 @@ class Args:
     policy_layers: int | None = arg(None, f"transformer blocks of the SFT policy {TASK_DEFAULT}")
     reward_width: int | None = arg(None, f"hidden size of the reward model {TASK_DEFAULT}")
     reward_layers: int | None = arg(None, f"transformer blocks of the reward model {TASK_DEFAULT}")
-    reward_pooling: str | None = arg(None, f"how the reward model reads its score: last (the last token) or sum (summed "
-                                           f"over the tokens) {TASK_DEFAULT}", choices=REWARD_POOLINGS)
+    reward_pooling: str | None = arg(None, "how the reward model reads its score: last (the last token), sum or mean "
+                                           f"(over the response's tokens) {TASK_DEFAULT}", choices=REWARD_POOLINGS)
     reward_init: str | None = arg(None, f"reward model's start: scratch or sft (the SFT policy) {TASK_DEFAULT}",
                                   choices=REWARD_INITS)
     n_comparisons: int | None = arg(None, f"labelled SFT pairs the reward model is trained on {TASK_DEFAULT}")

@@ -49,8 +49,9 @@ class Args:
                                  "covers the data best)", choices=task_names)
     width: int | None = arg(None, "the default model's width (default: the task build's reward_width)")
     layers: int | None = arg(None, "the default model's transformer layers (default: the task build's reward_layers)")
-    pooling: str = arg("last", "how the model reads its score: last (the last token) or sum (summed over the tokens; "
-                               "needs a per-position score head, as decoders' classifiers have)", choices=REWARD_POOLINGS)
+    pooling: str = arg("last", "how the model reads its score: last (the last token), sum or mean (over the response's "
+                               "tokens; these need a per-position score head, as decoders' classifiers have)",
+                       choices=REWARD_POOLINGS)
     epochs: int = arg(RewardTrainingConfig.epochs, "passes over the data")
     batch_size: int = arg(RewardTrainingConfig.batch_size, "comparisons per step")
     learning_rate: float = arg(RewardTrainingConfig.learning_rate, "AdamW learning rate")
