@@ -23,6 +23,6 @@ def gpt2_config(tokenizer: PreTrainedTokenizerBase, width: int, layers: int, hea
 def gpt2_reward_model(tokenizer: PreTrainedTokenizerBase, width: int, layers: int, heads: int = 4,
                       device: str | torch.device = "cpu", pooling: str = "last") -> RewardModel:
     """A randomly initialised ``GPT2ForSequenceClassification(num_labels=1)`` on ``tokenizer``, as a :class:`RewardModel`
-    reading its score by ``pooling`` (``"last"`` or ``"sum"``)."""
+    reading its score by ``pooling`` (one of :data:`~rlhf_gym.reward_settings.REWARD_POOLINGS`)."""
     model = GPT2ForSequenceClassification(gpt2_config(tokenizer, width, layers, heads, num_labels=1))
     return RewardModel(model.to(device), tokenizer, pooling=pooling)

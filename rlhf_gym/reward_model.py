@@ -72,9 +72,9 @@ class RewardModel:
     :param max_length: texts are truncated on the left to this many tokens (the end of a response is kept);
         default and maximum: the model's context (``n_positions``), no truncation for a model without one.
     :param pooling: ``"last"``, ``"sum"`` or ``"mean"`` (:data:`REWARD_POOLINGS`), stored in
-        ``model.config.reward_pooling``;
-        None: the model's saved choice, ``"last"`` for a model without one. ``"sum"`` needs a classifier whose score
-        head reads each position (``model.score``, as GPT-2's, Llama's and most decoders' classifiers).
+        ``model.config.reward_pooling``; None: the model's saved choice, ``"last"`` for a model without one. ``"sum"``
+        and ``"mean"`` need a classifier whose score head reads each position (``model.score``, as GPT-2's, Llama's
+        and most decoders' classifiers).
     """
 
     def __init__(self, model, tokenizer, max_length: int | None = None, pooling: str | None = None):
@@ -104,7 +104,7 @@ class RewardModel:
 
     @property
     def pooling(self) -> str:
-        """``"last"`` or ``"sum"``: how the score is read off the text's positions."""
+        """``"last"``, ``"sum"`` or ``"mean"``: how the score is read off the text's positions."""
         return self.model.config.reward_pooling
 
     @classmethod

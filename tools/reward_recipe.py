@@ -8,8 +8,8 @@ and the probe table's preference shares. Options that change one thing each:
 
 * ``--reward-init scratch --reward-width W --reward-layers L`` trains a fresh ``W`` x ``L`` model instead of the build's
   start (the SFT policy with a score head, for the suite's tasks): a larger reward model than the SFT trunk;
-* ``--pooling sum`` reads the reward as the sum of per-token scores instead of the last token's (the build's
-  ``reward_pooling``: :class:`rlhf_gym.reward_model.RewardModel`);
+* ``--pooling sum`` (``mean``) reads the reward as the sum (mean) of the response's per-token scores instead of the
+  last token's (the build's ``reward_pooling``: :class:`rlhf_gym.reward_model.RewardModel`);
 * ``--relabel gold`` labels the same pairs by gold (noise-free, no bias; gold ties left out), ``--relabel annotator``
   by the task's annotator pool with ``--annotator-temperature`` / ``--annotator-flip-rate`` / ``--annotator-bias-weights``
   (ties labelled), so that the labels' part can be told from the pairs' and the model's;

@@ -78,8 +78,8 @@ class BuildConfig:
     reward_layers: int = 2
     """Transformer blocks of the reward model."""
     reward_pooling: str = "last"
-    """How the reward model reads its score: at the last token (``last``) or summed over the tokens (``sum``;
-    :class:`~rlhf_gym.reward_model.RewardModel`)."""
+    """How the reward model reads its score: at the last token (``last``), or summed (``sum``) or averaged (``mean``)
+    over the response's tokens (:class:`~rlhf_gym.reward_model.RewardModel`)."""
     reward_init: str = "scratch"
     """``scratch``: a fresh ``reward_width`` x ``reward_layers`` model; ``sft``: the SFT policy's transformer with a new
     score head, as InstructGPT's reward model starts from its SFT model (Ouyang et al. 2022; the sizes are the
