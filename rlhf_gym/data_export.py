@@ -213,6 +213,10 @@ def pairs_section(config: BuildConfig, rm_config: dict) -> str:
         text += (f" The build's pairing was `{config.pairs}`: the second response may instead be the first with one "
                  "content error of the task added (same length, form and bias), `pair_type` "
                  "`counterfactual:<family>`.")
+    if config.contrast_share:
+        text += (f" With probability {config.contrast_share} such a pair instead put the first response against its "
+                 "words in another order that gold scores differently (the task's contrasts), `pair_type` "
+                 "`contrast:<name>`.")
     if config.cut_share:
         text += (f" With probability {config.cut_share} an ordinary pair instead put the first response against an "
                  "ill-formed prefix of itself, as a response cut off by the budget reads"

@@ -10,6 +10,14 @@
 * ``mixed``: each pair is counterfactual with probability ``counterfactual_share``, else ``sft``: the ordinary pairs
   keep teaching the annotators' preferences (their bias included: the task's hack), the counterfactual ones content.
 
+A share ``contrast_share`` of the counterfactual pairs may be *contrast* pairs instead (``TaskWorld.contrasts``): a
+sample against the same words in another order that gold scores lower, such as describe's negation moved from the
+unwanted property to a wanted one. A family's edit changes what a response says, and a small reward model can learn
+most families from the words it sees; a contrast keeps every word, so only how the words are bound to one another
+(and to the prompt) tells the two apart. Describe's negated-property rule is an exclusive or of the response's ``not``
+and the prompt's ``but not``, which its family's comparisons alone leave a reward model at chance on
+(docs/task_suite.md, describe v1); the contrasts give the rule a signal of its own.
+
 Any kind may also make a share ``cut_share`` of its ordinary (``sft``) pairs *cut* pairs: a sample against an
 ill-formed prefix of itself, as a response cut off by the budget reads (``pair_type`` ``cut``). SFT samples almost all
 end properly, so without them a reward model never sees how an unfinished response should score, and a policy that
@@ -20,7 +28,7 @@ put it below real answers, a policy whose answers score below 0 learns to say no
 
 Every choice is drawn from a stream seeded by ``(seed, pair_id)``, so a resumed collection writes what an uninterrupted
 one would. Records of a non-``sft`` sampling (or one with cuts) carry ``pair_type``: ``sft``, ``counterfactual:<family>``
-or ``cut``.
+``contrast:<name>`` or ``cut``.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ PAIRINGS = ("sft", "counterfactual", "mixed")
 """``--pairs`` values."""
 SFT_PAIR = "sft"
 COUNTERFACTUAL = "counterfactual"
+CONTRAST = "contrast"
 CUT = "cut"
 
 
@@ -47,15 +56,24 @@ def counterfactual_records(records: list[dict]) -> list[dict]:
     return [r for r in records if str(r.get("pair_type", "")).startswith(COUNTERFACTUAL + ":")]
 
 
-def check_pairing(kind: str, counterfactual_share: float, cut_share: float = 0.0) -> None:
-    """A :class:`ConfigError` naming ``--pairs``, ``--counterfactual-share`` or ``--cut-share`` for a value they do not
-    take."""
+def contrast_records(records: list[dict]) -> list[dict]:
+    """The records whose ``pair_type`` is ``contrast:<name>``: comparisons of the same words in two orders."""
+    return [r for r in records if str(r.get("pair_type", "")).startswith(CONTRAST + ":")]
+
+
+def check_pairing(kind: str, counterfactual_share: float, cut_share: float = 0.0, contrast_share: float = 0.0) -> None:
+    """A :class:`ConfigError` naming ``--pairs``, ``--counterfactual-share``, ``--cut-share`` or ``--contrast-share``
+    for a value they do not take."""
     if kind not in PAIRINGS:
         raise ConfigError(f"--pairs must be one of {', '.join(PAIRINGS)}, got {kind!r}")
     if kind == "mixed" and not 0 < counterfactual_share < 1:
         raise ConfigError(f"--counterfactual-share must be in (0, 1) for --pairs mixed, got {counterfactual_share}")
     if not 0 <= cut_share < 1:
         raise ConfigError(f"--cut-share must be in [0, 1), got {cut_share}")
+    if not 0 <= contrast_share < 1:
+        raise ConfigError(f"--contrast-share must be in [0, 1), got {contrast_share}")
+    if contrast_share and kind == SFT_PAIR:
+        raise ConfigError("--contrast-share replaces counterfactual pairs: it needs --pairs counterfactual or mixed")
 
 
 def cut_response(response: str, is_well_formed: Callable[[str], bool], rng: random.Random, min_words: int = 1) -> str | None:
@@ -78,6 +96,8 @@ class Pairing:
     :param cut_share: the probability that an ordinary pair is a cut pair instead, in [0, 1).
     :param is_well_formed: ``(prompt, response) -> bool``, the task's grammar (needed for cut pairs).
     :param cut_empty: a cut may leave the empty response (a prefix of no words).
+    :param contrast_share: the probability that a counterfactual pair is a contrast pair instead, in [0, 1).
+    :param contrasts: the task's contrast edits, by name (``TaskWorld.contrasts``).
     """
 
     kind: str = SFT_PAIR
@@ -86,19 +106,24 @@ class Pairing:
     cut_share: float = 0.0
     is_well_formed: Callable[[str, str], bool] | None = None
     cut_empty: bool = False
+    contrast_share: float = 0.0
+    contrasts: Mapping[str, ContentError] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_pairing(self.kind, self.counterfactual_share, self.cut_share)
+        check_pairing(self.kind, self.counterfactual_share, self.cut_share, self.contrast_share)
         if self.kind != SFT_PAIR and not self.families:
             raise ConfigError(f"--pairs {self.kind} needs a task with content-error families (lists, facts, describe)")
         if self.cut_share and self.is_well_formed is None:
             raise ConfigError("--cut-share needs a task with a grammar (is_well_formed): lists, facts, describe")
+        if self.contrast_share and not self.contrasts:
+            raise ConfigError("--contrast-share needs a task with contrasts (describe)")
 
     @classmethod
     def for_world(cls, world: TaskWorld, kind: str, counterfactual_share: float, cut_share: float = 0.0,
-                  cut_empty: bool = False) -> Pairing:
-        """The pairing of ``world``'s content-error families and grammar."""
-        return cls(kind, counterfactual_share, world.content_errors, cut_share, world.is_well_formed, cut_empty)
+                  cut_empty: bool = False, contrast_share: float = 0.0) -> Pairing:
+        """The pairing of ``world``'s content-error families, contrasts and grammar."""
+        return cls(kind, counterfactual_share, world.content_errors, cut_share, world.is_well_formed, cut_empty,
+                   contrast_share, world.contrasts)
 
     def second_response(self, seed: int, pair_id: int, prompt: str, first: str, sampled: str) -> tuple[str, str | None]:
         """The pair's second response and its ``pair_type`` (None for the ``sft`` kind, whose records carry none).
@@ -110,6 +135,14 @@ class Pairing:
             return sampled, None
         rng = random.Random(f"{seed}/{pair_id}/pairing")  # a str seed is hashed with SHA-512: stable across runs
         if self.kind != SFT_PAIR and not (self.kind == "mixed" and rng.random() >= self.counterfactual_share):
+            # the contrast draw only where there are contrasts, so that a pairing without draws what it always drew
+            if self.contrast_share and rng.random() < self.contrast_share:
+                names = sorted(self.contrasts)
+                rng.shuffle(names)
+                for name in names:
+                    edited = self.contrasts[name](prompt, first, rng)
+                    if edited is not None:
+                        return edited, f"{CONTRAST}:{name}"
             families = sorted(self.families)
             rng.shuffle(families)
             for family in families:

@@ -65,3 +65,29 @@ def test_every_family_applies_to_a_ceiling_answer(name):
             assert world.content_profile(prompt, edited) == {f: int(f == family) for f in world.content_errors}
     # a family may need something of the prompt (an excluded member needs a "but not"); each applies to many
     assert all(applied[family] >= 100 for family in FAMILIES[name]), applied
+
+
+CONTRASTS = {"describe": {"negation_move"}, "describe_v1": {"negation_move"}}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_a_contrast_reorders_the_words_and_changes_gold(name):
+    """``TaskWorld.contrasts``: the same multiset of words (hence length and bias), still well-formed, another gold; one
+    seed gives one edit; and the contrasts have a place in most generator samples."""
+    world = WORLDS[name]
+    assert set(world.contrasts) == CONTRASTS.get(name, set())
+    rng, applied = random.Random(1), Counter()
+    for i in range(N_SAMPLES if world.contrasts else 0):
+        prompt, response = world.sample_text(rng)
+        for contrast, edit in world.contrasts.items():
+            edited = edit(prompt, response, random.Random(i))
+            if edited is None:
+                continue
+            applied[contrast] += 1
+            where = f"{contrast} on {prompt!r} -> {response!r}: {edited!r}"
+            assert sorted(edited.split()) == sorted(response.split()) and edited != response, where
+            assert world.is_well_formed(prompt, edited), where
+            assert world.annotator_bias(prompt, edited) == world.annotator_bias(prompt, response), where
+            assert world.gold_reward(prompt, edited) != world.gold_reward(prompt, response), where
+            assert edit(prompt, response, random.Random(i)) == edited, where
+    assert all(applied[contrast] >= 0.3 * N_SAMPLES for contrast in world.contrasts), applied

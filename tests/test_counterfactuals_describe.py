@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from rlhf_gym.tasks.describe.counterfactuals import (
-    add_negated_property, add_unaddressed_property, add_wrong_property, content_profile, gold_terms,
+    add_negated_property, add_unaddressed_property, add_wrong_property, content_profile, gold_terms, move_negation,
 )
 from rlhf_gym.tasks.describe.gold import OTHER_NOUN, REPEATED, UNADDRESSED, UNREQUESTED, echo, gold_reward
 from rlhf_gym.tasks.describe.grammar import ADJECTIVES, NOUNS, PROPERTY
@@ -33,6 +33,7 @@ def test_world_wiring():
     assert WORLD.content_errors == {"negated_property": add_negated_property, "wrong_property": add_wrong_property,
                                     "unaddressed_property": add_unaddressed_property}
     assert WORLD.content_profile is content_profile
+    assert WORLD.contrasts == {"negation_move": move_negation}
 
 
 @pytest.mark.parametrize(("response", "expected"), [
@@ -251,3 +252,28 @@ def test_an_edit_moves_gold_terms_as_documented(edit, moved):
         assert echo(prompt, edited) == echo(prompt, response)
         assert len(edited.split()) == len(response.split())
     assert applied >= 60
+
+
+def test_move_negation_every_move_by_hand():
+    # "not" leaves "sweet" (unwanted: right) for "hot" (wanted: right), which keeps "very"'s place: both turn wrong;
+    # or for "cheap": "very cheap" -> "not cheap" and "not sweet" -> "very sweet"
+    response = "the soup is very hot . it is cheap . it is not sweet ."
+    moves = every_edit(move_negation, P, response)
+    assert moves == {"the soup is not hot . it is cheap . it is very sweet .",
+                     "the soup is very hot . it is not cheap . it is sweet ."}
+    for moved in moves:  # gold by hand: 1 -> -1/3 (two requested claims wrong)
+        assert gold_reward(P, response) == 1 and gold_reward(P, moved) == pytest.approx(-1 / 3)
+    # a move that makes the response better is a contrast too (-1/3 -> 1); moving "not" from "hot" to "cheap" leaves
+    # gold at -1/3 (one wanted claim wrong either way): no contrast
+    assert every_edit(move_negation, P, "it is not hot . it is cheap . it is sweet .") == {
+        "it is hot . it is cheap . it is not sweet ."}
+
+
+@pytest.mark.parametrize("response", [
+    "it is hot . it is cheap .",                    # no negation to move
+    "it is not hot . it is not cheap .",            # no clause without one
+    "it is not loud . it is quiet .",               # unrequested property: gold the same either way
+    "the soup is hot and",                          # ill-formed
+])
+def test_move_negation_has_no_place(response):
+    assert move_negation(P, response, random.Random(0)) is None

@@ -11,7 +11,7 @@ from rlhf_gym.commands import collect
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.jsonl import read_jsonl
 from rlhf_gym.labelers import AnnotatorPool, SimulatedAnnotator
-from rlhf_gym.pairing import Pairing, counterfactual_records, cut_response
+from rlhf_gym.pairing import Pairing, contrast_records, counterfactual_records, cut_response
 from rlhf_gym.tasks import load_task, world_of
 
 
@@ -48,6 +48,27 @@ def test_mixed_pairs_draw_from_seed_and_pair_id_only():
     assert Counter(kinds)["counterfactual:shout"] / 2000 == pytest.approx(0.3, abs=0.03)
     assert kinds == [pairing.second_response(5, k, "p", "a", "b")[1] for k in range(2000)]  # a rerun: the same pairs
     assert kinds != [pairing.second_response(6, k, "p", "a", "b")[1] for k in range(2000)]
+
+
+def reverse(prompt, response, rng):
+    return " ".join(reversed(response.split())) if " " in response else None
+
+
+def test_contrast_pairs_replace_a_share_of_the_counterfactual_pairs_and_nothing_else():
+    plain = Pairing("mixed", 0.5, FAMILIES)
+    contrasting = Pairing("mixed", 0.5, FAMILIES, contrast_share=0.3, contrasts={"reverse": reverse})
+    pairs = [(plain.second_response(2, k, "p", "a b", "c d"), contrasting.second_response(2, k, "p", "a b", "c d"))
+             for k in range(3000)]
+    # an ordinary pair stays as it was; a counterfactual one is a contrast with probability 0.3
+    assert all(with_contrasts == without for without, with_contrasts in pairs if without[1] == "sft")
+    counterfactual = [with_contrasts for without, with_contrasts in pairs if without[1] != "sft"]
+    assert {pair for pair in counterfactual} == {("A B", "counterfactual:shout"), ("b a", "contrast:reverse")}
+    share = sum(kind == "contrast:reverse" for _, kind in counterfactual) / len(counterfactual)
+    assert share == pytest.approx(0.3, abs=0.04)
+    # a response without a place for a contrast gets a family's edit instead
+    assert {contrasting.second_response(2, k, "p", "a", "c")[1] for k in range(200)} == {"sft", "counterfactual:shout"}
+    records = [{"pair_type": "contrast:reverse"}, {"pair_type": "counterfactual:shout"}, {"pair_type": "contrast"}]
+    assert contrast_records(records) == [records[0]]
 
 
 def ends_with_a_period(prompt, response):
@@ -108,6 +129,17 @@ def test_bad_cut_shares_are_refused(cut_share, grammar, message):
         Pairing("mixed", 0.5, FAMILIES, cut_share, grammar)
 
 
+@pytest.mark.parametrize("kind, contrast_share, contrasts, message", [
+    ("mixed", 1.0, {"reverse": reverse}, r"--contrast-share must be in \[0, 1\), got 1.0"),
+    ("mixed", -0.2, {"reverse": reverse}, r"--contrast-share must be in \[0, 1\), got -0.2"),
+    ("mixed", 0.3, {}, r"--contrast-share needs a task with contrasts \(describe\)"),
+    ("sft", 0.3, {"reverse": reverse}, "--contrast-share replaces counterfactual pairs: it needs --pairs counterfactual"),
+])
+def test_bad_contrast_shares_are_refused(kind, contrast_share, contrasts, message):
+    with pytest.raises(ConfigError, match=message):
+        Pairing(kind, 0.5, FAMILIES if kind != "sft" else {}, contrast_share=contrast_share, contrasts=contrasts)
+
+
 def test_collect_writes_counterfactual_pairs_of_the_task_and_resumes_to_the_same_file(tmp_path):
     task, world = load_task("lists"), world_of("lists")
     annotator = SimulatedAnnotator(task.gold_reward, 0.25, 0.0, seed=0, label_ties=True)
@@ -153,6 +185,20 @@ def test_collect_refuses_counterfactual_pairs_for_a_task_without_families(tmp_pa
     assert message == "error: --pairs counterfactual needs a task with content-error families (lists, facts, describe)"
     with pytest.raises(ConfigError, match=r"--cut-share must be in \[0, 1\), got 1.0"):
         collect.Args(task="lists", cut_share=1.0)
+    with pytest.raises(ConfigError, match=r"--contrast-share must be in \[0, 1\), got 1.5"):
+        collect.Args(task="describe", pairs="mixed", contrast_share=1.5)
+    message = cli_error(capsys, "collect", ["--task", "lists", "--pairs", "mixed", "--contrast-share", "0.3", "--out",
+                                            tmp_path / "p.jsonl", "--n-pairs", "2"])
+    assert message == "error: --contrast-share needs a task with contrasts (describe)"
+
+
+def test_collect_writes_contrast_pairs(tmp_path):
+    out = tmp_path / "prefs.jsonl"
+    assert collect.main(collect.Args(task="describe", pairs="counterfactual", contrast_share=0.5, out=str(out), n_pairs=24,
+                                     annotator_flip_rate=0.0, annotator_temperature=0.1, seed=1)) == 24
+    records = list(read_jsonl(out))
+    contrasts = [r for r in records if r.get("pair_type") == "contrast:negation_move"]
+    assert len(contrasts) >= 4 and all(sorted(r["chosen"].split()) == sorted(r["rejected"].split()) for r in contrasts)
 
 
 def test_an_annotator_labels_a_pair_of_equal_utility_a_tie_only_when_asked():

@@ -236,6 +236,12 @@ def test_build_task_takes_a_world_s_defaults_then_the_options():
     (["--task", "lists", "--cut-share", "1.5"], "--cut-share must be in [0, 1), got 1.5"),
     (["--reward-pooling", "max"], "--reward-pooling must be one of last, sum, mean, got 'max'"),
     (["--task", "lists", "--cut-empty"], "--cut-empty shapes cut pairs: it needs --cut-share > 0"),
+    (["--task", "describe", "--pairs", "mixed", "--contrast-share", "0.3", "--reward-contrast-epochs", "-1"],
+     "--reward-contrast-epochs must be >= 0, got -1"),
+    (["--task", "describe", "--pairs", "mixed", "--reward-contrast-epochs", "2"],
+     "--reward-contrast-epochs needs contrast comparisons: --contrast-share > 0"),
+    (["--task", "lists", "--pairs", "mixed", "--contrast-share", "0.3"], "--contrast-share needs a task with contrasts"),
+    (["--task", "describe", "--pairs", "mixed", "--contrast-share", "1"], "--contrast-share must be in [0, 1), got 1.0"),
 ])
 def test_build_task_bad_options_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -301,6 +307,37 @@ def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, 
     assert set(by_type) == {"overall", "length_form", "other_category", "excluded_member", "repeated_item", "gold_ties"}
     assert set(metadata["reward_model"]["content_probes"]) == {"other_category", "excluded_member", "repeated_item"}
     assert "agreement with gold by pair type" in capsys.readouterr().out
+
+
+def test_build_task_with_contrast_pairs_trains_on_them_first(tmp_path, monkeypatch):
+    """--contrast-share: contrast pairs among the counterfactual ones; --reward-contrast-epochs: a first training on
+    them alone, then the content passes (counterfactual and contrast pairs), then all."""
+    from rlhf_gym.preferences import load_preferences
+    from rlhf_gym.reward_training import train_reward_model
+    from rlhf_gym.tasks import building, load_task, world_of
+
+    trainings = []
+
+    def recording_training(model, records, config, progress=True):
+        trainings.append((sorted({r["pair_type"].split(":")[0] for r in records}), len(records), config.epochs))
+        return train_reward_model(model, records, config, progress=progress)
+
+    monkeypatch.setattr(building, "train_reward_model", recording_training)
+    argv = ["--task", "describe", "--out-dir", str(tmp_path / "task"), "--sft-from", str(load_task("describe").policy_dir),
+            "--pairs", "counterfactual", "--contrast-share", "0.5", "--n-comparisons", "48", "--reward-init", "scratch",
+            "--reward-width", "16", "--reward-layers", "1", "--reward-epochs", "1", "--reward-content-epochs", "1",
+            "--reward-contrast-epochs", "2", "--n-eval-samples", "16"]
+    metadata = build_task.main(parse_dataclass(build_task.Args, "", argv))
+    records = load_preferences(tmp_path / "task" / "preferences.jsonl")
+    contrasts = [r for r in records if r["pair_type"] == "contrast:negation_move"]
+    assert contrasts and metadata["build_config"]["contrast_share"] == 0.5
+    gold = world_of("describe").gold_reward
+    for r in contrasts:  # the same words, another gold
+        assert sorted(r["chosen"].split()) == sorted(r["rejected"].split())
+        assert gold(r["prompt"], r["chosen"]) != gold(r["prompt"], r["rejected"])
+    n_content = sum(r["pair_type"].startswith(("counterfactual", "contrast")) for r in records)
+    assert trainings == [(["contrast"], len(contrasts), 2), (["contrast", "counterfactual"], n_content, 1),
+                         (sorted({r["pair_type"].split(":")[0] for r in records}), len(records), 1)]
 
 
 def test_build_task_refuses_an_sft_policy_that_is_not_there_or_not_the_task_s(tmp_path, capsys):

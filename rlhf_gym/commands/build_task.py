@@ -31,6 +31,7 @@ from rlhf_gym.tasks import task_names, world_of
 
 if TYPE_CHECKING:  # the build loads torch and transformers: --help needs neither
     from rlhf_gym.tasks.building import BuildConfig
+    from rlhf_gym.tasks.world import TaskWorld
 
 TASK_DEFAULT = "(default: the task's)"
 REWARD_INITS = ("scratch", "sft")
@@ -59,6 +60,8 @@ class Args:
                                                 f"prompts (Ziegler et al. 2019) {TASK_DEFAULT}")
     reward_content_epochs: int | None = arg(None, "reward-model passes over the counterfactual comparisons alone, before "
                                                   f"--reward-epochs over all (0: none) {TASK_DEFAULT}")
+    reward_contrast_epochs: int | None = arg(None, "reward-model passes over the contrast comparisons alone, before the "
+                                                   f"content passes (0: none) {TASK_DEFAULT}")
     annotator_temperature: float | None = arg(None, f"Bradley-Terry temperature of the simulated annotators {TASK_DEFAULT}")
     annotator_flip_rate: float | None = arg(None, f"label-flip rate of the simulated annotators {TASK_DEFAULT}")
     annotator_bias_weights: str | None = arg(None, "comma-separated bias weights, one annotator each; 'none' for one "
@@ -71,6 +74,8 @@ class Args:
                                         f"prefix of itself {TASK_DEFAULT}")
     cut_empty: bool | None = arg(None, "a cut pair may put a sample against the empty response (needed by "
                                        f"--reward-pooling sum, which scores it 0) {TASK_DEFAULT}")
+    contrast_share: float | None = arg(None, "the share of counterfactual pairs made contrast pairs: a sample against "
+                                             f"its words in another order that gold scores differently {TASK_DEFAULT}")
     sft_from: str | None = arg(None, "a saved SFT policy of the task to build on instead of training one (e.g. "
                                      "rlhf_gym/tasks/<task>/artifacts/policy): new comparisons and reward model only")
     max_new_tokens: int | None = arg(None, f"response budget when sampling from the SFT policy {TASK_DEFAULT}")
@@ -108,13 +113,7 @@ class Args:
         if not 0 <= config.annotator_flip_rate <= 1:
             raise ConfigError(f"--annotator-flip-rate must be in [0, 1], got {config.annotator_flip_rate}")
         check_tie_policy(config.annotator_ties)
-        if config.reward_content_epochs < 0:
-            raise ConfigError(f"--reward-content-epochs must be >= 0, got {config.reward_content_epochs}")
-        if config.reward_content_epochs and config.pairs == "sft":
-            raise ConfigError("--reward-content-epochs needs counterfactual comparisons: --pairs counterfactual or mixed")
-        Pairing.for_world(world, config.pairs, config.counterfactual_share, config.cut_share)  # no families: refused
-        if config.cut_empty and not config.cut_share:
-            raise ConfigError("--cut-empty shapes cut pairs: it needs --cut-share > 0")
+        check_build_pairing(world, config)
         if config.annotator_bias_weights and world.annotator_bias is None:
             raise ConfigError(f"--annotator-bias-weights: task {self.task!r} has no annotator bias feature")
         longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in train_prompts + eval_prompts)
@@ -148,6 +147,23 @@ class Args:
         if weights is not None:
             given["annotator_bias_weights"] = weights
         return BuildConfig.for_world(world_of(self.task), **given)
+
+
+def check_build_pairing(world: TaskWorld, config: BuildConfig) -> None:
+    """A :class:`ConfigError` naming the option for pair sampling the world cannot do, or reward-model passes over
+    comparisons the pairing makes none of."""
+    for name in ("reward_content_epochs", "reward_contrast_epochs"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(config, name)}")
+    if config.reward_content_epochs and config.pairs == "sft":
+        raise ConfigError("--reward-content-epochs needs counterfactual comparisons: --pairs counterfactual or mixed")
+    if config.reward_contrast_epochs and not config.contrast_share:
+        raise ConfigError("--reward-contrast-epochs needs contrast comparisons: --contrast-share > 0")
+    # no families, no contrasts or a bad share: refused
+    Pairing.for_world(world, config.pairs, config.counterfactual_share, config.cut_share,
+                      contrast_share=config.contrast_share)
+    if config.cut_empty and not config.cut_share:
+        raise ConfigError("--cut-empty shapes cut pairs: it needs --cut-share > 0")
 
 
 def main(args: Args) -> dict:

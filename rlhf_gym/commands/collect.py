@@ -43,6 +43,8 @@ class Args:
     counterfactual_share: float = arg(0.5, "--pairs mixed: the share of counterfactual pairs")
     cut_share: float = arg(0.0, "the share of ordinary pairs made cut pairs: a sample against an ill-formed prefix of "
                                 "itself, as a response cut off by the budget reads")
+    contrast_share: float = arg(0.0, "the share of counterfactual pairs made contrast pairs: a sample against its words "
+                                     "in another order that gold scores differently (describe)")
     annotator_ties: str = arg("coin", "a pair the simulated annotator values equally (equal gold and bias): coin (a "
                                       "random label) or label (recorded as a tie, left out of reward-model training)",
                               choices=TIE_POLICIES)
@@ -63,7 +65,7 @@ class Args:
         if not 0 <= self.annotator_flip_rate <= 1:
             raise ConfigError(f"--annotator-flip-rate must be in [0, 1], got {self.annotator_flip_rate}")
         check_seed(self.seed)
-        check_pairing(self.pairs, self.counterfactual_share, self.cut_share)
+        check_pairing(self.pairs, self.counterfactual_share, self.cut_share, self.contrast_share)
         check_tie_policy(self.annotator_ties)
 
 
@@ -91,7 +93,8 @@ def main(args: Args) -> int:
             raise ConfigError(f"task {task.name!r} has no gold reward: use --labeler terminal or --no-labeler")
         labeler = SimulatedAnnotator(task.gold_reward, args.annotator_temperature, args.annotator_flip_rate, seed=args.seed,
                                      label_ties=args.annotator_ties == "label")
-    pairing = Pairing.for_world(world_of(args.task), args.pairs, args.counterfactual_share, args.cut_share)
+    pairing = Pairing.for_world(world_of(args.task), args.pairs, args.counterfactual_share, args.cut_share,
+                                contrast_share=args.contrast_share)
     added = collect_preferences(policy, tokenizer, prompts, labeler, args.out, args.n_pairs, args.max_new_tokens,
                                 args.temperature, seed=args.seed, batch_size=1 if args.labeler == "terminal" else 128,
                                 pairing=pairing)

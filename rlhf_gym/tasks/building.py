@@ -25,7 +25,7 @@ from ..generation import generate_texts
 from ..gpt2 import gpt2_config, gpt2_reward_model
 from ..labelers import AnnotatorPool, Labeler, SimulatedAnnotator
 from ..pair_types import agreement_by_type, content_probes, gold_order_agreement, markdown_agreement
-from ..pairing import Pairing, counterfactual_records
+from ..pairing import Pairing, contrast_records, counterfactual_records
 from ..preferences import load_preferences
 from ..reward_model import RewardModel
 from ..reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
@@ -92,9 +92,13 @@ class BuildConfig:
     """Divide the trained reward model's score head by the std of its scores on SFT samples of train prompts, so that
     they have std 1 there (:func:`standardise_reward_scale`)."""
     reward_content_epochs: int = 0
-    """Reward-model passes over the counterfactual comparisons alone, before the ``reward_epochs`` passes over all of
-    them: content first, so that the length the ordinary pairs also teach does not become the model's first and only
-    feature (0: none)."""
+    """Reward-model passes over the counterfactual (and contrast) comparisons alone, before the ``reward_epochs``
+    passes over all of them: content first, so that the length the ordinary pairs also teach does not become the
+    model's first and only feature (0: none)."""
+    reward_contrast_epochs: int = 0
+    """Reward-model passes over the contrast comparisons alone, before the content passes: a rule that only the order
+    of the words shows (describe's negation against the prompt's ``but not``) learnt first, on the comparisons that
+    show nothing else (0: none; :mod:`rlhf_gym.pairing`)."""
     annotator_temperature: float = 0.5
     """Bradley–Terry temperature of the simulated annotator."""
     annotator_flip_rate: float = 0.1
@@ -115,6 +119,9 @@ class BuildConfig:
     cut_empty: bool = False
     """A cut may leave the empty response (a policy's EOS first): needed by a reward summed over the response's
     tokens, which scores it 0 whatever it learnt (:mod:`rlhf_gym.pairing`)."""
+    contrast_share: float = 0.0
+    """The share of the counterfactual pairs made *contrast* pairs: a sample against its words in another order that
+    gold scores differently (``TaskWorld.contrasts``, :mod:`rlhf_gym.pairing`)."""
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     """Response budget when sampling from the SFT policy."""
     n_eval_samples: int = 1000
@@ -293,13 +300,16 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
     collect_preferences(policy, tokenizer, comparison_prompts, annotator(world, config), staging / "preferences.jsonl",
                         config.n_comparisons, config.max_new_tokens, seed=config.seed, progress=progress,
                         pairing=Pairing.for_world(world, config.pairs, config.counterfactual_share, config.cut_share,
-                                                  config.cut_empty))
+                                                  config.cut_empty, config.contrast_share))
     records = load_preferences(staging / "preferences.jsonl", allow_empty_responses=config.cut_empty)
 
     torch.manual_seed(config.seed)
     reward_model = initial_reward_model(world, config, staging / "policy")
+    if config.reward_contrast_epochs:
+        train_reward_model(reward_model, contrast_records(records),
+                           RewardTrainingConfig(epochs=config.reward_contrast_epochs, seed=config.seed), progress=progress)
     if config.reward_content_epochs:
-        train_reward_model(reward_model, counterfactual_records(records),
+        train_reward_model(reward_model, counterfactual_records(records) + contrast_records(records),
                            RewardTrainingConfig(epochs=config.reward_content_epochs, seed=config.seed), progress=progress)
     metrics = train_reward_model(reward_model, records, RewardTrainingConfig(epochs=config.reward_epochs, seed=config.seed),
                                  progress=progress)

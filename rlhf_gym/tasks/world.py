@@ -97,6 +97,9 @@ class TaskWorld:
     :param content_errors: the task's content-error families, by name, each a :data:`ContentError` edit: a
         counterfactual pair is a response against its edit (Stage 1's ``--pairs counterfactual``), and a reward model's
         agreement with gold is reported per family (:mod:`rlhf_gym.pair_types`).
+    :param contrasts: the task's contrast edits, by name: ``(prompt, response, rng) -> edited``, the response's words
+        in another order that gold scores differently, or None where the response has no such order (Stage 1's
+        ``--contrast-share``; :mod:`rlhf_gym.pairing`).
     :param content_profile: ``(prompt, response) -> {family: count}``, how many errors of each family of
         ``content_errors`` a response makes (every family a key); two responses whose profiles are equal differ in
         length or form only.
@@ -119,6 +122,7 @@ class TaskWorld:
     content_probe: Callable[[str], str] | None = None
     content_errors: Mapping[str, ContentError] = field(default_factory=dict)
     content_profile: Callable[[str, str], dict[str, int]] | None = None
+    contrasts: Mapping[str, ContentError] = field(default_factory=dict)
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     build_defaults: dict = field(default_factory=dict)
 

@@ -65,13 +65,14 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .gold import claim_value, echo, gold_reward
 from .grammar import ANTONYM_PAIRS, NOUNS, PROPERTY, Clause, Request, is_well_formed, parse, parse_prompt, render
 
 NEGATED_PROPERTY, WRONG_PROPERTY, UNADDRESSED_PROPERTY = "negated_property", "wrong_property", "unaddressed_property"
 FAMILIES = (NEGATED_PROPERTY, WRONG_PROPERTY, UNADDRESSED_PROPERTY)
+NEGATION_MOVE = "negation_move"
 CLAIM, UNREQUESTED, REPEAT, OTHER, MISSING = "claim", "unrequested", "repeat", "other", "missing"
 
 
@@ -307,3 +308,32 @@ def add_unaddressed_property(prompt: str, response: str, rng: random.Random) -> 
     """Replace the only claim about a requested property (of any noun), said right about the noun, by a claim about
     an unrequested property not spoken about; None without one."""
     return _edit(UNADDRESSED_PROPERTY, _unaddressed_candidates, prompt, response, rng)
+
+
+# ----------------------------------------------------------------------------------------------- the contrast
+def move_negation(prompt: str, response: str, rng: random.Random) -> str | None:
+    """The negation of one clause moved to a clause without one, where that changes gold (a contrast, not a family):
+    ``the soup is very hot . it is not sweet .`` -> ``the soup is not hot . it is very sweet .`` on ``describe the soup
+    as hot and cheap but not sweet :`` (gold 1/2 -> -5/6 here, v1's 5/12 -> -11/12: both requested claims turn
+    wrong; other moves make a response better). The addressed properties stay, so v0's and v1's gold change together.
+
+    The moved response has the same words in another order (``not`` and ``very`` change places, or ``not`` moves), so
+    its length, form and echo are the response's: only which adjective the negation is bound to, against the prompt's
+    ``but not``, tells the two apart. Whether a claim's negation is right is an exclusive or of the two, which the
+    negated-property comparisons alone leave a small reward model at chance on (docs/task_suite.md, describe v1).
+    ``rng`` picks the move among those that change gold; None without one."""
+    if not is_well_formed(prompt, response):
+        return None
+    clauses, gold = parse(response), gold_reward(prompt, response)
+    moved = []
+    for source, clause in enumerate(clauses):
+        for target, other in enumerate(clauses):
+            if clause.negated and not other.negated:
+                edited = list(clauses)
+                # the source keeps the target's "very", so that the words stay the same
+                edited[source] = replace(clause, negated=False, intensified=other.intensified)
+                edited[target] = replace(other, negated=True, intensified=False)
+                text = render(edited)
+                if gold_reward(prompt, text) != gold:
+                    moved.append(text)
+    return rng.choice(moved) if moved else None

@@ -24,7 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..world import SUITE_BUILD, TaskWorld
-from .counterfactuals import add_negated_property, add_unaddressed_property, add_wrong_property, content_profile
+from .counterfactuals import (NEGATION_MOVE, add_negated_property, add_unaddressed_property, add_wrong_property,
+                              content_profile, move_negation)
 from .gold import echo, gold_ceiling, gold_reward
 from .grammar import ANTONYM, Clause, DescribeGenerator, all_prompts, is_well_formed, parse_prompt, render, vocabulary
 
@@ -68,6 +69,7 @@ WORLD = TaskWorld(
     content_errors={"negated_property": add_negated_property, "wrong_property": add_wrong_property,
                     "unaddressed_property": add_unaddressed_property},
     content_profile=content_profile,
+    contrasts={NEGATION_MOVE: move_negation},
     max_new_tokens=MAX_NEW_TOKENS,
     build_defaults=SUITE_BUILD | {"annotator_bias_weights": (0.1, 0.25, 0.4)},
 )
