@@ -86,6 +86,19 @@ def cut_response(response: str, is_well_formed: Callable[[str], bool], rng: rand
     return rng.choice(ill_formed) if ill_formed else None
 
 
+def _first_edit(edits: Mapping[str, ContentError], kind: str, prompt: str, response: str,
+                rng: random.Random) -> tuple[str, str] | None:
+    """``(edited, "<kind>:<name>")`` of the first of ``edits``, in an order ``rng`` shuffles, that has a place in
+    ``response``; None if none has."""
+    names = sorted(edits)
+    rng.shuffle(names)
+    for name in names:
+        edited = edits[name](prompt, response, rng)
+        if edited is not None:
+            return edited, f"{kind}:{name}"
+    return None
+
+
 @dataclass(frozen=True)
 class Pairing:
     """How Stage 1 pairs responses (see the module docstring).
@@ -137,18 +150,12 @@ class Pairing:
         if self.kind != SFT_PAIR and not (self.kind == "mixed" and rng.random() >= self.counterfactual_share):
             # the contrast draw only where there are contrasts, so that a pairing without draws what it always drew
             if self.contrast_share and rng.random() < self.contrast_share:
-                names = sorted(self.contrasts)
-                rng.shuffle(names)
-                for name in names:
-                    edited = self.contrasts[name](prompt, first, rng)
-                    if edited is not None:
-                        return edited, f"{CONTRAST}:{name}"
-            families = sorted(self.families)
-            rng.shuffle(families)
-            for family in families:
-                edited = self.families[family](prompt, first, rng)
-                if edited is not None:
-                    return edited, f"{COUNTERFACTUAL}:{family}"
+                contrast = _first_edit(self.contrasts, CONTRAST, prompt, first, rng)
+                if contrast is not None:
+                    return contrast
+            counterfactual = _first_edit(self.families, COUNTERFACTUAL, prompt, first, rng)
+            if counterfactual is not None:
+                return counterfactual
         # an ordinary pair; the cut draw comes last, so that a pairing without cuts draws what it always drew
         if self.cut_share and rng.random() < self.cut_share:
             cut = cut_response(first, lambda response: self.is_well_formed(prompt, response), rng,

@@ -20,21 +20,33 @@ FAMILIES = {
 N_SAMPLES = 600
 
 
+def generator_samples(world, seed: int):
+    """``(i, prompt, response)``: ``N_SAMPLES`` texts of the world's generator."""
+    rng = random.Random(seed)
+    for i in range(N_SAMPLES):
+        yield (i, *world.sample_text(rng))
+
+
+def applied_edits(edits, prompt: str, response: str, seed: int):
+    """``(name, edited)`` for each of ``edits`` that has a place in ``response`` (seeded by ``seed``)."""
+    for name, edit in edits.items():
+        edited = edit(prompt, response, random.Random(seed))
+        if edited is not None:
+            yield name, edited
+
+
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_an_edit_adds_one_error_of_its_family_and_nothing_else(name):
     world = WORLDS[name]
     assert set(world.content_errors) == FAMILIES[name]
-    rng, applied, well_formed = random.Random(0), Counter(), 0
-    for i in range(N_SAMPLES):
-        prompt, response = world.sample_text(rng)
+    applied, well_formed = Counter(), 0
+    for i, prompt, response in generator_samples(world, 0):
         before = world.content_profile(prompt, response)
         assert set(before) == FAMILIES[name]
         well_formed += world.is_well_formed(prompt, response)
-        for family, edit in world.content_errors.items():
-            edited = edit(prompt, response, random.Random(i))
-            if edited is None:
-                continue
+        for family, edited in applied_edits(world.content_errors, prompt, response, i):
             applied[family] += 1
+            edit = world.content_errors[family]
             where = f"{family} on {prompt!r} -> {response!r}: {edited!r}"
             assert world.is_well_formed(prompt, response) and world.is_well_formed(prompt, edited), where
             assert len(edited.split()) == len(response.split()), where
@@ -76,14 +88,11 @@ def test_a_contrast_reorders_the_words_and_changes_gold(name):
     seed gives one edit; and the contrasts have a place in most generator samples."""
     world = WORLDS[name]
     assert set(world.contrasts) == CONTRASTS.get(name, set())
-    rng, applied = random.Random(1), Counter()
-    for i in range(N_SAMPLES if world.contrasts else 0):
-        prompt, response = world.sample_text(rng)
-        for contrast, edit in world.contrasts.items():
-            edited = edit(prompt, response, random.Random(i))
-            if edited is None:
-                continue
+    applied = Counter()
+    for i, prompt, response in generator_samples(world, 1) if world.contrasts else ():
+        for contrast, edited in applied_edits(world.contrasts, prompt, response, i):
             applied[contrast] += 1
+            edit = world.contrasts[contrast]
             where = f"{contrast} on {prompt!r} -> {response!r}: {edited!r}"
             assert sorted(edited.split()) == sorted(response.split()) and edited != response, where
             assert world.is_well_formed(prompt, edited), where
