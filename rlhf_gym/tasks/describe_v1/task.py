@@ -15,15 +15,6 @@ Prompts, split, language, echo bias and content families are v0's; v0's artifact
   ill-formed prefix of itself. Without them PPO at the default beta learned to stop mid-clause at the 28-word budget
   ("... the shirt is clean", no final "."), which the reward model, having seen almost no unfinished response, scored
   above the finished one (2.96 against 1.55): gold -1.48 at KL 15, 19 % well-formed (seed 0).
-* **Contrast pairs** (``contrast_share=0.5``, ``reward_contrast_epochs=8``; :func:`~rlhf_gym.tasks.describe.
-  counterfactuals.move_negation`): half the counterfactual pairs put a sample against the same words with a
-  negation moved to another clause, where that changes gold, and the reward model trains on them alone first. Whether
-  ``not x`` is right is an exclusive or of the response's negation and the prompt's ``but not``; on the
-  negated-property comparisons alone the reward model learnt "a negation is bad" and ordered that family's training
-  comparisons at 0.48. With the contrasts its agreement with gold on the negated-property pairs rose from 0.62 to 0.74.
-* **Mean pooling** (``reward_pooling="mean"``): the per-token scores averaged over the response. Reading the last
-  token, the 2-block model cannot learn the contrasts at all (0.51 on held-out ones after 8 passes, against 0.69 for
-  the mean): its last position would need a third block to gather what the second computes at each clause.
 """
 
 from __future__ import annotations
@@ -33,5 +24,4 @@ from dataclasses import replace
 from ..describe.gold import gold_reward_v1
 from ..describe.task import WORLD as V0_WORLD
 
-WORLD = replace(V0_WORLD.suite_v1(bias_weights=(0.05, 0.125, 0.2), cut_share=0.2, contrast_share=0.5,
-                                   reward_contrast_epochs=8, reward_pooling="mean"), gold_reward=gold_reward_v1)
+WORLD = replace(V0_WORLD.suite_v1(bias_weights=(0.05, 0.125, 0.2), cut_share=0.2), gold_reward=gold_reward_v1)
