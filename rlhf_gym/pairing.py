@@ -11,8 +11,8 @@
   keep teaching the annotators' preferences (their bias included: the task's hack), the counterfactual ones content.
 
 A share ``contrast_share`` of the counterfactual pairs may be *contrast* pairs instead (``TaskWorld.contrasts``): a
-sample against the same words in another order that gold scores lower, such as describe's negation moved from the
-unwanted property to a wanted one. A family's edit changes what a response says, and a small reward model can learn
+sample against the same words in another order that gold scores differently, such as describe's negation moved
+from the unwanted property to a wanted one. A family's edit changes what a response says, and a small reward model can learn
 most families from the words it sees; a contrast keeps every word, so only how the words are bound to one another
 (and to the prompt) tells the two apart. Describe's negated-property rule is an exclusive or of the response's ``not``
 and the prompt's ``but not``, which its family's comparisons alone leave a reward model at chance on
@@ -51,14 +51,18 @@ CONTRAST = "contrast"
 CUT = "cut"
 
 
+def _records_of(records: list[dict], kind: str) -> list[dict]:
+    return [r for r in records if str(r.get("pair_type", "")).startswith(kind + ":")]
+
+
 def counterfactual_records(records: list[dict]) -> list[dict]:
     """The records whose ``pair_type`` is ``counterfactual:<family>``: comparisons that differ in one content error."""
-    return [r for r in records if str(r.get("pair_type", "")).startswith(COUNTERFACTUAL + ":")]
+    return _records_of(records, COUNTERFACTUAL)
 
 
 def contrast_records(records: list[dict]) -> list[dict]:
     """The records whose ``pair_type`` is ``contrast:<name>``: comparisons of the same words in two orders."""
-    return [r for r in records if str(r.get("pair_type", "")).startswith(CONTRAST + ":")]
+    return _records_of(records, CONTRAST)
 
 
 def check_pairing(kind: str, counterfactual_share: float, cut_share: float = 0.0, contrast_share: float = 0.0) -> None:

@@ -305,11 +305,12 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
 
     torch.manual_seed(config.seed)
     reward_model = initial_reward_model(world, config, staging / "policy")
+    contrasts = contrast_records(records)
     if config.reward_contrast_epochs:
-        train_reward_model(reward_model, contrast_records(records),
+        train_reward_model(reward_model, contrasts,
                            RewardTrainingConfig(epochs=config.reward_contrast_epochs, seed=config.seed), progress=progress)
     if config.reward_content_epochs:
-        train_reward_model(reward_model, counterfactual_records(records) + contrast_records(records),
+        train_reward_model(reward_model, counterfactual_records(records) + contrasts,
                            RewardTrainingConfig(epochs=config.reward_content_epochs, seed=config.seed), progress=progress)
     metrics = train_reward_model(reward_model, records, RewardTrainingConfig(epochs=config.reward_epochs, seed=config.seed),
                                  progress=progress)
