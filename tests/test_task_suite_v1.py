@@ -23,18 +23,20 @@ V1_TASKS = {"RLHF-Lists-v1": ("lists_v1", "lists"), "RLHF-Facts-v1": ("facts_v1"
 """Each v1 env id: its task and the v0 task it is a version of."""
 V1_GOLD = {"describe_v1": gold_reward_v1}
 """The v1 tasks whose gold is not their v0 task's (describe's shortest-reply gap closed)."""
-AGREEMENT_FLOORS = {"lists_v1": (0.75, 0.70), "facts_v1": (0.75, 0.70), "describe_v1": (0.62, 0.60)}
+AGREEMENT_FLOORS = {"lists_v1": (0.75, 0.70), "facts_v1": (0.75, 0.70), "describe_v1": (0.69, 0.70)}
 """Floors under the shipped v1 reward model's agreement with gold on the build's fresh SFT pairs, overall and on every
 content family (the v0 proxies: 0.50 to 0.64 on every family). Lists' (the per-token scores averaged over the
 response: 0.830, 0.791 on repeated items) and facts' (0.782, 0.782 on unasked facts) are held to issue 27's targets,
-0.75 and 0.70; describe does not meet them (0.648, 0.62 to 0.68; docs/task_suite.md)."""
+0.75 and 0.70; describe's (with contrast pairs: 0.695, 0.704 on wrong properties) meets the families' 0.70, not the
+overall 0.75 (docs/task_suite.md)."""
 MIN_PROBE_PREFERENCE = 0.6
 """Floor under the share of held-out prompts on which the reward model prefers the ceiling answer to the same answer
 with one error of a family (a content-blind proxy: about 0.5)."""
 PROBED_FAMILIES = {"describe_v1": ("wrong_property",)}
 """The families whose probe a v1 proxy passes (above the floor and above v0's proxy), where not all: describe's v1
-proxy is at chance on the unaddressed-property probe (0.535 of 200 prompts) and below v0's on the negated-property one
-(0.675 against 0.98), though above v0 on the SFT pairs of both families (docs/task_suite.md)."""
+proxy is at chance on the negated-property probe (0.51 of 200 prompts; v0's 0.98, which prefers any answer without a
+negation) and level with v0's on the unaddressed-property one (0.63), though above v0 on the SFT pairs of both
+families (docs/task_suite.md)."""
 MAX_ARTIFACTS_BYTES = 20 * 2**20
 """Twice v0's comparisons: up to 20 MiB (a v0 task's artifacts are under 10 MiB; facts' 40,000 comparisons take 14 MB)."""
 
@@ -52,7 +54,7 @@ def test_a_v1_world_is_its_v0_world_with_artifacts_and_a_build_of_its_own(env_id
     assert world.prompt_split() == v0.prompt_split() and world.content_errors == v0.content_errors
     config = BuildConfig.for_world(world)
     assert {key: getattr(config, key) for key in SUITE_V1_BUILD} == SUITE_V1_BUILD
-    assert config.reward_pooling == ("mean" if name == "lists_v1" else "last")
+    assert config.reward_pooling == ("last" if name == "facts_v1" else "mean")
     assert load_task(name).load_reward_model().pooling == config.reward_pooling  # the shipped model is the build's
     assert config.annotator_bias_weights and world.annotator_bias is v0.annotator_bias  # the hack stays
     assert config.sft_from == str(v0.artifacts_dir / "policy")

@@ -15,6 +15,18 @@ Prompts, split, language, echo bias and content families are v0's; v0's artifact
   ill-formed prefix of itself. Without them PPO at the default beta learned to stop mid-clause at the 28-word budget
   ("... the shirt is clean", no final "."), which the reward model, having seen almost no unfinished response, scored
   above the finished one (2.96 against 1.55): gold -1.48 at KL 15, 19 % well-formed (seed 0).
+* **Contrast pairs** (``contrast_share=0.5``, :meth:`~rlhf_gym.tasks.world.TaskWorld.contrasts`): half of the
+  counterfactual pairs put a sample against its own words with a negation moved to another clause ("it is not hot .
+  it is very sweet ." against "it is hot . it is not sweet ." for "hot but not sweet"), and the reward model makes 12
+  passes over them alone first. The first build's proxy had learnt "a negation is bad" (it ranked a wanted ``x`` over
+  ``not x`` at 0.67 of its comparisons and an unwanted ``not x`` over ``x`` at 0.32), not the negation's binding to
+  the prompt's "but not"; only pairs of the same words tell the two apart.
+* **Mean pooling** (``reward_pooling="mean"``): the per-token scores averaged over the response; read at the last
+  token, the 2-block reward model does not learn the contrasts (0.51 after 8 passes on them, where the mean learns
+  them to 0.68 and more).
+* **The empty response among the cuts** (``cut_empty=True``): a mean over no tokens scores 0 whatever was learnt, so
+  without comparisons that put it below real answers it scored above 99.7 % of the SFT policy's answers, and PPO at
+  the default beta learnt to say nothing on two seeds of four (gold -1.75). With them it scores below 99.3 %.
 """
 
 from __future__ import annotations
@@ -24,4 +36,5 @@ from dataclasses import replace
 from ..describe.gold import gold_reward_v1
 from ..describe.task import WORLD as V0_WORLD
 
-WORLD = replace(V0_WORLD.suite_v1(bias_weights=(0.05, 0.125, 0.2), cut_share=0.2), gold_reward=gold_reward_v1)
+WORLD = replace(V0_WORLD.suite_v1(bias_weights=(0.05, 0.125, 0.2), cut_share=0.2, cut_empty=True, contrast_share=0.5,
+                                  reward_contrast_epochs=12, reward_pooling="mean"), gold_reward=gold_reward_v1)
