@@ -220,7 +220,8 @@ def pairs_section(config: BuildConfig, rm_config: dict) -> str:
     if config.cut_share:
         text += (f" With probability {config.cut_share} an ordinary pair instead put the first response against an "
                  "ill-formed prefix of itself, as a response cut off by the budget reads"
-                 f"{' (or the empty response)' if config.cut_empty else ''}: `pair_type` `cut`.")
+                 f"{' (or the empty response)' if config.cut_empty else ''}"
+                 f"{' or an ill-formed suffix of itself' if config.cut_ends else ''}: `pair_type` `cut`.")
     return text + (f"\n\nThe `split` column is the reward model's: `eval` holds {rm_config['eval_fraction']:.0%} of the "
                    f"distinct pairs (seed {rm_config['seed']}, a pair and its repeats on one side), `train` the rest "
                    "(what the task's reward model, and DPO by default, trained on).")

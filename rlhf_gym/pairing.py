@@ -25,6 +25,10 @@ stops mid-clause at the budget can find it scored as if the clause were complete
 With ``cut_empty`` a cut may also leave nothing: the empty response, a policy's EOS first. A reward summed over the
 response's tokens scores it 0 whatever it learnt (:class:`~rlhf_gym.reward_model.RewardModel`), so unless comparisons
 put it below real answers, a policy whose answers score below 0 learns to say nothing (docs/task_suite.md, lists v1).
+With ``cut_ends`` a cut may also keep a sample's end instead of its start: an ill-formed proper suffix, down to its
+last token (a lone ``.``). A reward averaged over the response reads a one-token answer where a clause ends, and
+without such cuts no comparison puts it below a real answer (docs/task_suite.md, describe v1: PPO at a small beta
+answered ``.``).
 
 Every choice is drawn from a stream seeded by ``(seed, pair_id)``, so a resumed collection writes what an uninterrupted
 one would. Records of a non-``sft`` sampling (or one with cuts) carry ``pair_type``: ``sft``, ``counterfactual:<family>``
@@ -80,13 +84,16 @@ def check_pairing(kind: str, counterfactual_share: float, cut_share: float = 0.0
         raise ConfigError("--contrast-share replaces counterfactual pairs: it needs --pairs counterfactual or mixed")
 
 
-def cut_response(response: str, is_well_formed: Callable[[str], bool], rng: random.Random, min_words: int = 1) -> str | None:
+def cut_response(response: str, is_well_formed: Callable[[str], bool], rng: random.Random, min_words: int = 1,
+                 ends: bool = False) -> str | None:
     """An ill-formed proper prefix of ``response`` (whole words, at least ``min_words``: 0 admits the empty response),
-    ``rng`` choosing uniformly among them; None when it has none (a response of ``min_words`` words or fewer, or one
-    whose every such prefix is well-formed)."""
+    or with ``ends`` a proper prefix or suffix (a suffix has at least one word), ``rng`` choosing uniformly among them;
+    None when it has none (a response of ``min_words`` words or fewer, or one whose every such cut is well-formed)."""
     words = response.split()
-    prefixes = [" ".join(words[:n]) for n in range(min_words, len(words))]
-    ill_formed = [prefix for prefix in prefixes if not is_well_formed(prefix)]
+    cuts = [" ".join(words[:n]) for n in range(min_words, len(words))]
+    if ends:
+        cuts += [" ".join(words[n:]) for n in range(1, len(words))]
+    ill_formed = [cut for cut in cuts if not is_well_formed(cut)]
     return rng.choice(ill_formed) if ill_formed else None
 
 
@@ -113,6 +120,7 @@ class Pairing:
     :param cut_share: the probability that an ordinary pair is a cut pair instead, in [0, 1).
     :param is_well_formed: ``(prompt, response) -> bool``, the task's grammar (needed for cut pairs).
     :param cut_empty: a cut may leave the empty response (a prefix of no words).
+    :param cut_ends: a cut may keep the sample's end instead of its start (an ill-formed proper suffix).
     :param contrast_share: the probability that a counterfactual pair is a contrast pair instead, in [0, 1).
     :param contrasts: the task's contrast edits, by name (``TaskWorld.contrasts``).
     """
@@ -125,6 +133,7 @@ class Pairing:
     cut_empty: bool = False
     contrast_share: float = 0.0
     contrasts: Mapping[str, ContentError] = field(default_factory=dict)
+    cut_ends: bool = False
 
     def __post_init__(self) -> None:
         check_pairing(self.kind, self.counterfactual_share, self.cut_share, self.contrast_share)
@@ -137,10 +146,10 @@ class Pairing:
 
     @classmethod
     def for_world(cls, world: TaskWorld, kind: str, counterfactual_share: float, cut_share: float = 0.0,
-                  cut_empty: bool = False, contrast_share: float = 0.0) -> Pairing:
+                  cut_empty: bool = False, contrast_share: float = 0.0, cut_ends: bool = False) -> Pairing:
         """The pairing of ``world``'s content-error families, contrasts and grammar."""
         return cls(kind, counterfactual_share, world.content_errors, cut_share, world.is_well_formed, cut_empty,
-                   contrast_share, world.contrasts)
+                   contrast_share, world.contrasts, cut_ends)
 
     def second_response(self, seed: int, pair_id: int, prompt: str, first: str, sampled: str) -> tuple[str, str | None]:
         """The pair's second response and its ``pair_type`` (None for the ``sft`` kind, whose records carry none).
@@ -163,7 +172,7 @@ class Pairing:
         # an ordinary pair; the cut draw comes last, so that a pairing without cuts draws what it always drew
         if self.cut_share and rng.random() < self.cut_share:
             cut = cut_response(first, lambda response: self.is_well_formed(prompt, response), rng,
-                               min_words=0 if self.cut_empty else 1)
+                               min_words=0 if self.cut_empty else 1, ends=self.cut_ends)
             if cut is not None:
                 return cut, CUT
         return sampled, SFT_PAIR

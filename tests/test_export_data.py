@@ -162,4 +162,7 @@ def test_the_card_names_cut_pairs_only_when_the_build_made_them():
     assert "probability 0.2" in pairs_section(BuildConfig(pairs="mixed", cut_share=0.2), rm_config)
     assert "empty response" not in pairs_section(BuildConfig(pairs="mixed", cut_share=0.2), rm_config)
     assert "(or the empty response)" in pairs_section(BuildConfig(pairs="mixed", cut_share=0.2, cut_empty=True), rm_config)
+    assert "suffix" not in pairs_section(BuildConfig(pairs="mixed", cut_share=0.2), rm_config)
+    assert "or an ill-formed suffix of itself" in pairs_section(BuildConfig(pairs="mixed", cut_share=0.2, cut_ends=True),
+                                                                 rm_config)
     assert "`cut`" not in pairs_section(BuildConfig(pairs="mixed"), rm_config)

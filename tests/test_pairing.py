@@ -109,6 +109,25 @@ def test_cut_empty_admits_the_empty_response_among_the_cuts():
     assert cuts.keys() == {"", "a", "a b"} and cuts[""] / sum(cuts.values()) == pytest.approx(1 / 3, abs=0.05)
 
 
+def test_cut_ends_admits_ill_formed_suffixes_down_to_a_lone_last_token():
+    # "a b . c ." has the proper prefixes a / a b / a b . / a b . c and suffixes b . c . / . c . / c . / .; those
+    # ending in " ." are well-formed, never cuts
+    cuts = Counter(cut_response("a b . c .", lambda r: r.endswith(" ."), random.Random(k), ends=True) for k in range(4000))
+    assert cuts.keys() == {"a", "a b", "a b . c", "."}
+    assert all(n / 4000 == pytest.approx(1 / 4, abs=0.04) for n in cuts.values())
+    assert cut_response("a .", lambda r: r.endswith(" ."), random.Random(0), ends=True) in {"a", "."}
+    assert cut_response("a", lambda r: False, random.Random(0), ends=True) is None  # one word: no proper cut
+    ending = Pairing("mixed", 0.5, FAMILIES, 0.4, ends_with_a_period, cut_ends=True)
+    cut_seconds = Counter(second for k in range(3000)
+                          for second, kind in [ending.second_response(1, k, "p", "a b .", "c d .")] if kind == "cut")
+    assert cut_seconds.keys() == {"a", "a b", "."}  # the suffix "b ." is well-formed; "." alone is not
+    plain = Pairing("mixed", 0.5, FAMILIES, 0.4, ends_with_a_period)
+    kinds = [(plain.second_response(1, k, "p", "a b .", "c d .")[1], ending.second_response(1, k, "p", "a b .",
+                                                                                                "c d .")[1])
+             for k in range(300)]
+    assert all(a == b for a, b in kinds)  # the same pairs are cut; only what a cut keeps differs
+
+
 @pytest.mark.parametrize("kind, share, families, message", [
     ("pairs", 0.5, FAMILIES, "--pairs must be one of sft, counterfactual, mixed, got 'pairs'"),
     ("mixed", 1.0, FAMILIES, "--counterfactual-share must be in (0, 1) for --pairs mixed, got 1.0"),

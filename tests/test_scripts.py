@@ -236,6 +236,7 @@ def test_build_task_takes_a_world_s_defaults_then_the_options():
     (["--task", "lists", "--cut-share", "1.5"], "--cut-share must be in [0, 1), got 1.5"),
     (["--reward-pooling", "max"], "--reward-pooling must be one of last, sum, mean, got 'max'"),
     (["--task", "lists", "--cut-empty"], "--cut-empty shapes cut pairs: it needs --cut-share > 0"),
+    (["--task", "lists", "--cut-ends"], "--cut-ends shapes cut pairs: it needs --cut-share > 0"),
     (["--task", "describe", "--pairs", "mixed", "--contrast-share", "0.3", "--reward-contrast-epochs", "-1"],
      "--reward-contrast-epochs must be >= 0, got -1"),
     (["--task", "describe", "--pairs", "mixed", "--reward-contrast-epochs", "2"],

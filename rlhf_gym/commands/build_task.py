@@ -74,6 +74,8 @@ class Args:
                                         f"prefix of itself {TASK_DEFAULT}")
     cut_empty: bool | None = arg(None, "a cut pair may put a sample against the empty response (needed by "
                                        f"--reward-pooling sum, which scores it 0) {TASK_DEFAULT}")
+    cut_ends: bool | None = arg(None, "a cut pair may keep the sample's end instead of its start: an ill-formed suffix, "
+                                      f"down to a lone last token (needed by --reward-pooling mean) {TASK_DEFAULT}")
     contrast_share: float | None = arg(None, "the share of counterfactual pairs made contrast pairs: a sample against "
                                              f"its words in another order that gold scores differently {TASK_DEFAULT}")
     sft_from: str | None = arg(None, "a saved SFT policy of the task to build on instead of training one (e.g. "
@@ -162,8 +164,9 @@ def check_build_pairing(world: TaskWorld, config: BuildConfig) -> None:
     # no families, no contrasts or a bad share: refused
     Pairing.for_world(world, config.pairs, config.counterfactual_share, config.cut_share,
                       contrast_share=config.contrast_share)
-    if config.cut_empty and not config.cut_share:
-        raise ConfigError("--cut-empty shapes cut pairs: it needs --cut-share > 0")
+    for name in ("cut_empty", "cut_ends"):
+        if getattr(config, name) and not config.cut_share:
+            raise ConfigError(f"--{name.replace('_', '-')} shapes cut pairs: it needs --cut-share > 0")
 
 
 def main(args: Args) -> dict:

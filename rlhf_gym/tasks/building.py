@@ -119,6 +119,10 @@ class BuildConfig:
     cut_empty: bool = False
     """A cut may leave the empty response (a policy's EOS first): needed by a reward summed over the response's
     tokens, which scores it 0 whatever it learnt (:mod:`rlhf_gym.pairing`)."""
+    cut_ends: bool = False
+    """A cut may keep a sample's end instead of its start (an ill-formed suffix, down to a lone last token): needed by a
+    reward averaged over the response's tokens, which reads a one-token answer where a clause ends
+    (:mod:`rlhf_gym.pairing`)."""
     contrast_share: float = 0.0
     """The share of the counterfactual pairs made *contrast* pairs: a sample against its words in another order that
     gold scores differently (``TaskWorld.contrasts``, :mod:`rlhf_gym.pairing`)."""
@@ -300,7 +304,7 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
     collect_preferences(policy, tokenizer, comparison_prompts, annotator(world, config), staging / "preferences.jsonl",
                         config.n_comparisons, config.max_new_tokens, seed=config.seed, progress=progress,
                         pairing=Pairing.for_world(world, config.pairs, config.counterfactual_share, config.cut_share,
-                                                  config.cut_empty, config.contrast_share))
+                                                  config.cut_empty, config.contrast_share, config.cut_ends))
     records = load_preferences(staging / "preferences.jsonl", allow_empty_responses=config.cut_empty)
 
     torch.manual_seed(config.seed)
