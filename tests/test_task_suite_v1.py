@@ -24,22 +24,19 @@ V1_TASKS = {"RLHF-Lists-v1": ("lists_v1", "lists"), "RLHF-Facts-v1": ("facts_v1"
 """Each v1 env id: its task and the v0 task it is a version of."""
 V1_GOLD = {"describe_v1": gold_reward_v1}
 """The v1 tasks whose gold is not their v0 task's (describe's shortest-reply gap closed)."""
-AGREEMENT_FLOORS = {"lists_v1": (0.75, 0.70), "facts_v1": (0.75, 0.70), "describe_v1": (0.69, 0.70)}
+AGREEMENT_FLOORS = {"lists_v1": (0.75, 0.70), "facts_v1": (0.75, 0.70), "describe_v1": (0.75, 0.70)}
 """Floors under the shipped v1 reward model's agreement with gold on the build's fresh SFT pairs, overall and on every
 content family (the v0 proxies: 0.50 to 0.64 on every family). Lists' (the per-token scores averaged over the
 response: 0.830, 0.791 on repeated items) and facts' (0.782, 0.782 on unasked facts) are held to issue 27's targets,
-0.75 and 0.70; describe's (with contrast pairs: 0.703, 0.705 on negated properties) meets the families' 0.70 on the
-build's draw, not the overall 0.75 (docs/task_suite.md)."""
-MIN_PROBE_PREFERENCE = {"lists_v1": 0.6, "facts_v1": 0.6, "describe_v1": 0.55}
+0.75 and 0.70, as describe's is now (with contrast pairs: 0.765, 0.755 on wrong properties; docs/task_suite.md)."""
+MIN_PROBE_PREFERENCE = 0.6
 """Floor under the share of held-out prompts on which the reward model prefers the ceiling answer to the same answer
-with one error of a family (a content-blind proxy: about 0.5). Describe's proxy, which learnt the families on SFT
-answers, carries them less to the ceiling answers' form (every property in its own clause): 0.57 on wrong properties
-(200 prompts; v0's 0.22)."""
+with one error of a family (a content-blind proxy: about 0.5)."""
 PROBED_FAMILIES = {"describe_v1": ("wrong_property",)}
 """The families whose probe a v1 proxy passes (above the floor and above v0's proxy), where not all: describe's v1
-proxy is near chance on the negated-property probe (0.60 of 200 prompts; v0's 0.98, which prefers any answer without
-a negation) and below v0's on the unaddressed-property one (0.535 against 0.63), though above v0 on the SFT pairs of
-both families (docs/task_suite.md)."""
+proxy prefers the ceiling answer less often than v0's on the negated-property probe (0.68 of 1,000 prompts; v0's
+0.98, which prefers any answer without a negation) and about as often on the unaddressed-property one (0.60 against
+0.65), though far above v0 on the SFT pairs of both families (docs/task_suite.md)."""
 MAX_ARTIFACTS_BYTES = 20 * 2**20
 """Twice v0's comparisons: up to 20 MiB (a v0 task's artifacts are under 10 MiB; facts' 40,000 comparisons take 14 MB)."""
 
@@ -107,7 +104,7 @@ def test_a_v1_reward_model_prefers_the_ceiling_answer_to_one_content_error_of_ea
     v1 = content_probes(world, load_task(name).load_reward_model().score, prompts)
     v0 = content_probes(world, load_task(v0_name).load_reward_model().score, prompts)
     for family in PROBED_FAMILIES.get(name, world.content_errors):
-        assert v1[family]["prefers_ceiling"] >= MIN_PROBE_PREFERENCE[name], (family, v1[family])
+        assert v1[family]["prefers_ceiling"] >= MIN_PROBE_PREFERENCE, (family, v1[family])
         assert v1[family]["prefers_ceiling"] > v0[family]["prefers_ceiling"], family
 
 
