@@ -89,11 +89,11 @@ def test_a_mean_pooled_v1_proxy_scores_saying_nothing_and_a_lone_period_below_th
     clause ends: without cuts to nothing and to a suffix, describe's proxy scored both above its SFT answers and PPO
     learnt them (docs/task_suite.md)."""
     task = load_task(name)
-    prompts = task.eval_prompts[:64]
-    sft_scores = task.load_reward_model().score(prompts, generate_texts(task.load_policy(), task.load_tokenizer(), prompts,
-                                                                          task.max_new_tokens, seed=0))
+    reward_model, prompts = task.load_reward_model(), task.eval_prompts[:64]
+    sft_scores = reward_model.score(prompts, generate_texts(task.load_policy(), task.load_tokenizer(), prompts,
+                                                            task.max_new_tokens, seed=0))
     for degenerate in ("", "."):
-        scores = task.load_reward_model().score(prompts, [degenerate] * len(prompts))
+        scores = reward_model.score(prompts, [degenerate] * len(prompts))
         assert (sft_scores > scores).mean() >= 0.8, (degenerate, scores.mean(), sft_scores.mean())
 
 
