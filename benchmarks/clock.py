@@ -15,16 +15,18 @@ from stable_baselines3.common.callbacks import BaseCallback
 PHASES = ("sampling", "scoring", "update")
 
 
-def alternate(settings: dict[str, Callable[[], None]], rounds: int = 3, repeats: int = 3) -> dict[str, float]:
+def alternate(settings: dict[str, Callable[[], None]], rounds: int = 3, repeats: int = 3,
+              timer: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Median seconds of each setting's call, the settings taking turns ``rounds`` times, ``repeats`` calls each (so
-    that a machine's drift falls on every setting alike)."""
+    that a machine's drift falls on every setting alike); ``timer``: wall time, or ``time.process_time`` (this
+    process's CPU time, steadier on cores that other jobs share)."""
     seconds: dict[str, list[float]] = {name: [] for name in settings}
     for _ in range(rounds):
         for name, call in settings.items():
             for _ in range(repeats):
-                start = time.perf_counter()
+                start = timer()
                 call()
-                seconds[name].append(time.perf_counter() - start)
+                seconds[name].append(timer() - start)
     return {name: float(np.median(values)) for name, values in seconds.items()}
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,6 +33,15 @@ from .errors import ConfigError
 from .files import write_errors_name
 from .reward_settings import REWARD_POOLINGS
 from .utils import context_length, load_model, load_pretrained
+
+
+class TokenizedText(NamedTuple):
+    """One pair's text as the reward model reads it (:meth:`RewardModel.tokenize`)."""
+
+    ids: list[int]
+    """The ids of ``prompt + " " + response``, untruncated, without special tokens."""
+    n_response: int
+    """How many of the last ids are the response's."""
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, margin: torch.Tensor | None = None) -> torch.Tensor:
@@ -130,36 +140,50 @@ class RewardModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, torch.Tensor]:
+    def tokenize(self, prompts: Sequence[str], responses: Sequence[str]) -> list[TokenizedText]:
+        """Each pair's text (:func:`join_text`) as untruncated ids, with its number of response tokens (the ids after
+        the longest prefix they share with the prompt's own ids: a token merged across the joining space counts as the
+        response's). A trainer tokenizes its comparisons once and pads batches of them with :meth:`collate`."""
         texts = [join_text(p, r) for p, r in zip(prompts, responses)]
-        batch = self.tokenizer(texts, padding=True, truncation=self.max_length is not None, max_length=self.max_length,
-                               return_tensors="pt", add_special_tokens=False)
-        return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+        text_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        if self.pooling == "last":  # the score is read at the last token: the response's length is not needed
+            return [TokenizedText(ids, len(ids)) for ids in text_ids]
+        prompt_ids = self.tokenizer([join_text(p, "") for p in prompts], add_special_tokens=False)["input_ids"]
+        return [TokenizedText(t, len(t) - shared_prefix_length(t, p)) for t, p in zip(text_ids, prompt_ids)]
+
+    def collate(self, texts: Sequence[TokenizedText]) -> dict[str, torch.Tensor]:
+        """A right-padded batch on the model's device: ``input_ids``, ``attention_mask`` and ``response_mask`` (1.0 at
+        each text's response positions; 0.0 at the prompt's and the padding). A text longer than ``max_length`` loses
+        its start (left truncation keeps the response's end), as the tokenizer's own truncation would."""
+        ids = [t.ids[-self.max_length:] if self.max_length else t.ids for t in texts]
+        width = max((len(i) for i in ids), default=0)
+        input_ids = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, row_ids in enumerate(ids):
+            input_ids[row, :len(row_ids)] = torch.tensor(row_ids, dtype=torch.long)
+            attention_mask[row, :len(row_ids)] = 1
+        ends = attention_mask.sum(1)
+        starts = (ends - torch.tensor([t.n_response for t in texts], dtype=torch.long)).clamp(min=0)
+        positions = torch.arange(width)
+        response_mask = ((positions >= starts[:, None]) & (positions < ends[:, None])).float()
+        return {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device),
+                "response_mask": response_mask.to(self.device)}
 
     def forward(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
         """Differentiable scores, shape [batch]."""
-        batch = self.encode(prompts, responses)
+        return self.forward_tokenized(self.tokenize(prompts, responses))
+
+    def forward_tokenized(self, texts: Sequence[TokenizedText]) -> torch.Tensor:
+        """:meth:`forward` of texts already tokenized by :meth:`tokenize`."""
+        batch = self.collate(texts)
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         if self.pooling == "last":
-            return self.model(**batch).logits.squeeze(-1).float()
-        hidden = self.model.base_model(**batch).last_hidden_state
+            return self.model(**inputs).logits.squeeze(-1).float()
+        hidden = self.model.base_model(**inputs).last_hidden_state
         per_token = self.model.score(hidden).squeeze(-1).float()
-        mask = self.response_mask(prompts, responses, batch["attention_mask"])
+        mask = batch["response_mask"]
         summed = (per_token * mask).sum(1)
         return summed if self.pooling == "sum" else summed / mask.sum(1).clamp(min=1)  # mean; the empty response: 0
-
-    def response_mask(self, prompts: Sequence[str], responses: Sequence[str], attention_mask: torch.Tensor) -> torch.Tensor:
-        """1.0 at each text's response positions in the (right-padded, left-truncated) batch, 0.0 at the prompt's and
-        the padding: the last ``n`` real positions, ``n`` the text's ids after the longest prefix they share with the
-        prompt's own ids (a token merged across the joining space counts as the response's)."""
-        texts = [join_text(p, r) for p, r in zip(prompts, responses)]
-        text_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]  # untruncated: a cut removes the prompt's
-        prompt_ids = self.tokenizer([join_text(p, "") for p in prompts], add_special_tokens=False)["input_ids"]
-        n_response = torch.tensor([len(t) - shared_prefix_length(t, p) for t, p in zip(text_ids, prompt_ids)],
-                                  device=attention_mask.device)
-        ends = attention_mask.sum(1)
-        starts = (ends - n_response).clamp(min=0)  # left truncation keeps the response's end
-        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-        return ((positions >= starts[:, None]) & (positions < ends[:, None])).float()
 
     @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 256) -> np.ndarray:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .divergence import check_finite_loss, check_finite_parameters
 from .errors import DataError
-from .reward_model import RewardModel, bradley_terry_loss
+from .reward_model import RewardModel, TokenizedText, bradley_terry_loss
 from .reward_settings import METADATA_FILE, REWARD_EPOCHS, RewardTrainingConfig  # noqa: F401  (REWARD_EPOCHS re-exported)
 from .files import atomic_write_json, staged_directory
 from .preferences import check_identical_responses
@@ -91,10 +91,10 @@ def split_records(records: list[dict], eval_fraction: float, seed: int) -> tuple
     return train, held_out, n_duplicates
 
 
-def _batch_loss(reward_model: RewardModel, batch: list[dict],
+def _batch_loss(reward_model: RewardModel, batch: list[dict], chosen: list[TokenizedText], rejected: list[TokenizedText],
                 config: RewardTrainingConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    prompts = [r["prompt"] for r in batch]
-    scores = reward_model.forward(prompts + prompts, [r["chosen"] for r in batch] + [r["rejected"] for r in batch])
+    """Bradley–Terry loss of ``batch`` (its texts tokenized: ``chosen``, ``rejected``) and each pair's hit (0/1)."""
+    scores = reward_model.forward_tokenized(chosen + rejected)
     r_chosen, r_rejected = scores[: len(batch)], scores[len(batch):]
     margin = None
     if config.use_margin and any("margin" in r for r in batch):
@@ -145,6 +145,9 @@ def train_reward_model(
     steps = config.epochs * ((len(train) + config.batch_size - 1) // config.batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / max(steps, 1))
     writer = SummaryWriter(str(log_dir)) if log_dir else None
+    prompts = [r["prompt"] for r in train]
+    chosen = reward_model.tokenize(prompts, [r["chosen"] for r in train])  # once: every epoch reads the same texts
+    rejected = reward_model.tokenize(prompts, [r["rejected"] for r in train])
     rng = random.Random(config.seed)
     history = []
     step = 0
@@ -155,8 +158,9 @@ def train_reward_model(
             rng.shuffle(order)
             losses, correct = [], []
             for start in range(0, len(order), config.batch_size):
-                batch = [train[i] for i in order[start:start + config.batch_size]]
-                loss, hits = _batch_loss(reward_model, batch, config)
+                indices = order[start:start + config.batch_size]
+                loss, hits = _batch_loss(reward_model, [train[i] for i in indices], [chosen[i] for i in indices],
+                                         [rejected[i] for i in indices], config)
                 check_finite_loss(loss, f"reward-model epoch {epoch}, step {step + 1}", DIVERGENCE_HINT)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -60,9 +60,50 @@ def test_sum_pooling_keeps_the_responses_end_when_the_text_is_cut_on_the_left():
     assert scores[1] == pytest.approx(summed_head(model, ids[1][-5:], last_n=5), abs=1e-4)  # cut: 5 response tokens
 
 
+def test_a_collated_batch_is_the_tokenizers_own_padding_and_left_truncation():
+    model = tiny_model("sum")
+    cut = RewardModel(model.model, model.tokenizer, max_length=5, pooling="sum")
+    texts = [join_text(p, r) for p, r in zip(PROMPTS, RESPONSES)]  # 5, 7 and 12 ids: the last two are cut
+    expected = model.tokenizer(texts, padding=True, truncation=True, max_length=5, return_tensors="pt",
+                               add_special_tokens=False)
+    batch = cut.collate(cut.tokenize(PROMPTS, RESPONSES))
+    assert torch.equal(batch["input_ids"], expected["input_ids"])
+    assert torch.equal(batch["attention_mask"], expected["attention_mask"])
+    # "great ." keeps its 3 prompt ids and 2 response ids; the cut texts keep 5 of their 4 and 9 response ids
+    assert batch["response_mask"].tolist() == [[0, 0, 0, 1, 1], [0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]
+    uncut = model.collate(model.tokenize(PROMPTS[:2], RESPONSES[:2]))
+    assert uncut["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 0, 0], [1] * 7]  # right padding to the longest
+    assert uncut["response_mask"].tolist() == [[0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1, 1]]
+
+
+def test_training_tokenizes_its_comparisons_once_not_at_every_step(monkeypatch):
+    calls = []
+
+    def tokenizer_calls(batch_size):
+        model = tiny_model("mean")
+        tokenizer_call = type(model.tokenizer).__call__
+        counted = lambda self, *args, **kwargs: calls.append(1) or tokenizer_call(self, *args, **kwargs)  # noqa: E731
+        monkeypatch.setattr(type(model.tokenizer), "__call__", counted)
+        calls.clear()
+        train_reward_model(model, synthetic_comparisons(64, seed=0), RewardTrainingConfig(epochs=2, batch_size=batch_size),
+                           progress=False)
+        monkeypatch.undo()
+        return len(calls)
+
+    assert tokenizer_calls(batch_size=4) == tokenizer_calls(batch_size=16)  # 4 times as many steps, no more tokenizing
+
+
+def test_the_tokenizing_benchmark_scores_the_same_both_ways():
+    from rlhf_gym.benchmarks.reward_tokenizing import time_training_step
+
+    times = time_training_step(rounds=1, repeats=1)  # raises if the pre-tokenized step scores differently
+    assert set(times) == {"in the step", "once"} and min(times.values()) > 0
+
+
 def test_last_token_pooling_is_the_classifiers_own_reading():
     model = tiny_model("last")
-    batch = model.encode(PROMPTS, RESPONSES)
+    texts = [join_text(p, r) for p, r in zip(PROMPTS, RESPONSES)]
+    batch = model.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         expected = model.model(**batch).logits.squeeze(-1)
     assert model.pooling == "last"
