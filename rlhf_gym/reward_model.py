@@ -38,8 +38,9 @@ from .utils import context_length, load_model, load_pretrained
 class TokenizedText(NamedTuple):
     """One pair's text as the reward model reads it (:meth:`RewardModel.tokenize`)."""
 
-    ids: list[int]
-    """The ids of ``prompt + " " + response``, untruncated, without special tokens."""
+    ids: np.ndarray
+    """The ids of ``prompt + " " + response``, untruncated, without special tokens (int32: a trainer holds every
+    comparison's, about 4 bytes a token against a Python list's 36)."""
     n_response: int
     """How many of the last ids are the response's."""
 
@@ -147,9 +148,10 @@ class RewardModel:
         texts = [join_text(p, r) for p, r in zip(prompts, responses)]
         text_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         if self.pooling == "last":  # the score is read at the last token: the response's length is not needed
-            return [TokenizedText(ids, len(ids)) for ids in text_ids]
+            return [TokenizedText(np.asarray(ids, dtype=np.int32), len(ids)) for ids in text_ids]
         prompt_ids = self.tokenizer([join_text(p, "") for p in prompts], add_special_tokens=False)["input_ids"]
-        return [TokenizedText(t, len(t) - shared_prefix_length(t, p)) for t, p in zip(text_ids, prompt_ids)]
+        return [TokenizedText(np.asarray(t, dtype=np.int32), len(t) - shared_prefix_length(t, p))
+                for t, p in zip(text_ids, prompt_ids)]
 
     def collate(self, texts: Sequence[TokenizedText]) -> dict[str, torch.Tensor]:
         """A right-padded batch on the model's device: ``input_ids``, ``attention_mask`` and ``response_mask`` (1.0 at
@@ -160,7 +162,7 @@ class RewardModel:
         input_ids = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
         for row, row_ids in enumerate(ids):
-            input_ids[row, :len(row_ids)] = torch.tensor(row_ids, dtype=torch.long)
+            input_ids[row, :len(row_ids)] = torch.from_numpy(row_ids)
             attention_mask[row, :len(row_ids)] = 1
         ends = attention_mask.sum(1)
         starts = (ends - torch.tensor([t.n_response for t in texts], dtype=torch.long)).clamp(min=0)
