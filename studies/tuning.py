@@ -17,6 +17,7 @@ validation scores and each method's choice) and ``tuning.md`` (the table, also p
 
     rlhf-gym tune --methods dpo,ipo,simpo,kto,online_dpo                  # RLHF-v0, each method's grid, seed 100
     rlhf-gym tune --methods ppo --grid 'kl_coef=0.05,0.1,0.2;learning_rate=1e-4,3e-4' --out-dir runs/tune_ppo
+    rlhf-gym tune --methods ppo --grid 'learning_rate=1e-4,3e-4;kl_placement=terminal,per_token' --out-dir runs/tune_kl
     rlhf-gym tune --quick --out-dir /tmp/tune                              # smoke test
 """
 
@@ -30,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_gym.checks import check_positive_options
+from rlhf_gym.envs.config import KL_PLACEMENTS
 from rlhf_gym.cli import arg
 from rlhf_gym.dispatch import Job, RayOptions, run_all
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
 from rlhf_gym.jsonl import write_jsonl
+from rlhf_gym.kl import KL_ESTIMATORS
 from rlhf_gym.proxy_spec import parse_ints
 from rlhf_gym.registration import task_of
 from rlhf_gym.tasks import load_task
@@ -47,6 +50,10 @@ MAX_SETTINGS = 6
 """The tuning budget: settings per method (issue 27's protocol)."""
 PASSES = "passes"
 """A setting of the offline methods: passes over their data (``rlhf-gym train --passes``)."""
+ENV_CHOICES: dict[str, tuple[str, ...]] = {"kl_placement": KL_PLACEMENTS, "kl_estimator": KL_ESTIMATORS}
+"""Env options an online method's grid may vary besides its own (``rlhf-gym train --kl-placement``, say): where the KL
+penalty is paid and how it is estimated shape the training signal (PPO pays it at the end by default, TRL per token).
+Their values are names, the other options' numbers."""
 GRIDS: dict[str, dict[str, tuple]] = {
     "ppo": {"kl_coef": (0.05, 0.1, 0.2), "learning_rate": (1e-4, 3e-4)},
     "nlpo": {"kl_coef": (0.05, 0.1, 0.2), "learning_rate": (1e-4, 3e-4)},
@@ -73,15 +80,28 @@ QUICK_COMPARISONS = 64
 
 
 def parse_grid(text: str) -> dict[str, tuple]:
-    """``'kl_coef=0.05,0.1;learning_rate=1e-4'`` -> ``{"kl_coef": (0.05, 0.1), "learning_rate": (0.0001,)}``."""
+    """``'kl_coef=0.05,0.1;kl_placement=terminal,per_token'`` -> ``{"kl_coef": (0.05, 0.1), "kl_placement":
+    ("terminal", "per_token")}``: numbers, passes as integers, the :data:`ENV_CHOICES` as one of their names."""
     grid = {}
     for part in (p.strip() for p in text.split(";") if p.strip()):
-        name, _, values = part.partition("=")
+        name, _, values = (s.strip() for s in part.partition("="))
+        listed = tuple(v.strip() for v in values.split(","))
+        if name in ENV_CHOICES:
+            unknown = [v for v in listed if v not in ENV_CHOICES[name]]
+            if unknown:
+                raise ConfigError(f"--grid: {name} must be one of {', '.join(ENV_CHOICES[name])}, got {unknown[0]!r}")
+            grid[name] = listed
+            continue
         try:
-            grid[name.strip()] = tuple(int(v) if name.strip() == PASSES else float(v) for v in values.split(","))
+            grid[name] = tuple(int(v) if name == PASSES else float(v) for v in listed)
         except ValueError:
             raise ConfigError(f"--grid: {part!r} is not name=value,value,... with numbers") from None
     return grid
+
+
+def setting_text(setting: dict[str, Any]) -> str:
+    """``{"kl_coef": 0.1, "kl_placement": "per_token"}`` -> ``"kl_coef 0.1, kl_placement per_token"``."""
+    return ", ".join(f"{k} {v}" if isinstance(v, str) else f"{k} {v:g}" for k, v in setting.items())
 
 
 def settings_of(grid: dict[str, tuple]) -> list[dict[str, Any]]:
@@ -96,7 +116,8 @@ class Args(RayOptions):
     methods: str = arg("dpo,ipo,simpo,kto,online_dpo", f"comma-separated algorithms, each with a grid of {', '.join(GRIDS)} "
                                                        "or --grid")
     grid: str | None = arg(None, "one grid for every method instead of their own: 'name=v1,v2;name=v1,...' over "
-                                 f"`rlhf-gym train` options (and {PASSES} for the offline ones); at most "
+                                 f"`rlhf-gym train` options (and {PASSES} for the offline ones, {' and '.join(ENV_CHOICES)} "
+                                 "for the online ones, e.g. kl_placement=terminal,per_token); at most "
                                  f"{MAX_SETTINGS} settings")
     seeds: str = arg("100", "comma-separated training seeds of each setting (apart from the leaderboard's 0-4)")
     total_responses: int = arg(DEFAULT_TOTAL_RESPONSES, "online methods: responses per run (the leaderboard's budget)")
@@ -136,7 +157,7 @@ class Args(RayOptions):
         settings = settings_of(grid)
         if not 1 <= len(settings) <= MAX_SETTINGS:
             raise ConfigError(f"{method}: {len(settings)} settings; the tuning budget is 1 to {MAX_SETTINGS}")
-        own = {f.name for f in fields(cls.Config)} | ({PASSES} if not cls.traits.online else set())
+        own = {f.name for f in fields(cls.Config)} | (set(ENV_CHOICES) if cls.traits.online else {PASSES})
         foreign = sorted(set(grid) - own)
         if foreign:
             raise ConfigError(f"{method}: {', '.join(foreign)} is not one of its settings ({', '.join(sorted(own))})")
@@ -229,7 +250,7 @@ def markdown_table(methods: list[dict], kl_budget: float) -> str:
              "|---|---|---|---|---|---|"]
     for m in methods:
         for row in m["rows"]:
-            setting = ", ".join(f"{k} {v:g}" for k, v in row["setting"].items())
+            setting = setting_text(row["setting"])
             chosen = "**chosen**" if row["setting"] == m["chosen"] else ""
             lines.append(f"| {m['method']} | {setting} | {row['gold_reward']:.3f} | {row['kl']:.2f} | "
                          f"{row['well_formed']:.2f} | {chosen} |")

@@ -22,6 +22,16 @@ def test_grids_parse_and_expand_in_order():
         tuning.parse_grid("kl_coef=low")
 
 
+def test_grids_vary_the_kl_placement_and_estimator_of_online_methods_by_name():
+    grid = tuning.parse_grid("kl_coef=0.1; kl_placement=terminal, per_token; kl_estimator=k3")
+    assert grid == {"kl_coef": (0.1,), "kl_placement": ("terminal", "per_token"), "kl_estimator": ("k3",)}
+    settings = tuning.Args(methods="ppo,rloo", grid="kl_placement=terminal,per_token").settings("ppo")
+    assert settings == [{"kl_placement": "terminal"}, {"kl_placement": "per_token"}]
+    assert tuning.setting_text({"kl_coef": 0.1, "kl_placement": "per_token"}) == "kl_coef 0.1, kl_placement per_token"
+    with pytest.raises(ConfigError, match="kl_placement must be one of terminal, per_token, got 'per-token'"):
+        tuning.parse_grid("kl_placement=terminal,per-token")
+
+
 @pytest.mark.parametrize("method", sorted(tuning.GRIDS))
 def test_every_built_in_grid_is_within_the_budget_and_the_methods_own_options(method):
     settings = tuning.Args(methods=method).settings(method)
@@ -32,6 +42,7 @@ def test_every_built_in_grid_is_within_the_budget_and_the_methods_own_options(me
     (["--methods", "ppo", "--grid", "kl_coef=0.01,0.02,0.05,0.1;learning_rate=1e-4,3e-4"], "8 settings; the tuning budget"),
     (["--methods", "ppo", "--grid", "passes=1,3"], "passes is not one of its settings"),
     (["--methods", "dpo", "--grid", "kl_coef=0.1"], "kl_coef is not one of its settings"),
+    (["--methods", "dpo", "--grid", "kl_placement=per_token"], "kl_placement is not one of its settings"),
     (["--methods", "nope"], "--algo must be one of"),
 ])
 def test_bad_grids_exit_2_with_one_line(capsys, argv, message):
@@ -67,6 +78,17 @@ def test_quick_tuning_scores_every_setting_on_the_validation_split_and_chooses_o
     assert tuning.chosen_settings(tuning.Path(args.out_dir) / "tuning.json") == {m["method"]: m["chosen"]
                                                                                 for m in result["methods"]}
     assert "| online_dpo | dpo_beta 0.5 |" in (tuning.Path(args.out_dir) / "tuning.md").read_text()
+
+
+def test_a_named_setting_reaches_the_run_and_the_table(quick):
+    args, _ = quick
+    record = tuning.train_setting(args, "ppo", {"kl_placement": "per_token"}, 100)
+    run_args = json.loads((tuning.Path(record["run_dir"]) / "args.json").read_text())
+    assert (run_args["algo"], run_args["kl_placement"]) == ("ppo", "per_token")
+    rows = [{"setting": {"kl_placement": placement}, "gold_reward": 0.1, "kl": 1.0, "well_formed": 1.0}
+            for placement in ("terminal", "per_token")]
+    table = tuning.markdown_table([{"method": "ppo", "rows": rows, "chosen": rows[1]["setting"]}], 10.0)
+    assert "| ppo | kl_placement per_token | 0.100 | 1.00 | 1.00 | **chosen** |" in table
 
 
 def record_prompts(args):
