@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_gym.checks import check_positive_options
-from rlhf_gym.envs.config import KL_PLACEMENTS
 from rlhf_gym.cli import arg
 from rlhf_gym.dispatch import Job, RayOptions, run_all
+from rlhf_gym.envs.config import KL_PLACEMENTS
 from rlhf_gym.errors import ConfigError
 from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
 from rlhf_gym.jsonl import write_jsonl
@@ -84,7 +84,7 @@ def parse_grid(text: str) -> dict[str, tuple]:
     ("terminal", "per_token")}``: numbers, passes as integers, the :data:`ENV_CHOICES` as one of their names."""
     grid = {}
     for part in (p.strip() for p in text.split(";") if p.strip()):
-        name, _, values = (s.strip() for s in part.partition("="))
+        name, _, values = (piece.strip() for piece in part.partition("="))
         listed = tuple(v.strip() for v in values.split(","))
         if name in ENV_CHOICES:
             unknown = [v for v in listed if v not in ENV_CHOICES[name]]
