@@ -147,6 +147,11 @@ class CriticFreeTokenPG(TokenPPO):
         """None beyond the shared ones (no critic, no GAE); a subclass adds its own."""
         return {}
 
+    @classmethod
+    def policy_settings(cls, config: CriticFreeConfig, env: RLHFVecEnv) -> dict[str, Any]:
+        """None: there is no critic to place (TokenPPO's ``--critic``)."""
+        return {}
+
     # ------------------------------------------------------------------------------- to implement
     def sequence_rewards(self, rollout_buffer: SequenceRolloutBuffer, episodes: dict[int, dict]) -> torch.Tensor:
         """The scalar reward of each response [n_envs], from the rollout's rewards or its final infos."""

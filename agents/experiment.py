@@ -24,6 +24,7 @@ from rlhf_gym.kl import KL_ESTIMATORS
 from rlhf_gym.tasks import task_names
 
 from .critic_free_settings import DEFAULT_GROUP_SIZE, GRPO_LOSS_TYPES
+from .critic_settings import CRITICS
 from .lora_settings import ALL_LINEAR, ALL_LINEAR_AND_HEAD, LoraSettings
 from .precision import AMP_MODES, auto_amp
 from .registry import algorithm_names, get_algorithm
@@ -52,7 +53,7 @@ ENV_FIELDS = ("task", "ref_model", "reward_model", "prompts", "max_new_tokens", 
               "kl_placement", "temperature")
 ALGORITHM_OPTIONS = ("learning_rate", "lr_schedule", "batch_size", "n_epochs", "kl_coef", "group_size", "gae_lambda",
                      "ent_coef", "vf_coef", "mask_top_p", "mask_refresh_every", "grpo_loss", "dpo_beta", "label_smoothing",
-                     "simpo_gamma", "desirable_weight", "undesirable_weight", "judge")
+                     "simpo_gamma", "desirable_weight", "undesirable_weight", "judge", "critic")
 """TrainConfig fields that are hyperparameters of an algorithm: None means the algorithm's own default (its ``Config``),
 and one that its ``Config`` does not have is refused."""
 
@@ -121,6 +122,9 @@ class TrainConfig:
     ent_coef: float | None = arg(None, "ppo, nlpo: entropy bonus (default 0)")
     vf_coef: float | None = arg(None, "ppo, nlpo: value loss weight (default 0.5)")
     gae_lambda: float | None = arg(None, "ppo, nlpo: GAE lambda (default 0.95)")
+    critic: str | None = arg(None, "ppo, nlpo: the value function: shared (a head on the policy's trunk, the default), "
+                                   "separate (a head on its own copy of the starting trunk) or reward_model (a copy of the "
+                                   "env's reward model, as InstructGPT)", choices=CRITICS)
     mask_top_p: float | None = arg(None, "nlpo: keep the tokens in this top-p mass of the masking policy (default 0.9)")
     mask_refresh_every: int | None = arg(None, "nlpo: copy the policy into the masking policy every this many rollouts "
                                                "(default 5)")

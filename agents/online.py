@@ -49,6 +49,12 @@ class OnlineAlgorithm:
         return {}
 
     @classmethod
+    def policy_settings(cls, config: Any, env: RLHFVecEnv) -> dict[str, Any]:
+        """:class:`rlhf_gym.agents.TransformerPolicy` arguments this algorithm's ``Config`` sets (TokenPPO: where its
+        critic lives); none by default."""
+        return {}
+
+    @classmethod
     def from_config(cls, train_config: TrainConfig, env: RLHFVecEnv, *, device: torch.device, parallel: Any,
                     tensorboard_log: str | None):
         """A new agent on ``env`` with the run's settings (this process's share of each minibatch)."""
@@ -59,7 +65,7 @@ class OnlineAlgorithm:
                    parallel=parallel,
                    tensorboard_log=tensorboard_log,
                    policy_kwargs={"model_name_or_path": train_config.model, "temperature": env.batched_env.temperature,
-                                  "lora": train_config.lora_settings()},
+                                  "lora": train_config.lora_settings(), **cls.policy_settings(config, env)},
                    **cls.algorithm_kwargs(config))
 
     @classmethod

@@ -34,9 +34,11 @@ from rlhf_gym.errors import ConfigError
 from rlhf_gym.generation import CacheRows, left_pad, long_budget
 from rlhf_gym.masking import apply_mask
 from rlhf_gym.metrics import EPISODE_METRICS
+from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.tokenizers import check_same_tokenizer
 
 from .buckets import LONG_BUDGET_BUCKETS
+from .critic_settings import CRITICS, SEPARATE, SHARED
 from .buffer import SequenceRolloutBuffer, masked_mean
 from .callbacks import ResponseProgressBar
 from .lora import builds_on_reference
@@ -75,6 +77,9 @@ class PPOConfig:
     """Entropy bonus."""
     vf_coef: float = 0.5
     """Value-loss weight."""
+    critic: str = SHARED
+    """Where the value function lives: ``shared``, ``separate`` or ``reward_model``
+    (:mod:`rlhf_gym.agents.critic_settings`)."""
 
     def __post_init__(self) -> None:
         for name in ("learning_rate", "batch_size", "n_epochs"):
@@ -82,6 +87,8 @@ class PPOConfig:
         check_lr_schedule(self.lr_schedule)
         for name in ("kl_coef", "gae_lambda", "ent_coef", "vf_coef"):
             check_option(name, getattr(self, name))
+        if self.critic not in CRITICS:
+            raise ConfigError(f"--critic must be one of {', '.join(CRITICS)}, got {self.critic!r}")
 
 
 @register_algorithm
@@ -130,6 +137,27 @@ class TokenPPO(OnlineAlgorithm, PPO):
     @classmethod
     def algorithm_kwargs(cls, config: PPOConfig) -> dict[str, Any]:
         return {"gae_lambda": config.gae_lambda, "ent_coef": config.ent_coef, "vf_coef": config.vf_coef}
+
+    @classmethod
+    def policy_settings(cls, config: PPOConfig, env: RLHFVecEnv) -> dict[str, Any]:
+        """The :class:`TransformerPolicy` arguments of ``config.critic``.
+
+        :raises ConfigError: for ``reward_model`` when the env's reward is not a reward model saved in a directory, or
+            when its tokenizer is not the policy's (the critic reads the policy's token ids).
+        """
+        if config.critic == SHARED:
+            return {}
+        if config.critic == SEPARATE:
+            return {"share_trunk": False}
+        reward = env.batched_env.reward_fn
+        directory = getattr(getattr(reward, "model", None), "name_or_path", "")
+        if not isinstance(reward, RewardModel) or not directory or not Path(directory).is_dir():
+            raise ConfigError("--critic reward_model initialises the critic from the env's reward model, which must be a "
+                              f"reward model saved in a directory; this env's reward is a {type(reward).__name__}"
+                              + (f" loaded from {directory!r}" if directory else ""))
+        check_same_tokenizer(reward.tokenizer, env.batched_env.tokenizer, f"the reward model {directory} (--critic "
+                             "reward_model: the critic reads the policy's token ids)", "the policy's")
+        return {"share_trunk": False, "value_init": "reward_model", "reward_model_path": str(directory)}
 
     def __init__(
         self,

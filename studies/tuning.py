@@ -42,6 +42,7 @@ from rlhf_gym.proxy_spec import parse_ints
 from rlhf_gym.registration import task_of
 from rlhf_gym.tasks import load_task
 
+from rlhf_gym.agents.critic_settings import CRITICS
 from rlhf_gym.agents.experiment import DEFAULT_TOTAL_RESPONSES
 from rlhf_gym.agents.registry import get_algorithm
 from .sweep import check_stored, start_study
@@ -53,7 +54,9 @@ PASSES = "passes"
 ENV_CHOICES: dict[str, tuple[str, ...]] = {"kl_placement": KL_PLACEMENTS, "kl_estimator": KL_ESTIMATORS}
 """Env options an online method's grid may vary besides its own (``rlhf-gym train --kl-placement``, say): where the KL
 penalty is paid and how it is estimated shape the training signal (PPO pays it at the end by default, TRL per token).
-Their values are names, the other options' numbers."""
+Their values are names, as :data:`NAMED_CHOICES`'s, the other options' numbers."""
+NAMED_CHOICES: dict[str, tuple[str, ...]] = {**ENV_CHOICES, "critic": CRITICS}
+"""The options a grid gives by name: the env's above, and PPO's and NLPO's critic (``rlhf-gym train --critic``)."""
 GRIDS: dict[str, dict[str, tuple]] = {
     "ppo": {"kl_coef": (0.05, 0.1, 0.2), "learning_rate": (1e-4, 3e-4)},
     "nlpo": {"kl_coef": (0.05, 0.1, 0.2), "learning_rate": (1e-4, 3e-4)},
@@ -81,15 +84,15 @@ QUICK_COMPARISONS = 64
 
 def parse_grid(text: str) -> dict[str, tuple]:
     """``'kl_coef=0.05,0.1;kl_placement=terminal,per_token'`` -> ``{"kl_coef": (0.05, 0.1), "kl_placement":
-    ("terminal", "per_token")}``: numbers, passes as integers, the :data:`ENV_CHOICES` as one of their names."""
+    ("terminal", "per_token")}``: numbers, passes as integers, the :data:`NAMED_CHOICES` as one of their names."""
     grid = {}
     for part in (p.strip() for p in text.split(";") if p.strip()):
         name, _, values = (piece.strip() for piece in part.partition("="))
         listed = tuple(v.strip() for v in values.split(","))
-        if name in ENV_CHOICES:
-            unknown = [v for v in listed if v not in ENV_CHOICES[name]]
+        if name in NAMED_CHOICES:
+            unknown = [v for v in listed if v not in NAMED_CHOICES[name]]
             if unknown:
-                raise ConfigError(f"--grid: {name} must be one of {', '.join(ENV_CHOICES[name])}, got {unknown[0]!r}")
+                raise ConfigError(f"--grid: {name} must be one of {', '.join(NAMED_CHOICES[name])}, got {unknown[0]!r}")
             grid[name] = listed
             continue
         try:
@@ -117,7 +120,8 @@ class Args(RayOptions):
                                                        "or --grid")
     grid: str | None = arg(None, "one grid for every method instead of their own: 'name=v1,v2;name=v1,...' over "
                                  f"`rlhf-gym train` options (and {PASSES} for the offline ones, {' and '.join(ENV_CHOICES)} "
-                                 "for the online ones, e.g. kl_placement=terminal,per_token); at most "
+                                 "for the online ones, e.g. kl_placement=terminal,per_token, and critic for ppo and "
+                                 "nlpo); at most "
                                  f"{MAX_SETTINGS} settings")
     seeds: str = arg("100", "comma-separated training seeds of each setting (apart from the leaderboard's 0-4)")
     total_responses: int = arg(DEFAULT_TOTAL_RESPONSES, "online methods: responses per run (the leaderboard's budget)")

@@ -32,6 +32,15 @@ def test_grids_vary_the_kl_placement_and_estimator_of_online_methods_by_name():
         tuning.parse_grid("kl_placement=terminal,per-token")
 
 
+def test_grids_vary_the_critic_of_ppo_and_nlpo_by_name():
+    settings = tuning.Args(methods="ppo,nlpo", grid="critic=shared,reward_model").settings("nlpo")
+    assert settings == [{"critic": "shared"}, {"critic": "reward_model"}]
+    with pytest.raises(ConfigError, match="critic must be one of shared, separate, reward_model, got 'rm'"):
+        tuning.parse_grid("critic=rm")
+    with pytest.raises(ConfigError, match="critic is not one of its settings"):
+        tuning.Args(methods="rloo", grid="critic=separate")
+
+
 @pytest.mark.parametrize("method", sorted(tuning.GRIDS))
 def test_every_built_in_grid_is_within_the_budget_and_the_methods_own_options(method):
     settings = tuning.Args(methods=method).settings(method)

@@ -2,8 +2,8 @@
 
 A development tool for issue 27's question "how good must the proxy be for PPO at the default beta to reach a
 normalised score of 0.4?": the env id's registered settings (beta 0.1, the task's prompts, PPO's defaults and the
-leaderboard's budget of 12,800 responses; ``--kl-coef``, ``--learning-rate`` and ``--total-responses`` change them),
-with the reward swapped for
+leaderboard's budget of 12,800 responses; ``--kl-coef``, ``--learning-rate``, ``--critic`` and ``--total-responses``
+change them), with the reward swapped for
 
 * ``--reward gold``: the task's gold reward itself, divided by its std on the SFT policy's samples of train prompts
   (the same 1,000 samples, and the same scaling, as a v1 reward model's ``reward_standardise``), so that beta weighs the
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rlhf_gym.agents.critic_settings import CRITICS
 from rlhf_gym.agents.experiment import DEFAULT_TOTAL_RESPONSES, TrainConfig, build_env_and_agent
 from rlhf_gym.dispatch import Job, run_all
 from rlhf_gym.files import atomic_write_json, read_json
@@ -54,19 +55,20 @@ class StandardisedGold:
 
 
 def train_and_score(env_id: str, algo: str, reward: str, seed: int, total_responses: int, out_dir: str,
-                    kl_coef: float | None = None, learning_rate: float | None = None) -> dict:
-    """One seed: train ``algo`` on ``env_id`` with ``reward`` (and ``kl_coef`` and ``learning_rate``, None: the env's
-    beta and the method's default), export the policy, score it by the leaderboard's protocol."""
+                    kl_coef: float | None = None, learning_rate: float | None = None, critic: str | None = None) -> dict:
+    """One seed: train ``algo`` on ``env_id`` with ``reward`` (and ``kl_coef``, ``learning_rate`` and ``critic``, None:
+    the env's beta and the method's defaults), export the policy, score it by the leaderboard's protocol."""
     reward_model = StandardisedGold(task_of(env_id)) if reward == GOLD else reward
     _, model = build_env_and_agent(TrainConfig(algo=algo, env_id=env_id, seed=seed, reward_model=reward_model,
-                                               kl_coef=kl_coef, learning_rate=learning_rate))
+                                               kl_coef=kl_coef, learning_rate=learning_rate,
+                                               critic=critic))
     model.learn_run(total_responses, None, total_responses, False, resumed=False)
     policy_dir = Path(out_dir) / f"policy_seed{seed}"
     model.export_pretrained(policy_dir)
     scored = leaderboard.score(str(policy_dir), leaderboard.Args(env_id=env_id, methods="sft"))
     record = {k: scored[k] for k in ("gold_reward", "normalised_score", "proxy_reward", "kl", "well_formed")}
     record.update(seed=seed, env_id=env_id, algo=algo, reward=reward, total_responses=total_responses, kl_coef=kl_coef,
-                  learning_rate=learning_rate)
+                  learning_rate=learning_rate, critic=critic)
     if reward == GOLD:
         record["gold_scale"] = reward_model.scale
     return record
@@ -90,19 +92,20 @@ def main() -> None:
     parser.add_argument("--total-responses", type=int, default=DEFAULT_TOTAL_RESPONSES)
     parser.add_argument("--kl-coef", type=float, default=None, help="beta (default: the env's)")
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the method's")
+    parser.add_argument("--critic", choices=CRITICS, default=None, help="ppo, nlpo (default: shared)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out-dir", default="runs/reward_swap")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     jobs = [Job(f"seed {seed}", train_and_score, (args.env_id, args.algo, args.reward, seed, args.total_responses,
-                                                   args.out_dir, args.kl_coef, args.learning_rate),
+                                                   args.out_dir, args.kl_coef, args.learning_rate, args.critic),
                 partial(store, args.out_dir))
             for seed in seeds if not record_path(args.out_dir, seed).exists()]
     run_all(jobs, args.workers)
     records = [read_json(path) for path in sorted(Path(args.out_dir).glob("record_seed*.json"))]
     settings = {(r["env_id"], r["algo"], r["reward"], r["total_responses"], r.get("kl_coef"),
-                 r.get("learning_rate")) for r in records}
+                 r.get("learning_rate"), r.get("critic")) for r in records}
     if len(settings) > 1:
         raise SystemExit(f"{args.out_dir} holds records of different runs: {sorted(settings)}")
     for name in ("normalised_score", "gold_reward", "kl"):
