@@ -2,7 +2,8 @@
 algorithms on its rollout (NLPO, RLOO, GRPO, and any new one).
 
 A subclass declares ``traits`` and ``Config``, and overrides :meth:`OnlineAlgorithm.algorithm_kwargs` (its own
-constructor arguments from its config) and, where it needs something of the env, :meth:`OnlineAlgorithm.env_settings`.
+constructor arguments from its config) and, where it needs something of the env, :meth:`OnlineAlgorithm.env_settings`
+(and of the policy, :meth:`OnlineAlgorithm.policy_settings`).
 Everything else — building from a :class:`rlhf_gym.agents.experiment.TrainConfig`, resuming, the budget, checkpoints and
 the counters of a run — is here once.
 """

@@ -38,9 +38,9 @@ from rlhf_gym.reward_model import RewardModel
 from rlhf_gym.tokenizers import check_same_tokenizer
 
 from .buckets import LONG_BUDGET_BUCKETS
-from .critic_settings import CRITICS, SEPARATE, SHARED
 from .buffer import SequenceRolloutBuffer, masked_mean
 from .callbacks import ResponseProgressBar
+from .critic_settings import CRITICS, SEPARATE, SHARED
 from .lora import builds_on_reference
 from .online import OnlineAlgorithm
 from .parallel import DataParallel, PolicyCall, ProcessGroupKLController
