@@ -109,8 +109,10 @@ def main() -> None:
     if len(settings) > 1:
         raise SystemExit(f"{args.out_dir} holds records of different runs: {sorted(settings)}")
     for name in ("normalised_score", "gold_reward", "kl"):
-        interval = mean_interval([r[name] for r in records])
-        print(f"{name}: {interval.mean:.3f} ± {interval.half_width:.3f} over {len(records)} seeds")
+        values = [r[name] for r in records if r[name] is not None]  # RLHF-v0 has no ceiling: no normalised score
+        if values:
+            interval = mean_interval(values)
+            print(f"{name}: {interval.mean:.3f} ± {interval.half_width:.3f} over {len(values)} seeds")
 
 
 if __name__ == "__main__":
