@@ -54,7 +54,7 @@ PASSES = "passes"
 ENV_CHOICES: dict[str, tuple[str, ...]] = {"kl_placement": KL_PLACEMENTS, "kl_estimator": KL_ESTIMATORS}
 """Env options an online method's grid may vary besides its own (``rlhf-gym train --kl-placement``, say): where the KL
 penalty is paid and how it is estimated shape the training signal (PPO pays it at the end by default, TRL per token).
-Their values are names, as :data:`NAMED_CHOICES`'s, the other options' numbers."""
+Their values are names (:data:`NAMED_CHOICES`), the other options' numbers."""
 NAMED_CHOICES: dict[str, tuple[str, ...]] = {**ENV_CHOICES, "critic": CRITICS}
 """The options a grid gives by name: the env's above, and PPO's and NLPO's critic (``rlhf-gym train --critic``)."""
 GRIDS: dict[str, dict[str, tuple]] = {
