@@ -222,6 +222,10 @@ def pairs_section(config: BuildConfig, rm_config: dict) -> str:
                  "ill-formed prefix of itself, as a response cut off by the budget reads"
                  f"{' (or the empty response)' if config.cut_empty else ''}"
                  f"{' or an ill-formed suffix of itself' if config.cut_ends else ''}: `pair_type` `cut`.")
+    if config.garble_share:
+        text += (f" With probability {config.garble_share} an ordinary pair that was not cut instead put the first "
+                 "response against itself with one word swapped with its neighbour, repeated, dropped or replaced, so "
+                 "that it is ill-formed: `pair_type` `garbled`.")
     return text + (f"\n\nThe `split` column is the reward model's: `eval` holds {rm_config['eval_fraction']:.0%} of the "
                    f"distinct pairs (seed {rm_config['seed']}, a pair and its repeats on one side), `train` the rest "
                    "(what the task's reward model, and DPO by default, trained on).")

@@ -8,7 +8,8 @@ is a ``length_form`` pair (its content is not read). A pair whose counts differ 
 
 Gold ties are left out (no order to agree with); a tie of the proxy is a disagreement. The probe table
 (:func:`content_probes`) asks the cleanest question: does the proxy prefer the ceiling answer to the same answer with one
-error of a family, at the same length and bias?
+error of a family, at the same length and bias? Its form row (:func:`form_probe`) asks the same of form: the ceiling
+answer against itself with one word edited so that it is ill-formed (:func:`rlhf_gym.pairing.garble_response`).
 """
 
 from __future__ import annotations
@@ -115,6 +116,35 @@ def content_probes(world: TaskWorld, score: Scorer, prompts: Sequence[str], seed
         table[family] = {"prompts": len(cases), "prefers_ceiling": float(np.mean(margin > 0)),
                          "margin": float(margin.mean()), "gold_margin": float(np.mean(gold))}
     return table
+
+
+def form_probe(world: TaskWorld, score: Scorer, prompts: Sequence[str], seed: int = 0) -> dict:
+    """The shortest ceiling answer (``bias_probe(prompt, 0)``) against itself garbled: one word swapped with its
+    neighbour, repeated, dropped or replaced so that it is ill-formed, at the same content words.
+
+    :returns: :func:`content_probes`' row for this one kind: ``{"prompts", "prefers_ceiling", "margin",
+        "gold_margin"}`` over the prompts whose ceiling answer has such an edit.
+    """
+    from .pairing import garble_response
+
+    if world.bias_probe is None or world.is_well_formed is None:
+        raise ValueError(f"task {world.name!r} has no ceiling answers (bias_probe) or no grammar to probe form with")
+    rng = random.Random(seed)
+    cases = []
+    for prompt in prompts:
+        ceiling = world.bias_probe(prompt, 0)
+        garbled = garble_response(prompt, ceiling, lambda response, prompt=prompt: world.is_well_formed(prompt, response),
+                                  rng)
+        if garbled is not None:
+            cases.append((prompt, ceiling, garbled))
+    if not cases:
+        return {"prompts": 0, "prefers_ceiling": None, "margin": None, "gold_margin": None}
+    chosen_prompts = [p for p, _, _ in cases]
+    margin = (np.asarray(score(chosen_prompts, [c for _, c, _ in cases]), dtype=float)
+              - np.asarray(score(chosen_prompts, [g for _, _, g in cases]), dtype=float))
+    gold = [world.gold_reward(p, c) - world.gold_reward(p, g) for p, c, g in cases]
+    return {"prompts": len(cases), "prefers_ceiling": float(np.mean(margin > 0)), "margin": float(margin.mean()),
+            "gold_margin": float(np.mean(gold))}
 
 
 def markdown_agreement(table: dict[str, dict]) -> str:

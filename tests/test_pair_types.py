@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlhf_gym.pair_types import LENGTH_FORM, agreement_by_type, content_probes, markdown_agreement, pair_families
+from rlhf_gym.pair_types import (LENGTH_FORM, agreement_by_type, content_probes, form_probe, markdown_agreement,
+                                 pair_families)
 from rlhf_gym.tasks.world import TaskWorld
 
 
@@ -80,6 +81,28 @@ def test_content_probes_by_hand():
     table = content_probes(TOY, score, ["say", "say"])
     assert table["bad"] == {"prompts": 2, "prefers_ceiling": 0.0, "margin": -2.0, "gold_margin": 2.0}
     assert table["dup"] == {"prompts": 2, "prefers_ceiling": 1.0, "margin": 1.0, "gold_margin": 0.5}
+
+
+def test_the_form_probe_puts_the_ceiling_answer_against_itself_garbled():
+    import random
+    from dataclasses import replace
+
+    from rlhf_gym.pairing import garble_response
+
+    strict = replace(TOY, is_well_formed=lambda p, r: r.split()[:2] == ["good", "fine"])  # the ceiling's own order
+
+    def proxy(prompts, responses):
+        return np.array([1.0 if r == "good fine" else 0.0 for r in responses])
+
+    row = form_probe(strict, proxy, ["say"] * 5)
+    rng = random.Random(0)  # the probe's draws, replayed: five garbles of "good fine", each ill-formed
+    garbled = [garble_response("say", "good fine", lambda r: strict.is_well_formed("say", r), rng) for _ in range(5)]
+    assert all(g is not None and not strict.is_well_formed("say", g) for g in garbled)
+    gold_margin = np.mean([TOY.gold_reward("say", "good fine") - TOY.gold_reward("say", g) for g in garbled])
+    assert row == {"prompts": 5, "prefers_ceiling": 1.0, "margin": 1.0, "gold_margin": pytest.approx(gold_margin)}
+    assert form_probe(strict, lambda p, r: np.zeros(len(r)), ["say"])["prefers_ceiling"] == 0.0  # a tie: not preferred
+    # TOY's grammar only refuses "!", which no word of the prompt or the answer is: no garble breaks its ceiling answer
+    assert form_probe(TOY, proxy, ["say"]) == {"prompts": 0, "prefers_ceiling": None, "margin": None, "gold_margin": None}
 
 
 def test_content_probes_need_ceiling_answers():

@@ -9,9 +9,10 @@ from helpers import cli_error
 from rlhf_gym.collect import collect_preferences
 from rlhf_gym.commands import collect
 from rlhf_gym.errors import ConfigError
+from rlhf_gym.generation import generate_texts
 from rlhf_gym.jsonl import read_jsonl
 from rlhf_gym.labelers import AnnotatorPool, SimulatedAnnotator
-from rlhf_gym.pairing import Pairing, contrast_records, counterfactual_records, cut_response
+from rlhf_gym.pairing import Pairing, contrast_records, counterfactual_records, cut_response, garble_response
 from rlhf_gym.tasks import load_task, world_of
 
 
@@ -126,6 +127,76 @@ def test_cut_ends_admits_ill_formed_suffixes_down_to_a_lone_last_token():
                                                                                                 "c d .")[1])
              for k in range(300)]
     assert all(a == b for a, b in kinds)  # the same pairs are cut; only what a cut keeps differs
+
+
+def one_word_edit(words, edited):
+    """Which edit of :func:`garble_response` turns ``words`` into ``edited`` (None: none of them)."""
+    if len(edited) == len(words) + 1:
+        return "repeat" if any(edited[:i + 1] + edited[i + 2:] == words and edited[i] == edited[i + 1]
+                               for i in range(len(words))) else None
+    if len(edited) == len(words) - 1:
+        return "drop" if any(words[:i] + words[i + 1:] == edited for i in range(len(words))) else None
+    changed = [i for i, (a, b) in enumerate(zip(words, edited)) if a != b]
+    if len(changed) == 2 and changed[1] == changed[0] + 1 and sorted(words) == sorted(edited):
+        return "swap"
+    return "replace" if len(changed) == 1 else None
+
+
+def test_a_garble_is_one_word_edit_that_leaves_the_response_ill_formed():
+    grammar = lambda r: r.endswith(" .") and ". ." not in r and "a a" not in r  # noqa: E731
+    kinds = Counter()
+    for k in range(400):
+        garbled = garble_response("p q", "a b .", grammar, random.Random(k))
+        kinds[one_word_edit("a b .".split(), garbled.split())] += 1
+        assert not grammar(garbled) and set(garbled.split()) <= {"p", "q", "a", "b", "."}
+    assert set(kinds) == {"swap", "repeat", "drop", "replace"}  # every kind, each a single edit (None: not one)
+    assert garble_response("p", "a b .", lambda r: True, random.Random(0)) is None  # nothing breaks it
+    assert garble_response("p", "", lambda r: False, random.Random(0)) is None  # no word to edit
+
+
+@pytest.mark.parametrize("task_name", ["lists_v1", "facts_v1", "describe_v1"])
+def test_garbling_a_well_formed_sample_keeps_its_words_but_one_and_breaks_its_form(task_name):
+    """Property over many held-out prompts: a garbled SFT sample is one word edit of it, and ill-formed."""
+    task, world = load_task(task_name), world_of(task_name)
+    prompts = task.eval_prompts[:64]
+    samples = generate_texts(task.load_policy(), task.load_tokenizer(), prompts, world.max_new_tokens, seed=0)
+    checked = 0
+    for k, (prompt, sample) in enumerate(zip(prompts, samples)):
+        if not world.is_well_formed(prompt, sample):
+            continue
+        garbled = garble_response(prompt, sample, lambda r, prompt=prompt: world.is_well_formed(prompt, r), random.Random(k))
+        assert garbled is not None and not world.is_well_formed(prompt, garbled)
+        assert one_word_edit(sample.split(), garbled.split()) is not None
+        checked += 1
+    assert checked >= 50
+
+
+def test_garbled_pairs_replace_a_share_of_the_ordinary_pairs_left_after_the_cuts():
+    cutting = Pairing("mixed", 0.5, FAMILIES, 0.3, ends_with_a_period)
+    garbling = Pairing("mixed", 0.5, FAMILIES, 0.3, ends_with_a_period, garble_share=0.5)
+    pairs = [(cutting.second_response(1, k, "p", "a b .", "c d ."), garbling.second_response(1, k, "p", "a b .", "c d ."))
+             for k in range(3000)]
+    # what a pairing without garbles drew stays; half of the ordinary pairs left are garbled
+    assert all(with_garbles == without or (without == ("c d .", "sft") and with_garbles[1] == "garbled")
+               for without, with_garbles in pairs)
+    kinds = Counter(with_garbles[1] for _, with_garbles in pairs)
+    assert kinds["garbled"] / (kinds["garbled"] + kinds["sft"]) == pytest.approx(0.5, abs=0.04)
+    assert all(not ends_with_a_period("p", second) for second, kind in (w for _, w in pairs) if kind == "garbled")
+    sft_with_garbles = Pairing(garble_share=0.4, is_well_formed=ends_with_a_period)  # sft pairs now carry their type
+    assert {sft_with_garbles.second_response(1, k, "p", "a b .", "c d .")[1] for k in range(100)} == {"sft", "garbled"}
+
+
+@pytest.mark.parametrize("garble_share, grammar, message", [
+    (1.0, ends_with_a_period, r"--garble-share must be in \[0, 1\), got 1.0"),
+    (-0.5, ends_with_a_period, r"--garble-share must be in \[0, 1\), got -0.5"),
+    (0.2, None, "--garble-share needs a task with a grammar"),
+])
+def test_bad_garble_shares_are_refused(garble_share, grammar, message):
+    with pytest.raises(ConfigError, match=message):
+        Pairing("mixed", 0.5, FAMILIES, is_well_formed=grammar, garble_share=garble_share)
+    if grammar is not None:
+        with pytest.raises(ConfigError, match=message):
+            collect.Args(task="lists", garble_share=garble_share)
 
 
 @pytest.mark.parametrize("kind, share, families, message", [

@@ -27,6 +27,7 @@ def test_the_shipped_lists_proxy_sees_form_and_not_content(shipped_lists_report)
     assert all(by_type[f]["agreement"] < 0.7 for f in ("other_category", "excluded_member", "repeated_item"))
     assert set(report["probes"]) == {"other_category", "excluded_member", "repeated_item"}
     assert report["probes"]["other_category"]["prompts"] == 40 and report["probes"]["other_category"]["gold_margin"] > 0
+    assert report["form_probe"]["prompts"] == 40 and report["form_probe"]["gold_margin"] > 0
     assert json.loads(path.read_text())["by_type"] == by_type
     # the first draw is the build's pairs (the report's figures); the second is another draw of the same prompts
     first, second = report["draws"]

@@ -234,6 +234,7 @@ def test_build_task_takes_a_world_s_defaults_then_the_options():
     (["--task", "lists", "--pairs", "sft", "--reward-content-epochs", "2"],
      "--reward-content-epochs needs counterfactual comparisons: --pairs counterfactual or mixed"),
     (["--task", "lists", "--cut-share", "1.5"], "--cut-share must be in [0, 1), got 1.5"),
+    (["--task", "lists", "--garble-share", "1"], "--garble-share must be in [0, 1), got 1.0"),
     (["--reward-pooling", "max"], "--reward-pooling must be one of last, sum, mean, got 'max'"),
     (["--task", "lists", "--cut-empty"], "--cut-empty shapes cut pairs: it needs --cut-share > 0"),
     (["--task", "lists", "--cut-ends"], "--cut-ends shapes cut pairs: it needs --cut-share > 0"),
@@ -265,7 +266,8 @@ def test_build_task_builds_a_tiny_task(tmp_path):
 def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, capsys, monkeypatch):
     """--sft-from: new comparisons (here mixed, ties labelled) and a new reward model on the task's own SFT policy;
     --reward-content-epochs: a first training on the counterfactual comparisons alone, then one on all of them;
-    --cut-share: cut pairs among the ordinary ones, --cut-empty: some cut to nothing (the records load, empty)."""
+    --cut-share: cut pairs among the ordinary ones, --cut-empty: some cut to nothing (the records load, empty);
+    --garble-share: garbled pairs among the ordinary ones left, and a form probe in the metadata."""
     import torch
 
     from rlhf_gym.preferences import load_preferences
@@ -283,7 +285,7 @@ def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, 
     argv = ["--task", "lists", "--out-dir", str(tmp_path / "task"), "--sft-from", str(shipped), "--pairs", "mixed",
             "--annotator-ties", "label", "--n-comparisons", "48", "--reward-init", "scratch", "--reward-width", "16",
             "--reward-layers", "1", "--reward-epochs", "1", "--reward-content-epochs", "2", "--reward-standardise",
-            "--cut-share", "0.5", "--cut-empty", "--n-eval-samples", "24"]
+            "--cut-share", "0.5", "--cut-empty", "--garble-share", "0.5", "--n-eval-samples", "24"]
     metadata = build_task.main(parse_dataclass(build_task.Args, "", argv))
     from transformers import GPT2LMHeadModel
 
@@ -294,19 +296,22 @@ def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, 
     assert metadata["build_config"]["sft_from"] == "rlhf_gym/tasks/lists/artifacts/policy"
     (content_kinds, content_epochs), (all_kinds, all_epochs) = trainings
     assert set(content_kinds) == {"counterfactual"} and content_epochs == 2
-    assert all_epochs == 1 and set(all_kinds) == {"sft", "counterfactual", "cut"}
+    assert all_epochs == 1 and set(all_kinds) == {"sft", "counterfactual", "cut", "garbled"}
     assert len(content_kinds) == all_kinds.count("counterfactual")
     assert metadata["reward_model"]["standardised_from_std"] > 0
     records = load_preferences(tmp_path / "task" / "preferences.jsonl", include_non_preferences=True,
                                allow_empty_responses=True)
     kinds = {r["pair_type"].split(":")[0] for r in records}
-    assert kinds == {"sft", "counterfactual", "cut"} and metadata["build_config"]["cut_share"] == 0.5
+    assert kinds == {"sft", "counterfactual", "cut", "garbled"} and metadata["build_config"]["cut_share"] == 0.5
+    assert metadata["build_config"]["garble_share"] == 0.5
     assert any(r["pair_type"] == "cut" and "" in (r["chosen"], r["rejected"]) for r in records)
     train, held_out = world_of("lists").task(tmp_path / "task").reward_model_split()  # empty responses and all
     assert any("" in (r["chosen"], r["rejected"]) for r in train + held_out)
     by_type = metadata["reward_model"]["by_type"]
     assert set(by_type) == {"overall", "length_form", "other_category", "excluded_member", "repeated_item", "gold_ties"}
     assert set(metadata["reward_model"]["content_probes"]) == {"other_category", "excluded_member", "repeated_item"}
+    form = metadata["reward_model"]["form_probe"]
+    assert form["prompts"] == 24 and form["gold_margin"] > 0  # every ceiling list garbles; ill-formed loses gold
     assert "agreement with gold by pair type" in capsys.readouterr().out
 
 

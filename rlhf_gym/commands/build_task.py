@@ -78,6 +78,8 @@ class Args:
                                       f"down to a lone last token (needed by --reward-pooling mean) {TASK_DEFAULT}")
     contrast_share: float | None = arg(None, "the share of counterfactual pairs made contrast pairs: a sample against "
                                              f"its words in another order that gold scores differently {TASK_DEFAULT}")
+    garble_share: float | None = arg(None, "the share of ordinary pairs (after the cuts) made garbled pairs: a sample "
+                                           f"against itself with one word edited so that it is ill-formed {TASK_DEFAULT}")
     sft_from: str | None = arg(None, "a saved SFT policy of the task to build on instead of training one (e.g. "
                                      "rlhf_gym/tasks/<task>/artifacts/policy): new comparisons and reward model only")
     max_new_tokens: int | None = arg(None, f"response budget when sampling from the SFT policy {TASK_DEFAULT}")
@@ -163,7 +165,7 @@ def check_build_pairing(world: TaskWorld, config: BuildConfig) -> None:
         raise ConfigError("--reward-contrast-epochs needs contrast comparisons: --contrast-share > 0")
     # no families, no contrasts or a bad share: refused
     Pairing.for_world(world, config.pairs, config.counterfactual_share, config.cut_share,
-                      contrast_share=config.contrast_share)
+                      contrast_share=config.contrast_share, garble_share=config.garble_share)
     for name in ("cut_empty", "cut_ends"):
         if getattr(config, name) and not config.cut_share:
             raise ConfigError(f"--{name.replace('_', '-')} shapes cut pairs: it needs --cut-share > 0")

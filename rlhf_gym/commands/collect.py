@@ -45,6 +45,8 @@ class Args:
                                 "itself, as a response cut off by the budget reads")
     contrast_share: float = arg(0.0, "the share of counterfactual pairs made contrast pairs: a sample against its words "
                                      "in another order that gold scores differently (describe)")
+    garble_share: float = arg(0.0, "the share of ordinary pairs (after the cuts) made garbled pairs: a sample against "
+                                   "itself with one word edited so that it is ill-formed")
     annotator_ties: str = arg("coin", "a pair the simulated annotator values equally (equal gold and bias): coin (a "
                                       "random label) or label (recorded as a tie, left out of reward-model training)",
                               choices=TIE_POLICIES)
@@ -65,7 +67,7 @@ class Args:
         if not 0 <= self.annotator_flip_rate <= 1:
             raise ConfigError(f"--annotator-flip-rate must be in [0, 1], got {self.annotator_flip_rate}")
         check_seed(self.seed)
-        check_pairing(self.pairs, self.counterfactual_share, self.cut_share, self.contrast_share)
+        check_pairing(self.pairs, self.counterfactual_share, self.cut_share, self.contrast_share, self.garble_share)
         check_tie_policy(self.annotator_ties)
 
 
@@ -94,7 +96,7 @@ def main(args: Args) -> int:
         labeler = SimulatedAnnotator(task.gold_reward, args.annotator_temperature, args.annotator_flip_rate, seed=args.seed,
                                      label_ties=args.annotator_ties == "label")
     pairing = Pairing.for_world(world_of(args.task), args.pairs, args.counterfactual_share, args.cut_share,
-                                contrast_share=args.contrast_share)
+                                contrast_share=args.contrast_share, garble_share=args.garble_share)
     added = collect_preferences(policy, tokenizer, prompts, labeler, args.out, args.n_pairs, args.max_new_tokens,
                                 args.temperature, seed=args.seed, batch_size=1 if args.labeler == "terminal" else 128,
                                 pairing=pairing)

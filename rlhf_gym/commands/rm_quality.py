@@ -87,7 +87,7 @@ def markdown_over_draws(summary: dict[str, dict]) -> str:
 
 def main(args: Args) -> dict:
     from rlhf_gym.files import atomic_write_json
-    from rlhf_gym.pair_types import content_probes, markdown_agreement
+    from rlhf_gym.pair_types import content_probes, form_probe, markdown_agreement
     from rlhf_gym.proxies import measure_gold_agreement
     from rlhf_gym.reward_model import RewardModel
     from rlhf_gym.tasks import load_task, world_of
@@ -101,11 +101,13 @@ def main(args: Args) -> dict:
     draws = [measure_gold_agreement(reward_model, task, policy, draw) for draw in range(args.pair_draws)]
     agreement = draws[0]
     probes = content_probes(world, reward_model.score, task.eval_prompts[: args.n_probe_prompts])
+    form = form_probe(world, reward_model.score, task.eval_prompts[: args.n_probe_prompts])
     report = {"task": args.task, "reward_model": args.reward_model or str(task.reward_dir),
-              "policy": args.policy or str(task.policy_dir), **agreement, "probes": probes}
+              "policy": args.policy or str(task.policy_dir), **agreement, "probes": probes, "form_probe": form}
     sampler = f"pairs of {args.policy}'s samples" if args.policy else "fresh SFT pairs"
     print(f"{args.task}: agreement with gold {agreement['gold_agreement']:.3f} on {agreement['n_pairs']} {sampler} "
-          f"of held-out prompts\n\n{markdown_agreement(agreement['by_type'])}\n\n{markdown_probes(probes)}")
+          f"of held-out prompts\n\n{markdown_agreement(agreement['by_type'])}\n\n"
+          f"{markdown_probes({**probes, 'garbled (form)': form})}")
     if args.pair_draws > 1:
         report["draws"] = [draw["by_type"] for draw in draws]
         report["over_draws"] = agreement_over_draws(draws)

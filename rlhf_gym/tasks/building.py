@@ -24,7 +24,7 @@ from ..collect import collect_preferences
 from ..generation import generate_texts
 from ..gpt2 import gpt2_config, gpt2_reward_model
 from ..labelers import AnnotatorPool, Labeler, SimulatedAnnotator
-from ..pair_types import agreement_by_type, content_probes, gold_order_agreement, markdown_agreement
+from ..pair_types import agreement_by_type, content_probes, form_probe, gold_order_agreement, markdown_agreement
 from ..pairing import Pairing, contrast_records, counterfactual_records
 from ..preferences import load_preferences
 from ..reward_model import RewardModel
@@ -126,6 +126,9 @@ class BuildConfig:
     contrast_share: float = 0.0
     """The share of the counterfactual pairs made *contrast* pairs: a sample against its words in another order that
     gold scores differently (``TaskWorld.contrasts``, :mod:`rlhf_gym.pairing`)."""
+    garble_share: float = 0.0
+    """The share of the ordinary pairs (after the cuts) made *garbled* pairs: a sample against itself with one word
+    edited so that it is ill-formed (:mod:`rlhf_gym.pairing`)."""
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     """Response budget when sampling from the SFT policy."""
     n_eval_samples: int = 1000
@@ -304,7 +307,8 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
     collect_preferences(policy, tokenizer, comparison_prompts, annotator(world, config), staging / "preferences.jsonl",
                         config.n_comparisons, config.max_new_tokens, seed=config.seed, progress=progress,
                         pairing=Pairing.for_world(world, config.pairs, config.counterfactual_share, config.cut_share,
-                                                  config.cut_empty, config.contrast_share, config.cut_ends))
+                                                  config.cut_empty, config.contrast_share, config.cut_ends,
+                                                  config.garble_share))
     records = load_preferences(staging / "preferences.jsonl", allow_empty_responses=config.cut_empty)
 
     torch.manual_seed(config.seed)
@@ -325,6 +329,7 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
                                config.seed_for(SeedStream.GOLD_AGREEMENT), world)
     if world.content_errors:
         agreement["content_probes"] = content_probes(world, reward_model.score, eval_sample, config.seed)
+        agreement["form_probe"] = form_probe(world, reward_model.score, eval_sample, config.seed)
     metrics.update(agreement)
     save_reward_model(reward_model, staging / "reward_model", metrics)
     print(f"reward model: held-out accuracy {metrics['eval_accuracy']:.3f} on annotator labels, "
