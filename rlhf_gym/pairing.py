@@ -96,11 +96,6 @@ def check_pairing(kind: str, counterfactual_share: float, cut_share: float = 0.0
         raise ConfigError("--contrast-share replaces counterfactual pairs: it needs --pairs counterfactual or mixed")
 
 
-def garbled_records(records: list[dict]) -> list[dict]:
-    """The records whose ``pair_type`` is ``garbled``: comparisons that differ in form only."""
-    return [r for r in records if r.get("pair_type") == GARBLED]
-
-
 def cut_response(response: str, is_well_formed: Callable[[str], bool], rng: random.Random, min_words: int = 1,
                  ends: bool = False) -> str | None:
     """An ill-formed proper prefix of ``response`` (whole words, at least ``min_words``: 0 admits the empty response),

@@ -12,8 +12,7 @@ from rlhf_gym.errors import ConfigError
 from rlhf_gym.generation import generate_texts
 from rlhf_gym.jsonl import read_jsonl
 from rlhf_gym.labelers import AnnotatorPool, SimulatedAnnotator
-from rlhf_gym.pairing import (Pairing, contrast_records, counterfactual_records, cut_response, garble_response,
-                              garbled_records)
+from rlhf_gym.pairing import Pairing, contrast_records, counterfactual_records, cut_response, garble_response
 from rlhf_gym.tasks import load_task, world_of
 
 
@@ -185,8 +184,6 @@ def test_garbled_pairs_replace_a_share_of_the_ordinary_pairs_left_after_the_cuts
     assert all(not ends_with_a_period("p", second) for second, kind in (w for _, w in pairs) if kind == "garbled")
     sft_with_garbles = Pairing(garble_share=0.4, is_well_formed=ends_with_a_period)  # sft pairs now carry their type
     assert {sft_with_garbles.second_response(1, k, "p", "a b .", "c d .")[1] for k in range(100)} == {"sft", "garbled"}
-    records = [{"pair_type": "garbled"}, {"pair_type": "cut"}, {}, {"pair_type": "counterfactual:garbled"}]
-    assert garbled_records(records) == [records[0]]
 
 
 @pytest.mark.parametrize("garble_share, grammar, message", [

@@ -25,7 +25,7 @@ from ..generation import generate_texts
 from ..gpt2 import gpt2_config, gpt2_reward_model
 from ..labelers import AnnotatorPool, Labeler, SimulatedAnnotator
 from ..pair_types import agreement_by_type, content_probes, form_probe, gold_order_agreement, markdown_agreement
-from ..pairing import Pairing, contrast_records, counterfactual_records, garbled_records
+from ..pairing import Pairing, contrast_records, counterfactual_records
 from ..preferences import load_preferences
 from ..reward_model import RewardModel
 from ..reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
@@ -92,9 +92,9 @@ class BuildConfig:
     """Divide the trained reward model's score head by the std of its scores on SFT samples of train prompts, so that
     they have std 1 there (:func:`standardise_reward_scale`)."""
     reward_content_epochs: int = 0
-    """Reward-model passes over the counterfactual (and contrast and garbled) comparisons alone, before the
-    ``reward_epochs`` passes over all of them: content (and form) first, so that the length the ordinary pairs also
-    teach does not become the model's first and only feature (0: none)."""
+    """Reward-model passes over the counterfactual (and contrast) comparisons alone, before the ``reward_epochs``
+    passes over all of them: content first, so that the length the ordinary pairs also teach does not become the
+    model's first and only feature (0: none)."""
     reward_contrast_epochs: int = 0
     """Reward-model passes over the contrast comparisons alone, before the content passes: a rule that only the order
     of the words shows (describe's negation against the prompt's ``but not``) learnt first, on the comparisons that
@@ -318,8 +318,7 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
         train_reward_model(reward_model, contrasts,
                            RewardTrainingConfig(epochs=config.reward_contrast_epochs, seed=config.seed), progress=progress)
     if config.reward_content_epochs:
-        # every comparison that differs in one property: content (a family's error, a contrast) or form (a garble)
-        train_reward_model(reward_model, counterfactual_records(records) + contrasts + garbled_records(records),
+        train_reward_model(reward_model, counterfactual_records(records) + contrasts,
                            RewardTrainingConfig(epochs=config.reward_content_epochs, seed=config.seed), progress=progress)
     metrics = train_reward_model(reward_model, records, RewardTrainingConfig(epochs=config.reward_epochs, seed=config.seed),
                                  progress=progress)
