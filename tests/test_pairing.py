@@ -86,15 +86,23 @@ def test_a_cut_is_an_ill_formed_proper_prefix_chosen_uniformly():
     assert cut_response("a b c", lambda r: True, random.Random(0)) is None  # every prefix well-formed
 
 
+def side_by_side(before: Pairing, after: Pairing) -> list[tuple]:
+    """Each of 3,000 pair ids' second response under both pairings (seed 1; first ``a b .``, sampled ``c d .``)."""
+    return [(before.second_response(1, k, "p", "a b .", "c d ."), after.second_response(1, k, "p", "a b .", "c d ."))
+            for k in range(3000)]
+
+
+def share_made(pairs: list[tuple], kind: str) -> float:
+    """Checks that the second pairing drew what the first drew but for ordinary pairs it made ``kind`` pairs; returns
+    the share of the ordinary pairs it made so."""
+    assert all(after == before or (before == ("c d .", "sft") and after[1] == kind) for before, after in pairs)
+    kinds = Counter(after[1] for _, after in pairs)
+    return kinds[kind] / (kinds[kind] + kinds["sft"])
+
+
 def test_cut_pairs_replace_a_share_of_the_ordinary_pairs_and_nothing_else():
-    plain, cutting = Pairing("mixed", 0.5, FAMILIES), Pairing("mixed", 0.5, FAMILIES, 0.4, ends_with_a_period)
-    pairs = [(plain.second_response(1, k, "p", "a b .", "c d ."), cutting.second_response(1, k, "p", "a b .", "c d ."))
-             for k in range(3000)]
-    # a pairing with cuts draws what one without them drew, then cuts 40 % of the ordinary pairs
-    assert all(with_cuts == without or (without == ("c d .", "sft") and with_cuts[1] == "cut")
-               for without, with_cuts in pairs)
-    kinds = Counter(with_cuts[1] for _, with_cuts in pairs)
-    assert kinds["cut"] / (kinds["cut"] + kinds["sft"]) == pytest.approx(0.4, abs=0.04)
+    pairs = side_by_side(Pairing("mixed", 0.5, FAMILIES), Pairing("mixed", 0.5, FAMILIES, 0.4, ends_with_a_period))
+    assert share_made(pairs, "cut") == pytest.approx(0.4, abs=0.04)  # 40 % of the ordinary pairs cut, nothing else
     assert {with_cuts[0] for _, with_cuts in pairs if with_cuts[1] == "cut"} == {"a", "a b"}
     sft_with_cuts = Pairing(cut_share=0.4, is_well_formed=ends_with_a_period)  # sft pairs now carry their type
     assert {sft_with_cuts.second_response(1, k, "p", "a b .", "c d .")[1] for k in range(100)} == {"sft", "cut"}
@@ -172,15 +180,9 @@ def test_garbling_a_well_formed_sample_keeps_its_words_but_one_and_breaks_its_fo
 
 
 def test_garbled_pairs_replace_a_share_of_the_ordinary_pairs_left_after_the_cuts():
-    cutting = Pairing("mixed", 0.5, FAMILIES, 0.3, ends_with_a_period)
-    garbling = Pairing("mixed", 0.5, FAMILIES, 0.3, ends_with_a_period, garble_share=0.5)
-    pairs = [(cutting.second_response(1, k, "p", "a b .", "c d ."), garbling.second_response(1, k, "p", "a b .", "c d ."))
-             for k in range(3000)]
-    # what a pairing without garbles drew stays; half of the ordinary pairs left are garbled
-    assert all(with_garbles == without or (without == ("c d .", "sft") and with_garbles[1] == "garbled")
-               for without, with_garbles in pairs)
-    kinds = Counter(with_garbles[1] for _, with_garbles in pairs)
-    assert kinds["garbled"] / (kinds["garbled"] + kinds["sft"]) == pytest.approx(0.5, abs=0.04)
+    pairs = side_by_side(Pairing("mixed", 0.5, FAMILIES, 0.3, ends_with_a_period),
+                         Pairing("mixed", 0.5, FAMILIES, 0.3, ends_with_a_period, garble_share=0.5))
+    assert share_made(pairs, "garbled") == pytest.approx(0.5, abs=0.04)  # half of the ordinary pairs left garbled
     assert all(not ends_with_a_period("p", second) for second, kind in (w for _, w in pairs) if kind == "garbled")
     sft_with_garbles = Pairing(garble_share=0.4, is_well_formed=ends_with_a_period)  # sft pairs now carry their type
     assert {sft_with_garbles.second_response(1, k, "p", "a b .", "c d .")[1] for k in range(100)} == {"sft", "garbled"}
