@@ -106,16 +106,21 @@ def content_probes(world: TaskWorld, score: Scorer, prompts: Sequence[str], seed
     for family in world.content_errors:
         rng = random.Random(seed)
         cases = [(p, *pair) for p in prompts if (pair := ceiling_edit(world, family, p, rng)) is not None]
-        if not cases:
-            table[family] = {"prompts": 0, "prefers_ceiling": None, "margin": None, "gold_margin": None}
-            continue
-        chosen_prompts = [p for p, _, _ in cases]
-        margin = (np.asarray(score(chosen_prompts, [c for _, c, _ in cases]), dtype=float)
-                  - np.asarray(score(chosen_prompts, [e for _, _, e in cases]), dtype=float))
-        gold = [world.gold_reward(p, c) - world.gold_reward(p, e) for p, c, e in cases]
-        table[family] = {"prompts": len(cases), "prefers_ceiling": float(np.mean(margin > 0)),
-                         "margin": float(margin.mean()), "gold_margin": float(np.mean(gold))}
+        table[family] = _probe_row(world, score, cases)
     return table
+
+
+def _probe_row(world: TaskWorld, score: Scorer, cases: list[tuple[str, str, str]]) -> dict:
+    """A probe table's row of ``(prompt, ceiling, edited)`` cases: ``{"prompts", "prefers_ceiling", "margin",
+    "gold_margin"}`` (None figures without a case)."""
+    if not cases:
+        return {"prompts": 0, "prefers_ceiling": None, "margin": None, "gold_margin": None}
+    chosen_prompts = [p for p, _, _ in cases]
+    margin = (np.asarray(score(chosen_prompts, [c for _, c, _ in cases]), dtype=float)
+              - np.asarray(score(chosen_prompts, [e for _, _, e in cases]), dtype=float))
+    gold = [world.gold_reward(p, c) - world.gold_reward(p, e) for p, c, e in cases]
+    return {"prompts": len(cases), "prefers_ceiling": float(np.mean(margin > 0)), "margin": float(margin.mean()),
+            "gold_margin": float(np.mean(gold))}
 
 
 def form_probe(world: TaskWorld, score: Scorer, prompts: Sequence[str], seed: int = 0) -> dict:
@@ -137,14 +142,7 @@ def form_probe(world: TaskWorld, score: Scorer, prompts: Sequence[str], seed: in
                                   rng)
         if garbled is not None:
             cases.append((prompt, ceiling, garbled))
-    if not cases:
-        return {"prompts": 0, "prefers_ceiling": None, "margin": None, "gold_margin": None}
-    chosen_prompts = [p for p, _, _ in cases]
-    margin = (np.asarray(score(chosen_prompts, [c for _, c, _ in cases]), dtype=float)
-              - np.asarray(score(chosen_prompts, [g for _, _, g in cases]), dtype=float))
-    gold = [world.gold_reward(p, c) - world.gold_reward(p, g) for p, c, g in cases]
-    return {"prompts": len(cases), "prefers_ceiling": float(np.mean(margin > 0)), "margin": float(margin.mean()),
-            "gold_margin": float(np.mean(gold))}
+    return _probe_row(world, score, cases)
 
 
 def markdown_agreement(table: dict[str, dict]) -> str:
