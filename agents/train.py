@@ -46,6 +46,7 @@ from rlhf_gym.errors import ConfigError, DataError, MissingFileError
 from rlhf_gym.files import atomic_write_json, create_run_directory, read_json
 from rlhf_gym.jsonl import append_jsonl, read_jsonl
 from rlhf_gym.metrics import format_number
+from rlhf_gym.provenance import machine
 
 from .experiment import (ALGORITHM_OPTIONS, DEFAULT_TOTAL_RESPONSES, TrainConfig, build_env_and_agent, env_settings,
                          held_out_evaluator)
@@ -312,7 +313,7 @@ def main(args: Args) -> Path:
 
     after = evaluate(model.trained_lm)
     summary = report(before, after, console)
-    summary.update(seconds=round(time.time() - started, 1), device=str(model.device), **counters)
+    summary.update(seconds=round(time.time() - started, 1), device=str(model.device), machine=machine(), **counters)
     atomic_write_json(run_dir / "summary.json", summary)
     done = ", ".join(f"{counters[k]} {k}" for k in ("iterations", "responses", "steps", "comparisons") if k in counters)
     console.print(f"done in {summary['seconds']:.0f} s, {args.algo}: {done}; agent.zip, policy/, summary.json in {run_dir}")

@@ -56,6 +56,7 @@ from rlhf_gym.registration import suite_env_ids, task_of
 from rlhf_gym.statistics import Interval, letter_groups, mean_and_half_width, plus_half_width, separated_chain
 from rlhf_gym.tasks import load_task
 from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
+from rlhf_gym.provenance import machine, machines_summary
 
 BEST_OF_N = (4, 16, 64)
 TRL_METHODS = ("trl_dpo", "trl_rloo", "trl_grpo", "trl_online_dpo", "trl_kto", "trl_simpo")
@@ -192,7 +193,8 @@ def run_method(method: str, seed: int, args: Args) -> dict[str, dict]:
     records = method_records(method, seed, args)
     task = load_task(task_of(args.env_id))
     prompts = task.eval_prompts[: n_prompts(args)]
-    return {name: {**record, "normalised_score": task.normalised_score(prompts, record["gold_reward"])}
+    made_on = machine()  # here, in the worker: its thread count is the run's
+    return {name: {**record, "normalised_score": task.normalised_score(prompts, record["gold_reward"]), "machine": made_on}
             for name, record in records.items()}
 
 
@@ -443,7 +445,8 @@ def env_leaderboard(args: Args, records: list[dict]) -> list[dict]:
     table = markdown_table(rows, args.kl_budget)
     separated = separated_methods(rows)
     atomic_write_text(out_dir / "leaderboard.md", f"Leaderboard on {args.env_id} ({seeds_phrase(args)}; `rlhf-gym "
-                                                  f"leaderboard`, arguments: {asdict(args)})\n\n{table}\n"
+                                                  f"leaderboard`, arguments: {asdict(args)}; records "
+                                                  f"{machines_summary(records)})\n\n{table}\n"
                                                   f"{significance_summary(rows, separated)}\n"
                                                   f"Gold reward (KL) per seed:\n\n{per_seed(records)}")
     atomic_write_json(out_dir / "leaderboard.json", {"rows": rows, "separated": separated,

@@ -38,6 +38,7 @@ from rlhf_gym.errors import ConfigError
 from rlhf_gym.files import atomic_write_json, atomic_write_text, read_json
 from rlhf_gym.jsonl import write_jsonl
 from rlhf_gym.kl import KL_ESTIMATORS
+from rlhf_gym.provenance import machine, machines_summary
 from rlhf_gym.proxy_spec import parse_ints
 from rlhf_gym.registration import task_of
 from rlhf_gym.tasks import load_task
@@ -208,7 +209,7 @@ def train_setting(args: Args, method: str, setting: dict[str, Any], seed: int) -
     result = evaluate.main(evaluate.Args(agent=str(run_dir / "policy"), env_id=args.env_id, split="validation",
                                          n_eval_prompts=args.n_eval_prompts, seed=seed, kl_budget=args.kl_budget))
     return {"method": method, "setting": setting, "seed": seed, "validation": result["metrics"], "run_dir": str(run_dir),
-            "config": args.run_config(), "seconds": round(time.time() - started, 1)}
+            "config": args.run_config(), "seconds": round(time.time() - started, 1), "machine": machine()}
 
 
 def jobs(args: Args) -> list[Job]:
@@ -279,7 +280,8 @@ def main(args: Args) -> dict:
     atomic_write_json(Path(args.out_dir) / "tuning.json", result)
     table = markdown_table(methods, args.kl_budget)
     atomic_write_text(Path(args.out_dir) / "tuning.md",
-                      f"# Tuning on {args.env_id}'s validation split (seeds {args.seeds})\n\n{table}")
+                      f"# Tuning on {args.env_id}'s validation split (seeds {args.seeds}; records "
+                      f"{machines_summary(records)})\n\n{table}")
     print(table)
     print(f"done in {time.time() - started:.0f} s: tuning.json, tuning.md in {args.out_dir}")
     return result

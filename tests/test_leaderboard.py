@@ -111,6 +111,19 @@ def test_the_written_leaderboard_counts_its_seeds(tmp_path):
         assert rows[0]["seeds"] == len(args.seed_list)
         header = (tmp_path / seeds / "leaderboard.md").read_text().splitlines()[0]
         assert header.startswith(f"Leaderboard on RLHF-v0 {phrase}"), header
+        plural = "s" if len(records) > 1 else ""
+        assert header.endswith(f"records made on a machine not recorded ({len(records)} record{plural}))"), header
+
+
+def test_a_record_names_the_machine_and_the_leaderboard_says_it(tmp_path, monkeypatch):
+    args = leaderboard.Args(methods="sft", seeds="0,1", out_dir=str(tmp_path))
+    monkeypatch.setattr(leaderboard, "method_records", lambda method, seed, a: {method: record(method, seed, 0.1, 0.0)})
+    records = [leaderboard.run_method("sft", seed, args)["sft"] for seed in args.seed_list]
+    assert records[0]["machine"] == leaderboard.machine()
+    leaderboard.env_leaderboard(args, [{**r, "method": "sft", "seed": s} for s, r in enumerate(records)])
+    header = (tmp_path / "leaderboard.md").read_text().splitlines()[0]
+    assert f"records made on {leaderboard.machines_summary(records).removeprefix('made on ')})" in header
+    assert "(2 records)" in header and "several machines" not in header
 
 
 def test_bad_arguments():

@@ -261,6 +261,8 @@ def test_build_task_builds_a_tiny_task(tmp_path):
     assert metadata["build_config"]["n_comparisons"] == 32 and not (tmp_path / "task.building").exists()
     assert metadata["build_config"]["reward_pooling"] == "sum"
     assert RewardModel.from_pretrained(tmp_path / "task" / "reward_model").pooling == "sum"
+    assert metadata["machine"]["torch_threads"] == torch.get_num_threads() and metadata["machine"]["cpu"]
+    assert metadata["versions"]["torch"] == torch.__version__
 
 
 def test_build_task_on_a_shipped_sft_policy_with_counterfactual_pairs(tmp_path, capsys, monkeypatch):

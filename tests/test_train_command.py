@@ -46,6 +46,7 @@ def test_a_run_counts_its_budget_in_responses_and_writes_its_outputs(finished_ru
     summary = json.loads((finished_run / "summary.json").read_text())
     assert (summary["iterations"], summary["responses"]) == (3, 24)  # ceil(24 / 8) iterations, exactly
     assert {"proxy_reward", "gold_reward", "kl", "response_length"} <= set(summary["after"])
+    assert summary["machine"]["torch_threads"] == torch.get_num_threads()  # where the run was made (rlhf_gym.provenance)
     assert curve_iterations(finished_run) == [1, 2, 3]
     # checkpoints counted in responses, between an update and the next rollout: after iterations 1, 2 and 3 (the end)
     assert sorted(p.name for p in (finished_run / "checkpoints").iterdir()) == [

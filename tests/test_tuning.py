@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from rlhf_gym import provenance
 from rlhf_gym.agents import evaluate, train
 from rlhf_gym.cli import parse_dataclass
 from rlhf_gym.errors import ConfigError
@@ -86,7 +87,9 @@ def test_quick_tuning_scores_every_setting_on_the_validation_split_and_chooses_o
     assert (run_args["dpo_beta"], run_args["seed"], run_args["prompts"]) == (0.5, 100, record_prompts(args))
     assert tuning.chosen_settings(tuning.Path(args.out_dir) / "tuning.json") == {m["method"]: m["chosen"]
                                                                                 for m in result["methods"]}
-    assert "| online_dpo | dpo_beta 0.5 |" in (tuning.Path(args.out_dir) / "tuning.md").read_text()
+    written = (tuning.Path(args.out_dir) / "tuning.md").read_text()
+    assert "| online_dpo | dpo_beta 0.5 |" in written
+    assert f"records made on {provenance.machine_text(record['machine'])}" in written
 
 
 def test_a_named_setting_reaches_the_run_and_the_table(quick):
@@ -94,6 +97,7 @@ def test_a_named_setting_reaches_the_run_and_the_table(quick):
     record = tuning.train_setting(args, "ppo", {"kl_placement": "per_token"}, 100)
     run_args = json.loads((tuning.Path(record["run_dir"]) / "args.json").read_text())
     assert (run_args["algo"], run_args["kl_placement"]) == ("ppo", "per_token")
+    assert record["machine"]["torch_threads"] == provenance.machine()["torch_threads"]  # the run's own process: this one
     rows = [{"setting": {"kl_placement": placement}, "gold_reward": 0.1, "kl": 1.0, "well_formed": 1.0}
             for placement in ("terminal", "per_token")]
     table = tuning.markdown_table([{"method": "ppo", "rows": rows, "chosen": rows[1]["setting"]}], 10.0)

@@ -14,7 +14,6 @@ The result is bit-identical for the same seeds, torch version and ``--threads``.
 
 from __future__ import annotations
 
-import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -53,10 +52,10 @@ class Args:
 
 
 def main(args: Args) -> dict:
-    # torch and transformers only once the command runs: --help stays fast
+    # torch only once the command runs: --help stays fast
     import torch
-    import transformers
 
+    from rlhf_gym.provenance import machine, versions
     from rlhf_gym.proxies import (measure_gold_agreement, shipped_comparisons, standardisation, standardisation_samples,
                                   train_proxy)
     from rlhf_gym.reward_model import RewardModel
@@ -102,8 +101,8 @@ def main(args: Args) -> dict:
         "standardisation": f"mean and std of each member on {args.n_norm_samples} SFT samples (train prompts)",
         "args": {k: v for k, v in asdict(args).items() if k != "out_dir"},
         "data_sha256": data_hash(records),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__},
+        "versions": versions(),
+        "machine": machine(),
         "build_seconds": round(time.time() - started, 1),
     }
     atomic_write_json(staging / "ensemble.json", metadata)

@@ -7,7 +7,6 @@ labelled by a noisy simulated annotator (or a pool of biased ones) -> Bradley–
 
 from __future__ import annotations
 
-import platform
 import random
 import shutil
 import time
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 from transformers import GPT2LMHeadModel
 
 from ..collect import collect_preferences
@@ -27,6 +25,7 @@ from ..labelers import AnnotatorPool, Labeler, SimulatedAnnotator
 from ..pair_types import agreement_by_type, content_probes, form_probe, gold_order_agreement, markdown_agreement
 from ..pairing import Pairing, contrast_records, counterfactual_records
 from ..preferences import load_preferences
+from ..provenance import machine, versions
 from ..reward_model import RewardModel
 from ..reward_training import REWARD_EPOCHS, RewardTrainingConfig, save_reward_model, train_reward_model
 from ..sft import SFTResult, final_loss, train_sft
@@ -341,8 +340,8 @@ def build(world: TaskWorld, out_dir: str | Path, config: BuildConfig, progress: 
     metadata = {
         "task": world.name,
         "build_config": recorded_config(config),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__},
+        "versions": versions(),
+        "machine": machine(),
         "sft": {**sft_figures, "final_loss": sft_loss, "parameters": policy.num_parameters()},
         "reward_model": {"eval_accuracy": metrics["eval_accuracy"], **agreement,
                          "standardised_from_std": metrics.get("standardised_from_std"),
