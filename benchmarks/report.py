@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import platform
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,9 @@ from typing import Any
 import numpy as np
 import stable_baselines3
 import torch
-import transformers
 
 from rlhf_gym.files import atomic_write_json, atomic_write_text
+from rlhf_gym import provenance
 
 from .workloads import WORKLOADS, Workload
 
@@ -91,18 +90,12 @@ def megabytes(value: float | None) -> str:
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").exists():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-                "stable_baselines3": stable_baselines3.__version__}
+    versions = {**provenance.versions(), "stable_baselines3": stable_baselines3.__version__}
     if importlib.util.find_spec("trl"):
         from importlib.metadata import version
 
         versions["trl"] = version("trl")
-    return {"cpu": cpu, "cpu_cores": os.cpu_count(), "device": str(device),
+    return {"cpu": provenance.cpu_name(), "cpu_cores": os.cpu_count(), "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "versions": versions}
 
 
